@@ -1,0 +1,1 @@
+"""Approval requests and decisions (quorum, separation of duties, escalation) arrive with the action flow."""

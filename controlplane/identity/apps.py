@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class IdentityConfig(AppConfig):
+    name = "controlplane.identity"
+    label = "identity"
+    verbose_name = "Identity"
+
+    def ready(self) -> None:
+        from controlplane.identity import signals  # noqa: F401  (sign-in events -> ledger)

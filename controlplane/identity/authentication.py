@@ -1,0 +1,50 @@
+"""DRF authentication: `Authorization: Bearer <token>` for integrations, the session for the console.
+
+Both resolve to a `Principal`; `request.auth` carries the token (or None for a session).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.request import Request
+
+from controlplane.errors import ControlPlaneError
+from controlplane.identity import services
+from controlplane.identity.models import ApiToken, Principal
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Principal, ApiToken] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, secret = header.partition(" ")
+        if scheme != self.keyword:
+            return None
+        source = services.client_source(request.META)
+        services.auth_throttle_check(source=source)
+        token = services.token_authenticate(secret=secret.strip()) if secret.strip() else None
+        if token is None:
+            services.auth_failure_record(source=source, method="token")
+            raise ControlPlaneError("AUTH_INVALID_TOKEN")
+        return token.principal, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ConsoleSessionAuthentication(SessionAuthentication):
+    """The console's session, resolved to the user's principal (CSRF enforced by DRF)."""
+
+    def authenticate(self, request: Request) -> tuple[Principal, None] | None:
+        result: Any = super().authenticate(request)
+        if result is None:
+            return None
+        principal = services.principal_for_user(result[0])
+        if principal is None:
+            raise ControlPlaneError("AUTH_NO_PRINCIPAL")
+        return principal, None

@@ -1,0 +1,23 @@
+"""The capability catalogue. A grant names one of these; a view declares which one it needs.
+
+Deny by default: a view that declares nothing is refused to everyone.
+"""
+
+from __future__ import annotations
+
+CAPABILITIES: dict[str, str] = {
+    "console.view": "Sign in to the operator console and see its pages.",
+    "ledger.read": "Read ledger events, checkpoints and verification results.",
+    "ledger.verify": "Run verification of the chain.",
+    "ledger.manage": "Make checkpoints, export bundles, manage ledger signing keys.",
+    "events.ingest": "Submit CloudEvents through POST /api/v1/events/.",
+    "identity.manage": "Create principals, grant and revoke capabilities, issue tokens.",
+    "producers.manage": "Register event producers and their signing keys.",
+    "approvals.decide": "Approve or reject approval requests.",
+    "policy.manage": "Edit and activate policy profiles.",
+    "system.read": "See readiness details (/readyz) and runtime settings.",
+}
+
+
+def is_known(capability: str) -> bool:
+    return capability in CAPABILITIES

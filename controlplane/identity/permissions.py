@@ -1,0 +1,40 @@
+"""Capability checks. Deny by default: a view must declare what it needs, or nobody gets in.
+
+A view declares `required_capability = "ledger.read"`, or `required_capabilities = {"list": ...,
+"create": ...}` keyed by DRF action (or HTTP method for plain APIViews).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from controlplane.errors import ControlPlaneError
+from controlplane.identity.models import Principal
+
+
+def required_capability_of(view: Any, request: Request) -> str | None:
+    per_action = getattr(view, "required_capabilities", None)
+    if per_action:
+        action = getattr(view, "action", None) or request.method.lower()
+        if action in per_action:
+            return per_action[action]
+    return getattr(view, "required_capability", None)
+
+
+class HasCapability(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        principal = request.user
+        if not isinstance(principal, Principal):
+            return False  # DRF answers 401 (with WWW-Authenticate) for an unauthenticated request
+        capability = required_capability_of(view, request)
+        if capability is None or not principal.has_capability(capability):
+            raise ControlPlaneError(
+                "CAPABILITY_MISSING",
+                f"{principal.ref} lacks {capability!r}"
+                if capability
+                else "this endpoint declares no capability",
+            )
+        return True

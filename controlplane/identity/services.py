@@ -1,0 +1,315 @@
+"""Every write to identity: tenants, principals, grants, tokens, and the record of sign-ins.
+
+Each change appends its ledger event in the same transaction. Failed authentications are counted per
+source; past the limit the source is throttled (AUTH_THROTTLED) and no further events are written, so
+nobody can flood the ledger by failing to authenticate.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.errors import ControlPlaneError
+from controlplane.identity.capabilities import is_known
+from controlplane.identity.models import (
+    TOKEN_PREFIX,
+    ApiToken,
+    Grant,
+    Principal,
+    PrincipalKind,
+    Tenant,
+    hash_token,
+)
+from controlplane.ledger.services import ledger_append
+
+SYSTEM = "system"
+
+
+def _actor_ref(actor: Principal | str | None) -> str:
+    if actor is None:
+        return SYSTEM
+    return actor if isinstance(actor, str) else actor.ref
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str = "", actor: Principal | str | None = None) -> Tenant:
+    """Create a tenant, or return the existing one with that slug (safe to run twice)."""
+    tenant, created = Tenant.objects.get_or_create(slug=slug, defaults={"name": name or slug})
+    if created:
+        ledger_append(
+            type="controlplane.identity.tenant.created",
+            subject=f"tenant/{slug}",
+            data={"slug": slug, "name": tenant.name},
+            tenant=slug,
+            actor=_actor_ref(actor),
+        )
+    return tenant
+
+
+def tenant_get(*, slug: str) -> Tenant:
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise ControlPlaneError("TENANT_NOT_FOUND", f"no tenant {slug!r}")
+    return tenant
+
+
+def principal_get(*, tenant: Tenant, name: str) -> Principal:
+    principal = Principal.objects.select_related("tenant").filter(tenant=tenant, name=name).first()
+    if principal is None:
+        raise ControlPlaneError("PRINCIPAL_NOT_FOUND", f"no principal {tenant.slug}/{name}")
+    return principal
+
+
+@transaction.atomic
+def principal_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    kind: str,
+    user: AbstractBaseUser | None = None,
+    actor: Principal | str | None = None,
+) -> Principal:
+    """Create a principal. A human may be linked to a Django user, which is how the console signs in."""
+    if kind not in PrincipalKind.values:
+        raise ControlPlaneError("VALIDATION_FAILED", f"kind must be one of {', '.join(PrincipalKind.values)}")
+    if kind != PrincipalKind.HUMAN and user is not None:
+        raise ControlPlaneError("VALIDATION_FAILED", "only human principals sign in to the console")
+    if Principal.objects.filter(tenant=tenant, name=name).exists():
+        raise ControlPlaneError("PRINCIPAL_EXISTS", f"principal {tenant.slug}/{name} exists")
+    principal = Principal.objects.create(tenant=tenant, name=name, kind=kind, user=user)
+    ledger_append(
+        type="controlplane.identity.principal.created",
+        subject=f"principal/{principal.ref}",
+        data={"principal": principal.ref, "kind": kind, "user": user.get_username() if user else ""},
+        tenant=tenant.slug,
+        actor=_actor_ref(actor),
+    )
+    return principal
+
+
+@transaction.atomic
+def grant_add(
+    *,
+    principal: Principal,
+    capability: str,
+    actor: Principal | str | None = None,
+    expires_at: datetime | None = None,
+) -> Grant:
+    """Grant a capability. Granting one the principal already holds returns the existing grant."""
+    if not is_known(capability):
+        raise ControlPlaneError("CAPABILITY_UNKNOWN", f"unknown capability {capability!r}")
+    existing = Grant.objects.filter(
+        principal=principal, capability=capability, revoked_at__isnull=True
+    ).first()
+    if existing and existing.expires_at == expires_at:
+        return existing
+    if existing:
+        _grant_close(existing, actor=actor)
+    grant = Grant.objects.create(
+        principal=principal, capability=capability, expires_at=expires_at, granted_by=_actor_ref(actor)
+    )
+    ledger_append(
+        type="controlplane.identity.grant.added",
+        subject=f"principal/{principal.ref}",
+        data={
+            "principal": principal.ref,
+            "capability": capability,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+        tenant=principal.tenant.slug,
+        actor=_actor_ref(actor),
+    )
+    return grant
+
+
+def _grant_close(grant: Grant, *, actor: Principal | str | None) -> None:
+    grant.revoked_at = timezone.now()
+    grant.revoked_by = _actor_ref(actor)
+    grant.save(update_fields=["revoked_at", "revoked_by"])
+
+
+@transaction.atomic
+def grant_revoke(*, principal: Principal, capability: str, actor: Principal | str | None = None) -> Grant:
+    """Revoke a capability. Refused with GRANT_NOT_FOUND (and nothing written) if none is active."""
+    grant = (
+        Grant.objects.select_for_update()
+        .filter(principal=principal, capability=capability, revoked_at__isnull=True)
+        .first()
+    )
+    if grant is None:
+        raise ControlPlaneError("GRANT_NOT_FOUND", f"{principal.ref} holds no active {capability!r} grant")
+    _grant_close(grant, actor=actor)
+    ledger_append(
+        type="controlplane.identity.grant.revoked",
+        subject=f"principal/{principal.ref}",
+        data={"principal": principal.ref, "capability": capability},
+        tenant=principal.tenant.slug,
+        actor=_actor_ref(actor),
+    )
+    return grant
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str  # shown once, never stored
+
+
+@transaction.atomic
+def token_issue(
+    *,
+    principal: Principal,
+    name: str,
+    actor: Principal | str | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedToken:
+    """Mint a bearer token `cp_<prefix>_<secret>`; only its hash is kept."""
+    prefix = secrets.token_hex(4)
+    secret = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken.objects.create(
+        principal=principal, name=name, prefix=prefix, token_hash=hash_token(secret), expires_at=expires_at
+    )
+    ledger_append(
+        type="controlplane.identity.token.issued",
+        subject=f"principal/{principal.ref}",
+        data={"principal": principal.ref, "prefix": prefix, "name": name},
+        tenant=principal.tenant.slug,
+        actor=_actor_ref(actor),
+    )
+    return IssuedToken(token=token, secret=secret)
+
+
+@transaction.atomic
+def token_revoke(*, prefix: str, actor: Principal | str | None = None) -> ApiToken:
+    token = (
+        ApiToken.objects.select_for_update().select_related("principal__tenant").filter(prefix=prefix).first()
+    )
+    if token is None:
+        raise ControlPlaneError("TOKEN_NOT_FOUND", f"no token with prefix {prefix!r}")
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        ledger_append(
+            type="controlplane.identity.token.revoked",
+            subject=f"principal/{token.principal.ref}",
+            data={"principal": token.principal.ref, "prefix": prefix},
+            tenant=token.principal.tenant.slug,
+            actor=_actor_ref(actor),
+        )
+    return token
+
+
+def token_authenticate(*, secret: str) -> ApiToken | None:
+    """The usable token for a presented secret, or None. Touches `last_used_at` at most once a minute."""
+    token = (
+        ApiToken.objects.select_related("principal__tenant")
+        .filter(token_hash=hash_token(secret), principal__is_active=True)
+        .first()
+    )
+    now = timezone.now()
+    if token is None or not token.is_usable(now):
+        return None
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+# --- Sign-in records and throttling ----------------------------------------------------------------
+
+
+def _throttle_key(source: str) -> str:
+    return f"auth-failures:{source}"
+
+
+def auth_throttle_check(*, source: str) -> None:
+    """Refuse a source that has failed too often within the window (AUTH_THROTTLED)."""
+    if (cache.get(_throttle_key(source)) or 0) >= settings.CONTROLPLANE_AUTH_FAILURE_LIMIT:
+        raise ControlPlaneError("AUTH_THROTTLED", "too many failed sign-ins from this source; wait and retry")
+
+
+def auth_failure_record(*, source: str, method: str, username: str = "") -> None:
+    """Count a failed authentication and ledger it, unless the source is already over its limit."""
+    key = _throttle_key(source)
+    cache.add(key, 0, timeout=settings.CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS)
+    try:
+        failures = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=settings.CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS)
+        failures = 1
+    if failures > settings.CONTROLPLANE_AUTH_FAILURE_LIMIT:
+        return
+    with transaction.atomic():
+        ledger_append(
+            type="controlplane.identity.signin.failed",
+            subject=f"source/{source}",
+            data={"source": source, "method": method, "username": username[:150], "failures": failures},
+            actor="anonymous",
+            reason_codes=["AUTH_INVALID_CREDENTIALS" if method == "password" else "AUTH_INVALID_TOKEN"],
+        )
+
+
+def auth_failures_reset(*, source: str) -> None:
+    cache.delete(_throttle_key(source))
+
+
+@transaction.atomic
+def signin_record(*, user: AbstractBaseUser, source: str, signed_out: bool = False) -> None:
+    principal = Principal.objects.select_related("tenant").filter(user=user).first()
+    ledger_append(
+        type="controlplane.identity.signout.completed"
+        if signed_out
+        else "controlplane.identity.signin.succeeded",
+        subject=f"user/{user.get_username()}",
+        data={
+            "username": user.get_username(),
+            "source": source,
+            "principal": principal.ref if principal else "",
+        },
+        tenant=principal.tenant.slug if principal else "",
+        actor=principal.ref if principal else f"user/{user.get_username()}",
+    )
+
+
+def principal_for_user(user: AbstractBaseUser | None) -> Principal | None:
+    if user is None or not user.is_authenticated:
+        return None
+    try:
+        principal = user.principal
+    except Principal.DoesNotExist:
+        return None
+    return principal if principal.is_active else None
+
+
+def client_source(meta: dict) -> str:
+    """The address failures are counted against. Behind a proxy, set it to pass REMOTE_ADDR through."""
+    return str(meta.get("REMOTE_ADDR") or "unknown")
+
+
+@transaction.atomic
+def ensure_principal_with_grants(
+    *,
+    tenant: Tenant,
+    name: str,
+    kind: str,
+    capabilities: list[str],
+    user: AbstractBaseUser | None = None,
+    actor: str = SYSTEM,
+) -> Principal:
+    """Create the principal if missing and grant whatever it lacks (demo data, quickstart admin)."""
+    principal = Principal.objects.filter(tenant=tenant, name=name).first()
+    if principal is None:
+        principal = principal_create(tenant=tenant, name=name, kind=kind, user=user, actor=actor)
+    held = principal.capabilities()
+    for capability in capabilities:
+        if capability not in held:
+            grant_add(principal=principal, capability=capability, actor=actor)
+    return principal

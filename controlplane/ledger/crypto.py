@@ -1,0 +1,106 @@
+"""Ed25519 key material for the ledger: key ids, private-key storage, signing and verifying.
+
+Private keys never enter the database or the repository. They come from `CONTROLPLANE_LEDGER_KEY`
+(base64 of the 32-byte seed of the active key) or from one file per key under `CONTROLPLANE_KEY_DIR`
+(mode 0600). The database holds only public keys and their validity (the trust store).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from functools import cache
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from django.conf import settings
+
+
+def public_bytes(private_key: Ed25519PrivateKey) -> bytes:
+    return private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def seed_bytes(private_key: Ed25519PrivateKey) -> bytes:
+    return private_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def key_id_for(public_key: bytes) -> str:
+    """A key's id is derived from its public key, so it cannot be reassigned to other material."""
+    return "ed25519:" + hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _key_path(key_id: str) -> Path:
+    return Path(settings.CONTROLPLANE_KEY_DIR) / (key_id.replace(":", "_") + ".key")
+
+
+def store_private_key(private_key: Ed25519PrivateKey) -> str:
+    """Write a new private key to the key directory (0600) and return its key id."""
+    key_id = key_id_for(public_bytes(private_key))
+    path = _key_path(key_id)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(b64(seed_bytes(private_key)) + "\n")
+    return key_id
+
+
+@cache
+def _env_key() -> tuple[str, Ed25519PrivateKey] | None:
+    seed = settings.CONTROLPLANE_LEDGER_KEY.strip()
+    if not seed:
+        return None
+    private_key = Ed25519PrivateKey.from_private_bytes(unb64(seed))
+    return key_id_for(public_bytes(private_key)), private_key
+
+
+_loaded: dict[str, Ed25519PrivateKey] = {}
+
+
+def load_private_key(key_id: str) -> Ed25519PrivateKey | None:
+    """The private key for `key_id` from the environment or the key directory, or None."""
+    if key_id in _loaded:
+        return _loaded[key_id]
+    from_env = _env_key()
+    if from_env and from_env[0] == key_id:
+        _loaded[key_id] = from_env[1]
+        return from_env[1]
+    path = _key_path(key_id)
+    if not path.exists():
+        return None
+    private_key = Ed25519PrivateKey.from_private_bytes(unb64(path.read_text().strip()))
+    if key_id_for(public_bytes(private_key)) != key_id:
+        return None
+    _loaded[key_id] = private_key
+    return private_key
+
+
+def forget_loaded_keys() -> None:
+    """Drop cached private keys (tests switch key directories)."""
+    _loaded.clear()
+    _env_key.cache_clear()
+
+
+@cache
+def public_key_object(public_key_b64: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(unb64(public_key_b64))
+
+
+def verify_signature(public_key_b64: str, signature_b64: str, message: bytes) -> bool:
+    try:
+        public_key_object(public_key_b64).verify(unb64(signature_b64), message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

@@ -1,0 +1,364 @@
+"""Every write to the ledger: appending events, signing keys, checkpoints.
+
+`ledger_append` is the one way an event enters the chain. It runs inside the caller's transaction, so a
+state change and its event commit together or not at all. Appends are serialised by a transaction-scoped
+PostgreSQL advisory lock: the chain head is read, the next event is hashed, signed and inserted, and
+the lock is released at commit. A rolled-back transaction therefore leaves no gap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from controlplane.context import parse_traceparent, request_id_var, traceparent_var
+from controlplane.errors import ControlPlaneError
+from controlplane.ledger import crypto
+from controlplane.ledger.canonical import canonical_bytes, format_time
+from controlplane.ledger.models import (
+    ENVELOPE_FIELDS,
+    GENESIS_HASH,
+    Checkpoint,
+    Fidelity,
+    LedgerEvent,
+    SigningKey,
+    checkpoint_statement,
+)
+
+logger = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key: "CPLEDGER" as an integer. One global chain, one serial point, by design.
+_CHAIN_LOCK_KEY = 0x43504C4544474552 & 0x7FFFFFFFFFFFFFFF
+SOURCE = "urn:controlplane"
+
+
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: str
+    key_id: str | None
+
+
+def _lock_chain_and_read_head(cursor: Any, idempotency_key: str | None) -> tuple[_Head, int | None]:
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+    cursor.execute(
+        """
+        SELECT
+          (SELECT seq FROM ledger_ledgerevent ORDER BY seq DESC LIMIT 1),
+          (SELECT hash FROM ledger_ledgerevent ORDER BY seq DESC LIMIT 1),
+          (SELECT key_id FROM ledger_signingkey
+             WHERE valid_from_seq IS NOT NULL AND valid_until_seq IS NULL AND revoked_at IS NULL
+             ORDER BY valid_from_seq DESC LIMIT 1),
+          (SELECT seq FROM ledger_ledgerevent WHERE idempotency_key = %s)
+        """,
+        [idempotency_key],
+    )
+    seq, head_hash, key_id, existing = cursor.fetchone()
+    return _Head(seq or 0, head_hash or GENESIS_HASH, key_id), existing
+
+
+def _signing_key(key_id: str) -> Ed25519PrivateKey:
+    private_key = crypto.load_private_key(key_id)
+    if private_key is None:
+        raise ControlPlaneError(
+            "LEDGER_KEY_UNAVAILABLE", f"the active ledger key {key_id} has no private key in this process"
+        )
+    return private_key
+
+
+def _build_and_insert(
+    head: _Head, key_id: str, private_key: Ed25519PrivateKey, fields: dict[str, Any]
+) -> LedgerEvent:
+    envelope = {"seq": head.seq + 1, **fields, "prev_hash": head.hash, "key_id": key_id}
+    body = {"specversion": "1.0", **{name: envelope[name] for name in ENVELOPE_FIELDS}}
+    body["time"] = format_time(envelope["time"])
+    canonical = canonical_bytes(body)
+    digest = hashlib.sha256(head.hash.encode("ascii") + canonical).hexdigest()
+    signature = crypto.b64(private_key.sign(bytes.fromhex(digest)))
+    event = LedgerEvent(**envelope, hash=digest, signature=signature, canonical=canonical.decode("utf-8"))
+    event.save()
+    return event
+
+
+def _envelope(
+    *,
+    type: str,
+    subject: str,
+    data: dict[str, Any],
+    time: datetime | None,
+    tenant: str,
+    actor: str,
+    source: str,
+    causation_id: str,
+    correlation_id: str,
+    idempotency_key: str | None,
+    fidelity: str,
+    reason_codes: list[str],
+    provenance: dict[str, Any],
+    event_id: str | None,
+    traceparent: str | None,
+) -> dict[str, Any]:
+    if fidelity not in Fidelity.values:
+        raise ValueError(f"unknown fidelity {fidelity!r}")
+    traceparent = traceparent or traceparent_var.get() or ""
+    parsed = parse_traceparent(traceparent)
+    return {
+        "id": event_id or uuid.uuid4().hex,
+        "type": type,
+        "source": source,
+        "subject": subject,
+        "time": time or timezone.now(),
+        "tenant": tenant,
+        "actor": actor,
+        "trace_id": parsed[0] if parsed else "",
+        "traceparent": traceparent if parsed else "",
+        "causation_id": causation_id,
+        "correlation_id": correlation_id,
+        "idempotency_key": idempotency_key,
+        "request_id": request_id_var.get() or "",
+        "fidelity": fidelity,
+        "reason_codes": list(reason_codes),
+        "data": data,
+        "provenance": provenance,
+    }
+
+
+def ledger_append(
+    *,
+    type: str,
+    subject: str,
+    data: dict[str, Any],
+    actor: str = "system",
+    tenant: str = "",
+    time: datetime | None = None,
+    source: str = SOURCE,
+    causation_id: str = "",
+    correlation_id: str = "",
+    idempotency_key: str | None = None,
+    fidelity: str = Fidelity.LIVE,
+    reason_codes: list[str] | tuple[str, ...] = (),
+    provenance: dict[str, Any] | None = None,
+    event_id: str | None = None,
+    traceparent: str | None = None,
+) -> LedgerEvent:
+    """Append one event to the chain inside the caller's transaction and return it.
+
+    With an `idempotency_key` that is already on the chain, the existing event is returned and nothing
+    is written. Any failure raises `ControlPlaneError` (LEDGER_WRITE_FAILED, LEDGER_KEY_UNAVAILABLE,
+    LEDGER_NOT_CANONICAL) and, because the caller's transaction is rolled back, changes nothing.
+    """
+    fields = _envelope(
+        type=type,
+        subject=subject,
+        data=data,
+        time=time,
+        tenant=tenant,
+        actor=actor,
+        source=source,
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+        idempotency_key=idempotency_key,
+        fidelity=fidelity,
+        reason_codes=list(reason_codes),
+        provenance=provenance or {},
+        event_id=event_id,
+        traceparent=traceparent,
+    )
+    canonical_bytes(fields["data"])  # refuse a non-canonicalisable payload before taking the lock
+    try:
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            head, existing = _lock_chain_and_read_head(cursor, idempotency_key)
+            if existing is not None:
+                return LedgerEvent.objects.get(seq=existing)
+            if head.key_id is None:
+                head = _activate_first_key(head)
+            return _build_and_insert(head, head.key_id, _signing_key(head.key_id), fields)
+    except ControlPlaneError:
+        raise
+    except DatabaseError as exc:
+        logger.exception("ledger append failed")
+        raise ControlPlaneError("LEDGER_WRITE_FAILED", f"the ledger could not append {type}") from exc
+
+
+def _activate_first_key(head: _Head) -> _Head:
+    """With no active key: in dev, generate one and record its activation; elsewhere fail closed."""
+    if not settings.CONTROLPLANE_LEDGER_AUTOGENERATE_KEY:
+        raise ControlPlaneError(
+            "LEDGER_KEY_UNAVAILABLE", "no active ledger signing key; run `manage.py keys generate`"
+        )
+    return _activate_new_key(
+        head, event_type="controlplane.ledger.key.activated", actor="system", reason="first run"
+    )
+
+
+def _activate_new_key(
+    head: _Head, *, event_type: str, actor: str, reason: str, private_key: Ed25519PrivateKey | None = None
+) -> _Head:
+    """Under the chain lock: retire the active key at the head, activate a key from head+1, record it."""
+    now = timezone.now()
+    if private_key is None:
+        private_key = Ed25519PrivateKey.generate()
+        key_id = crypto.store_private_key(private_key)
+    else:
+        key_id = crypto.key_id_for(crypto.public_bytes(private_key))
+    previous = head.key_id
+    if previous:
+        SigningKey.objects.filter(key_id=previous).update(valid_until_seq=head.seq)
+    SigningKey.objects.update_or_create(
+        key_id=key_id,
+        defaults={
+            "public_key": crypto.b64(crypto.public_bytes(private_key)),
+            "created_at": now,
+            "valid_from_seq": head.seq + 1,
+            "valid_until_seq": None,
+        },
+    )
+    event = _build_and_insert(
+        head,
+        key_id,
+        private_key,
+        _envelope(
+            type=event_type,
+            subject=f"ledger-key/{key_id}",
+            data={
+                "key_id": key_id,
+                "previous_key_id": previous or "",
+                "valid_from_seq": head.seq + 1,
+                "reason": reason,
+            },
+            time=now,
+            tenant="",
+            actor=actor,
+            source=SOURCE,
+            causation_id="",
+            correlation_id="",
+            idempotency_key=None,
+            fidelity=Fidelity.LIVE,
+            reason_codes=[],
+            provenance={},
+            event_id=None,
+            traceparent=None,
+        ),
+    )
+    logger.info("ledger signing key %s active from seq %s", key_id, head.seq + 1)
+    return _Head(event.seq, event.hash, key_id)
+
+
+def _locked_head() -> _Head:
+    with connection.cursor() as cursor:
+        head, _ = _lock_chain_and_read_head(cursor, None)
+    return head
+
+
+@transaction.atomic
+def key_generate(*, actor: str = "system") -> SigningKey:
+    """Create a key. With no active key it becomes active; otherwise it waits on standby for `key_rotate`."""
+    head = _locked_head()
+    if head.key_id is None:
+        head = _activate_new_key(
+            head, event_type="controlplane.ledger.key.activated", actor=actor, reason="generated"
+        )
+        return SigningKey.objects.get(key_id=head.key_id)
+    private_key = Ed25519PrivateKey.generate()
+    key_id = crypto.store_private_key(private_key)
+    key = SigningKey.objects.create(
+        key_id=key_id, public_key=crypto.b64(crypto.public_bytes(private_key)), created_at=timezone.now()
+    )
+    ledger_append(
+        type="controlplane.ledger.key.generated",
+        subject=f"ledger-key/{key_id}",
+        data={"key_id": key_id},
+        actor=actor,
+    )
+    return key
+
+
+@transaction.atomic
+def key_rotate(
+    *, actor: str = "system", to_key_id: str | None = None, reason: str = "rotation"
+) -> SigningKey:
+    """Retire the active key at the head and sign from the next seq on with a new (or standby) key."""
+    head = _locked_head()
+    private_key = None
+    if to_key_id:
+        key = SigningKey.objects.filter(key_id=to_key_id).first()
+        if key is None:
+            raise ControlPlaneError("LEDGER_KEY_NOT_FOUND", f"no ledger key {to_key_id}")
+        if key.status != "standby":
+            raise ControlPlaneError("LEDGER_KEY_NOT_VALID", f"key {to_key_id} is {key.status}, not standby")
+        private_key = _signing_key(to_key_id)
+    head = _activate_new_key(
+        head,
+        event_type="controlplane.ledger.key.rotated",
+        actor=actor,
+        reason=reason,
+        private_key=private_key,
+    )
+    return SigningKey.objects.get(key_id=head.key_id)
+
+
+@transaction.atomic
+def key_revoke(*, key_id: str, reason: str, actor: str = "system") -> SigningKey:
+    """Mark a key compromised. Verification then reports every event it signed (LEDGER_KEY_REVOKED).
+
+    Revoking the active key first rotates to a fresh key, so the revocation itself is signed by a key
+    that is still trusted.
+    """
+    key = SigningKey.objects.select_for_update().filter(key_id=key_id).first()
+    if key is None:
+        raise ControlPlaneError("LEDGER_KEY_NOT_FOUND", f"no ledger key {key_id}")
+    if key.status == "active":
+        key_rotate(actor=actor, reason=f"revocation of {key_id}")
+        key.refresh_from_db()
+    key.revoked_at = timezone.now()
+    key.revoked_reason = reason
+    key.save(update_fields=["revoked_at", "revoked_reason"])
+    ledger_append(
+        type="controlplane.ledger.key.revoked",
+        subject=f"ledger-key/{key_id}",
+        data={"key_id": key_id, "reason": reason},
+        actor=actor,
+        reason_codes=["LEDGER_KEY_REVOKED"],
+    )
+    return key
+
+
+@transaction.atomic
+def checkpoint_create(*, actor: str = "system", at_seq: int | None = None) -> Checkpoint:
+    """Sign the chain head (or an earlier seq) and record that a checkpoint was made.
+
+    Safe to run twice: a checkpoint already made at that seq is returned unchanged.
+    """
+    head = _locked_head()
+    if head.key_id is None:
+        head = _activate_first_key(head)
+    seq = head.seq if at_seq is None else at_seq
+    if seq < 1 or seq > head.seq:
+        raise ControlPlaneError("LEDGER_RANGE_INVALID", f"no event at seq {seq}")
+    existing = Checkpoint.objects.filter(seq=seq).first()
+    if existing:
+        return existing
+    head_hash = LedgerEvent.objects.values_list("hash", flat=True).get(seq=seq)
+    private_key = _signing_key(head.key_id)
+    signature = crypto.b64(private_key.sign(canonical_bytes(checkpoint_statement(seq, head_hash))))
+    checkpoint = Checkpoint(
+        seq=seq, head_hash=head_hash, created_at=timezone.now(), key_id=head.key_id, signature=signature
+    )
+    checkpoint.save()
+    ledger_append(
+        type="controlplane.ledger.checkpoint.created",
+        subject=f"checkpoint/{seq}",
+        data={"seq": seq, "head_hash": head_hash, "key_id": head.key_id},
+        actor=actor,
+    )
+    return checkpoint

@@ -1,0 +1,76 @@
+"""The one catalogue of reason codes.
+
+Every refusal anywhere in the product carries one of these codes: in the API body, in the console, on
+the ledger and in CLI output. `docs/reason-codes.md` is generated from this module
+(`manage.py reasons docs`) and a test fails when it is stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    status: int
+    description: str
+
+
+_CATALOGUE = [
+    # Requests and identity
+    Reason("AUTH_REQUIRED", 401, "The request carries no credentials."),
+    Reason("AUTH_INVALID_TOKEN", 401, "The bearer token is unknown, malformed, expired or revoked."),
+    Reason("AUTH_INVALID_CREDENTIALS", 401, "The username or password is wrong."),
+    Reason("AUTH_THROTTLED", 429, "Too many failed authentications from this source; try again later."),
+    Reason("AUTH_NO_PRINCIPAL", 403, "The signed-in user is not linked to an active principal."),
+    Reason("CAPABILITY_MISSING", 403, "The principal holds no grant for the capability this action needs."),
+    Reason("CAPABILITY_UNKNOWN", 400, "The capability named is not in the capability catalogue."),
+    Reason("GRANT_NOT_FOUND", 404, "No active grant of that capability exists for the principal."),
+    Reason("PRINCIPAL_NOT_FOUND", 404, "No principal with that name exists in the tenant."),
+    Reason("PRINCIPAL_EXISTS", 409, "A principal with that name already exists in the tenant."),
+    Reason("TENANT_NOT_FOUND", 404, "No tenant with that slug exists."),
+    Reason("TOKEN_NOT_FOUND", 404, "No API token with that prefix exists."),
+    Reason("NOT_FOUND", 404, "The resource does not exist or is not visible to this principal."),
+    Reason("VALIDATION_FAILED", 400, "The request body or parameters are invalid."),
+    Reason("METHOD_NOT_ALLOWED", 405, "The HTTP method is not allowed here."),
+    Reason("RATE_LIMITED", 429, "Too many requests."),
+    # Ledger
+    Reason("LEDGER_WRITE_FAILED", 503, "The ledger could not append the event; nothing was changed."),
+    Reason("LEDGER_KEY_UNAVAILABLE", 503, "No usable ledger signing key is loaded; writes fail closed."),
+    Reason("LEDGER_NOT_CANONICAL", 400, "The payload cannot be canonicalised (RFC 8785) for signing."),
+    Reason("LEDGER_APPEND_ONLY", 409, "Ledger events and checkpoints cannot be changed or deleted."),
+    Reason("LEDGER_HASH_MISMATCH", 409, "An event's stored fields or hash do not match what was signed."),
+    Reason("LEDGER_CHAIN_BROKEN", 409, "An event's prev_hash is not the hash of the event before it."),
+    Reason("LEDGER_SIGNATURE_INVALID", 409, "An event's or checkpoint's Ed25519 signature does not verify."),
+    Reason("LEDGER_KEY_REVOKED", 409, "An event was signed by a revoked ledger key."),
+    Reason("LEDGER_KEY_UNKNOWN", 409, "An event names a ledger key the trust store does not hold."),
+    Reason("LEDGER_KEY_NOT_VALID", 409, "An event was signed by a key outside the key's validity range."),
+    Reason("LEDGER_SEQ_GAP", 409, "The chain skips or repeats a sequence number."),
+    Reason("LEDGER_CHECKPOINT_MISMATCH", 409, "A signed checkpoint does not match the chain at its seq."),
+    Reason("LEDGER_BUNDLE_MALFORMED", 400, "The export bundle is not a readable Control Plane bundle."),
+    Reason("LEDGER_KEY_NOT_FOUND", 404, "No ledger signing key with that id exists."),
+    Reason("LEDGER_RANGE_INVALID", 400, "The seq range is empty or reversed."),
+    # Event ingest
+    Reason("SIGNATURE_MISSING", 401, "The signing mode requires a signature and none was sent."),
+    Reason("SIGNATURE_INVALID", 401, "No signature in webhook-signature verifies for this delivery."),
+    Reason("KEY_UNKNOWN", 401, "The producer has no key that could have made this signature."),
+    Reason("KEY_REVOKED", 401, "The signature was made with a revoked producer key."),
+    Reason("KEY_EXPIRED", 401, "The signature was made with a producer key outside its validity window."),
+    Reason("STALE_TIMESTAMP", 401, "webhook-timestamp is more than the tolerance away from now."),
+    Reason("MALFORMED_EVENT", 400, "The body is not a valid CloudEvents 1.0 structured-mode JSON event."),
+    Reason("EVENT_TYPE_RESERVED", 400, "Producers may not send events whose type starts with controlplane."),
+    Reason("DUPLICATE_EVENT", 409, "A delivery with this webhook-id or CloudEvents id was already accepted."),
+    Reason("PRODUCER_UNKNOWN", 403, "The authenticated principal is not registered as an event producer."),
+    Reason("PRODUCER_EXISTS", 409, "A producer with that name already exists."),
+    Reason("PRODUCER_NOT_FOUND", 404, "No producer with that name exists."),
+    Reason("PRODUCER_KEY_NOT_FOUND", 404, "No producer key with that id exists."),
+    Reason("INGEST_OVERLOADED", 503, "The ingest path is saturated; retry with backoff."),
+]
+
+CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}
+
+
+def reason(code: str) -> Reason:
+    """Look up a code; an unknown code is a programming error, so it fails loudly."""
+    return CATALOGUE[code]

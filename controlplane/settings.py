@@ -1,0 +1,232 @@
+"""Settings for Control Plane, read from the environment (see `.env.example` and docs/configuration.md).
+
+`CONTROLPLANE_ENV` selects the posture: `dev` (the quickstart: SQLite and in-process tasks unless told
+otherwise), `stage` and `prod` (secrets required, strict signing, secure cookies).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+CONTROLPLANE_ENV = env.str("CONTROLPLANE_ENV", default="dev")
+if CONTROLPLANE_ENV not in {"dev", "stage", "prod"}:
+    raise ImproperlyConfigured(f"CONTROLPLANE_ENV must be dev, stage or prod, not {CONTROLPLANE_ENV!r}")
+IS_DEV = CONTROLPLANE_ENV == "dev"
+
+if IS_DEV:
+    # A development-only key; any other environment must bring its own.
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-0c1d5e7a-not-for-production-use-8f2b")
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    if len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured("SECRET_KEY (at least 50 characters) is required outside dev")
+
+DEBUG = env.bool("DEBUG", default=IS_DEV)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if IS_DEV else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_filters",
+    "django_htmx",
+    "template_partials",
+    "controlplane.ledger",
+    "controlplane.identity",
+    "controlplane.channels",
+    "controlplane.console",
+    "approvals",
+    "skills",
+    "incidents",
+    "plugins",
+    "learning",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "controlplane.middleware.RequestIdMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+ASGI_APPLICATION = "controlplane.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "controlplane.console.context_processors.console",
+            ],
+        },
+    },
+]
+
+# The quickstart alone runs on SQLite; the suite, benchmarks and production use PostgreSQL.
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'quickstart.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+elif not IS_DEV:
+    raise ImproperlyConfigured("stage and prod require a PostgreSQL DATABASE_URL")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if not REDIS_URL and not IS_DEV:
+    raise ImproperlyConfigured("stage and prod require REDIS_URL (the Celery broker)")
+
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Celery: a real Redis broker when REDIS_URL is set, otherwise tasks run in-process (quickstart).
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:dashboard"
+LOGOUT_REDIRECT_URL = "console:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if IS_DEV
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controlplane.identity.authentication.BearerTokenAuthentication",
+        "controlplane.identity.authentication.ConsoleSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["controlplane.identity.permissions.HasCapability"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "controlplane.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Control Plane API",
+    "DESCRIPTION": "Governs what AI agents and automation may do in production; runs SRE incidents.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PrincipalKindEnum": "controlplane.identity.models.PrincipalKind",
+    },
+}
+
+# --- Control Plane -------------------------------------------------------------------------------
+
+# Where ledger private keys live (one file per key id, mode 0600). Never inside the repository in
+# production: mount a secret volume. `CONTROLPLANE_LEDGER_KEY` may instead carry the active key's seed.
+CONTROLPLANE_KEY_DIR = Path(env.str("CONTROLPLANE_KEY_DIR", default=str(BASE_DIR / "var" / "keys")))
+CONTROLPLANE_LEDGER_KEY = env.str("CONTROLPLANE_LEDGER_KEY", default="")
+# Dev generates a ledger key on first use; stage and prod fail closed without one.
+CONTROLPLANE_LEDGER_AUTOGENERATE_KEY = env.bool("CONTROLPLANE_LEDGER_AUTOGENERATE_KEY", default=IS_DEV)
+
+_SIGNING_MODE_DEFAULTS = {
+    "dev": "allow-unsigned",
+    "stage": "require-signed",
+    "prod": "require-valid-signature",
+}
+CONTROLPLANE_EVENT_SIGNING_MODE = env.str(
+    "CONTROLPLANE_EVENT_SIGNING_MODE", default=_SIGNING_MODE_DEFAULTS[CONTROLPLANE_ENV]
+)
+if CONTROLPLANE_EVENT_SIGNING_MODE not in {
+    "off",
+    "allow-unsigned",
+    "require-signed",
+    "require-valid-signature",
+}:
+    raise ImproperlyConfigured(f"unknown CONTROLPLANE_EVENT_SIGNING_MODE {CONTROLPLANE_EVENT_SIGNING_MODE!r}")
+CONTROLPLANE_EVENT_TOLERANCE_SECONDS = env.int("CONTROLPLANE_EVENT_TOLERANCE_SECONDS", default=300)
+CONTROLPLANE_REPLAY_SEED = env.int("CONTROLPLANE_REPLAY_SEED", default=0)
+# Signed checkpoints: how often Celery beat makes one.
+CONTROLPLANE_CHECKPOINT_INTERVAL_SECONDS = env.int("CONTROLPLANE_CHECKPOINT_INTERVAL_SECONDS", default=300)
+# Failed authentications allowed per source within the window before it is throttled (AUTH_THROTTLED).
+CONTROLPLANE_AUTH_FAILURE_LIMIT = env.int("CONTROLPLANE_AUTH_FAILURE_LIMIT", default=10)
+CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS = env.int("CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS", default=300)
+# Ingest load shedding: concurrent in-flight ingests per process before answering 503 INGEST_OVERLOADED.
+CONTROLPLANE_INGEST_MAX_INFLIGHT = env.int("CONTROLPLANE_INGEST_MAX_INFLIGHT", default=32)
+
+# --- Security posture outside dev ------------------------------------------------------------------
+
+if not IS_DEV:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,24 @@
+"""The start-up banner: the environment and the settings that decide what is accepted."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+logger = logging.getLogger("controlplane")
+
+
+def banner() -> str:
+    database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    broker = "redis" if settings.REDIS_URL else "in-process"
+    return (
+        f"Control Plane env={settings.CONTROLPLANE_ENV} database={database} tasks={broker} "
+        f"event_signing_mode={settings.CONTROLPLANE_EVENT_SIGNING_MODE} "
+        f"timestamp_tolerance={settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS}s "
+        f"replay_seed={settings.CONTROLPLANE_REPLAY_SEED}"
+    )
+
+
+def log_banner() -> None:
+    logger.info(banner())

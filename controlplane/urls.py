@@ -1,0 +1,24 @@
+"""Every URL of the project. All need a signed-in principal with a grant, except /healthz and login."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
+
+from controlplane import health
+
+api_v1 = [
+    path("ledger/", include("controlplane.ledger.urls")),
+    path("", include("controlplane.channels.urls")),
+]
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.ReadyView.as_view(), name="readyz"),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Admin signs in through the console's login, which throttles and ledgers every attempt.
+    path("admin/login/", RedirectView.as_view(pattern_name="console:login", query_string=True)),
+    path("admin/", admin.site.urls),
+    path("", include("controlplane.console.urls")),
+]

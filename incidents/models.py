@@ -1,0 +1,1 @@
+"""Signals, detection rules, evidence, confidence, promotion and the incident lifecycle: next issue."""

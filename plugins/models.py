@@ -1,0 +1,1 @@
+"""Plugin registry, heartbeats and the supervisor state machine arrive in their issue."""

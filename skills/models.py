@@ -1,0 +1,1 @@
+"""Publishers, the trust store and signed skill manifests arrive in their issue."""

@@ -1,0 +1,140 @@
+"""The append service: chaining, signing, idempotency, transactions, append-only."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.db import connection, transaction
+
+from controlplane.errors import ControlPlaneError
+from controlplane.identity.models import Tenant
+from controlplane.ledger import crypto
+from controlplane.ledger.models import GENESIS_HASH, LedgerEvent, SigningKey
+from controlplane.ledger.services import ledger_append
+
+pytestmark = pytest.mark.django_db
+
+
+def _append(n: int = 1, **kwargs):
+    return [
+        ledger_append(type="controlplane.test.happened", subject=f"test/{i}", data={"i": i}, **kwargs)
+        for i in range(n)
+    ]
+
+
+def test_first_append_generates_a_key_and_chains_from_genesis():
+    event = _append()[0]
+    activation = LedgerEvent.objects.get(seq=1)
+    assert activation.type == "controlplane.ledger.key.activated"
+    assert activation.prev_hash == GENESIS_HASH
+    assert event.seq == 2 and event.prev_hash == activation.hash
+    key = SigningKey.objects.get()
+    assert key.status == "active" and key.valid_from_seq == 1
+    assert event.key_id == key.key_id
+
+
+def test_hash_is_sha256_of_prev_hash_and_stored_canonical_bytes_and_signature_verifies():
+    event = _append()[0]
+    expected = hashlib.sha256(event.prev_hash.encode() + event.canonical.encode()).hexdigest()
+    assert event.hash == expected
+    key = SigningKey.objects.get(key_id=event.key_id)
+    assert crypto.verify_signature(key.public_key, event.signature, bytes.fromhex(event.hash))
+
+
+def test_idempotency_key_returns_the_original_and_writes_nothing():
+    first = ledger_append(
+        type="controlplane.test.happened", subject="x", data={"a": 1}, idempotency_key="k-1"
+    )
+    count = LedgerEvent.objects.count()
+    again = ledger_append(
+        type="controlplane.test.happened", subject="x", data={"a": 2}, idempotency_key="k-1"
+    )
+    assert again.seq == first.seq and again.data == {"a": 1}
+    assert LedgerEvent.objects.count() == count
+
+
+def test_state_change_and_event_roll_back_together():
+    _append()
+    before = LedgerEvent.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Tenant.objects.create(slug="doomed", name="Doomed")
+        _append()
+        raise RuntimeError("the caller fails after appending")
+    assert LedgerEvent.objects.count() == before
+    assert not Tenant.objects.filter(slug="doomed").exists()
+
+
+def test_a_failing_append_fails_the_whole_change_and_writes_nothing():
+    _append()
+    before = LedgerEvent.objects.count()
+    with pytest.raises(ControlPlaneError) as caught, transaction.atomic():
+        Tenant.objects.create(slug="half", name="Half")
+        ledger_append(type="controlplane.test.happened", subject="x", data={"too_big": 2**60})
+    assert caught.value.code == "LEDGER_NOT_CANONICAL"
+    assert LedgerEvent.objects.count() == before
+    assert not Tenant.objects.filter(slug="half").exists()
+
+
+def test_missing_private_key_fails_closed_and_writes_nothing(settings, tmp_path):
+    _append()
+    before = LedgerEvent.objects.count()
+    settings.CONTROLPLANE_KEY_DIR = tmp_path / "elsewhere"
+    crypto.forget_loaded_keys()
+    with pytest.raises(ControlPlaneError) as caught, transaction.atomic():
+        _append()
+    assert caught.value.code == "LEDGER_KEY_UNAVAILABLE"
+    assert LedgerEvent.objects.count() == before
+
+
+def test_prod_posture_without_a_key_fails_closed(settings):
+    settings.CONTROLPLANE_LEDGER_AUTOGENERATE_KEY = False
+    with pytest.raises(ControlPlaneError) as caught, transaction.atomic():
+        _append()
+    assert caught.value.code == "LEDGER_KEY_UNAVAILABLE"
+    assert LedgerEvent.objects.count() == 0
+
+
+def test_model_and_queryset_refuse_update_and_delete():
+    event = _append()[0]
+    event.data = {"changed": True}
+    for attempt in (
+        event.save,
+        event.delete,
+        LedgerEvent.objects.all().delete,
+        lambda: LedgerEvent.objects.update(type="x"),
+    ):
+        with pytest.raises(ControlPlaneError) as caught:
+            attempt()
+        assert caught.value.code == "LEDGER_APPEND_ONLY"
+    assert LedgerEvent.objects.get(seq=event.seq).data == {"i": 0}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_ledgerevent SET type = 'x'",
+        "DELETE FROM ledger_ledgerevent",
+        "TRUNCATE ledger_ledgerevent CASCADE",
+    ],
+)
+def test_postgres_trigger_refuses_raw_sql(statement):
+    _append()
+    with (
+        pytest.raises(Exception, match="LEDGER_APPEND_ONLY"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement)
+    assert LedgerEvent.objects.count() == 2
+
+
+def test_request_context_and_trace_are_recorded():
+    from controlplane.context import request_context
+
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with request_context(request_id="req-123", traceparent=traceparent):
+        event = _append()[0]
+    assert event.request_id == "req-123"
+    assert event.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert event.traceparent == traceparent
