@@ -34,3 +34,48 @@ def _clear_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+_APPEND_ONLY_TABLES = ("ledger_ledgerevent", "ledger_checkpoint")
+
+
+def _truncate_triggers(enabled: bool) -> None:
+    from django.db import connection
+
+    verb = "ENABLE" if enabled else "DISABLE"
+    with connection.cursor() as cursor:
+        for table in _APPEND_ONLY_TABLES:
+            cursor.execute(f"ALTER TABLE {table} {verb} TRIGGER {table}_no_truncate")
+
+
+def _is_transactional(request: pytest.FixtureRequest) -> bool:
+    marker = request.node.get_closest_marker("django_db")
+    if marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return True
+    return bool({"transactional_db", "live_server"} & set(request.fixturenames))
+
+
+_truncate_trigger_off = False
+
+
+@pytest.fixture(autouse=True)
+def _ledger_flushable(request: pytest.FixtureRequest):
+    """Transactional tests end with a TRUNCATE flush, which the append-only trigger refuses.
+
+    For those tests only, the TRUNCATE trigger is switched off for the flush; the next database test
+    switches it back on first, so every test runs against the real trigger.
+    """
+    global _truncate_trigger_off
+    uses_db = request.node.get_closest_marker("django_db") is not None or "db" in request.fixturenames
+    if not uses_db and not _is_transactional(request):
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    if _truncate_trigger_off:
+        _truncate_triggers(enabled=True)
+    transactional = _is_transactional(request)
+    _truncate_trigger_off = False
+    yield
+    if transactional:
+        _truncate_triggers(enabled=False)
+        _truncate_trigger_off = True

@@ -1,4 +1,4 @@
-"""Context every console page gets: the signed-in principal and the environment banner."""
+"""Context every page gets: the environment badge, the signed-in principal and what it may do."""
 
 from __future__ import annotations
 
@@ -11,8 +11,16 @@ from controlplane.identity.services import principal_for_user
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
-    user = getattr(request, "user", None)
+    # A console view guarded by `capability_required` has already read the principal; reuse it.
+    if hasattr(request, "console_principal"):
+        principal = request.console_principal
+        capabilities = request.console_capabilities
+    else:
+        user = getattr(request, "user", None)
+        principal = principal_for_user(user) if user is not None else None
+        capabilities = frozenset()
     return {
         "cp_env": settings.CONTROLPLANE_ENV,
-        "cp_principal": principal_for_user(user) if user is not None else None,
+        "cp_principal": principal,
+        "cp_capabilities": capabilities,
     }

@@ -1,16 +1,169 @@
-"""Console pages (placeholder until the console shell lands)."""
+"""The console shell: sign-in, the dashboard and the ledger explorer.
+
+Each view serves its whole page, or just the fragment an htmx request swaps (`access.render_page`).
+Every view but sign-in and sign-out is wrapped in `capability_required` (deny by default).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from controlplane.console import selectors
+from controlplane.console.access import (
+    capability_required,
+    refusal_response,
+    render_page,
+    wants_fragment,
+)
+from controlplane.console.forms import LedgerFilterForm
+from controlplane.errors import ControlPlaneError
+from controlplane.identity import services as identity_services
+from controlplane.ledger.verify import verification_record
+
+# --- Sign-in ---------------------------------------------------------------------------------------
 
 
-@login_required
+class LoginView(auth_views.LoginView):
+    """Django's sign-in, refused per source once it has failed too often (AUTH_THROTTLED, 429).
+
+    The throttle is checked before the password is: a throttled source learns nothing, and — since the
+    identity signals are never fired — writes nothing to the ledger.
+    """
+
+    template_name = "console/login.html"
+
+    def get_template_names(self) -> list[str]:
+        return [f"{self.template_name}#signin"] if wants_fragment(self.request) else [self.template_name]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            identity_services.auth_throttle_check(source=identity_services.client_source(request.META))
+        except ControlPlaneError as refusal:
+            context = self.get_context_data(form=self.get_form_class()(request), refusal=refusal)
+            return self._vary(self.render_to_response(context, status=refusal.status))
+        return self._vary(super().post(request, *args, **kwargs))
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        """A wrong password (or an inactive user) is AUTH_INVALID_CREDENTIALS; an empty field is invalid."""
+        code = "AUTH_INVALID_CREDENTIALS" if form.has_error(NON_FIELD_ERRORS) else "VALIDATION_FAILED"
+        refusal = ControlPlaneError(code)
+        return self.render_to_response(
+            self.get_context_data(form=form, refusal=refusal), status=refusal.status
+        )
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._vary(super().get(request, *args, **kwargs))
+
+    @staticmethod
+    def _vary(response: HttpResponse) -> HttpResponse:
+        patch_vary_headers(response, ("HX-Request",))
+        return response
+
+
+login = LoginView.as_view()
+logout = auth_views.LogoutView.as_view()  # POST only (Django 5); ledgered by the identity signals
+
+
+# --- Dashboard -------------------------------------------------------------------------------------
+
+
+def _integrity_context(request: HttpRequest) -> dict[str, Any]:
+    can_read = "ledger.read" in request.console_capabilities
+    return {
+        "status": selectors.chain_status() if can_read else None,
+        "can_read_ledger": can_read,
+        "can_verify": "ledger.verify" in request.console_capabilities,
+    }
+
+
+@require_GET
+@capability_required()
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("<html><body>Control Plane</body></html>")
+    """Chain integrity (head, checkpoint, last verification), recent events and ingest refusals."""
+    context = _integrity_context(request)
+    if not wants_fragment(request):  # the polled fragment is the integrity panel alone
+        if context["can_read_ledger"]:
+            context["recent"] = selectors.recent_events(principal=request.console_principal)
+        context["rejections"] = selectors.ingest_rejections()
+    return render_page(request, "console/dashboard.html", "integrity", context)
 
 
-login = auth_views.LoginView.as_view(template_name="console/login.html")
-logout = auth_views.LogoutView.as_view()
+@require_POST
+@capability_required("ledger.verify")
+def verify(request: HttpRequest) -> HttpResponse:
+    """Verify the whole chain now; htmx gets the refreshed integrity panel out of band."""
+    verification_record()
+    if not wants_fragment(request):
+        return redirect("console:dashboard")
+    return render_page(
+        request, "console/dashboard.html", "integrity", {**_integrity_context(request), "oob": True}
+    )
+
+
+# --- Ledger explorer -------------------------------------------------------------------------------
+
+
+@require_GET
+@capability_required("ledger.read")
+def ledger(request: HttpRequest) -> HttpResponse:
+    """Events visible to the principal, filtered, newest first, paged by seq cursor."""
+    principal = request.console_principal
+    form = LedgerFilterForm(request.GET, principal=principal)
+    if not form.is_valid():
+        refusal = ControlPlaneError("VALIDATION_FAILED", "; ".join(_form_errors(form)))
+        return render_page(
+            request, "console/ledger.html", "results", {"form": form, "refusal": refusal}, status=400
+        )
+    page = selectors.ledger_page(
+        principal=principal,
+        filters=form.filters(),
+        before=form.cleaned_data["before"],
+        after=form.cleaned_data["after"],
+    )
+    context = {
+        "form": form,
+        "page": page,
+        "newer_href": _ledger_href(form, "after", page.newer_than),
+        "older_href": _ledger_href(form, "before", page.older_than),
+    }
+    return render_page(request, "console/ledger.html", "results", context)
+
+
+@require_GET
+@capability_required("ledger.read")
+def event(request: HttpRequest, seq: int) -> HttpResponse:
+    """One event: its envelope, payload, the stored canonical bytes, and its verification."""
+    found = selectors.event_get(principal=request.console_principal, seq=seq)
+    if found is None:
+        return refusal_response(request, ControlPlaneError("NOT_FOUND", f"no visible ledger event {seq}"))
+    context = {
+        "event": found,
+        "data_json": selectors.pretty_json(found.data),
+        "provenance_json": selectors.pretty_json(found.provenance),
+        "verification": selectors.event_verify(event=found),
+    }
+    return render_page(request, "console/event.html", "event", context)
+
+
+def _ledger_href(form: LedgerFilterForm, cursor: str, seq: int | None) -> str:
+    if seq is None:
+        return ""
+    query = "&".join(filter(None, [form.filter_query(), f"{cursor}={seq}"]))
+    return f"{reverse('console:ledger')}?{query}"
+
+
+def _form_errors(form: LedgerFilterForm) -> list[str]:
+    return [
+        f"{form.fields[name].label or name}: {message}" if name != "__all__" else message
+        for name, messages in form.errors.items()
+        for message in messages
+    ]

@@ -300,7 +300,10 @@ def verify_chain(*, workers: int = 1, first: int = 1, last: int | None = None) -
         return VerifyResult(True, 0, None, None)
     last = top[0] if last is None else min(last, top[0])
     workers = max(1, min(workers, os.cpu_count() or 1))
-    if workers == 1 or connection.vendor != "postgresql" or last - first < 5000:
+    # Other processes cannot see this transaction's rows, and closing its connection would end it:
+    # inside an atomic block (or on SQLite, or for a short chain) verify on this connection alone.
+    single = workers == 1 or connection.vendor != "postgresql" or connection.in_atomic_block
+    if single or last - first < 5000:
         result = combine([_verify_chunk((first, last, True))])
     else:
         size = (last - first + workers) // workers

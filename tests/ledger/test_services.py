@@ -138,3 +138,15 @@ def test_request_context_and_trace_are_recorded():
     assert event.request_id == "req-123"
     assert event.trace_id == "0af7651916cd43dd8448eb211c80319c"
     assert event.traceparent == traceparent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transactional_test_before_the_trigger_test():
+    """Ordering guard: the TRUNCATE trigger must be back on for the test after a transactional one."""
+    assert _append()[0].seq == 2
+
+
+def test_truncate_trigger_is_back_on_after_a_transactional_test():
+    _append()
+    with pytest.raises(Exception, match="LEDGER_APPEND_ONLY"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE ledger_ledgerevent CASCADE")

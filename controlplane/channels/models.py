@@ -1,0 +1,119 @@
+"""Event producers, their signing keys, and the deliveries they made through `POST /api/v1/events/`.
+
+Rows change only through `controlplane.channels.services`, which ledgers every change in the same
+transaction. A `Delivery` is written in the transaction that appends the delivered event to the ledger;
+its unique constraints are what make a second delivery of the same webhook-id or CloudEvents id fail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from controlplane.identity.models import Principal, Tenant
+
+
+class Producer(models.Model):
+    """A registered event producer: a `service` principal (holding `events.ingest`) and its keys."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="producers")
+    name = models.SlugField(max_length=80)
+    principal = models.OneToOneField(Principal, on_delete=models.PROTECT, related_name="producer")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["tenant__slug", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="producer_unique_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.ref
+
+    @property
+    def ref(self) -> str:
+        """How provenance and the ledger name this producer: `<tenant>/<name>`."""
+        return f"{self.tenant.slug}/{self.name}"
+
+
+class KeyKind(models.TextChoices):
+    HMAC = "hmac"  # Standard Webhooks `v1`: HMAC-SHA256 with a shared `whsec_` secret
+    ED25519 = "ed25519"  # Standard Webhooks `v1a`: Ed25519; only the public key is held here
+
+
+class ProducerKey(models.Model):
+    """A key that may sign a producer's deliveries, valid from `valid_from` until `valid_until`.
+
+    `secret` holds an HMAC key's `whsec_` secret in the clear, because verifying an HMAC needs the key
+    itself (unlike API tokens, which are stored hashed). It is shown once at creation, never in the admin,
+    in logs or on the ledger. Ed25519 keys keep only `public_key` (base64 of the raw 32 bytes).
+    Revocation means compromise: a signature by a revoked key is refused in every signing mode.
+    """
+
+    producer = models.ForeignKey(Producer, on_delete=models.PROTECT, related_name="keys")
+    key_id = models.CharField(max_length=40, unique=True)
+    kind = models.CharField(max_length=16, choices=KeyKind.choices)
+    secret = models.CharField(max_length=120, blank=True)
+    public_key = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    valid_from = models.DateTimeField(default=timezone.now)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["producer", "valid_from", "key_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind="hmac") & ~Q(secret="") & Q(public_key=""))
+                | (Q(kind="ed25519") & Q(secret="") & ~Q(public_key="")),
+                name="producer_key_material_matches_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key_id
+
+    def is_valid_at(self, moment: datetime) -> bool:
+        """Unrevoked and inside its validity window at `moment`."""
+        if self.revoked_at is not None or moment < self.valid_from:
+            return False
+        return self.valid_until is None or moment < self.valid_until
+
+    def status_at(self, moment: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if moment < self.valid_from:
+            return "pending"
+        if self.valid_until is not None and moment >= self.valid_until:
+            return "expired"
+        return "active" if self.valid_until is None else "retiring"
+
+    @property
+    def status(self) -> str:
+        return self.status_at(timezone.now())
+
+
+class Delivery(models.Model):
+    """One accepted delivery: which producer sent which webhook-id / CloudEvents id, at which ledger seq."""
+
+    producer = models.ForeignKey(Producer, on_delete=models.PROTECT, related_name="deliveries")
+    webhook_id = models.CharField(max_length=200, blank=True, help_text="Empty for an unsigned delivery.")
+    ce_id = models.CharField(max_length=200)
+    seq = models.BigIntegerField(unique=True, help_text="The ledger event this delivery appended.")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["seq"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["producer", "webhook_id"],
+                condition=~Q(webhook_id=""),
+                name="delivery_unique_webhook_id_per_producer",
+            ),
+            models.UniqueConstraint(fields=["producer", "ce_id"], name="delivery_unique_ce_id_per_producer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.producer_id}:{self.ce_id} -> #{self.seq}"

@@ -1,0 +1,107 @@
+"""Who may see a console page. Deny by default: every console view is wrapped in `capability_required`.
+
+An anonymous visitor is sent to the login page; a signed-in user without an active principal gets
+AUTH_NO_PRINCIPAL, and a principal lacking a capability gets CAPABILITY_MISSING — both as a 403 page
+that names the reason code, the same code the API would answer with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
+
+from controlplane.console import selectors
+from controlplane.errors import ControlPlaneError
+
+CONSOLE_CAPABILITY = "console.view"
+
+View = Callable[..., HttpResponse]
+
+
+def wants_fragment(request: HttpRequest) -> bool:
+    """True for an htmx request that swaps part of a page (boosted and history-restore get whole pages)."""
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
+
+
+def render_page(
+    request: HttpRequest,
+    template: str,
+    fragment: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+) -> HttpResponse:
+    """Render the whole page, or only its `{% partialdef %}` fragment for an htmx swap."""
+    name = f"{template}#{fragment}" if wants_fragment(request) else template
+    response = render(request, name, context, status=status)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+def refusal_response(request: HttpRequest, refusal: ControlPlaneError) -> HttpResponse:
+    """The console's answer to a refused request: the reason code, with the catalogue's status.
+
+    For an htmx swap the refusal goes to the page's notice area instead of the element that asked, and
+    the URL bar keeps the page the operator is on.
+    """
+    response = render_page(
+        request, "console/refused.html", "refusal", {"refusal": refusal}, status=refusal.status
+    )
+    if wants_fragment(request):
+        retarget(response, "#notice")
+        reswap(response, "innerHTML")
+        push_url(response, False)
+    return response
+
+
+def capability_required(*capabilities: str) -> Callable[[View], View]:
+    """Wrap a console view: it needs a signed-in user whose principal holds `console.view` and `capabilities`.
+
+    The principal and its capabilities are put on the request (`request.console_principal`,
+    `request.console_capabilities`) for the view and the layout, so they are read once per request.
+    """
+    required = (CONSOLE_CAPABILITY, *(c for c in capabilities if c != CONSOLE_CAPABILITY))
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return _to_login(request)
+            principal, held = selectors.console_principal(user=request.user)
+            if principal is None:
+                return refusal_response(
+                    request,
+                    ControlPlaneError(
+                        "AUTH_NO_PRINCIPAL", f"user {request.user.get_username()} has no active principal"
+                    ),
+                )
+            request.console_principal = principal
+            request.console_capabilities = held
+            missing = [capability for capability in required if capability not in held]
+            if missing:
+                return refusal_response(
+                    request,
+                    ControlPlaneError("CAPABILITY_MISSING", f"{principal.ref} lacks {missing[0]!r}"),
+                )
+            return view(request, *args, **kwargs)
+
+        guarded.required_capabilities = required  # read by the test that every console URL is guarded
+        return guarded
+
+    return decorator
+
+
+def _to_login(request: HttpRequest) -> HttpResponse:
+    if wants_fragment(request):
+        # A 302 inside an htmx request would swap the login page into a fragment; send the browser there.
+        current = request.htmx.current_url_abs_path or request.get_full_path()
+        return HttpResponseClientRedirect(redirect_to_login(current).url)
+    return redirect_to_login(request.get_full_path())
