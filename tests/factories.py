@@ -27,6 +27,12 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
     password = factory.PostGenerationMethodCall("set_password", "correct-horse-battery")
 
+    @classmethod
+    def _after_postgeneration(cls, instance, create, results=None):
+        # set_password runs after the INSERT and skip_postgeneration_save skips the save: keep the hash.
+        if create and results:
+            instance.save(update_fields=["password"])
+
 
 class PrincipalFactory(factory.django.DjangoModelFactory):
     """A principal; pass `capabilities=[...]` to grant through the service (and the ledger)."""
