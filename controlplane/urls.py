@@ -7,6 +7,13 @@ from drf_spectacular.views import SpectacularAPIView
 
 from controlplane import health
 
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema, for principals allowed to see system details (deny by default)."""
+
+    required_capability = "system.read"
+
+
 api_v1 = [
     path("ledger/", include("controlplane.ledger.urls")),
     path("", include("controlplane.channels.urls")),
@@ -16,7 +23,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.ReadyView.as_view(), name="readyz"),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
     # Admin signs in through the console's login, which throttles and ledgers every attempt.
     path("admin/login/", RedirectView.as_view(pattern_name="console:login", query_string=True)),
     path("admin/", admin.site.urls),

@@ -66,6 +66,12 @@ def _env_key() -> tuple[str, Ed25519PrivateKey] | None:
     return key_id_for(public_bytes(private_key)), private_key
 
 
+def configured_private_key() -> Ed25519PrivateKey | None:
+    """The key given in CONTROLPLANE_LEDGER_KEY, if any."""
+    from_env = _env_key()
+    return from_env[1] if from_env else None
+
+
 _loaded: dict[str, Ed25519PrivateKey] = {}
 
 

@@ -191,13 +191,22 @@ def ledger_append(
 
 
 def _activate_first_key(head: _Head) -> _Head:
-    """With no active key: in dev, generate one and record its activation; elsewhere fail closed."""
-    if not settings.CONTROLPLANE_LEDGER_AUTOGENERATE_KEY:
+    """With no active key: activate the one in CONTROLPLANE_LEDGER_KEY, or in dev generate one.
+
+    Anywhere else, with neither, writes fail closed.
+    """
+    configured = crypto.configured_private_key()
+    if configured is None and not settings.CONTROLPLANE_LEDGER_AUTOGENERATE_KEY:
         raise ControlPlaneError(
-            "LEDGER_KEY_UNAVAILABLE", "no active ledger signing key; run `manage.py keys generate`"
+            "LEDGER_KEY_UNAVAILABLE",
+            "no active ledger signing key; set CONTROLPLANE_LEDGER_KEY or run `manage.py keys generate`",
         )
     return _activate_new_key(
-        head, event_type="controlplane.ledger.key.activated", actor="system", reason="first run"
+        head,
+        event_type="controlplane.ledger.key.activated",
+        actor="system",
+        reason="first run",
+        private_key=configured,
     )
 
 
@@ -262,15 +271,30 @@ def _locked_head() -> _Head:
 
 @transaction.atomic
 def key_generate(*, actor: str = "system") -> SigningKey:
-    """Create a key. With no active key it becomes active; otherwise it waits on standby for `key_rotate`."""
+    """Register a key: the one in CONTROLPLANE_LEDGER_KEY if it is not yet known, else a new one.
+
+    With no active key it becomes active; otherwise it waits on standby for `key_rotate(to_key_id=...)`.
+    """
     head = _locked_head()
+    configured = crypto.configured_private_key()
+    if (
+        configured
+        and SigningKey.objects.filter(key_id=crypto.key_id_for(crypto.public_bytes(configured))).exists()
+    ):
+        configured = None
     if head.key_id is None:
         head = _activate_new_key(
-            head, event_type="controlplane.ledger.key.activated", actor=actor, reason="generated"
+            head,
+            event_type="controlplane.ledger.key.activated",
+            actor=actor,
+            reason="generated",
+            private_key=configured,
         )
         return SigningKey.objects.get(key_id=head.key_id)
-    private_key = Ed25519PrivateKey.generate()
-    key_id = crypto.store_private_key(private_key)
+    private_key = configured or Ed25519PrivateKey.generate()
+    key_id = crypto.key_id_for(crypto.public_bytes(private_key))
+    if configured is None:
+        crypto.store_private_key(private_key)
     key = SigningKey.objects.create(
         key_id=key_id, public_key=crypto.b64(crypto.public_bytes(private_key)), created_at=timezone.now()
     )

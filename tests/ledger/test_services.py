@@ -148,5 +148,9 @@ def test_a_transactional_test_before_the_trigger_test():
 
 def test_truncate_trigger_is_back_on_after_a_transactional_test():
     _append()
-    with pytest.raises(Exception, match="LEDGER_APPEND_ONLY"), transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(Exception, match="LEDGER_APPEND_ONLY"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute("TRUNCATE ledger_ledgerevent CASCADE")

@@ -28,17 +28,31 @@ def test_intact_chain_verifies_with_count_and_head():
     ("sql", "code"),
     [
         ("UPDATE ledger_ledgerevent SET data = '{\"i\": 99}' WHERE seq = %s", "LEDGER_HASH_MISMATCH"),
-        ("UPDATE ledger_ledgerevent SET type = 'controlplane.test.forged' WHERE seq = %s", "LEDGER_HASH_MISMATCH"),
+        (
+            "UPDATE ledger_ledgerevent SET type = 'controlplane.test.forged' WHERE seq = %s",
+            "LEDGER_HASH_MISMATCH",
+        ),
         ("UPDATE ledger_ledgerevent SET subject = 'test/other' WHERE seq = %s", "LEDGER_HASH_MISMATCH"),
         ("UPDATE ledger_ledgerevent SET actor = 'acme/mallory' WHERE seq = %s", "LEDGER_HASH_MISMATCH"),
-        ("UPDATE ledger_ledgerevent SET time = time + interval '1 second' WHERE seq = %s", "LEDGER_HASH_MISMATCH"),
-        ("UPDATE ledger_ledgerevent SET provenance = '{\"producer\": \"x\"}' WHERE seq = %s", "LEDGER_HASH_MISMATCH"),
+        (
+            "UPDATE ledger_ledgerevent SET time = time + interval '1 second' WHERE seq = %s",
+            "LEDGER_HASH_MISMATCH",
+        ),
+        (
+            'UPDATE ledger_ledgerevent SET provenance = \'{"producer": "x"}\' WHERE seq = %s',
+            "LEDGER_HASH_MISMATCH",
+        ),
         ("UPDATE ledger_ledgerevent SET reason_codes = '[\"X\"]' WHERE seq = %s", "LEDGER_HASH_MISMATCH"),
-        ("UPDATE ledger_ledgerevent SET canonical = replace(canonical, 'test/2', 'test/9') WHERE seq = %s",
-         "LEDGER_HASH_MISMATCH"),
+        (
+            "UPDATE ledger_ledgerevent SET canonical = replace(canonical, 'test/2', 'test/9') WHERE seq = %s",
+            "LEDGER_HASH_MISMATCH",
+        ),
         ("UPDATE ledger_ledgerevent SET prev_hash = repeat('a', 64) WHERE seq = %s", "LEDGER_CHAIN_BROKEN"),
-        ("UPDATE ledger_ledgerevent SET signature = (SELECT signature FROM ledger_ledgerevent WHERE seq = 2) "
-         "WHERE seq = %s", "LEDGER_SIGNATURE_INVALID"),
+        (
+            "UPDATE ledger_ledgerevent SET signature = (SELECT signature FROM ledger_ledgerevent WHERE seq = 2) "
+            "WHERE seq = %s",
+            "LEDGER_SIGNATURE_INVALID",
+        ),
         ("DELETE FROM ledger_ledgerevent WHERE seq = %s", "LEDGER_SEQ_GAP"),
     ],
 )
@@ -136,7 +150,11 @@ def test_bundle_round_trip_verifies_offline():
         (lambda b: b["events"][1].update(type="controlplane.test.other"), 3, "LEDGER_HASH_MISMATCH"),
         (lambda b: b["events"][2].update(prev_hash="0" * 64), 4, "LEDGER_CHAIN_BROKEN"),
         (lambda b: b["events"].pop(1), 4, "LEDGER_SEQ_GAP"),  # reported at the row found instead
-        (lambda b: b["events"][0].update(signature=b["events"][1]["signature"]), 2, "LEDGER_SIGNATURE_INVALID"),
+        (
+            lambda b: b["events"][0].update(signature=b["events"][1]["signature"]),
+            2,
+            "LEDGER_SIGNATURE_INVALID",
+        ),
         (lambda b: b["checkpoint"].update(head_hash="f" * 64), 5, "LEDGER_CHECKPOINT_MISMATCH"),
         (lambda b: b["events"].pop(), 5, "LEDGER_SEQ_GAP"),
     ],
@@ -191,7 +209,7 @@ def test_cli_verify_malformed_bundle_is_a_clear_error(tmp_path):
     from django.core.management.base import CommandError
 
     path = tmp_path / "junk.json"
-    path.write_text("{\"format\": \"something-else\"}")
+    path.write_text('{"format": "something-else"}')
     with pytest.raises(CommandError, match="LEDGER_BUNDLE_MALFORMED"):
         call_command("ledger", "verify", "--bundle", str(path))
 
