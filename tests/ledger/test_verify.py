@@ -49,7 +49,8 @@ def test_intact_chain_verifies_with_count_and_head():
         ),
         ("UPDATE ledger_ledgerevent SET prev_hash = repeat('a', 64) WHERE seq = %s", "LEDGER_CHAIN_BROKEN"),
         (
-            "UPDATE ledger_ledgerevent SET signature = (SELECT signature FROM ledger_ledgerevent WHERE seq = 2) "
+            "UPDATE ledger_ledgerevent SET signature = "
+            "(SELECT signature FROM ledger_ledgerevent WHERE seq = 2) "
             "WHERE seq = %s",
             "LEDGER_SIGNATURE_INVALID",
         ),
@@ -175,7 +176,7 @@ def test_cli_verify_ok_prints_count_and_head(capsys):
     events = append_events(2)
     call_command("ledger", "verify", "--workers", "1")
     out = capsys.readouterr().out
-    assert f"OK 3 events verified" in out and events[-1].hash in out
+    assert "OK 3 events verified" in out and events[-1].hash in out
     assert VerificationRun.objects.get().ok
 
 
