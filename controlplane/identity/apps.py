@@ -7,4 +7,4 @@ class IdentityConfig(AppConfig):
     verbose_name = "Identity"
 
     def ready(self) -> None:
-        from controlplane.identity import signals  # noqa: F401  (sign-in events -> ledger)
+        from controlplane.identity import schema, signals  # noqa: F401  (OpenAPI schemes; sign-in events)

@@ -79,8 +79,11 @@ class LedgerEventViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = SeqCursorPagination
     required_capability = "ledger.read"
     lookup_field = "seq"
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return LedgerEvent.objects.none()
         tenant = self.request.user.tenant.slug
         return LedgerEvent.objects.filter(tenant__in=[tenant, ""])
 
@@ -90,6 +93,7 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Checkpoint.objects.all()
     required_capability = "ledger.read"
     lookup_field = "seq"
+    lookup_value_regex = r"\d+"
 
 
 class VerifyView(APIView):

@@ -1,0 +1,62 @@
+"""Project-level commands: demo, quickstart_admin, reasons."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from controlplane.identity.capabilities import CAPABILITIES
+from controlplane.identity.models import Principal
+from controlplane.ledger.models import Checkpoint, LedgerEvent
+from controlplane.reasons import CATALOGUE
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_demo_is_idempotent():
+    assert "chain verified" in run("demo")
+    events = LedgerEvent.objects.count()
+    checkpoints = Checkpoint.objects.count()
+    assert "chain verified" in run("demo")
+    # The second run adds only the record of a checkpoint at the new head, nothing else.
+    new = list(LedgerEvent.objects.filter(seq__gt=events).values_list("type", flat=True))
+    assert new == ["controlplane.ledger.checkpoint.created"]
+    assert Checkpoint.objects.count() == checkpoints + 1
+    assert LedgerEvent.objects.filter(fidelity="demo").count() == 5
+    assert set(Principal.objects.values_list("name", flat=True)) >= {"oncall-alice", "deploy-agent"}
+
+
+def test_quickstart_admin_prints_a_working_one_time_password(settings):
+    settings.IS_DEV = True
+    password = run("quickstart_admin").rsplit(" ", 1)[-1].strip()
+    user = authenticate(username="admin", password=password)
+    assert user is not None and user.is_superuser
+    assert Principal.objects.get(user=user).capabilities() == set(CAPABILITIES)
+    second = run("quickstart_admin").rsplit(" ", 1)[-1].strip()
+    assert second != password and authenticate(username="admin", password=password) is None
+
+
+def test_quickstart_admin_refuses_outside_dev(settings):
+    settings.IS_DEV = False
+    with pytest.raises(CommandError, match="VALIDATION_FAILED"):
+        run("quickstart_admin")
+    assert not Principal.objects.exists()
+
+
+def test_reason_code_docs_are_current():
+    assert run("reasons", "docs", "--check") == "docs/reason-codes.md is up to date\n"
+
+
+def test_reasons_list_has_every_code():
+    lines = run("reasons", "list").splitlines()
+    assert [line.split("\t")[0] for line in lines] == list(CATALOGUE)
