@@ -14,6 +14,16 @@ from controlplane.identity.models import ApiToken, Grant, Principal, Tenant
 class TenantAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "created_at")
     search_fields = ("slug", "name")
+    fields = ("slug", "name")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> tuple[str, ...]:
+        return ("slug",) if obj else ()
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: object, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.pk = services.tenant_create(slug=obj.slug, name=obj.name, actor=_actor(request)).pk
 
 
 class GrantInline(admin.TabularInline):
@@ -37,10 +47,25 @@ class GrantInline(admin.TabularInline):
 
 @admin.register(Principal)
 class PrincipalAdmin(admin.ModelAdmin):
+    """Creation and (de)activation go through the services, so both are ledgered."""
+
     list_display = ("name", "tenant", "kind", "user", "is_active", "created_at")
     list_filter = ("kind", "is_active", "tenant")
     search_fields = ("name",)
+    fields = ("tenant", "name", "kind", "user", "is_active")
     inlines = [GrantInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Principal | None = None) -> tuple[str, ...]:
+        return ("tenant", "name", "kind", "user") if obj else ("is_active",)
+
+    def save_model(self, request: HttpRequest, obj: Principal, form: object, change: bool) -> None:
+        if change:
+            services.principal_set_active(principal=obj, is_active=obj.is_active, actor=_actor(request))
+            return
+        created = services.principal_create(
+            tenant=obj.tenant, name=obj.name, kind=obj.kind, user=obj.user, actor=_actor(request)
+        )
+        obj.pk = created.pk
 
 
 @admin.register(Grant)
@@ -79,9 +104,23 @@ def _actor(request: HttpRequest) -> str:
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "principal", "name", "created_at", "expires_at", "revoked_at", "last_used_at")
-    readonly_fields = ("prefix", "token_hash", "created_at", "last_used_at")
-    list_filter = ("revoked_at",)
+    """Tokens are issued by `manage.py principals issue-token` (the secret is shown once); here they are
+    listed and revoked (through the service, so revocation is ledgered)."""
 
-    def has_add_permission(self, request: object) -> bool:
-        return False  # tokens are issued by `manage.py principals issue-token`, which shows the secret once
+    list_display = ("prefix", "principal", "name", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("revoked_at",)
+    actions = ["revoke_tokens"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens", permissions=["view"])
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset.filter(revoked_at__isnull=True):
+            services.token_revoke(prefix=token.prefix, actor=_actor(request))

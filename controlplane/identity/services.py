@@ -96,6 +96,28 @@ def principal_create(
 
 
 @transaction.atomic
+def principal_set_active(
+    *, principal: Principal, is_active: bool, actor: Principal | str | None = None
+) -> Principal:
+    """Deactivate (every token and grant stops working) or reactivate a principal."""
+    locked = Principal.objects.select_for_update().select_related("tenant").get(pk=principal.pk)
+    if locked.is_active == is_active:
+        return locked
+    locked.is_active = is_active
+    locked.save(update_fields=["is_active"])
+    ledger_append(
+        type="controlplane.identity.principal.activated"
+        if is_active
+        else "controlplane.identity.principal.deactivated",
+        subject=f"principal/{locked.ref}",
+        data={"principal": locked.ref, "is_active": is_active},
+        tenant=locked.tenant.slug,
+        actor=_actor_ref(actor),
+    )
+    return locked
+
+
+@transaction.atomic
 def grant_add(
     *,
     principal: Principal,
