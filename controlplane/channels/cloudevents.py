@@ -102,8 +102,9 @@ def parse(body: bytes) -> CloudEvent:
         if value is not None and (not isinstance(value, str) or not value):
             raise _malformed(f"attribute {name!r} must be a non-empty string when present")
     subject = raw.get("subject") or ""
+    lengths = {**{name: len(value) for name, value in values.items()}, "subject": len(subject)}
     for name, limit in MAX_LENGTHS.items():
-        if len(values[name] if name in values else subject) > limit:
+        if lengths[name] > limit:
             raise _malformed(f"attribute {name!r} is longer than {limit} characters")
     if "data" in raw and "data_base64" in raw:
         raise _malformed("an event carries data or data_base64, not both")

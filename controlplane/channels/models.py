@@ -26,7 +26,9 @@ class Producer(models.Model):
 
     class Meta:
         ordering = ["tenant__slug", "name"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="producer_unique_name_per_tenant")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="producer_unique_name_per_tenant")
+        ]
 
     def __str__(self) -> str:
         return self.ref
@@ -62,7 +64,7 @@ class ProducerKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["producer", "valid_from", "key_id"]
+        ordering = ["producer_id", "valid_from", "key_id"]
         constraints = [
             models.CheckConstraint(
                 condition=(Q(kind="hmac") & ~Q(secret="") & Q(public_key=""))

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 HMAC_VERSION = "v1"
 ED25519_VERSION = "v1a"
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105  (a label, not a secret)
 PUBLIC_KEY_PREFIX = "whpk_"
 PRIVATE_KEY_PREFIX = "whsk_"
 HMAC_SECRET_BYTES = 32  # the spec asks for 24 to 64 random bytes

@@ -1,0 +1,213 @@
+"""Django admin for event producers. Every change goes through the services (and so the ledger).
+
+Secrets are shown once, on the page that answers the creation or rotation, and never again: no admin
+page or form includes the `secret` column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from controlplane.channels import services, signatures
+from controlplane.channels.models import Delivery, Producer, ProducerKey
+from controlplane.errors import ControlPlaneError
+from controlplane.identity.models import Principal
+from controlplane.identity.services import principal_for_user
+
+SECRETS_TEMPLATE = "channels/admin/producer_secrets.html"
+KEY_FIELDS = (
+    "key_id",
+    "kind",
+    "public_key",
+    "created_at",
+    "valid_from",
+    "valid_until",
+    "revoked_at",
+    "status",
+)
+
+
+def _actor(request: HttpRequest) -> str:
+    principal = principal_for_user(request.user)
+    return principal.ref if principal else f"user/{request.user.get_username()}"
+
+
+def _secrets_page(request: HttpRequest, heading: str, items: list[dict[str, Any]]) -> TemplateResponse:
+    response = TemplateResponse(
+        request,
+        SECRETS_TEMPLATE,
+        {
+            **admin.site.each_context(request),
+            "title": heading,
+            "heading": heading,
+            "items": items,
+            "back_url": reverse("admin:channels_producer_changelist"),
+        },
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class ProducerCreateForm(forms.ModelForm):
+    ed25519_public_key = forms.CharField(
+        required=False,
+        help_text="Leave empty for an HMAC key (a whsec_ secret is generated and shown once); or paste the "
+        "base64 of a 32-byte Ed25519 public key.",
+    )
+
+    class Meta:
+        model = Producer
+        fields = ("tenant", "name")
+
+    def clean_ed25519_public_key(self) -> str | None:
+        value = self.cleaned_data.get("ed25519_public_key") or ""
+        if not value.strip():
+            return None
+        try:
+            return signatures.ed25519_public_key_normalise(value)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        tenant, name = cleaned.get("tenant"), cleaned.get("name")
+        principal_name = services.principal_name_for(name or "")
+        if tenant and name and Principal.objects.filter(tenant=tenant, name=principal_name).exists():
+            raise forms.ValidationError(f"a principal {tenant.slug}/{principal_name} already exists")
+        return cleaned
+
+
+class ProducerKeyInline(admin.TabularInline):
+    """Read-only: keys change through rotation and revocation, which are ledgered."""
+
+    model = ProducerKey
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = KEY_FIELDS
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Producer)
+class ProducerAdmin(admin.ModelAdmin):
+    list_display = ("name", "tenant", "principal", "created_at")
+    list_filter = ("tenant",)
+    search_fields = ("name",)
+    actions = ["rotate_hmac_key"]
+
+    def get_form(self, request: HttpRequest, obj: Producer | None = None, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ProducerCreateForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Producer | None = None) -> Any:
+        if obj is None:
+            return ("tenant", "name", "ed25519_public_key")
+        return ("tenant", "name", "principal", "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Producer | None = None) -> Any:
+        return () if obj is None else ("tenant", "name", "principal", "created_at")
+
+    def get_inlines(self, request: HttpRequest, obj: Producer | None) -> Any:
+        return [ProducerKeyInline] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # producers are named on the ledger; revoke their keys instead
+
+    def save_model(self, request: HttpRequest, obj: Producer, form: Any, change: bool) -> None:
+        if change:
+            return
+        created = services.producer_create(
+            tenant=form.cleaned_data["tenant"],
+            name=form.cleaned_data["name"],
+            ed25519_public_key=form.cleaned_data.get("ed25519_public_key"),
+            actor=_actor(request),
+        )
+        obj.pk = created.producer.pk
+        obj.principal = created.producer.principal
+        obj.created_at = created.producer.created_at
+        request._channels_created = created  # read by response_add, which shows the secrets once
+
+    def response_add(self, request: HttpRequest, obj: Producer, post_url_continue: str | None = None) -> Any:
+        created = getattr(request, "_channels_created", None)
+        if created is None:
+            return super().response_add(request, obj, post_url_continue)
+        item = {
+            "producer": created.producer.ref,
+            "key_id": created.key_id,
+            "kind": "hmac" if created.hmac_secret else "ed25519",
+            "token": created.token_secret,
+            "secret": created.hmac_secret,
+        }
+        return _secrets_page(request, f"Producer {created.producer.ref} created", [item])
+
+    @admin.action(description="Rotate to a new HMAC key (old keys verify for 24 hours more)")
+    def rotate_hmac_key(self, request: HttpRequest, queryset: QuerySet[Producer]) -> HttpResponse | None:
+        items = []
+        for producer in queryset.select_related("tenant"):
+            rotated = services.producer_key_rotate(producer=producer, actor=_actor(request))
+            items.append(
+                {
+                    "producer": producer.ref,
+                    "key_id": rotated.key.key_id,
+                    "kind": rotated.key.kind,
+                    "secret": rotated.hmac_secret,
+                }
+            )
+        return _secrets_page(request, "New signing keys", items)
+
+
+@admin.register(ProducerKey)
+class ProducerKeyAdmin(admin.ModelAdmin):
+    list_display = ("key_id", "producer", "kind", "valid_from", "valid_until", "revoked_at", "status")
+    list_filter = ("kind",)
+    search_fields = ("key_id", "producer__name")
+    fields = readonly_fields = ("producer", *KEY_FIELDS)
+    actions = ["revoke_keys"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # keys are added by creating a producer or rotating its key
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected keys now (compromise)")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ProducerKey]) -> None:
+        for key in queryset:
+            try:
+                services.producer_key_revoke(
+                    key_id=key.key_id, reason="revoked in admin", actor=_actor(request)
+                )
+            except ControlPlaneError as exc:
+                self.message_user(request, f"{key.key_id}: {exc.code}", messages.ERROR)
+            else:
+                self.message_user(request, f"revoked {key.key_id}", messages.SUCCESS)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ("seq", "producer", "webhook_id", "ce_id", "received_at")
+    search_fields = ("webhook_id", "ce_id")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

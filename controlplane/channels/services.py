@@ -1,0 +1,512 @@
+"""Every write of the channels app: producers and their keys, signed event ingest, rejection counters.
+
+Producer and key changes are ledgered in the same transaction (never with a secret in the event).
+`event_ingest` verifies a Standard Webhooks signature over the raw body according to the signing mode,
+checks the CloudEvent, and appends it to the ledger together with its `Delivery` row; a refusal raises
+`ControlPlaneError` and writes nothing. See docs/ingest.md for the modes and the order of the checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from controlplane.channels import cloudevents, signatures
+from controlplane.channels.models import Delivery, KeyKind, Producer, ProducerKey
+from controlplane.context import parse_traceparent
+from controlplane.errors import ControlPlaneError
+from controlplane.identity import services as identity
+from controlplane.identity.models import Principal, PrincipalKind, Tenant
+from controlplane.ledger.models import Fidelity, LedgerEvent
+from controlplane.ledger.services import ledger_append
+
+logger = logging.getLogger(__name__)
+
+SIGNING_MODES = ("off", "allow-unsigned", "require-signed", "require-valid-signature")
+DEFAULT_OVERLAP_SECONDS = 24 * 3600
+INGEST_CAPABILITY = "events.ingest"
+UNKNOWN_PRODUCER = "unknown"
+# Every code the ingest endpoint can answer with; each refusal is counted per (producer, code).
+REJECTION_CODES = (
+    "AUTH_REQUIRED",
+    "AUTH_INVALID_TOKEN",
+    "AUTH_THROTTLED",
+    "CAPABILITY_MISSING",
+    "METHOD_NOT_ALLOWED",
+    "PRODUCER_UNKNOWN",
+    "SIGNATURE_MISSING",
+    "SIGNATURE_INVALID",
+    "KEY_UNKNOWN",
+    "KEY_REVOKED",
+    "KEY_EXPIRED",
+    "STALE_TIMESTAMP",
+    "MALFORMED_EVENT",
+    "EVENT_TYPE_RESERVED",
+    "DUPLICATE_EVENT",
+    "INGEST_OVERLOADED",
+    "LEDGER_WRITE_FAILED",
+    "LEDGER_KEY_UNAVAILABLE",
+)
+
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
+# Printable ASCII without "." (the separator of the signed content) and without spaces.
+_WEBHOOK_ID = re.compile(r"^[\x21-\x2d\x2f-\x7e]{1,200}$")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+
+
+def _actor_ref(actor: Principal | str | None) -> str:
+    if actor is None:
+        return "system"
+    return actor if isinstance(actor, str) else actor.ref
+
+
+# --- producers and keys ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedProducer:
+    """A new producer with its secrets. The token and the HMAC secret exist nowhere else in the clear
+    except the key row the verifier needs; show them once."""
+
+    producer: Producer
+    token_secret: str
+    hmac_secret: str | None  # `whsec_...`; None when the producer signs with Ed25519
+    key_id: str
+
+
+@dataclass(frozen=True)
+class RotatedKey:
+    key: ProducerKey
+    hmac_secret: str | None
+    retired: list[ProducerKey]
+
+
+def principal_name_for(name: str) -> str:
+    """The service principal behind producer `name` (prefixed so it cannot clash with people)."""
+    return f"producer-{name}"
+
+
+def _public_key_or_refuse(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return signatures.ed25519_public_key_normalise(text)
+    except ValueError as exc:
+        raise ControlPlaneError("VALIDATION_FAILED", f"--ed25519-public-key: {exc}") from exc
+
+
+def _key_create(
+    *, producer: Producer, public_key: str | None, now: datetime
+) -> tuple[ProducerKey, str | None]:
+    key_id = f"pk_{secrets.token_hex(8)}"
+    if public_key:
+        key = ProducerKey.objects.create(
+            producer=producer, key_id=key_id, kind=KeyKind.ED25519, public_key=public_key, valid_from=now
+        )
+        return key, None
+    secret = signatures.hmac_secret_generate()
+    key = ProducerKey.objects.create(
+        producer=producer, key_id=key_id, kind=KeyKind.HMAC, secret=secret, valid_from=now
+    )
+    return key, secret
+
+
+def _key_data(key: ProducerKey) -> dict[str, Any]:
+    data = {"key_id": key.key_id, "kind": key.kind, "valid_from": key.valid_from.isoformat()}
+    if key.kind == KeyKind.ED25519:
+        data["public_key"] = key.public_key  # public; the HMAC secret never goes on the ledger
+    return data
+
+
+@transaction.atomic
+def producer_create(
+    *,
+    tenant: Tenant | str,
+    name: str,
+    ed25519_public_key: str | None = None,
+    actor: Principal | str = "system",
+) -> CreatedProducer:
+    """Register a producer: a `service` principal holding `events.ingest`, its API token and one key.
+
+    The key is an HMAC key with a fresh `whsec_` secret, or, given `ed25519_public_key` (base64 of the
+    32 raw bytes, optionally `whpk_`), an Ed25519 key. `tenant` may be a Tenant or a slug (created if
+    new). Refused with VALIDATION_FAILED, PRODUCER_EXISTS or PRINCIPAL_EXISTS, writing nothing.
+    """
+    if not _NAME.match(name):
+        raise ControlPlaneError(
+            "VALIDATION_FAILED", "a producer name is 1-80 lower-case letters, digits and inner hyphens"
+        )
+    public_key = _public_key_or_refuse(ed25519_public_key)
+    if isinstance(tenant, str):
+        tenant = identity.tenant_create(slug=tenant, actor=actor)
+    if Producer.objects.filter(tenant=tenant, name=name).exists():
+        raise ControlPlaneError("PRODUCER_EXISTS", f"producer {tenant.slug}/{name} exists")
+    principal = identity.principal_create(
+        tenant=tenant, name=principal_name_for(name), kind=PrincipalKind.SERVICE, actor=actor
+    )
+    identity.grant_add(principal=principal, capability=INGEST_CAPABILITY, actor=actor)
+    issued = identity.token_issue(principal=principal, name=f"producer {name}", actor=actor)
+    now = timezone.now()
+    producer = Producer.objects.create(tenant=tenant, name=name, principal=principal, created_at=now)
+    key, hmac_secret = _key_create(producer=producer, public_key=public_key, now=now)
+    ledger_append(
+        type="controlplane.channels.producer.created",
+        subject=f"producer/{producer.ref}",
+        data={
+            "producer": producer.ref,
+            "principal": principal.ref,
+            "token_prefix": issued.token.prefix,
+            "key": _key_data(key),
+        },
+        tenant=tenant.slug,
+        actor=_actor_ref(actor),
+    )
+    return CreatedProducer(
+        producer=producer, token_secret=issued.secret, hmac_secret=hmac_secret, key_id=key.key_id
+    )
+
+
+def producer_get(*, tenant: Tenant | str, name: str) -> Producer:
+    """The producer `name` of a tenant, or PRODUCER_NOT_FOUND (TENANT_NOT_FOUND for an unknown slug)."""
+    if isinstance(tenant, str):
+        tenant = identity.tenant_get(slug=tenant)
+    producer = Producer.objects.select_related("tenant", "principal").filter(tenant=tenant, name=name).first()
+    if producer is None:
+        raise ControlPlaneError("PRODUCER_NOT_FOUND", f"no producer {tenant.slug}/{name}")
+    return producer
+
+
+@transaction.atomic
+def producer_key_rotate(
+    *,
+    producer: Producer,
+    ed25519_public_key: str | None = None,
+    overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
+    actor: Principal | str = "system",
+) -> RotatedKey:
+    """Add a new key, valid now, and end every open key after `overlap_seconds` (default 24 hours).
+
+    During the overlap both keys verify, so a producer can send both signatures and switch at leisure.
+    """
+    if overlap_seconds < 0:
+        raise ControlPlaneError("VALIDATION_FAILED", "--overlap-seconds may not be negative")
+    public_key = _public_key_or_refuse(ed25519_public_key)
+    producer = Producer.objects.select_for_update().select_related("tenant").get(pk=producer.pk)
+    now = timezone.now()
+    until = now + timedelta(seconds=overlap_seconds)
+    retired = [
+        key
+        for key in producer.keys.filter(revoked_at__isnull=True)
+        if key.valid_until is None or key.valid_until > until
+    ]
+    for key in retired:
+        key.valid_until = until
+        key.save(update_fields=["valid_until"])
+    key, hmac_secret = _key_create(producer=producer, public_key=public_key, now=now)
+    ledger_append(
+        type="controlplane.channels.producer.key.rotated",
+        subject=f"producer/{producer.ref}",
+        data={
+            "producer": producer.ref,
+            "key": _key_data(key),
+            "overlap_seconds": overlap_seconds,
+            "retired": [{"key_id": k.key_id, "valid_until": until.isoformat()} for k in retired],
+        },
+        tenant=producer.tenant.slug,
+        actor=_actor_ref(actor),
+    )
+    return RotatedKey(key=key, hmac_secret=hmac_secret, retired=retired)
+
+
+@transaction.atomic
+def producer_key_revoke(*, key_id: str, reason: str = "", actor: Principal | str = "system") -> ProducerKey:
+    """Revoke a key at once (compromise): its signatures are refused in every mode from now on.
+
+    Revoking a revoked key returns it unchanged and writes nothing. Unknown: PRODUCER_KEY_NOT_FOUND.
+    """
+    key = (
+        ProducerKey.objects.select_for_update(of=("self",))
+        .select_related("producer__tenant")
+        .filter(key_id=key_id)
+        .first()
+    )
+    if key is None:
+        raise ControlPlaneError("PRODUCER_KEY_NOT_FOUND", f"no producer key {key_id!r}")
+    if key.revoked_at is not None:
+        return key
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    ledger_append(
+        type="controlplane.channels.producer.key.revoked",
+        subject=f"producer/{key.producer.ref}",
+        data={"producer": key.producer.ref, "key_id": key.key_id, "kind": key.kind, "reason": reason},
+        tenant=key.producer.tenant.slug,
+        actor=_actor_ref(actor),
+        reason_codes=["KEY_REVOKED"],
+    )
+    return key
+
+
+# --- signed ingest ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the signature check concluded, recorded in the event's provenance."""
+
+    name: str  # verified | expired-key | unsigned | unchecked
+    key_id: str | None
+    fidelity: str
+    reason_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event: LedgerEvent
+    verdict: Verdict
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.event.seq,
+            "id": self.event.id,
+            "hash": self.event.hash,
+            "verdict": self.verdict.name,
+            "key_id": self.verdict.key_id,
+            "fidelity": self.verdict.fidelity,
+        }
+
+
+def _webhook_id_or_refuse(webhook_id: str | None) -> str:
+    if not webhook_id:
+        return ""
+    if not _WEBHOOK_ID.match(webhook_id):
+        raise ControlPlaneError(
+            "MALFORMED_EVENT", "webhook-id must be 1-200 printable ASCII characters without '.' or spaces"
+        )
+    return webhook_id
+
+
+def signature_verdict(
+    *,
+    mode: str,
+    keys: list[ProducerKey],
+    webhook_id: str,
+    webhook_timestamp: str | None,
+    webhook_signature: str | None,
+    body: bytes,
+    now: datetime,
+) -> Verdict:
+    """Check a delivery's Standard Webhooks signature against the producer's keys under `mode`.
+
+    Returns the verdict or raises SIGNATURE_MISSING, MALFORMED_EVENT (signing headers), STALE_TIMESTAMP,
+    SIGNATURE_INVALID, KEY_UNKNOWN, KEY_REVOKED or KEY_EXPIRED.
+    """
+    if mode == "off":
+        return Verdict("unchecked", None, Fidelity.DEGRADED)
+    if not webhook_signature or not webhook_signature.strip():
+        if mode == "allow-unsigned":
+            return Verdict("unsigned", None, Fidelity.DEGRADED, ("SIGNATURE_MISSING",))
+        raise ControlPlaneError("SIGNATURE_MISSING", f"signing mode {mode} requires webhook-signature")
+    if not webhook_id:
+        raise ControlPlaneError("MALFORMED_EVENT", "webhook-signature needs a webhook-id header")
+    if not webhook_timestamp or not _TIMESTAMP.match(webhook_timestamp.strip()):
+        raise ControlPlaneError("MALFORMED_EVENT", "webhook-timestamp must be integer unix seconds")
+    timestamp = int(webhook_timestamp.strip())
+    skew = timestamp - int(now.timestamp())
+    tolerance = settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS
+    if abs(skew) > tolerance:
+        raise ControlPlaneError(
+            "STALE_TIMESTAMP",
+            f"webhook-timestamp is {abs(skew)}s {'ahead of' if skew > 0 else 'behind'} the server's "
+            f"clock; the tolerance is {tolerance}s",
+        )
+    presented = signatures.parse_signatures(webhook_signature)
+    if not presented:
+        raise ControlPlaneError("SIGNATURE_INVALID", "webhook-signature holds no v1 or v1a signature")
+    hmac_candidates = [s.raw for s in presented if s.version == signatures.HMAC_VERSION]
+    ed25519_candidates = [s.raw for s in presented if s.version == signatures.ED25519_VERSION]
+    usable = [
+        key
+        for key in keys
+        if (key.kind == KeyKind.HMAC and hmac_candidates)
+        or (key.kind == KeyKind.ED25519 and ed25519_candidates)
+    ]
+    if not usable:
+        raise ControlPlaneError(
+            "KEY_UNKNOWN", "the producer holds no key of the kind (v1 HMAC / v1a Ed25519) that signed this"
+        )
+    content = signatures.signed_content(webhook_id, timestamp, body)
+
+    def matches(key: ProducerKey) -> bool:
+        if key.kind == KeyKind.HMAC:
+            return signatures.hmac_matches(key.secret, content, hmac_candidates)
+        return signatures.ed25519_matches(key.public_key, content, ed25519_candidates)
+
+    # Valid keys first, open-ended before retiring, newest first: during a rotation a delivery signed by
+    # both keys is attributed to the new one, and the common case verifies with the first key tried.
+    usable.sort(key=lambda k: (not k.is_valid_at(now), k.valid_until is not None, -k.valid_from.timestamp()))
+    for key in usable:
+        if not matches(key):
+            continue
+        if key.is_valid_at(now):
+            return Verdict("verified", key.key_id, Fidelity.LIVE)
+        if key.revoked_at is not None:
+            raise ControlPlaneError("KEY_REVOKED", f"signed with revoked key {key.key_id}")
+        if mode == "require-valid-signature":
+            raise ControlPlaneError(
+                "KEY_EXPIRED",
+                f"signed with key {key.key_id}, which is {key.status_at(now)} at {now:%Y-%m-%dT%H:%M:%SZ}",
+            )
+        return Verdict("expired-key", key.key_id, Fidelity.DEGRADED, ("KEY_EXPIRED",))
+    raise ControlPlaneError(
+        "SIGNATURE_INVALID", "no signature in webhook-signature verifies with the producer's keys"
+    )
+
+
+def _duplicate(seq: int | None, by: str) -> ControlPlaneError:
+    return ControlPlaneError(
+        "DUPLICATE_EVENT",
+        f"a delivery with this {by} was already accepted" + (f" as seq {seq}" if seq else ""),
+        extra={"seq": seq, "duplicate_of": by},
+    )
+
+
+def event_ingest(
+    *,
+    producer: Producer,
+    keys: list[ProducerKey],
+    body: bytes,
+    content_type: str,
+    webhook_id: str | None,
+    webhook_timestamp: str | None,
+    webhook_signature: str | None,
+    received_at: datetime | None = None,
+) -> Accepted:
+    """Verify, check and append one CloudEvent delivered by `producer` (whose `principal` is loaded).
+
+    Checks run in a fixed order: webhook-id shape, signature (by the signing mode), content type,
+    CloudEvent attributes, reserved type, then duplicates. The event and its `Delivery` row are written
+    in one transaction; a second delivery with the same webhook-id or CloudEvents id is refused with
+    DUPLICATE_EVENT (409, naming the original seq) and writes nothing.
+    """
+    now = received_at or timezone.now()
+    mode = settings.CONTROLPLANE_EVENT_SIGNING_MODE
+    webhook_id = _webhook_id_or_refuse(webhook_id)
+    verdict = signature_verdict(
+        mode=mode,
+        keys=keys,
+        webhook_id=webhook_id,
+        webhook_timestamp=webhook_timestamp,
+        webhook_signature=webhook_signature,
+        body=body,
+        now=now,
+    )
+    if content_type not in cloudevents.MEDIA_TYPES:
+        raise ControlPlaneError(
+            "MALFORMED_EVENT",
+            f"content type {content_type or '(none)'!r} is not structured-mode CloudEvents JSON "
+            f"({' or '.join(cloudevents.MEDIA_TYPES)})",
+        )
+    event = cloudevents.parse(body)
+    original = dict(event.attributes)
+    if event.has_data and isinstance(event.data, dict):
+        data, data_location = event.data, "ledger.data"
+    elif event.has_data or "data_base64" in original:
+        data, data_location = {}, "provenance.cloudevent"
+        if event.has_data:
+            original["data"] = event.data
+    else:
+        data, data_location = {}, "absent"
+    provenance = {
+        "producer": producer.ref,
+        "key_id": verdict.key_id,
+        "verdict": verdict.name,
+        "webhook_id": webhook_id or None,
+        "ce_id": event.id,
+        "signing_mode": mode,
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "data_location": data_location,
+        "cloudevent": original,
+    }
+    # The distributed-tracing extension names the event's own trace; otherwise the request's is used.
+    traceparent = original.get("traceparent")
+    if not (isinstance(traceparent, str) and parse_traceparent(traceparent)):
+        traceparent = None
+    event_id = uuid.uuid4().hex
+    try:
+        with transaction.atomic():
+            appended = ledger_append(
+                type=event.type,
+                source=event.source,
+                subject=event.subject,
+                time=event.time or now,
+                data=data,
+                tenant=producer.tenant.slug,
+                actor=producer.principal.ref,
+                idempotency_key=f"ingest:{producer.pk}:{event.id}",
+                fidelity=verdict.fidelity,
+                reason_codes=verdict.reason_codes,
+                provenance=provenance,
+                event_id=event_id,
+                traceparent=traceparent,
+            )
+            if appended.id != event_id:  # the idempotency key was already on the chain
+                raise _duplicate(appended.seq, "CloudEvents id")
+            Delivery.objects.create(
+                producer=producer, webhook_id=webhook_id, ce_id=event.id, seq=appended.seq, received_at=now
+            )
+    except IntegrityError:
+        # A concurrent or earlier delivery holds the webhook-id (or the CE id); the whole transaction,
+        # ledger append included, was rolled back.
+        match = Q(ce_id=event.id) | (Q(webhook_id=webhook_id) if webhook_id else Q(pk__in=[]))
+        first = Delivery.objects.filter(producer=producer).filter(match).order_by("seq").first()
+        by = (
+            "webhook-id"
+            if first is not None and webhook_id and first.webhook_id == webhook_id
+            else "CloudEvents id"
+        )
+        raise _duplicate(first.seq if first else None, by) from None
+    except ControlPlaneError as exc:
+        if exc.code == "LEDGER_NOT_CANONICAL":
+            raise ControlPlaneError(
+                "MALFORMED_EVENT", f"the event cannot be canonicalised: {exc.detail}"
+            ) from exc
+        raise
+    return Accepted(event=appended, verdict=verdict)
+
+
+# --- rejection counters ----------------------------------------------------------------------------
+
+
+def rejection_key(label: str, code: str) -> str:
+    return f"channels:ingest-rejections:{label}:{code}"
+
+
+def rejection_record(*, producer: Producer | None, code: str) -> None:
+    """Count one refusal of the ingest endpoint per (producer or "unknown", code) in the cache (Redis).
+
+    Counting is best effort: a cache outage is logged and never turns a refusal into a server error.
+    """
+    if code not in REJECTION_CODES:
+        return
+    key = rejection_key(str(producer.pk) if producer is not None else UNKNOWN_PRODUCER, code)
+    try:
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.add(key, 0, timeout=None)
+            cache.incr(key)
+    except Exception:
+        logger.warning("could not count ingest rejection %s", code, exc_info=True)
