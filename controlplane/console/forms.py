@@ -9,7 +9,6 @@ from django import forms
 from controlplane.console.selectors import LedgerFilters, visible_tenant_choices
 from controlplane.identity.models import Principal
 
-
 _CURSORS = ("before", "after")
 
 

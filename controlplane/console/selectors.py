@@ -7,7 +7,6 @@ tenant-less (system) ones, never another tenant's.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,16 +67,17 @@ def recent_events(*, principal: Principal, limit: int = RECENT_EVENTS) -> list[L
     )
 
 
-def ingest_rejections() -> list[tuple[str, int]] | None:
-    """Ingest refusals by reason code, or None while the channels app does not provide the counters."""
+def ingest_rejections(*, principal: Principal) -> list[Any] | None:
+    """Ingest refusal counters (producer, code, count) of the principal's tenant and of unknown senders.
+
+    None when the channels app does not provide them.
+    """
     try:
-        from controlplane.channels.selectors import rejection_counts  # noqa: PLC0415
+        from controlplane.channels.selectors import rejection_counts
     except ImportError:
-        # TODO(lead): drop this guard once controlplane.channels.selectors.rejection_counts() has landed.
+        # TODO(lead): drop this guard once controlplane.channels.selectors.rejection_counts() is committed.
         return None
-    counts = rejection_counts()
-    pairs: Iterable[tuple[str, int]] = counts.items() if isinstance(counts, Mapping) else counts
-    return sorted((str(code), int(number)) for code, number in pairs)
+    return list(rejection_counts(tenant=principal.tenant))
 
 
 # --- Ledger explorer -------------------------------------------------------------------------------
@@ -200,7 +200,9 @@ def event_verify(*, event: LedgerEvent) -> EventVerification:
         expected_prev: str | None = GENESIS_HASH
     else:
         expected_prev = LedgerEvent.objects.filter(seq=event.seq - 1).values_list("hash", flat=True).first()
-    failure = verify_rows([row], load_keys(), expected_seq=event.seq, expected_prev_hash=expected_prev).failure
+    failure = verify_rows(
+        [row], load_keys(), expected_seq=event.seq, expected_prev_hash=expected_prev
+    ).failure
     failed_step = next(
         (i for i, (_, codes) in enumerate(_CHECK_STEPS) if failure and failure.code in codes), None
     )
@@ -232,5 +234,3 @@ def pretty_json(value: Any) -> str:
 
 def visible_tenant_choices(*, principal: Principal) -> list[tuple[str, str]]:
     return [("", "any"), (principal.tenant.slug, principal.tenant.slug), (SYSTEM_TENANT, "system")]
-
-

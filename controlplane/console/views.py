@@ -44,13 +44,18 @@ class LoginView(auth_views.LoginView):
     def get_template_names(self) -> list[str]:
         return [f"{self.template_name}#signin"] if wants_fragment(self.request) else [self.template_name]
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().dispatch(request, *args, **kwargs)
+        patch_vary_headers(response, ("HX-Request",))
+        return response
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             identity_services.auth_throttle_check(source=identity_services.client_source(request.META))
         except ControlPlaneError as refusal:
             context = self.get_context_data(form=self.get_form_class()(request), refusal=refusal)
-            return self._vary(self.render_to_response(context, status=refusal.status))
-        return self._vary(super().post(request, *args, **kwargs))
+            return self.render_to_response(context, status=refusal.status)
+        return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
         """A wrong password (or an inactive user) is AUTH_INVALID_CREDENTIALS; an empty field is invalid."""
@@ -59,14 +64,6 @@ class LoginView(auth_views.LoginView):
         return self.render_to_response(
             self.get_context_data(form=form, refusal=refusal), status=refusal.status
         )
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self._vary(super().get(request, *args, **kwargs))
-
-    @staticmethod
-    def _vary(response: HttpResponse) -> HttpResponse:
-        patch_vary_headers(response, ("HX-Request",))
-        return response
 
 
 login = LoginView.as_view()
@@ -93,7 +90,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if not wants_fragment(request):  # the polled fragment is the integrity panel alone
         if context["can_read_ledger"]:
             context["recent"] = selectors.recent_events(principal=request.console_principal)
-        context["rejections"] = selectors.ingest_rejections()
+        context["rejections"] = selectors.ingest_rejections(principal=request.console_principal)
     return render_page(request, "console/dashboard.html", "integrity", context)
 
 
