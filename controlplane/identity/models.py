@@ -69,12 +69,20 @@ class Principal(models.Model):
         return True
 
     def capabilities(self, at: datetime | None = None) -> set[str]:
+        """Capabilities held now (unexpired, unrevoked grants). Token authentication pre-loads them."""
+        cached = getattr(self, "_capabilities_cache", None)
+        if cached is not None and at is None:
+            return cached
         at = at or timezone.now()
         return set(
             self.grants.filter(revoked_at__isnull=True)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
             .values_list("capability", flat=True)
         )
+
+    def cache_capabilities(self, capabilities: set[str]) -> None:
+        """Remember capabilities just read, for the life of this object (one request)."""
+        self._capabilities_cache = capabilities
 
     def has_capability(self, capability: str) -> bool:
         if not self.is_active:

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from controlplane.errors import ControlPlaneError
@@ -229,15 +229,53 @@ def token_revoke(*, prefix: str, actor: Principal | str | None = None) -> ApiTok
     return token
 
 
+_TOKEN_QUERY = """
+    SELECT t.id, t.expires_at, t.revoked_at, t.last_used_at,
+           p.id, p.name, p.kind, p.user_id, p.is_active, p.created_at,
+           n.id, n.slug, n.name, n.created_at,
+           (SELECT {aggregate} FROM identity_grant g
+             WHERE g.principal_id = p.id AND g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > %s))
+      FROM identity_apitoken t
+      JOIN identity_principal p ON p.id = t.principal_id
+      JOIN identity_tenant n ON n.id = p.tenant_id
+     WHERE t.token_hash = %s AND p.is_active
+"""
+
+
 def token_authenticate(*, secret: str) -> ApiToken | None:
-    """The usable token for a presented secret, or None. Touches `last_used_at` at most once a minute."""
-    token = (
-        ApiToken.objects.select_related("principal__tenant")
-        .filter(token_hash=hash_token(secret), principal__is_active=True)
-        .first()
-    )
+    """The usable token for a presented secret, or None.
+
+    Every request with a bearer token runs this, so it is one statement: token, principal, tenant and the
+    principal's current capabilities (cached on the returned principal for this request only).
+    `last_used_at` is touched at most once a minute.
+    """
     now = timezone.now()
-    if token is None or not token.is_usable(now):
+    aggregate = (
+        "string_agg(g.capability, ',')"
+        if connection.vendor == "postgresql"
+        else "group_concat(g.capability, ',')"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_TOKEN_QUERY.format(aggregate=aggregate), [now, hash_token(secret)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    tenant = Tenant(id=row[10], slug=row[11], name=row[12], created_at=row[13])
+    principal = Principal(
+        id=row[4],
+        tenant=tenant,
+        name=row[5],
+        kind=row[6],
+        user_id=row[7],
+        is_active=row[8],
+        created_at=row[9],
+    )
+    principal.cache_capabilities(set(row[14].split(",")) if row[14] else set())
+    token = ApiToken(
+        id=row[0], principal=principal, expires_at=row[1], revoked_at=row[2], last_used_at=row[3]
+    )
+    token._state.adding = False
+    if not token.is_usable(now):
         return None
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
