@@ -1,0 +1,97 @@
+"""Where an ingest request's time goes: cProfile in every gunicorn worker thread, summarised.
+
+cProfile measures wall time per call in the thread that runs the request, so time spent waiting on
+PostgreSQL (the chain lock, the commit's WAL flush) shows up under the psycopg calls that wait, and
+time spent waiting for the GIL shows up wherever the thread was. The figures are inflated by the
+profiler's own overhead; their proportions are what to read.
+"""
+
+from __future__ import annotations
+
+import pstats
+from pathlib import Path
+from typing import Any
+
+# Buckets for "where did the time go", matched on the file path of the function (first match wins).
+_AREAS = (
+    ("psycopg (database round trips, lock waits, commit)", ("/psycopg/", "/psycopg_binary/")),
+    ("redis client (cache)", ("/redis/",)),
+    ("cryptography / hmac / hashlib", ("/cryptography/", "hmac.py", "hashlib")),
+    ("controlplane ledger", ("/controlplane/ledger/",)),
+    ("controlplane channels", ("/controlplane/channels/",)),
+    ("controlplane identity", ("/controlplane/identity/",)),
+    ("controlplane other", ("/controlplane/",)),
+    ("rest_framework", ("/rest_framework/",)),
+    ("django ORM", ("/django/db/",)),
+    ("django other", ("/django/",)),
+    ("logging", ("/logging/",)),
+    ("json / orjson", ("orjson", "/json/")),
+)
+
+
+def _area(filename: str, function: str) -> str:
+    if filename == "~":  # a builtin: attribute by its name
+        name = function.lower()
+        if "psycopg" in name:
+            return _AREAS[0][0]
+        if "sha256" in name or "hmac" in name or "sign" in name:
+            return "cryptography / hmac / hashlib"
+        return "python builtins"
+    for area, needles in _AREAS:
+        if any(needle in filename for needle in needles):
+            return area
+    return "other python"
+
+
+def _label(filename: str, line: int, function: str) -> str:
+    if filename == "~":
+        return function
+    short = filename
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in short:
+            short = short.split(marker, 1)[1]
+    return f"{short}:{line}({function})"
+
+
+def summarise(profile_dir: Path, *, requests: int, top: int = 25) -> dict[str, Any]:
+    """Merge every worker's profile: top functions by own time and by cumulative time, time by area.
+
+    Times are per request (milliseconds) when `requests` is the number of requests profiled.
+    """
+    files = sorted(profile_dir.glob("*.prof"))
+    if not files:
+        return {"error": "no profile was written"}
+    stats = pstats.Stats(str(files[0]))
+    for path in files[1:]:
+        stats.add(str(path))
+    raw = stats.stats  # {(file, line, func): (primitive calls, calls, tottime, cumtime, callers)}
+    per_request = 1000.0 / max(requests, 1)
+    total_own = sum(entry[2] for entry in raw.values())
+    by_area: dict[str, float] = {}
+    for (filename, _, function), entry in raw.items():
+        area = _area(filename, function)
+        by_area[area] = by_area.get(area, 0.0) + entry[2]
+
+    def rows(index: int) -> list[dict[str, Any]]:
+        ranked = sorted(raw.items(), key=lambda item: item[1][index], reverse=True)[:top]
+        return [
+            {
+                "function": _label(*key),
+                "calls_per_request": round(entry[1] / max(requests, 1), 2),
+                "own_ms_per_request": round(entry[2] * per_request, 3),
+                "cumulative_ms_per_request": round(entry[3] * per_request, 3),
+                "own_share": round(entry[2] / total_own, 3) if total_own else None,
+            }
+            for key, entry in ranked
+        ]
+
+    return {
+        "requests_profiled": requests,
+        "profiled_ms_per_request": round(total_own * per_request, 3),
+        "by_area_ms_per_request": {
+            area: round(seconds * per_request, 3)
+            for area, seconds in sorted(by_area.items(), key=lambda item: item[1], reverse=True)
+        },
+        "top_own_time": rows(2),
+        "top_cumulative": rows(3),
+    }

@@ -1,0 +1,159 @@
+"""Ledger verification rate: `verify_chain` over N events, on one process and on all cores.
+
+The chain is first filled up to N events. `ledger_append` in batches works but is slow with fsync on,
+so by default rows are made exactly as `ledger_append` makes them (same envelope fields, RFC 8785
+canonical bytes, SHA-256 chain, Ed25519 signature by the active ledger key) and written with COPY
+under the chain's advisory lock. Verification checks every column of every row against its signed
+canonical bytes, so a row that `ledger_append` would not have written fails it: the smoke test holds
+the two populate methods to the same verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from django.db import connection, connections, transaction
+
+from bench.chain import ingest_like_fields
+
+# The ledger's own lock and shapes: the populated rows must be the ones `ledger_append` would write.
+from controlplane.ledger import crypto
+from controlplane.ledger.canonical import canonical_bytes, format_time
+from controlplane.ledger.models import ENVELOPE_FIELDS, GENESIS_HASH, LedgerEvent, SigningKey
+from controlplane.ledger.services import _CHAIN_LOCK_KEY, key_generate, ledger_append
+from controlplane.ledger.verify import verify_chain
+
+_JSON = ("reason_codes", "data", "provenance")
+_COPY_COLUMNS = (*ENVELOPE_FIELDS, "hash", "signature", "canonical")
+
+
+def _active_key() -> str:
+    key = SigningKey.objects.filter(
+        valid_from_seq__isnull=False, valid_until_seq__isnull=True, revoked_at__isnull=True
+    ).first()
+    if key is None:  # as the first append would: generate and activate a key (one ledgered event)
+        return key_generate(actor="bench").key_id
+    return key.key_id
+
+
+def populate_copy(*, count: int, batch: int = 5000) -> int:
+    """Append `count` ingest-shaped events with COPY, `batch` per transaction; returns rows written."""
+    key_id = _active_key()
+    private_key = crypto.load_private_key(key_id)
+    if private_key is None:
+        raise RuntimeError(f"the ledger key {key_id} has no private key in this process")
+    written = 0
+    base_time = datetime.now(UTC) - timedelta(days=1)
+    while written < count:  # bounded: each pass writes min(batch, count - written) > 0 rows
+        size = min(batch, count - written)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+            cursor.execute("SELECT seq, hash FROM ledger_ledgerevent ORDER BY seq DESC LIMIT 1")
+            head = cursor.fetchone()
+            seq, prev_hash = head if head else (0, GENESIS_HASH)
+            raw = connection.connection  # the psycopg connection, inside this transaction
+            with raw.cursor().copy(
+                f"COPY ledger_ledgerevent ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for offset in range(size):
+                    seq += 1
+                    fields = ingest_like_fields(seq, base_time + timedelta(milliseconds=seq))
+                    envelope = {"seq": seq, **fields, "prev_hash": prev_hash, "key_id": key_id}
+                    body = {"specversion": "1.0", **{name: envelope[name] for name in ENVELOPE_FIELDS}}
+                    body["time"] = format_time(envelope["time"])
+                    canonical = canonical_bytes(body)
+                    digest = hashlib.sha256(prev_hash.encode("ascii") + canonical).hexdigest()
+                    signature = crypto.b64(private_key.sign(bytes.fromhex(digest)))
+                    row = [
+                        orjson.dumps(envelope[name]).decode() if name in _JSON else envelope[name]
+                        for name in ENVELOPE_FIELDS
+                    ]
+                    copy.write_row([*row, digest, signature, canonical.decode("utf-8")])
+                    prev_hash = digest
+                    del offset
+        written += size
+    return written
+
+
+def populate_append(*, count: int, batch: int = 1000) -> int:
+    """Append `count` events through `ledger_append`, `batch` per transaction (the slow, obvious way)."""
+    written = 0
+    while written < count:  # bounded as above
+        size = min(batch, count - written)
+        with transaction.atomic():
+            for _ in range(size):
+                written += 1
+                fields = ingest_like_fields(written, datetime.now(UTC))
+                ledger_append(
+                    type=fields["type"],
+                    subject=fields["subject"],
+                    data=fields["data"],
+                    actor=fields["actor"],
+                    tenant=fields["tenant"],
+                    source=fields["source"],
+                    idempotency_key=fields["idempotency_key"],
+                    provenance=fields["provenance"],
+                )
+    return written
+
+
+def chain_length() -> int:
+    return LedgerEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+
+
+def verification_bench(
+    *,
+    events: int,
+    workers: list[int],
+    repeats: int = 1,
+    populate: str = "copy",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Fill the chain up to `events`, then time `verify_chain(workers=w, last=events)` for each w."""
+    existing = chain_length()
+    missing = max(0, events - existing)
+    started = time.monotonic()
+    if missing:
+        (populate_copy if populate == "copy" else populate_append)(count=missing)
+    populate_s = time.monotonic() - started
+    log(f"  populated {missing} events ({populate}) in {populate_s:.1f}s; {existing} were already there")
+    runs = []
+    for worker_count in workers:
+        for attempt in range(repeats):
+            connections.close_all()  # verify_chain forks its workers; each opens its own connection
+            began = time.monotonic()
+            result = verify_chain(workers=worker_count, first=1, last=events)
+            seconds = time.monotonic() - began
+            runs.append(
+                {
+                    "workers": worker_count,
+                    "attempt": attempt + 1,
+                    "ok": result.ok,
+                    "events_checked": result.count,
+                    "seconds": round(seconds, 3),
+                    "events_per_s": round(result.count / seconds, 1) if seconds else None,
+                    "failure": result.failure.__dict__ if result.failure else None,
+                }
+            )
+            log(
+                f"  verify workers={worker_count}: {result.count} events in {seconds:.2f}s "
+                f"= {result.count / seconds:,.0f}/s ok={result.ok}"
+            )
+    best: dict[int, float] = {}
+    for run in runs:
+        if run["ok"] and run["events_per_s"]:
+            best[run["workers"]] = max(best.get(run["workers"], 0.0), run["events_per_s"])
+    return {
+        "events": events,
+        "populated": missing,
+        "already_present": existing,
+        "populate_method": populate,
+        "populate_s": round(populate_s, 2),
+        "runs": runs,
+        "best_events_per_s": {str(w): r for w, r in sorted(best.items())},
+    }

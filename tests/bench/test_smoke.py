@@ -1,0 +1,172 @@
+"""The benchmark machinery at tiny sizes, so that `python -m bench` cannot rot unnoticed.
+
+Nothing here asserts a timing: only that requests were sent, answered and counted, that rows were
+written and verified, and that the reports were produced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from bench import chain, ingest, loadgen, server, verification
+from bench.run import server_env
+from controlplane.channels.models import Delivery
+from controlplane.ledger.models import LedgerEvent
+from controlplane.ledger.verify import verify_chain
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _database_url(name: str | None = None) -> str:
+    """A URL for the database this test runs in (pytest-django's test database), or another one."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name or db['NAME']}"
+
+
+def test_generator_offers_every_request_and_counts_every_answer():
+    with loadgen.sink_server() as port:
+        request = loadgen.build_request(
+            method="POST", path="/x", host="127.0.0.1", port=port, headers={}, body=b"{}"
+        )
+        step = loadgen.run_step(host="127.0.0.1", port=port, requests=[request] * 30, rate=100, procs=2)
+    assert step.scheduled == 30
+    assert step.status_counts == {"201": 30}
+    assert step.errors == {}
+    assert step.latency_ms["count"] == 30
+    assert step.generator_procs == 2
+    assert step.as_dict()["response_samples"] == {"201": '{"status": "ok"}'}
+
+
+def test_generator_counts_a_server_that_is_gone_as_no_response():
+    port = server.free_port()  # nothing listens there
+    request = loadgen.build_request(method="GET", path="/", host="127.0.0.1", port=port, headers={})
+    step = loadgen.run_step(host="127.0.0.1", port=port, requests=[request] * 5, rate=50, timeout=1)
+    assert step.status_counts == {}
+    assert sum(step.errors.values()) == 5
+    assert not ingest.sustained(step)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signed_ingest_and_noop_through_gunicorn(tmp_path):
+    producer = ingest.producer_setup()
+    before = LedgerEvent.objects.count()
+    env = {
+        **server_env(key_dir=Path(django_settings.CONTROLPLANE_KEY_DIR)),
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": django_settings.REDIS_URL,
+    }
+    config = server.ServerConfig(workers=1, threads=4, max_inflight=4)
+    with server.gunicorn(config=config, env=env, log_path=tmp_path / "gunicorn.log") as srv:
+        signed = ingest.signed_requests(producer, count=20, host=srv.host, port=srv.port, tag="smoke")
+        step = loadgen.run_step(host=srv.host, port=srv.port, requests=signed, rate=40)
+        noop = ingest.noop_requests(producer, count=10, host=srv.host, port=srv.port, tag="smoke-noop")
+        noop_step = loadgen.run_step(host=srv.host, port=srv.port, requests=noop, rate=40)
+        sweep = ingest.sweep(
+            srv,
+            name="ingest",
+            make_requests=lambda n, tag: ingest.signed_requests(
+                producer, count=n, host=srv.host, port=srv.port, tag=tag
+            ),
+            rates=[10, 20],
+            duration=0.5,
+            procs=1,
+            timeout=5,
+            max_connections=8,
+            cpu_trees={"gunicorn": srv.pid},
+            log=lambda line: None,
+        )
+    assert step.scheduled == 20
+    assert step.status_counts == {"201": 20}, step.samples
+    assert noop_step.status_counts == {"201": 10}
+    assert [s.scheduled for s in sweep.steps] == [5, 10]
+    assert [s.status_counts for s in sweep.steps] == [{"201": 5}, {"201": 10}]
+    assert sweep.as_dict()["steps"][0]["cpu"]["cores_by_process"].keys() >= {"gunicorn", "generator", "other"}
+    # Every accepted delivery is one ledger event and one Delivery row; the no-op wrote nothing.
+    assert LedgerEvent.objects.count() - before == 35
+    assert LedgerEvent.objects.filter(type=ingest.EVENT_TYPE).count() == 35
+    assert Delivery.objects.count() == 35
+    assert verify_chain().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_raw_chain_baseline_appends_an_intact_chain_and_drops_its_table():
+    result = chain.chain_baseline(dsn=_database_url(), connections=2, duration=0.5, max_rows=40)
+    assert result["chain_intact"] is True
+    assert 0 < result["rows"] <= 40
+    assert result["rows_per_s"] > 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [chain.TABLE])
+        assert cursor.fetchone()[0] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_both_populate_methods_write_rows_that_verify():
+    assert verification.populate_copy(count=250, batch=100) == 250
+    assert verification.populate_append(count=20, batch=10) == 20
+    assert verification.populate_copy(count=30) == 30
+    result = verify_chain()
+    assert result.ok, result.failure
+    assert result.count == 1 + 250 + 20 + 30  # the key activation, then the populated events
+    report = verification.verification_bench(events=320, workers=[1, 2], log=lambda line: None)
+    assert report["populated"] == 19 and report["already_present"] == 301
+    assert [(r["workers"], r["ok"], r["events_checked"]) for r in report["runs"]] == [
+        (1, True, 320),
+        (2, True, 320),
+    ]
+
+
+def test_python_m_bench_quick_writes_both_reports(tmp_path):
+    base = os.environ["DATABASE_URL"]
+    scratch = f"{base.rsplit('/', 1)[-1] or 'controlplane'}_bench_smoke"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output-dir", str(tmp_path), "--scratch-db", scratch],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": base, "REDIS_URL": django_settings.REDIS_URL},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    stamped = [p for p in tmp_path.glob("*.json") if p.name != "latest.json"]
+    assert len(stamped) == 1 and json.loads(stamped[0].read_text()) == results
+    assert results["quick"] is True
+    assert results["machine"]["postgresql"]["fsync"] in {"on", "off"}
+    for step in results["ingest"]["steps"] + results["noop"]["steps"]:
+        assert step["status_counts"] == {"201": step["scheduled"]}
+    assert results["generator_ceiling"]["steps"][0]["ok"] == 50
+    assert results["ingest_at_80pct"]["ok"] == results["ingest_at_80pct"]["scheduled"]
+    assert results["profile"]["requests_profiled"] > 0 and results["profile"]["by_area_ms_per_request"]
+    assert [len(s["steps"]) for s in results["shedding"]["setups"]] == [2, 2, 2]
+    assert all(run["chain_intact"] for run in results["chain_baseline"]["runs"])
+    assert {(r["workers"], r["ok"], r["events_checked"]) for r in results["verification"]["runs"]} >= {
+        (1, True, 300)
+    }
+    assert {goal["goal"] for goal in results["goals"]} >= {
+        "signed ingest throughput (max sustained offered rate)"
+    }
+    markdown = (tmp_path / "latest.md").read_text()
+    for heading in (
+        "## Goals",
+        "## Signed-event ingest",
+        "## Ceiling 1",
+        "## Ceiling 2",
+        "## Ledger verification",
+    ):
+        assert heading in markdown
+    # The scratch database is dropped at the end.
+    with psycopg.connect(base, autocommit=True) as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [scratch]).fetchone() is None
