@@ -229,7 +229,7 @@ def token_revoke(*, prefix: str, actor: Principal | str | None = None) -> ApiTok
     return token
 
 
-_TOKEN_QUERY = """
+_BEARER_LOOKUP_SQL = """
     SELECT t.id, t.expires_at, t.revoked_at, t.last_used_at,
            p.id, p.name, p.kind, p.user_id, p.is_active, p.created_at,
            n.id, n.slug, n.name, n.created_at,
@@ -256,7 +256,7 @@ def token_authenticate(*, secret: str) -> ApiToken | None:
         else "group_concat(g.capability, ',')"
     )
     with connection.cursor() as cursor:
-        cursor.execute(_TOKEN_QUERY.format(aggregate=aggregate), [now, hash_token(secret)])
+        cursor.execute(_BEARER_LOOKUP_SQL.format(aggregate=aggregate), [now, hash_token(secret)])
         row = cursor.fetchone()
     if row is None:
         return None

@@ -169,7 +169,7 @@ def test_an_ed25519_producer_signs_with_v1a(tenant, deliver):
 
 def test_the_hot_path_query_count_is_pinned(producer, deliver, django_assert_num_queries):
     deliver(producer, cloudevent(id="warm-up"), webhook_id="msg_0")  # touches the token's last_used_at
-    # token+principal+grants, producer+keys, savepoint, chain lock, head, ledger insert, delivery insert, release
+    # token+principal+grants, producer+keys, savepoint, lock, head, ledger insert, delivery insert, release
     with django_assert_num_queries(8):
         response = deliver(producer)
     assert response.status_code == 201
