@@ -234,7 +234,8 @@ _BEARER_LOOKUP_SQL = """
            p.id, p.name, p.kind, p.user_id, p.is_active, p.created_at,
            n.id, n.slug, n.name, n.created_at,
            (SELECT {aggregate} FROM identity_grant g
-             WHERE g.principal_id = p.id AND g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > %s))
+             WHERE g.principal_id = p.id AND g.revoked_at IS NULL
+               AND (g.expires_at IS NULL OR g.expires_at > %s))
       FROM identity_apitoken t
       JOIN identity_principal p ON p.id = t.principal_id
       JOIN identity_tenant n ON n.id = p.tenant_id
