@@ -15,6 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from controlplane.channels.selectors import RejectionCount, rejection_counts
 from controlplane.identity.models import Principal
 from controlplane.ledger.models import GENESIS_HASH, Checkpoint, LedgerEvent, SigningKey, VerificationRun
 from controlplane.ledger.verify import ROW_COLUMNS, load_keys, verify_rows
@@ -67,17 +68,9 @@ def recent_events(*, principal: Principal, limit: int = RECENT_EVENTS) -> list[L
     )
 
 
-def ingest_rejections(*, principal: Principal) -> list[Any] | None:
-    """Ingest refusal counters (producer, code, count) of the principal's tenant and of unknown senders.
-
-    None when the channels app does not provide them.
-    """
-    try:
-        from controlplane.channels.selectors import rejection_counts
-    except ImportError:
-        # TODO(lead): drop this guard once controlplane.channels.selectors.rejection_counts() is committed.
-        return None
-    return list(rejection_counts(tenant=principal.tenant))
+def ingest_rejections(*, principal: Principal) -> list[RejectionCount]:
+    """Ingest refusal counters (producer, code, count) of the principal's tenant and of unknown senders."""
+    return rejection_counts(tenant=principal.tenant)
 
 
 # --- Ledger explorer -------------------------------------------------------------------------------
