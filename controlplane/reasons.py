@@ -66,6 +66,13 @@ _CATALOGUE = [
     Reason("PRODUCER_NOT_FOUND", 404, "No producer with that name exists."),
     Reason("PRODUCER_KEY_NOT_FOUND", 404, "No producer key with that id exists."),
     Reason("INGEST_OVERLOADED", 503, "The ingest path is saturated; retry with backoff."),
+    # Plans
+    Reason("PLAN_INVALID", 400, "The plan draft is not of the documented shape (names the path at fault)."),
+    Reason("PLAN_DUPLICATE_STEP", 400, "Two steps of the draft share a key."),
+    Reason("PLAN_UNKNOWN_DEPENDENCY", 400, "A step depends on a step key the draft does not have."),
+    Reason("PLAN_CYCLE", 400, "The steps' dependencies form a cycle."),
+    Reason("PLAN_UNKNOWN_ACTION", 400, "A step names an action no installed skill provides."),
+    Reason("PLAN_INPUT_INVALID", 400, "A step's inputs do not validate against its action's JSON Schema."),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

@@ -24,6 +24,8 @@ def _isolated_keys(tmp_path, settings):
     settings.CONTROLPLANE_KEY_DIR = tmp_path / "keys"
     settings.CONTROLPLANE_LEDGER_KEY = ""
     settings.CONTROLPLANE_LEDGER_AUTOGENERATE_KEY = True
+    # Tests create many users; a deliberately slow password hash only slows the suite down.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     crypto.forget_loaded_keys()
     yield
     crypto.forget_loaded_keys()

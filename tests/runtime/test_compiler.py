@@ -1,0 +1,117 @@
+"""Plan compilation is deterministic and refuses bad drafts with the right reason code and step."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controlplane.runtime.compiler import PlanRejected, compile_plan
+from skills.core import CORE_SKILL
+
+CONTRACTS = {(a["name"], a["version"]): a for a in CORE_SKILL["actions"]}
+
+
+def resolve(name, version):
+    if version is None:
+        versions = sorted(v for (n, v) in CONTRACTS if n == name)
+        version = versions[-1] if versions else None
+    return CONTRACTS.get((name, version))
+
+
+def draft(*steps, goal="restart checkout", context=None):
+    return {"goal": goal, "context": context or {"ticket": "OPS-1"}, "steps": list(steps)}
+
+
+def step(key, action="noop.echo", inputs=None, depends_on=(), **extra):
+    return {
+        "key": key,
+        "action": action,
+        "inputs": inputs if inputs is not None else {"message": key},
+        "depends_on": list(depends_on),
+        **extra,
+    }
+
+
+def test_compiles_a_dag_in_dependency_order_with_derived_keys():
+    plan = compile_plan(
+        draft(step("c", depends_on=["a", "b"]), step("b", depends_on=["a"]), step("a")), resolve
+    )
+    assert [s.key for s in plan.steps] == ["a", "b", "c"]
+    assert plan.steps[2].depends_on == ("a", "b")
+    assert len(plan.plan_id) == 64 and len({s.execution_key for s in plan.steps}) == 3
+    assert plan.steps[0].risk_tier == "low" and plan.steps[0].executor == "noop.echo"
+
+
+def test_same_draft_same_ids():
+    first = compile_plan(draft(step("a"), step("b", depends_on=["a"])), resolve)
+    second = compile_plan(draft(step("a"), step("b", depends_on=["a"])), resolve)
+    assert (
+        first.plan_id == second.plan_id
+        and first.steps == second.steps
+        and first.canonical == second.canonical
+    )
+
+
+def test_any_change_changes_the_plan_id():
+    base = compile_plan(draft(step("a")), resolve).plan_id
+    assert compile_plan(draft(step("a", inputs={"message": "other"})), resolve).plan_id != base
+    assert compile_plan(draft(step("a"), goal="another goal"), resolve).plan_id != base
+    assert compile_plan(draft(step("a"), context={"ticket": "OPS-2"}), resolve).plan_id != base
+
+
+@given(st.permutations(["a", "b", "c", "d"]))
+def test_draft_order_does_not_matter(order):
+    steps = {
+        "a": step("a"),
+        "b": step("b", depends_on=["a"]),
+        "c": step("c", depends_on=["a"]),
+        "d": step("d", depends_on=["b", "c"]),
+    }
+    plan = compile_plan(draft(*[steps[k] for k in order]), resolve)
+    reference = compile_plan(draft(*[steps[k] for k in "abcd"]), resolve)
+    assert plan.plan_id == reference.plan_id
+    assert [s.key for s in plan.steps] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "code", "at_step"),
+    [
+        (draft(step("a"), step("a")), "PLAN_DUPLICATE_STEP", "a"),
+        (draft(step("a", depends_on=["ghost"])), "PLAN_UNKNOWN_DEPENDENCY", "a"),
+        (draft(step("a", depends_on=["b"]), step("b", depends_on=["a"])), "PLAN_CYCLE", "a"),
+        (draft(step("a", depends_on=["a"])), "PLAN_CYCLE", "a"),
+        (draft(step("a", action="rm.rf")), "PLAN_UNKNOWN_ACTION", "a"),
+        (draft(step("a", action="noop.echo", version="9.9.9")), "PLAN_UNKNOWN_ACTION", "a"),
+        (
+            draft(step("a"), step("w", action="http.webhook", inputs={"runner": "r1"})),
+            "PLAN_INPUT_INVALID",
+            "w",
+        ),
+        (draft(step("a", inputs={"message": 42})), "PLAN_INPUT_INVALID", "a"),
+        (draft(), "PLAN_INVALID", None),
+        ({"goal": "", "steps": [step("a")]}, "PLAN_INVALID", None),
+        (draft({"key": "Bad Key!", "action": "noop.echo"}), "PLAN_INVALID", None),
+    ],
+)
+def test_refusals_name_the_code_and_the_step(bad, code, at_step):
+    with pytest.raises(PlanRejected) as caught:
+        compile_plan(copy.deepcopy(bad), resolve)
+    assert caught.value.code == code
+    assert caught.value.step == at_step
+
+
+def test_input_errors_name_the_schema_path():
+    bad = draft(
+        step(
+            "w",
+            action="http.webhook",
+            inputs={"runner": "r1", "operation": "x", "target": {"environment": "mars"}},
+        )
+    )
+    with pytest.raises(PlanRejected) as caught:
+        compile_plan(bad, resolve)
+    assert caught.value.extra["path"] == "inputs.target.environment"
+    assert "'mars' is not one of" in caught.value.detail
