@@ -34,6 +34,7 @@ _CATALOGUE = [
     Reason("NOT_FOUND", 404, "The resource does not exist or is not visible to this principal."),
     Reason("VALIDATION_FAILED", 400, "The request body or parameters are invalid."),
     Reason("METHOD_NOT_ALLOWED", 405, "The HTTP method is not allowed here."),
+    Reason("CSRF_FAILED", 403, "The console form's CSRF token is missing or wrong; reload the page."),
     Reason("RATE_LIMITED", 429, "Too many requests."),
     # Ledger
     Reason("LEDGER_WRITE_FAILED", 503, "The ledger could not append the event; nothing was changed."),

@@ -164,3 +164,10 @@ def _form_errors(form: LedgerFilterForm) -> list[str]:
         for name, messages in form.errors.items()
         for message in messages
     ]
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Django's CSRF refusal, in the console's shape: 403 with CSRF_FAILED (settings.CSRF_FAILURE_VIEW)."""
+    return refusal_response(
+        request, ControlPlaneError("CSRF_FAILED", f"the form's CSRF token was refused: {reason}")
+    )

@@ -563,3 +563,16 @@ def _tamper_data(seq: int, data: dict) -> None:
             "UPDATE ledger_ledgerevent SET data = %s::jsonb WHERE seq = %s", [json.dumps(data), seq]
         )
         cursor.execute("ALTER TABLE ledger_ledgerevent ENABLE TRIGGER ledger_ledgerevent_no_update_delete")
+
+
+def test_csrf_failure_is_a_coded_refusal_and_writes_nothing():
+    from django.test import Client
+
+    from controlplane.ledger.models import LedgerEvent
+
+    strict = Client(enforce_csrf_checks=True)
+    before = LedgerEvent.objects.count()
+    response = strict.post("/login/", {"username": "x", "password": "y"})
+    assert response.status_code == 403
+    assert b'data-code="CSRF_FAILED"' in response.content
+    assert LedgerEvent.objects.count() == before
