@@ -67,6 +67,39 @@ _CATALOGUE = [
     Reason("PRODUCER_NOT_FOUND", 404, "No producer with that name exists."),
     Reason("PRODUCER_KEY_NOT_FOUND", 404, "No producer key with that id exists."),
     Reason("INGEST_OVERLOADED", 503, "The ingest path is saturated; retry with backoff."),
+    # Policy (verdict codes: the ones with status 200 explain a decision, they refuse nothing)
+    Reason("POLICY_MISSING", 403, "No policy profile is active for the environment; every step is denied."),
+    Reason("POLICY_DENY_RISK_TIER", 403, "The step's effective risk tier is blocked by the active profile."),
+    Reason("POLICY_DENY_DANGEROUS_ACTION", 403, "A deny rule of the profile forbids this action."),
+    Reason("POLICY_TIER_UNKNOWN", 403, "The step's base risk tier is not low, medium, high or critical."),
+    Reason("POLICY_REQUIRES_APPROVAL", 409, "The step needs approval (quorum per its tier) before it runs."),
+    Reason("POLICY_ALLOW_TIER_AUTONOMOUS", 200, "Allowed: the step's effective tier is autonomous."),
+    Reason("POLICY_NO_RULE_MATCHED", 200, "No raise or deny rule matched; the base tier's mode decided."),
+    Reason("POLICY_TIER_RAISED_PROD_TARGET", 200, "Tier raised: the step targets a production environment."),
+    Reason("POLICY_TIER_RAISED_PROD_ENVIRONMENT", 200, "Tier raised: the control plane runs in production."),
+    Reason("POLICY_TIER_RAISED_AGENT_PRINCIPAL", 200, "Tier raised: an agent asked for this step."),
+    Reason("POLICY_DEV_WARN_ONLY", 200, "Dev mode: the deny is recorded as a warning, not enforced."),
+    Reason("POLICY_PROFILE_INVALID", 400, "The policy profile content is invalid (names the path at fault)."),
+    Reason("POLICY_PROFILE_NOT_FOUND", 404, "No policy profile with that id, name or version exists."),
+    Reason("POLICY_PROFILE_IMMUTABLE", 409, "A saved policy profile cannot change or be deleted."),
+    Reason("POLICY_PROFILE_CONFLICT", 409, "A concurrent change to the same profile or environment won."),
+    Reason("POLICY_PROFILE_HASH_MISMATCH", 409, "The profile's content does not match the hash expected."),
+    # Approvals
+    Reason("APPROVAL_NOT_FOUND", 404, "No approval request with that id is visible to this principal."),
+    Reason("APPROVAL_SUBJECT_UNKNOWN", 400, "No app has registered that approval subject kind."),
+    Reason("APPROVAL_SELF_APPROVAL", 403, "Nobody approves their own request."),
+    Reason(
+        "APPROVAL_APPROVER_NOT_HUMAN", 403, "Agents, services and tools cannot approve; only people decide."
+    ),
+    Reason("APPROVAL_REASON_REQUIRED", 400, "Every approval decision needs a reason."),
+    Reason("APPROVAL_DUPLICATE_DECISION", 409, "This approver has already decided on this request."),
+    Reason(
+        "APPROVAL_NOT_PENDING", 409, "The request is no longer pending (approved, rejected or cancelled)."
+    ),
+    Reason("APPROVAL_EXPIRED", 409, "The request expired before a decision; it fails closed."),
+    Reason("APPROVAL_CONTENT_CHANGED", 409, "The content changed since it was shown; the approval is void."),
+    Reason("APPROVAL_NOT_GRANTED", 409, "The approval has not been granted."),
+    Reason("APPROVAL_ALREADY_CONSUMED", 409, "A granted approval is used once."),
     # Plans
     Reason("PLAN_INVALID", 400, "The plan draft is not of the documented shape (names the path at fault)."),
     Reason("PLAN_DUPLICATE_STEP", 400, "Two steps of the draft share a key."),
