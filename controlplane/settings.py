@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "template_partials",
     "controlplane.ledger",
     "controlplane.identity",
+    "controlplane.policy",
     "controlplane.channels",
     "controlplane.console",
     "approvals",
@@ -171,6 +172,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "PrincipalKindEnum": "controlplane.identity.models.PrincipalKind",
+        "PolicyVerdictEnum": "controlplane.policy.models.Verdict",
     },
 }
 

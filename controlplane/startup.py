@@ -10,13 +10,16 @@ logger = logging.getLogger("controlplane")
 
 
 def banner() -> str:
+    from controlplane.policy.selectors import active_profile_banner  # needs the app registry
+
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     broker = "redis" if settings.REDIS_URL else "in-process"
     return (
         f"Control Plane env={settings.CONTROLPLANE_ENV} database={database} tasks={broker} "
         f"event_signing_mode={settings.CONTROLPLANE_EVENT_SIGNING_MODE} "
         f"timestamp_tolerance={settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS}s "
-        f"replay_seed={settings.CONTROLPLANE_REPLAY_SEED}"
+        f"replay_seed={settings.CONTROLPLANE_REPLAY_SEED} "
+        f"{active_profile_banner(environment=settings.CONTROLPLANE_ENV)}"
     )
 
 

@@ -16,6 +16,7 @@ class SchemaView(SpectacularAPIView):
 
 api_v1 = [
     path("ledger/", include("controlplane.ledger.urls")),
+    path("policy/", include("controlplane.policy.urls")),
     path("", include("controlplane.channels.urls")),
 ]
 

@@ -14,6 +14,7 @@ CAPABILITIES: dict[str, str] = {
     "identity.manage": "Create principals, grant and revoke capabilities, issue tokens.",
     "producers.manage": "Register event producers and their signing keys.",
     "approvals.decide": "Approve or reject approval requests.",
+    "policy.read": "Read policy profiles and explain verdicts.",
     "policy.manage": "Edit and activate policy profiles.",
     "system.read": "See readiness details (/readyz) and runtime settings.",
 }
