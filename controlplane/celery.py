@@ -23,4 +23,6 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
             "task": "controlplane.ledger.tasks.ledger_checkpoint_task",
             "schedule": float(settings.CONTROLPLANE_CHECKPOINT_INTERVAL_SECONDS),
         },
+        # Expire overdue approval requests (fail closed) and escalate along each request's ladder.
+        "approvals-sweep": {"task": "approvals.tasks.approvals_sweep_task", "schedule": 30.0},
     }

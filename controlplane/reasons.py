@@ -100,7 +100,19 @@ _CATALOGUE = [
     Reason("APPROVAL_CONTENT_CHANGED", 409, "The content changed since it was shown; the approval is void."),
     Reason("APPROVAL_NOT_GRANTED", 409, "The approval has not been granted."),
     Reason("APPROVAL_ALREADY_CONSUMED", 409, "A granted approval is used once."),
+    Reason("APPROVAL_REJECTED", 409, "People rejected the step; it is blocked."),
+    Reason("APPROVAL_CANCELLED", 409, "The approval request was cancelled; the step is blocked."),
+    # Runtime
+    Reason("KILL_SWITCH_ENGAGED", 503, "A kill switch covers this tenant or action: nothing new dispatches."),
+    Reason("KILL_SWITCH_REASON_REQUIRED", 400, "Engaging or releasing a kill switch needs a reason."),
+    Reason("EXECUTION_NOT_RUNNING", 409, "The execution already finished or was cancelled."),
+    Reason("EXECUTOR_UNAVAILABLE", 503, "No executor for this action is available in the worker."),
+    Reason("EXECUTOR_FAILED", 502, "The executor (or the runner behind it) failed the step."),
     # Plans
+    Reason("IDEMPOTENCY_KEY_REQUIRED", 400, "Commands need an Idempotency-Key header (1-255 characters)."),
+    Reason(
+        "IDEMPOTENCY_KEY_CONFLICT", 409, "The Idempotency-Key was already used for a different request body."
+    ),
     Reason("PLAN_INVALID", 400, "The plan draft is not of the documented shape (names the path at fault)."),
     Reason("PLAN_DUPLICATE_STEP", 400, "Two steps of the draft share a key."),
     Reason("PLAN_UNKNOWN_DEPENDENCY", 400, "A step depends on a step key the draft does not have."),

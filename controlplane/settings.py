@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "controlplane.console",
     "approvals",
     "skills",
+    "controlplane.runtime",
     "incidents",
     "plugins",
     "learning",

@@ -18,6 +18,8 @@ api_v1 = [
     path("ledger/", include("controlplane.ledger.urls")),
     path("policy/", include("controlplane.policy.urls")),
     path("", include("controlplane.channels.urls")),
+    path("", include("controlplane.runtime.urls")),
+    path("", include("approvals.urls")),
 ]
 
 urlpatterns = [

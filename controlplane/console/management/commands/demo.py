@@ -15,6 +15,7 @@ from controlplane.identity.models import PrincipalKind
 from controlplane.ledger.models import Fidelity
 from controlplane.ledger.services import checkpoint_create, ledger_append
 from controlplane.ledger.verify import verification_record
+from controlplane.policy.services import profile_bootstrap
 
 TENANT = "acme"
 # A short, plausible morning of events from the demo producer, marked `fidelity=demo` on the ledger.
@@ -33,6 +34,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
+        profile_bootstrap(environment="dev", actor="demo")  # the shipped dev profile, activated and ledgered
         tenant = identity.tenant_create(slug=TENANT, name="Acme Corp", actor="demo")
         identity.ensure_principal_with_grants(
             tenant=tenant,

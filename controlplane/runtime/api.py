@@ -1,0 +1,193 @@
+"""Runtime API: submit intents, follow executions, cancel them, and operate the kill switch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.errors import ControlPlaneError
+from controlplane.runtime import services
+from controlplane.runtime.models import Execution, Intent, IntentStatus, KillSwitch, StepRun
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    key = serializers.CharField(source="step.key")
+    action = serializers.CharField(source="step.action")
+    execution_key = serializers.CharField(source="step.execution_key")
+    depends_on = serializers.JSONField(source="step.depends_on")
+    approval = serializers.CharField(source="approval_id", allow_null=True)
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "key",
+            "action",
+            "execution_key",
+            "depends_on",
+            "status",
+            "verdict",
+            "enforced",
+            "effective_tier",
+            "quorum",
+            "decision",
+            "approval",
+            "attempts",
+            "outcome",
+            "reason_codes",
+            "dispatched_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    steps = StepRunSerializer(source="step_runs", many=True, read_only=True)
+    intent = serializers.CharField(source="intent_id")
+    plan = serializers.CharField(source="plan_id")
+
+    class Meta:
+        model = Execution
+        fields = [
+            "id",
+            "intent",
+            "plan",
+            "status",
+            "trace_id",
+            "environment",
+            "profile_name",
+            "profile_version",
+            "profile_hash",
+            "started_at",
+            "finished_at",
+            "reason_codes",
+            "steps",
+        ]
+
+
+class IntentSerializer(serializers.ModelSerializer):
+    execution = serializers.SerializerMethodField()
+    plan = serializers.CharField(source="plan_id", allow_null=True)
+
+    class Meta:
+        model = Intent
+        fields = ["id", "status", "plan", "execution", "rejection", "trace_id", "traceparent", "received_at"]
+
+    def get_execution(self, intent: Intent) -> str | None:
+        execution = Execution.objects.filter(intent=intent).only("id").first()
+        return execution.id if execution else None
+
+
+class StepDraftSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    action = serializers.CharField()
+    version = serializers.CharField(required=False)
+    inputs = serializers.DictField(required=False)
+    depends_on = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class PlanDraftSerializer(serializers.Serializer):
+    """The documented shape of a draft. The compiler validates it (with PLAN_* reason codes), not DRF."""
+
+    goal = serializers.CharField()
+    context = serializers.DictField(required=False)
+    steps = StepDraftSerializer(many=True)
+
+
+class IntentCreateView(APIView):
+    """Submit a typed plan draft with an `Idempotency-Key` header; the same key returns the same result."""
+
+    required_capability = "intents.submit"
+
+    @extend_schema(
+        request=PlanDraftSerializer,
+        responses={201: IntentSerializer, 200: IntentSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ControlPlaneError("PLAN_INVALID", "the body is a JSON object (a plan draft)")
+        before = Intent.objects.filter(
+            principal=request.user, idempotency_key=request.headers.get("Idempotency-Key", "")
+        ).exists()
+        intent = services.intent_submit(
+            principal=request.user,
+            draft=request.data,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            traceparent=request.headers.get("traceparent"),
+        )
+        body: dict[str, Any] = IntentSerializer(intent).data
+        if intent.status == IntentStatus.REJECTED:
+            refusal = intent.rejection
+            return Response({**refusal, "intent": intent.id, "request_id": request.request_id}, status=400)
+        return Response(body, status=status.HTTP_200_OK if before else status.HTTP_201_CREATED)
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+
+
+class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = ExecutionSerializer
+    required_capabilities = {
+        "list": "executions.read",
+        "retrieve": "executions.read",
+        "cancel": "executions.cancel",
+    }
+    filterset_fields = ["status", "trace_id"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Execution.objects.none()
+        return (
+            Execution.objects.filter(tenant=self.request.user.tenant)
+            .select_related("intent", "plan")
+            .prefetch_related("step_runs__step")
+        )
+
+    @extend_schema(request=CancelSerializer, responses=ExecutionSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        payload = CancelSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        execution = services.execution_cancel(
+            execution=self.get_object(), actor=request.user, reason=payload.validated_data["reason"]
+        )
+        return Response(ExecutionSerializer(self.get_queryset().get(pk=execution.pk)).data)
+
+
+class KillSwitchSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = KillSwitch
+        fields = ["scope", "target", "engaged", "reason", "changed_by", "changed_at"]
+        read_only_fields = ["changed_by", "changed_at"]
+        validators: list = []
+
+
+class KillSwitchView(APIView):
+    """`GET` lists every switch; `POST {scope, target, engaged, reason}` engages or releases one."""
+
+    required_capability = "killswitch.manage"
+
+    @extend_schema(responses=KillSwitchSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(KillSwitchSerializer(KillSwitch.objects.all(), many=True).data)
+
+    @extend_schema(request=KillSwitchSerializer, responses=KillSwitchSerializer)
+    def post(self, request: Request) -> Response:
+        payload = KillSwitchSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        switch = services.killswitch_set(
+            scope=data["scope"],
+            target=data.get("target", ""),
+            engaged=data["engaged"],
+            reason=data["reason"],
+            actor=request.user.ref,
+        )
+        return Response(KillSwitchSerializer(switch).data)

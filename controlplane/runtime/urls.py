@@ -1,0 +1,13 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from controlplane.runtime import api
+
+router = SimpleRouter()
+router.register("executions", api.ExecutionViewSet, basename="execution")
+
+urlpatterns = [
+    path("intents/", api.IntentCreateView.as_view(), name="intent-create"),
+    path("killswitch/", api.KillSwitchView.as_view(), name="killswitch"),
+    *router.urls,
+]

@@ -1,0 +1,173 @@
+"""The action flow through the REST API: intents, executions, approvals, kill switch."""
+
+from __future__ import annotations
+
+import pytest
+
+from approvals.models import ApprovalRequest
+from controlplane.celery import app as celery_app
+from controlplane.ledger.models import LedgerEvent
+from controlplane.policy import services as policy
+from tests.factories import PrincipalFactory, TenantFactory, token_for
+
+pytestmark = pytest.mark.django_db
+
+DRAFT = {"goal": "echo", "steps": [{"key": "a", "action": "noop.echo", "inputs": {"message": "hi"}}]}
+WEBHOOK_DRAFT = {
+    "goal": "restart checkout",
+    "steps": [
+        {
+            "key": "restart",
+            "action": "http.webhook",
+            "inputs": {"runner": "ops", "operation": "restart", "target": {"environment": "prod"}},
+        }
+    ],
+}
+
+
+@pytest.fixture(autouse=True)
+def _setup():
+    celery_app.conf.task_always_eager = True
+    policy.profile_bootstrap(environment="dev")
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def tenant():
+    return TenantFactory(slug="acme")
+
+
+@pytest.fixture
+def agent_token(tenant):
+    return token_for(
+        PrincipalFactory(
+            tenant=tenant, name="bot", agent=True, capabilities=["intents.submit", "executions.read"]
+        )
+    )
+
+
+def post(client, path, body, token, **headers):
+    return client.post(
+        path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}", **headers
+    )
+
+
+def get(client, path, token):
+    return client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def test_submit_runs_and_the_execution_is_readable(client, agent_token, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="k1")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "compiled" and len(body["plan"]) == 64
+    execution = get(client, f"/api/v1/executions/{body['execution']}/", agent_token).json()
+    assert execution["status"] == "completed"
+    assert execution["steps"][0]["outcome"]["echo"] == {"message": "hi"}
+    again = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="k1")
+    assert again.status_code == 200 and again.json()["id"] == body["id"]
+
+
+def test_missing_idempotency_key_is_refused_and_writes_nothing(client, agent_token):
+    before = LedgerEvent.objects.count()
+    response = post(client, "/api/v1/intents/", DRAFT, agent_token)
+    assert response.status_code == 400 and response.json()["code"] == "IDEMPOTENCY_KEY_REQUIRED"
+    assert LedgerEvent.objects.count() == before
+
+
+def test_a_bad_draft_is_a_400_naming_the_step_and_recorded(client, agent_token):
+    bad = {"goal": "x", "steps": [{"key": "a", "action": "rm.rf", "inputs": {}}]}
+    response = post(client, "/api/v1/intents/", bad, agent_token, HTTP_IDEMPOTENCY_KEY="k2")
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["code"], body["step"]) == ("PLAN_UNKNOWN_ACTION", "a") and body["intent"]
+    assert LedgerEvent.objects.filter(
+        type="controlplane.plan.rejected", reason_codes=["PLAN_UNKNOWN_ACTION"]
+    ).exists()
+
+
+def test_an_agents_medium_step_goes_to_the_queue_and_a_person_approves_it(client, tenant, agent_token):
+    response = post(client, "/api/v1/intents/", WEBHOOK_DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="k3")
+    assert response.status_code == 201
+    alice = PrincipalFactory(
+        tenant=tenant, name="alice", human=True, capabilities=["approvals.read", "approvals.decide"]
+    )
+    token = token_for(alice)
+    queue = get(client, "/api/v1/approvals/?status=pending", token).json()["results"]
+    assert len(queue) == 1 and queue[0]["summary"]["action"] == "http.webhook"
+    refused = post(
+        client,
+        f"/api/v1/approvals/{queue[0]['id']}/decide/",
+        {"decision": "approve", "reason": "ok", "content_hash": "0" * 64},
+        token,
+    )
+    assert refused.status_code == 409 and refused.json()["code"] == "APPROVAL_CONTENT_CHANGED"
+    decided = post(
+        client,
+        f"/api/v1/approvals/{queue[0]['id']}/decide/",
+        {"decision": "approve", "reason": "ok", "content_hash": queue[0]["content_hash"]},
+        token,
+    )
+    assert decided.status_code == 200 and decided.json()["status"] == "approved"
+
+
+def test_bulk_decide_is_all_or_nothing(client, tenant, agent_token):
+    for key in ("b1", "b2"):
+        draft = {**WEBHOOK_DRAFT, "goal": f"restart {key}"}
+        post(client, "/api/v1/intents/", draft, agent_token, HTTP_IDEMPOTENCY_KEY=key)
+    token = token_for(
+        PrincipalFactory(
+            tenant=tenant, name="bob", human=True, capabilities=["approvals.read", "approvals.decide"]
+        )
+    )
+    pending = list(ApprovalRequest.objects.filter(status="pending"))
+    items = [
+        {"id": pending[0].pk, "content_hash": pending[0].content_hash},
+        {"id": pending[1].pk, "content_hash": "bad"},
+    ]
+    refused = post(
+        client,
+        "/api/v1/approvals/bulk-decide/",
+        {"decision": "reject", "reason": "batch", "requests": items},
+        token,
+    )
+    assert refused.status_code == 409 and refused.json()["request"] == pending[1].pk
+    assert ApprovalRequest.objects.filter(status="pending").count() == 2
+    items[1]["content_hash"] = pending[1].content_hash
+    done = post(
+        client,
+        "/api/v1/approvals/bulk-decide/",
+        {"decision": "reject", "reason": "batch", "requests": items},
+        token,
+    )
+    assert done.status_code == 200 and {r["status"] for r in done.json()} == {"rejected"}
+
+
+def test_the_kill_switch_api(client, tenant, agent_token):
+    operator = token_for(
+        PrincipalFactory(tenant=tenant, name="ops", human=True, capabilities=["killswitch.manage"])
+    )
+    engaged = post(
+        client,
+        "/api/v1/killswitch/",
+        {"scope": "global", "target": "", "engaged": True, "reason": "incident"},
+        operator,
+    )
+    assert engaged.status_code == 200 and engaged.json()["engaged"] is True
+    response = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="k9")
+    execution = get(client, f"/api/v1/executions/{response.json()['execution']}/", agent_token).json()
+    assert execution["status"] == "failed" and execution["reason_codes"] == ["KILL_SWITCH_ENGAGED"]
+    assert (
+        post(
+            client, "/api/v1/killswitch/", {"scope": "global", "engaged": True, "reason": "x"}, agent_token
+        ).status_code
+        == 403
+    )
+
+
+def test_executions_of_other_tenants_are_invisible(client, agent_token):
+    response = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="k5")
+    other = token_for(PrincipalFactory(tenant=TenantFactory(slug="other"), capabilities=["executions.read"]))
+    assert get(client, f"/api/v1/executions/{response.json()['execution']}/", other).status_code == 404
