@@ -1,0 +1,54 @@
+"""`manage.py approvals list | approve ID | reject ID` — decisions by a named human principal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from approvals import services
+from approvals.models import ApprovalRequest
+from controlplane.errors import ControlPlaneError
+from controlplane.identity.services import principal_get, tenant_get
+
+
+class Command(BaseCommand):
+    help = "List approval requests, or approve/reject one as a human principal (--as TENANT/NAME)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        listing = sub.add_parser("list")
+        listing.add_argument("--status", default="pending")
+        for verb in ("approve", "reject"):
+            cmd = sub.add_parser(verb)
+            cmd.add_argument("id")
+            cmd.add_argument("--as", dest="actor", required=True, help="the deciding principal, TENANT/NAME")
+            cmd.add_argument("--reason", required=True)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            if options["action"] == "list":
+                requests = ApprovalRequest.objects.filter(status=options["status"]).select_related(
+                    "requested_by__tenant"
+                )
+                for request in requests:
+                    self.stdout.write(
+                        f"{request.pk}\t{request.status}\t{request.risk_tier}\tquorum={request.quorum}\t"
+                        f"{request.subject_kind}:{request.subject_id}\t{request.requested_by.ref}"
+                    )
+                return
+            tenant_slug, _, name = options["actor"].partition("/")
+            actor = principal_get(tenant=tenant_get(slug=tenant_slug), name=name)
+            request = ApprovalRequest.objects.filter(pk=options["id"], tenant=actor.tenant).first()
+            if request is None:
+                raise ControlPlaneError("APPROVAL_NOT_FOUND", f"no approval request {options['id']}")
+            decided = services.approval_decide(
+                request=request,
+                actor=actor,
+                decision=options["action"],
+                reason=options["reason"],
+                content_hash=request.content_hash,
+            )
+            self.stdout.write(f"{decided.pk} {decided.status} ({decided.approvals_count()}/{decided.quorum})")
+        except ControlPlaneError as exc:
+            raise CommandError(f"{exc.code}: {exc.detail}") from exc
