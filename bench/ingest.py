@@ -202,10 +202,13 @@ def sweep(
     max_connections: int,
     cpu_trees: dict[str, int],
     refine: int = 0,
+    probe_down: int = 0,
+    min_rate: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> Sweep:
-    """Offer each rate in turn; then, `refine` times, bisect between the highest sustained rate and the
-    lowest one that was not, to place the maximum sustainable rate more precisely."""
+    """Offer each rate in turn; if none was sustained, halve the lowest until one is (`probe_down`
+    times at most); then, `refine` times, bisect between the highest sustained rate and the lowest one
+    that was not, to place the maximum sustainable rate more precisely."""
     result = Sweep(name)
 
     def step(rate: float, label: str) -> loadgen.StepResult:
@@ -225,6 +228,14 @@ def sweep(
 
     for rate in rates:
         result.steps.append(step(rate, f"{name}-{rate:g}"))
+    # Nothing sustained: halve the lowest rate until something is (at most `probe_down` times), so the
+    # report can still say what the server does sustain.
+    lowest = min(rates) if rates else 0.0
+    for _ in range(probe_down):
+        if result.max_sustained is not None or lowest / 2 < min_rate:
+            break
+        lowest = round(lowest / 2, 1)
+        result.steps.append(step(lowest, f"{name}-{lowest:g}-probe"))
     for _ in range(refine):
         good = result.max_sustained
         above = [
@@ -234,7 +245,7 @@ def sweep(
         ]
         if good is None or not above:
             break
-        middle = round((good + min(above)) / 2, -1)
+        middle = round((good + min(above)) / 2, -1 if good >= 50 else 0)
         if middle <= good or middle >= min(above):
             break
         result.steps.append(step(middle, f"{name}-{middle:g}-refine"))

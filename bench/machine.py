@@ -22,7 +22,9 @@ def _read(path: str) -> str:
 
 
 def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its living descendants."""
+    """CPU seconds (user + system) used so far by a process and its descendants, living or reaped.
+
+    A reaped child's time is in its parent's cutime/cstime (PostgreSQL's backends come and go)."""
     total = 0.0
     pending, seen = [pid], set()
     while pending and len(seen) < 10_000:
@@ -33,7 +35,7 @@ def process_tree_cpu(pid: int) -> float:
         stat = _read(f"/proc/{current}/stat")
         if stat:
             fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+            total += sum(int(value) for value in fields[11:15]) / _TICK  # utime, stime, cutime, cstime
         pending += children(current)
     return total
 
@@ -149,3 +151,9 @@ def postmaster_pid(cursor: Any) -> int | None:
     if not stat or "postgres" not in _read(f"/proc/{backend}/cmdline") + stat:
         return None
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def nice_of(pid: int) -> int | None:
+    """A process's nice value (Linux /proc), or None when it cannot be read."""
+    stat = _read(f"/proc/{pid}/stat")
+    return int(stat.rsplit(")", 1)[1].split()[16]) if stat else None

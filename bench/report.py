@@ -70,7 +70,8 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"gunicorn `{config.get('worker_class')}`, {config.get('workers')} workers x "
             f"{config.get('threads')} threads, backlog {config.get('backlog')}, "
-            f"CONTROLPLANE_INGEST_MAX_INFLIGHT={config.get('max_inflight')}; signing mode "
+            f"CONTROLPLANE_INGEST_MAX_INFLIGHT={config.get('max_inflight')}, nice {config.get('nice', 0)}; "
+            "signing mode "
             f"`{results.get('signing_mode')}`. Open loop; latency from each request's scheduled send time.",
             "",
             *_step_table(ingest["steps"]),
@@ -214,7 +215,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Linux {machine.get('kernel')}, Python {machine.get('python')}",
         f"- PostgreSQL {pg.get('server_version')}: fsync={pg.get('fsync')}, "
         f"synchronous_commit={pg.get('synchronous_commit')}, full_page_writes={pg.get('full_page_writes')}, "
-        f"wal_sync_method={pg.get('wal_sync_method')}, shared_buffers={pg.get('shared_buffers')}",
+        f"wal_sync_method={pg.get('wal_sync_method')}, shared_buffers={pg.get('shared_buffers')}, "
+        f"server process nice {pg.get('nice')}",
         f"- Load average at start: {machine.get('load_average_at_start')}; "
         f"at end: {machine.get('load_average_at_end')}",
         "",

@@ -49,13 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--rates", default=DEFAULT_RATES, help="ingest offered rates, events/s")
     add("--duration", type=float, default=10.0, help="seconds per ingest step")
     add("--refine", type=int, default=2, help="extra bisection steps around the saturation point")
+    add("--probe-down", type=int, default=4, help="if no rate is sustained, halve the lowest this often")
     add("--noop-rates", default="500,1000,1500,2000,3000,4000")
     add("--noop-duration", type=float, default=5.0)
     add("--sink-rates", default="2000,4000,8000")
     add("--sink-duration", type=float, default=3.0)
     add("--procs", type=int, default=1, help="load generator processes")
     add("--timeout", type=float, default=5.0, help="seconds before a request counts as lost")
-    add("--max-connections", type=int, default=256, help="per generator process")
+    add("--max-connections", type=int, default=1024, help="per generator process")
     add("--worker-class", default=ServerConfig.worker_class)
     add("--workers", type=int, default=ServerConfig.workers)
     add("--threads", type=int, default=ServerConfig.threads)
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--max-inflight", type=int, default=ServerConfig.max_inflight, help="CONTROLPLANE_INGEST_MAX_INFLIGHT"
     )
+    add("--server-nice", type=int, default=0, help="run gunicorn at this nice value (negative: root only)")
+    add("--note", action="append", default=[], help="a line for the report's notes (repeatable)")
     add("--queue-budget-ms", type=int, default=ServerConfig.queue_budget_ms, help="shedding prototype")
     add("--profile-duration", type=float, default=5.0)
     add("--shed-duration", type=float, default=5.0)
@@ -77,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--keep-db", action="store_true", help="leave the scratch database for inspection")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rates, args.duration, args.refine = "20,40", 0.5, 0
+        args.rates, args.duration, args.refine, args.probe_down = "20,40", 0.5, 0, 0
         args.noop_rates, args.noop_duration = "20,40", 0.5
         args.sink_rates, args.sink_duration = "100", 0.5
         args.profile_duration, args.chain_connections, args.chain_duration = 0.5, "1,2", 0.5
@@ -171,6 +174,7 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
     with connection.cursor() as cursor:
         facts = machine.facts(cursor)
         postmaster = machine.postmaster_pid(cursor)
+    facts["postgresql"]["nice"] = machine.nice_of(postmaster) if postmaster else None
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "quick": args.quick,
@@ -180,6 +184,7 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
             "open_loop": True,
             "latency_from": "scheduled send time",
             "generator_procs": args.procs,
+            "generator_nice": loadgen.GENERATOR_NICE,
             "request_timeout_s": args.timeout,
             "max_connections_per_proc": args.max_connections,
             "sustained_if": {
@@ -188,7 +193,7 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
                 "p99_ms_at_most": ingest.SUSTAIN_MAX_P99_MS,
             },
         },
-        "notes": [],
+        "notes": list(args.note),
     }
     if args.quick:
         results["notes"].append(
@@ -201,6 +206,7 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
         backlog=args.backlog,
         max_inflight=args.max_inflight,
         queue_budget_ms=args.queue_budget_ms,
+        nice=args.server_nice,
     )
     results["server"] = config.as_dict()
     common = {"procs": args.procs, "timeout": args.timeout, "max_connections": args.max_connections}
@@ -346,6 +352,7 @@ class _Parts:
                 duration=args.duration,
                 cpu_trees=trees,
                 refine=args.refine,
+                probe_down=args.probe_down,
                 log=_log,
                 **self.common,
             )
