@@ -29,6 +29,28 @@ _AREAS = (
 )
 
 
+# Steps of the ingest path worth naming, matched by (end of file path, function name); their cumulative
+# time per request says where the request waits.
+KEY_FUNCTIONS = (
+    ("whole request (Django WSGI handler)", "django/core/handlers/wsgi.py", "__call__"),
+    (
+        "authentication: throttle check (Redis GET)",
+        "controlplane/identity/services.py",
+        "auth_throttle_check",
+    ),
+    ("authentication: token lookup", "controlplane/identity/services.py", "token_authenticate"),
+    ("producer and keys lookup", "controlplane/channels/selectors.py", "producer_for_principal"),
+    ("signature verdict (HMAC)", "controlplane/channels/services.py", "signature_verdict"),
+    ("event_ingest (service, total)", "controlplane/channels/services.py", "event_ingest"),
+    ("ledger_append (total)", "controlplane/ledger/services.py", "ledger_append"),
+    ("chain lock wait + head read", "controlplane/ledger/services.py", "_lock_chain_and_read_head"),
+    ("build, sign and insert the event", "controlplane/ledger/services.py", "_build_and_insert"),
+    ("Delivery row insert", "django/db/models/query.py", "create"),
+    ("COMMIT (waits for the WAL flush)", "django/db/backends/base/base.py", "commit"),
+    ("refusal counter (Redis INCR)", "controlplane/channels/services.py", "rejection_record"),
+)
+
+
 def _area(filename: str, function: str) -> str:
     if filename == "~":  # a builtin: attribute by its name
         name = function.lower()
@@ -85,8 +107,17 @@ def summarise(profile_dir: Path, *, requests: int, top: int = 25) -> dict[str, A
             for key, entry in ranked
         ]
 
+    key_functions = {}
+    for label, path, name in KEY_FUNCTIONS:
+        matching = [entry for (f, _, func), entry in raw.items() if func == name and f.endswith(path)]
+        if matching:
+            key_functions[label] = {
+                "calls_per_request": round(sum(e[1] for e in matching) / max(requests, 1), 2),
+                "cumulative_ms_per_request": round(sum(e[3] for e in matching) * per_request, 3),
+            }
     return {
         "requests_profiled": requests,
+        "key_functions_ms_per_request": key_functions,
         "profiled_ms_per_request": round(total_own * per_request, 3),
         "by_area_ms_per_request": {
             area: round(seconds * per_request, 3)

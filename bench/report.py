@@ -191,6 +191,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"{profile['requests_profiled']:,} requests at {profile.get('rate', '?')} /s; "
             f"{profile['profiled_ms_per_request']:.2f} ms profiled per request (profiler overhead included).",
             "",
+            "| step of the ingest path | calls/request | cumulative ms/request |",
+            "|---|---:|---:|",
+            *(
+                f"| {label} | {row['calls_per_request']} | {row['cumulative_ms_per_request']:.3f} |"
+                for label, row in profile.get("key_functions_ms_per_request", {}).items()
+            ),
+            "",
             "| area | ms per request |",
             "|---|---:|",
         ]
