@@ -94,20 +94,29 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-def _create_scratch(base_url: str, name: str) -> None:
+def maintenance_connection(base_url: str) -> Any:
+    """An autocommit connection for CREATE/DROP DATABASE: to DATABASE_URL's database, or to `postgres`
+    when that one does not exist (yet)."""
     import psycopg
+
+    try:
+        return psycopg.connect(base_url, autocommit=True)
+    except psycopg.OperationalError:
+        return psycopg.connect(_with_database(base_url, "postgres"), autocommit=True)
+
+
+def _create_scratch(base_url: str, name: str) -> None:
     from psycopg import sql
 
-    with psycopg.connect(base_url, autocommit=True) as conn:
+    with maintenance_connection(base_url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def _drop_scratch(base_url: str, name: str) -> None:
-    import psycopg
     from psycopg import sql
 
-    with psycopg.connect(base_url, autocommit=True) as conn:
+    with maintenance_connection(base_url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-import psycopg
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
 from bench import chain, ingest, loadgen, server, verification
-from bench.run import server_env
+from bench.run import maintenance_connection, server_env
 from controlplane.channels.models import Delivery
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
@@ -168,5 +167,5 @@ def test_python_m_bench_quick_writes_both_reports(tmp_path):
     ):
         assert heading in markdown
     # The scratch database is dropped at the end.
-    with psycopg.connect(base, autocommit=True) as conn:
+    with maintenance_connection(base) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [scratch]).fetchone() is None
