@@ -75,10 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--verify-workers", default="", help="default: 1 and every core")
     add("--verify-repeats", type=int, default=2)
     add("--populate", choices=("copy", "append"), default="copy")
-    add("--output-dir", type=Path, default=REPO / "bench" / "results")
+    add("--output-dir", type=Path, default=None, help="default: bench/results (--quick: var/bench-quick)")
     add("--scratch-db", default="", help="default: <DATABASE_URL's name>_bench")
     add("--keep-db", action="store_true", help="leave the scratch database for inspection")
     args = parser.parse_args(argv)
+    if args.output_dir is None:  # a --quick run must never overwrite the committed results
+        args.output_dir = REPO / ("var/bench-quick" if args.quick else "bench/results")
     if args.quick:
         args.rates, args.duration, args.refine, args.probe_down = "20,40", 0.5, 0, 0
         args.noop_rates, args.noop_duration = "20,40", 0.5
