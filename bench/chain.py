@@ -25,33 +25,13 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.loadgen import percentile
+from controlplane.ledger.models import ENVELOPE_FIELDS
 
 TABLE = "bench_chain"
 # Not the ledger's lock key: the baseline never contends with the real chain.
 LOCK_KEY = 0x42454E4348434841  # "BENCHCHA"
 GENESIS = "0" * 64
-COLUMNS = (
-    "seq",
-    "id",
-    "type",
-    "source",
-    "subject",
-    "time",
-    "tenant",
-    "actor",
-    "trace_id",
-    "traceparent",
-    "causation_id",
-    "correlation_id",
-    "idempotency_key",
-    "request_id",
-    "fidelity",
-    "reason_codes",
-    "data",
-    "provenance",
-    "prev_hash",
-    "key_id",
-)
+COLUMNS = ENVELOPE_FIELDS
 
 
 def ingest_like_fields(index: int, moment: datetime) -> dict[str, Any]:

@@ -10,15 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-
-class RiskTier(models.TextChoices):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-
-TIER_ORDER = {RiskTier.LOW: 0, RiskTier.MEDIUM: 1, RiskTier.HIGH: 2, RiskTier.CRITICAL: 3}
+from controlplane.policy.models import RiskTier
 
 
 class SkillStatus(models.TextChoices):

@@ -10,38 +10,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.ledger.models import Checkpoint, LedgerEvent
+from controlplane.ledger.models import STORED_COLUMNS, Checkpoint, LedgerEvent
 from controlplane.ledger.verify import verification_record
 
 
 class LedgerEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = LedgerEvent
-        fields = [
-            "seq",
-            "id",
-            "type",
-            "source",
-            "subject",
-            "time",
-            "tenant",
-            "actor",
-            "trace_id",
-            "traceparent",
-            "causation_id",
-            "correlation_id",
-            "idempotency_key",
-            "request_id",
-            "fidelity",
-            "reason_codes",
-            "data",
-            "provenance",
-            "prev_hash",
-            "hash",
-            "key_id",
-            "signature",
-            "canonical",
-        ]
+        fields = list(STORED_COLUMNS)
 
 
 class CheckpointSerializer(serializers.ModelSerializer):

@@ -38,6 +38,8 @@ ENVELOPE_FIELDS = (
     "prev_hash",
     "key_id",
 )
+# Every stored column: the signed envelope plus what is derived from it.
+STORED_COLUMNS = (*ENVELOPE_FIELDS, "hash", "signature", "canonical")
 
 
 class Fidelity(models.TextChoices):

@@ -28,6 +28,7 @@ from controlplane.ledger.canonical import canonical_bytes, format_time
 from controlplane.ledger.models import (
     ENVELOPE_FIELDS,
     GENESIS_HASH,
+    STORED_COLUMNS,
     Checkpoint,
     Fidelity,
     LedgerEvent,
@@ -91,7 +92,7 @@ def _build_and_insert(
     return event
 
 
-_INSERT_COLUMNS = (*ENVELOPE_FIELDS, "hash", "signature", "canonical")
+_INSERT_COLUMNS = STORED_COLUMNS
 _JSON_FIELDS = {"reason_codes", "data", "provenance"}
 
 

@@ -34,6 +34,7 @@ from controlplane.ledger.canonical import canonical_bytes, format_time
 from controlplane.ledger.models import (
     ENVELOPE_FIELDS,
     GENESIS_HASH,
+    STORED_COLUMNS,
     Checkpoint,
     LedgerEvent,
     SigningKey,
@@ -42,7 +43,7 @@ from controlplane.ledger.models import (
 
 # Columns in the order `_select_rows` returns them; `time`, `data`, `reason_codes` and `provenance`
 # come back as text/datetime and are normalised before comparison.
-ROW_COLUMNS = (*ENVELOPE_FIELDS, "hash", "signature", "canonical")
+ROW_COLUMNS = STORED_COLUMNS
 _JSON_COLUMNS = ("reason_codes", "data", "provenance")
 
 

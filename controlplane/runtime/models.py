@@ -11,6 +11,7 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 
 from controlplane.identity.models import Principal, Tenant
+from controlplane.policy.models import Verdict
 
 
 class IntentStatus(models.TextChoices):
@@ -65,12 +66,6 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return f"plan {self.id[:12]}"
-
-
-class Verdict(models.TextChoices):
-    ALLOW = "allow"
-    REQUIRE_APPROVAL = "require_approval"
-    DENY = "deny"
 
 
 class PlanStep(models.Model):
