@@ -113,20 +113,25 @@ def _record_plan(compiled: CompiledPlan, tenant_id: int, at: datetime) -> Plan:
     return plan
 
 
+def policy_context(*, principal: Principal, environment: str, plan_context: dict) -> Context:
+    """Who asks and where, as policy sees it; recorded on `plan.verified` so replay re-evaluates with it."""
+    labels = {k: str(v) for k, v in plan_context.items() if isinstance(v, str | int | bool)}
+    return Context(
+        environment=environment,
+        principal_kind=principal.kind,
+        principal=principal.ref,
+        tenant=principal.tenant.slug,
+        labels=labels,
+    )
+
+
 def step_decision(*, step: PlanStep, principal: Principal, environment: str, plan_context: dict) -> Decision:
     """The policy decision for one step, as the runtime asks for it (and replay asks again)."""
-    labels = {k: str(v) for k, v in plan_context.items() if isinstance(v, str | int | bool)}
     return explain(
         step=StepFacts(
             action=step.action, tier=step.base_tier, inputs=step.inputs, action_version=step.action_version
         ),
-        context=Context(
-            environment=environment,
-            principal_kind=principal.kind,
-            principal=principal.ref,
-            tenant=principal.tenant.slug,
-            labels=labels,
-        ),
+        context=policy_context(principal=principal, environment=environment, plan_context=plan_context),
         environment=environment,
     )
 
@@ -179,11 +184,27 @@ def intent_submit(
     _event(
         "controlplane.intent.received",
         subject=f"intent/{intent_id}",
-        data={"intent": intent_id, "draft_hash": draft_hash, "draft": draft},
+        data={
+            "intent": intent_id,
+            "idempotency_key": idempotency_key,
+            "draft_hash": draft_hash,
+            "draft": draft,
+        },
         **common,
     )
+    # What each contract lookup answered, so replay can re-run a refused compilation against the same
+    # registry (a compiled plan records its contracts in its steps).
+    lookups: list[dict[str, Any]] = []
+
+    def resolve(name: str, version: str | None) -> Any:
+        contract = contract_resolver(name, version)
+        lookups.append(
+            {"action": name, "version": version, "resolved": contract["version"] if contract else None}
+        )
+        return contract
+
     try:
-        compiled = compile_plan(draft, contract_resolver)
+        compiled = compile_plan(draft, resolve)
     except PlanRejected as refusal:
         intent.status = IntentStatus.REJECTED
         intent.rejection = refusal.as_dict()
@@ -192,7 +213,7 @@ def intent_submit(
             "controlplane.plan.rejected",
             subject=f"intent/{intent_id}",
             codes=[refusal.code],
-            data={"intent": intent_id, **refusal.as_dict()},
+            data={"intent": intent_id, **refusal.as_dict(), "contracts": lookups},
             **common,
         )
         return intent
@@ -206,6 +227,8 @@ def intent_submit(
             "intent": intent_id,
             "plan": plan.id,
             "canonical_sha256": plan.id,
+            "goal": compiled.goal,
+            "context": compiled.context,
             "steps": [s.as_dict() for s in compiled.steps],
         },
         **common,
@@ -236,6 +259,7 @@ def _execution_start(*, intent: Intent, plan: Plan, principal: Principal, at: da
         "at": at,
         "traceparent": intent.traceparent,
     }
+    context = policy_context(principal=principal, environment=environment, plan_context=plan.context)
     verdicts = []
     runs = []
     for step in plan.steps.order_by("position"):
@@ -258,6 +282,7 @@ def _execution_start(*, intent: Intent, plan: Plan, principal: Principal, at: da
                 "step": step.key,
                 "verdict": decision.verdict,
                 "enforced": decision.enforced,
+                "effective_verdict": decision.effective_verdict,
                 "tier": decision.tier,
                 "quorum": decision.quorum,
                 "decision_hash": decision.decision_hash,
@@ -275,6 +300,13 @@ def _execution_start(*, intent: Intent, plan: Plan, principal: Principal, at: da
                 "name": execution.profile_name,
                 "version": execution.profile_version,
                 "content_hash": execution.profile_hash,
+            },
+            "context": {
+                "environment": context.environment,
+                "principal_kind": context.principal_kind,
+                "principal": context.principal,
+                "tenant": context.tenant,
+                "labels": dict(context.labels),
             },
             "verdicts": verdicts,
         },
