@@ -108,6 +108,8 @@ _CATALOGUE = [
     Reason("EXECUTION_NOT_RUNNING", 409, "The execution already finished or was cancelled."),
     Reason("EXECUTOR_UNAVAILABLE", 503, "No executor for this action is available in the worker."),
     Reason("EXECUTOR_FAILED", 502, "The executor (or the runner behind it) failed the step."),
+    Reason("TRACE_ID_INVALID", 400, "A trace id is 32 lowercase hex digits (W3C), not all zero."),
+    Reason("TRACE_NOT_FOUND", 404, "No intent or ledger event visible to this principal has that trace id."),
     # Plans
     Reason("IDEMPOTENCY_KEY_REQUIRED", 400, "Commands need an Idempotency-Key header (1-255 characters)."),
     Reason(
