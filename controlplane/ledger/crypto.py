@@ -3,6 +3,12 @@
 Private keys never enter the database or the repository. They come from `CONTROLPLANE_LEDGER_KEY`
 (base64 of the 32-byte seed of the active key) or from one file per key under `CONTROLPLANE_KEY_DIR`
 (mode 0600). The database holds only public keys and their validity (the trust store).
+
+Signing uses `cryptography`; verification uses libsodium through PyNaCl, which checks an Ed25519
+signature in about 57 us on the benchmark machine against 97 us for `cryptography`'s OpenSSL 3.0 (see
+docs/benchmarks.md). Verification is where the ledger spends its time, so the faster one is used there.
+libsodium is the stricter of the two (it also refuses small-order keys and non-canonical encodings);
+signatures made here verify under both.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import os
 from functools import cache
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import CryptoError
 
 
 def public_bytes(private_key: Ed25519PrivateKey) -> bytes:
@@ -100,13 +107,18 @@ def forget_loaded_keys() -> None:
 
 
 @cache
-def public_key_object(public_key_b64: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(unb64(public_key_b64))
+def _public_key_raw(public_key_b64: str) -> bytes:
+    return unb64(public_key_b64)
 
 
 def verify_signature(public_key_b64: str, signature_b64: str, message: bytes) -> bool:
+    """True when `signature_b64` is a valid Ed25519 signature of `message` by the (base64) public key."""
     try:
-        public_key_object(public_key_b64).verify(unb64(signature_b64), message)
-    except (InvalidSignature, ValueError):
+        public_key = _public_key_raw(public_key_b64)
+        signature = unb64(signature_b64)
+        if len(public_key) != 32 or len(signature) != 64:
+            return False
+        crypto_sign_open(signature + message, public_key)
+    except (CryptoError, ValueError):
         return False
     return True
