@@ -122,7 +122,7 @@ _CATALOGUE = [
     Reason("PLAN_UNKNOWN_ACTION", 400, "A step names an action no installed skill provides."),
     Reason("PLAN_INPUT_INVALID", 400, "A step's inputs do not validate against its action's JSON Schema."),
     # Replay
-    Reason("REPLAY_DIFFERENCE", 409, "Replay found state or a decision that does not follow from the ledger."),
+    Reason("REPLAY_DIFFERENCE", 409, "Replay found a state or decision that the ledger does not support."),
     Reason("REPLAY_UNAVAILABLE", 501, "The replay asked for is not part of this build."),
 ]
 
