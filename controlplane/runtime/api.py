@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from controlplane.errors import ControlPlaneError
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Intent, IntentStatus, KillSwitch, StepRun
+from controlplane.runtime.traces import trace_get
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -191,3 +192,33 @@ class KillSwitchView(APIView):
             actor=request.user.ref,
         )
         return Response(KillSwitchSerializer(switch).data)
+
+
+class TraceSerializer(serializers.Serializer):
+    """The documented shape of a trace (the view returns `Trace.as_dict()`)."""
+
+    trace_id = serializers.CharField()
+    tenant = serializers.CharField()
+    events = serializers.IntegerField(help_text="ledger events found for the trace")
+    first_seq = serializers.IntegerField(allow_null=True)
+    last_seq = serializers.IntegerField(allow_null=True)
+    roots = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="nodes {kind, ref, title, status, time, seq, hash, event_type, reason_codes, detail, "
+        "children}: intent -> plan -> execution -> steps (verdicts) -> approval, decisions -> runs -> "
+        "outcomes",
+    )
+
+
+class TraceView(APIView):
+    """The tree of one trace: intent -> plan -> verdicts -> approvals -> step runs -> outcomes.
+
+    Each node names the ledger event that records it (`seq`, `hash`). Tenant-scoped; an unknown trace is
+    404 TRACE_NOT_FOUND, a malformed id 400 TRACE_ID_INVALID.
+    """
+
+    required_capability = "executions.read"
+
+    @extend_schema(responses={200: TraceSerializer})
+    def get(self, request: Request, trace_id: str) -> Response:
+        return Response(trace_get(trace_id=trace_id, tenant=request.user.tenant).as_dict())
