@@ -4,6 +4,12 @@
 state change and its event commit together or not at all. Appends are serialised by a transaction-scoped
 PostgreSQL advisory lock: the chain head is read, the next event is hashed, signed and inserted, and
 the lock is released at commit. A rolled-back transaction therefore leaves no gap.
+
+The work inside the lock is kept to what needs the head: everything else about an event (its envelope,
+the canonical bytes of every signed member but `seq`, `prev_hash` and `key_id`, the JSON of its stored
+columns) is prepared before the lock is taken (`ledger_prepare`). `ledger_append_prepared` appends
+several prepared events under one lock, one head read and one INSERT; the ingest endpoint uses it for
+group commit (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,23 +57,34 @@ class _Head:
     key_id: str | None
 
 
-def _lock_chain_and_read_head(cursor: Any, idempotency_key: str | None) -> tuple[_Head, int | None]:
+def _lock_chain_and_read_head(cursor: Any, idempotency_keys: Sequence[str]) -> tuple[_Head, dict[str, int]]:
+    """Take the chain lock, then (in a second statement, so it sees everything committed before the
+    lock was granted) read the head, the active key and which of `idempotency_keys` are on the chain."""
     if connection.vendor == "postgresql":
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
-    cursor.execute(
-        """
-        SELECT
-          (SELECT seq FROM ledger_ledgerevent ORDER BY seq DESC LIMIT 1),
-          (SELECT hash FROM ledger_ledgerevent ORDER BY seq DESC LIMIT 1),
-          (SELECT key_id FROM ledger_signingkey
-             WHERE valid_from_seq IS NOT NULL AND valid_until_seq IS NULL AND revoked_at IS NULL
-             ORDER BY valid_from_seq DESC LIMIT 1),
-          (SELECT seq FROM ledger_ledgerevent WHERE idempotency_key = %s)
-        """,
-        [idempotency_key],
-    )
-    seq, head_hash, key_id, existing = cursor.fetchone()
-    return _Head(seq or 0, head_hash or GENESIS_HASH, key_id), existing
+    keys = list(dict.fromkeys(idempotency_keys)) or [None]
+    cursor.execute(_HEAD_SQL.format(keys=", ".join(["%s"] * len(keys))), keys)
+    seq, head_hash, key_id, existing = 0, GENESIS_HASH, None, {}
+    for kind, row_seq, text in cursor.fetchall():
+        if kind == "head":
+            seq, head_hash = row_seq, text
+        elif kind == "key":
+            key_id = text
+        else:
+            existing[text] = row_seq
+    return _Head(seq, head_hash, key_id), existing
+
+
+_HEAD_SQL = """
+    SELECT 'head', h.seq, h.hash FROM (SELECT seq, hash FROM ledger_ledgerevent ORDER BY seq DESC LIMIT 1) h
+    UNION ALL
+    SELECT 'key', NULL, k.key_id FROM (
+        SELECT key_id FROM ledger_signingkey
+         WHERE valid_from_seq IS NOT NULL AND valid_until_seq IS NULL AND revoked_at IS NULL
+         ORDER BY valid_from_seq DESC LIMIT 1) k
+    UNION ALL
+    SELECT 'dup', seq, idempotency_key FROM ledger_ledgerevent WHERE idempotency_key IN ({keys})
+"""
 
 
 def _signing_key(key_id: str) -> Ed25519PrivateKey:
@@ -78,39 +96,108 @@ def _signing_key(key_id: str) -> Ed25519PrivateKey:
     return private_key
 
 
-def _build_and_insert(
-    head: _Head, key_id: str, private_key: Ed25519PrivateKey, fields: dict[str, Any]
-) -> LedgerEvent:
-    envelope = {"seq": head.seq + 1, **fields, "prev_hash": head.hash, "key_id": key_id}
-    body = {"specversion": "1.0", **{name: envelope[name] for name in ENVELOPE_FIELDS}}
-    body["time"] = format_time(envelope["time"])
-    canonical = canonical_bytes(body)
-    digest = hashlib.sha256(head.hash.encode("ascii") + canonical).hexdigest()
+# The signed body's members in RFC 8785 order (all keys are ASCII, so code-point order is UTF-16 order).
+# `key_id`, `prev_hash` and `seq` are known only under the lock; the members around them are prepared
+# before it as three runs of canonical bytes and spliced: "{" head "key_id" "prev_hash" middle "seq" tail "}".
+_SIGNED_MEMBERS = sorted(["specversion", *ENVELOPE_FIELDS])
+_LOCKED_MEMBERS = ("key_id", "prev_hash", "seq")
+_HEAD_MEMBERS = tuple(m for m in _SIGNED_MEMBERS if m < "key_id")
+_MIDDLE_MEMBERS = tuple(m for m in _SIGNED_MEMBERS if "prev_hash" < m < "seq")
+_TAIL_MEMBERS = tuple(m for m in _SIGNED_MEMBERS if m > "seq")
+_JSON_FIELDS = ("reason_codes", "data", "provenance")
+_INSERT_COLUMNS = STORED_COLUMNS
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event ready to be chained: its envelope and every canonical byte that does not need the head.
+
+    Made by `ledger_prepare` in the caller's thread (it captures that thread's request id and trace).
+    """
+
+    fields: dict[str, Any]
+    json_columns: dict[str, str]
+    head: bytes
+    middle: bytes
+    tail: bytes
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.fields["idempotency_key"]
+
+
+def _members(body: dict[str, Any], names: tuple[str, ...]) -> bytes:
+    """The canonical members `names` of `body`, without the enclosing braces."""
+    return canonical_bytes({name: body[name] for name in names})[1:-1]
+
+
+def _prepare(fields: dict[str, Any]) -> PreparedEvent:
+    body = {"specversion": "1.0", **fields, "time": format_time(fields["time"])}
+    return PreparedEvent(
+        fields=fields,
+        json_columns={name: orjson.dumps(fields[name]).decode() for name in _JSON_FIELDS},
+        head=_members(body, _HEAD_MEMBERS),
+        middle=_members(body, _MIDDLE_MEMBERS),
+        tail=_members(body, _TAIL_MEMBERS),
+    )
+
+
+def _seal(prepared: PreparedEvent, seq: int, prev_hash: str, key_id: str, private_key: Any) -> list[Any]:
+    """Under the lock: the canonical bytes, hash and signature; returns the row in `_INSERT_COLUMNS` order."""
+    canonical = b"".join(
+        (
+            b"{",
+            prepared.head,
+            b',"key_id":',
+            orjson.dumps(key_id),
+            b',"prev_hash":',
+            orjson.dumps(prev_hash),
+            b",",
+            prepared.middle,
+            b',"seq":',
+            str(seq).encode("ascii"),
+            b",",
+            prepared.tail,
+            b"}",
+        )
+    )
+    digest = hashlib.sha256(prev_hash.encode("ascii") + canonical).hexdigest()
     signature = crypto.b64(private_key.sign(bytes.fromhex(digest)))
-    event = LedgerEvent(**envelope, hash=digest, signature=signature, canonical=canonical.decode("utf-8"))
-    _insert(event)
+    fields, json_columns = prepared.fields, prepared.json_columns
+    values = {"seq": seq, "prev_hash": prev_hash, "key_id": key_id, "hash": digest, "signature": signature}
+    values["canonical"] = canonical.decode("utf-8")
+    return [
+        values[name] if name in values else json_columns[name] if name in json_columns else fields[name]
+        for name in _INSERT_COLUMNS
+    ]
+
+
+def _event_from_row(row: list[Any], prepared: PreparedEvent) -> LedgerEvent:
+    event = LedgerEvent(**{**dict(zip(_INSERT_COLUMNS, row, strict=True)), **prepared.fields})
+    event._state.adding = False
+    event._state.db = connection.alias
     return event
 
 
-_INSERT_COLUMNS = STORED_COLUMNS
-_JSON_FIELDS = {"reason_codes", "data", "provenance"}
+def _insert_rows(cursor: Any, rows: list[list[Any]]) -> None:
+    """One plain multi-row INSERT: the hot path of every write, so it skips the ORM's compilation."""
+    placeholders = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+    cursor.execute(
+        _INSERT_SQL + ", ".join([placeholders] * len(rows)), [value for row in rows for value in row]
+    )
 
 
-def _insert(event: LedgerEvent) -> None:
-    """One plain INSERT: the hot path of every write, so it skips the ORM's per-save compilation."""
-    values = []
-    for name in _INSERT_COLUMNS:
-        value = getattr(event, name)
-        values.append(orjson.dumps(value).decode() if name in _JSON_FIELDS else value)
+_INSERT_SQL = "INSERT INTO ledger_ledgerevent ({}) VALUES ".format(", ".join(_INSERT_COLUMNS))  # noqa: S608
+
+
+def _build_and_insert(
+    head: _Head, key_id: str, private_key: Ed25519PrivateKey, fields: dict[str, Any]
+) -> LedgerEvent:
+    prepared = _prepare(fields)
+    row = _seal(prepared, head.seq + 1, head.hash, key_id, private_key)
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, values)
-    event._state.adding = False
-    event._state.db = connection.alias
-
-
-_INSERT_SQL = "INSERT INTO ledger_ledgerevent ({}) VALUES ({})".format(  # noqa: S608  (constant columns)
-    ", ".join(_INSERT_COLUMNS), ", ".join(["%s"] * len(_INSERT_COLUMNS))
-)
+        _insert_rows(cursor, [row])
+    return _event_from_row(row, prepared)
 
 
 def _envelope(
@@ -180,37 +267,120 @@ def ledger_append(
     is written. Any failure raises `ControlPlaneError` (LEDGER_WRITE_FAILED, LEDGER_KEY_UNAVAILABLE,
     LEDGER_NOT_CANONICAL) and, because the caller's transaction is rolled back, changes nothing.
     """
-    fields = _envelope(
+    prepared = ledger_prepare(
         type=type,
         subject=subject,
         data=data,
-        time=time,
-        tenant=tenant,
         actor=actor,
+        tenant=tenant,
+        time=time,
         source=source,
         causation_id=causation_id,
         correlation_id=correlation_id,
         idempotency_key=idempotency_key,
         fidelity=fidelity,
-        reason_codes=list(reason_codes),
-        provenance=provenance or {},
+        reason_codes=reason_codes,
+        provenance=provenance,
         event_id=event_id,
         traceparent=traceparent,
     )
-    canonical_bytes(fields["data"])  # refuse a non-canonicalisable payload before taking the lock
+    return ledger_append_prepared([prepared])[0]
+
+
+def ledger_prepare(
+    *,
+    type: str,
+    subject: str,
+    data: dict[str, Any],
+    actor: str = "system",
+    tenant: str = "",
+    time: datetime | None = None,
+    source: str = SOURCE,
+    causation_id: str = "",
+    correlation_id: str = "",
+    idempotency_key: str | None = None,
+    fidelity: str = Fidelity.LIVE,
+    reason_codes: list[str] | tuple[str, ...] = (),
+    provenance: dict[str, Any] | None = None,
+    event_id: str | None = None,
+    traceparent: str | None = None,
+) -> PreparedEvent:
+    """Everything about an event that does not need the chain head (arguments as `ledger_append`).
+
+    Runs in the caller's thread: the request id and trace context are taken from it. Raises
+    LEDGER_NOT_CANONICAL for a payload that has no canonical form; nothing is locked or written.
+    """
+    return _prepare(
+        _envelope(
+            type=type,
+            subject=subject,
+            data=data,
+            time=time,
+            tenant=tenant,
+            actor=actor,
+            source=source,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            fidelity=fidelity,
+            reason_codes=list(reason_codes),
+            provenance=provenance or {},
+            event_id=event_id,
+            traceparent=traceparent,
+        )
+    )
+
+
+def ledger_append_prepared(events: Sequence[PreparedEvent]) -> list[LedgerEvent]:
+    """Append prepared events, in order, under one chain lock and one INSERT, inside the caller's
+    transaction; return the event for each, in the same order.
+
+    An event whose idempotency key is already on the chain (or earlier in `events`) is not written: the
+    existing event is returned in its place, as `ledger_append` does. Failures raise `ControlPlaneError`
+    (LEDGER_WRITE_FAILED, LEDGER_KEY_UNAVAILABLE) and, the caller's transaction being rolled back,
+    change nothing.
+    """
+    if not events:
+        return []
     try:
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            head, existing = _lock_chain_and_read_head(cursor, idempotency_key)
-            if existing is not None:
-                return LedgerEvent.objects.get(seq=existing)
+            keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
+            head, existing = _lock_chain_and_read_head(cursor, keys)
             if head.key_id is None:
                 head = _activate_first_key(head)
-            return _build_and_insert(head, head.key_id, _signing_key(head.key_id), fields)
+            private_key = _signing_key(head.key_id)
+            seq, prev_hash = head.seq, head.hash
+            rows: list[list[Any]] = []
+            placed: list[tuple[int, list[Any] | None]] = []  # (seq, row or None when it already existed)
+            for prepared in events:
+                key = prepared.idempotency_key
+                if key is not None and key in existing:
+                    placed.append((existing[key], None))
+                    continue
+                seq += 1
+                row = _seal(prepared, seq, prev_hash, head.key_id, private_key)
+                prev_hash = row[_HASH_INDEX]
+                rows.append(row)
+                placed.append((seq, row))
+                if key is not None:
+                    existing[key] = seq
+            if rows:
+                _insert_rows(cursor, rows)
+            earlier = [s for s, row in placed if row is None]
+            loaded = LedgerEvent.objects.in_bulk(earlier) if earlier else {}
+            return [
+                loaded[s] if row is None else _event_from_row(row, prepared)
+                for (s, row), prepared in zip(placed, events, strict=True)
+            ]
     except ControlPlaneError:
         raise
     except DatabaseError as exc:
         logger.exception("ledger append failed")
-        raise ControlPlaneError("LEDGER_WRITE_FAILED", f"the ledger could not append {type}") from exc
+        names = ", ".join(sorted({e.fields["type"] for e in events}))
+        raise ControlPlaneError("LEDGER_WRITE_FAILED", f"the ledger could not append {names}") from exc
+
+
+_HASH_INDEX = _INSERT_COLUMNS.index("hash")
 
 
 def _activate_first_key(head: _Head) -> _Head:
@@ -288,7 +458,7 @@ def _activate_new_key(
 
 def _locked_head() -> _Head:
     with connection.cursor() as cursor:
-        head, _ = _lock_chain_and_read_head(cursor, None)
+        head, _ = _lock_chain_and_read_head(cursor, [])
     return head
 
 

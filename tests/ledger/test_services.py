@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 
+import orjson
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Tenant
 from controlplane.ledger import crypto
 from controlplane.ledger.models import GENESIS_HASH, LedgerEvent, SigningKey
 from controlplane.ledger.services import ledger_append
+from controlplane.ledger.verify import verify_chain
 
 pytestmark = pytest.mark.django_db
 
@@ -154,3 +157,68 @@ def test_truncate_trigger_is_back_on_after_a_transactional_test():
         connection.cursor() as cursor,
     ):
         cursor.execute("TRUNCATE ledger_ledgerevent CASCADE")
+
+
+# --- prepared events: canonical bytes spliced under the lock, several appends under one lock ----------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"i": 1},
+        {"ratio": 0.1, "big": 1e21, "tiny": -5e-324, "neg": -0.0},
+        {"name": "café ☕", "\U0001f600": "emoji key sorts by UTF-16", "\ue000": "private use"},
+        {"nested": {"z": [1, {"b": None, "a": True}], "a": '\u2028\x1f\\"'}},
+        {},
+    ],
+)
+def test_the_stored_bytes_are_the_canonical_form_of_the_signed_envelope(data):
+    from controlplane.ledger.canonical import canonical_bytes
+
+    event = ledger_append(
+        type="controlplane.test.happened",
+        subject="s/é",
+        data=data,
+        reason_codes=["A", "B"],
+        provenance={"x": [0.5, "y"]},
+        idempotency_key="k-canon",
+    )
+    stored = event.canonical.encode()
+    signed = orjson.loads(stored)
+    assert stored == canonical_bytes(signed)
+    assert signed["data"] == data and signed["seq"] == event.seq and signed["key_id"] == event.key_id
+    assert signed["prev_hash"] == event.prev_hash and signed["specversion"] == "1.0"
+    assert verify_chain().ok
+
+
+def test_prepared_events_append_in_order_under_one_insert_with_idempotency():
+    from controlplane.ledger.services import ledger_append_prepared, ledger_prepare
+
+    first = ledger_append(type="controlplane.test.happened", subject="x", data={"n": 0}, idempotency_key="k0")
+    head = first.seq
+    prepared = [
+        ledger_prepare(type="controlplane.test.happened", subject="x", data={"n": 1}, idempotency_key="k1"),
+        ledger_prepare(type="controlplane.test.happened", subject="x", data={"n": 2}, idempotency_key="k0"),
+        ledger_prepare(type="controlplane.test.happened", subject="x", data={"n": 3}),
+        ledger_prepare(type="controlplane.test.happened", subject="x", data={"n": 4}, idempotency_key="k1"),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        events = ledger_append_prepared(prepared)
+
+    assert [e.seq for e in events] == [head + 1, first.seq, head + 2, head + 1]
+    assert [e.data for e in events] == [{"n": 1}, {"n": 0}, {"n": 3}, {"n": 1}]
+    inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT INTO ledger_ledgerevent")]
+    assert len(inserts) == 1
+    written = LedgerEvent.objects.filter(seq__gt=head).values_list("seq", flat=True)
+    assert list(written) == [head + 1, head + 2]
+    assert LedgerEvent.objects.get(seq=head + 2).prev_hash == LedgerEvent.objects.get(seq=head + 1).hash
+    assert verify_chain().ok
+
+
+def test_a_prepared_event_that_cannot_be_canonicalised_is_refused_before_the_lock():
+    from controlplane.ledger.services import ledger_prepare
+
+    with pytest.raises(ControlPlaneError) as caught:
+        ledger_prepare(type="controlplane.test.happened", subject="x", data={"n": 2**60})
+    assert caught.value.code == "LEDGER_NOT_CANONICAL"
+    assert LedgerEvent.objects.count() == 0
