@@ -124,6 +124,28 @@ _CATALOGUE = [
     # Replay
     Reason("REPLAY_DIFFERENCE", 409, "Replay found a state or decision that the ledger does not support."),
     Reason("REPLAY_UNAVAILABLE", 501, "The replay asked for is not part of this build."),
+    # Incidents: signals, detection, promotion (status 200: a decision's explanation, not a refusal)
+    Reason("SIGNAL_INVALID", 400, "The alert payload cannot be normalised (names the field at fault)."),
+    Reason("SIGNAL_SOURCE_SIGNATURE_INVALID", 401, "The source's signature (e.g. Grafana's HMAC) is wrong."),
+    Reason("SIGNAL_SOURCE_SIGNATURE_MISSING", 401, "A signature secret is configured and none was sent."),
+    Reason("THRESHOLD_MET", 200, "A detection rule's threshold (N signals within W) was met."),
+    Reason("CONFIDENCE_MET", 200, "The evidence's confidence reached the promotion threshold (0.6)."),
+    Reason("CONFIDENCE_BELOW_THRESHOLD", 200, "The evidence's confidence is below the promotion threshold."),
+    Reason("SUPPRESSED_BY_SILENCE", 200, "A silence matched the signal; it is stored but not detected on."),
+    Reason("EVIDENCE_ATTACHED_TO_OPEN_INCIDENT", 200, "The service has an open incident of this rule."),
+    Reason("RULE_INVALID", 400, "The detection rule content is invalid (names the field at fault)."),
+    Reason("RULE_VERSION_IMMUTABLE", 409, "A saved detection rule version never changes; make a new one."),
+    # Incidents: lifecycle and silences
+    Reason("INCIDENT_NOT_FOUND", 404, "No incident with that id is visible to this principal."),
+    Reason("INCIDENT_TRANSITION_NOT_ALLOWED", 409, "The incident's state does not allow this transition."),
+    Reason("INCIDENT_ACTOR_NOT_HUMAN", 403, "Only people change incidents and silences."),
+    Reason("INCIDENT_REASON_REQUIRED", 400, "This incident or silence change needs a reason."),
+    Reason("INCIDENT_SEVERITY_NOT_RAISED", 409, "A person may only raise an incident's severity."),
+    Reason("INCIDENT_REMEDIATION_REQUIRED", 400, "Mitigating needs one remediation: a draft or an intent."),
+    Reason("SILENCE_INVALID", 400, "The silence is invalid (names the field at fault)."),
+    Reason("SILENCE_TOO_LONG", 400, "The silence lasts longer than CONTROLPLANE_SILENCE_MAX_SECONDS."),
+    Reason("SILENCE_REQUIRES_APPROVAL", 202, "It could hide high or critical signals: people approve it."),
+    Reason("SILENCE_NOT_ACTIVE", 409, "The silence is not active (pending, rejected or already expired)."),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

@@ -174,6 +174,13 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PrincipalKindEnum": "controlplane.identity.models.PrincipalKind",
         "PolicyVerdictEnum": "controlplane.policy.models.Verdict",
+        "IncidentSeverityEnum": "incidents.models.Severity",
+        "IncidentStatusEnum": "incidents.models.IncidentStatus",
+        "PromotionDecisionEnum": "incidents.models.Decision",
+        "ApprovalDecisionEnum": "approvals.models.Decision",
+        "SignalStatusEnum": "incidents.models.SignalStatus",
+        "SignalSourceKindEnum": "incidents.models.SourceKind",
+        "SilenceStatusEnum": "incidents.models.SilenceStatus",
     },
 }
 
@@ -210,6 +217,16 @@ CONTROLPLANE_AUTH_FAILURE_LIMIT = env.int("CONTROLPLANE_AUTH_FAILURE_LIMIT", def
 CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS = env.int("CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS", default=300)
 # Ingest load shedding: concurrent in-flight ingests per process before answering 503 INGEST_OVERLOADED.
 CONTROLPLANE_INGEST_MAX_INFLIGHT = env.int("CONTROLPLANE_INGEST_MAX_INFLIGHT", default=32)
+# Incidents: the longest a silence may last, and Grafana's webhook HMAC (secret from the environment only;
+# when set, every Grafana delivery must carry a valid signature). See docs/incidents.md.
+CONTROLPLANE_SILENCE_MAX_SECONDS = env.int("CONTROLPLANE_SILENCE_MAX_SECONDS", default=7 * 24 * 3600)
+CONTROLPLANE_GRAFANA_HMAC_SECRET = env.str("CONTROLPLANE_GRAFANA_HMAC_SECRET", default="")
+CONTROLPLANE_GRAFANA_SIGNATURE_HEADER = env.str(
+    "CONTROLPLANE_GRAFANA_SIGNATURE_HEADER", default="X-Grafana-Alerting-Signature"
+)
+CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER = env.str(
+    "CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER", default="X-Grafana-Alerting-Signature-Timestamp"
+)
 
 # --- Security posture outside dev ------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ api_v1 = [
     path("", include("controlplane.channels.urls")),
     path("", include("controlplane.runtime.urls")),
     path("", include("approvals.urls")),
+    path("", include("incidents.urls")),
 ]
 
 urlpatterns = [

@@ -22,6 +22,11 @@ CAPABILITIES: dict[str, str] = {
     "policy.read": "Read policy profiles and explain verdicts.",
     "policy.manage": "Edit and activate policy profiles.",
     "system.read": "See readiness details (/readyz) and runtime settings.",
+    "signals.ingest": "Send alert signals (generic JSON, Alertmanager, Grafana, signal CloudEvents).",
+    "incidents.read": "See signals, detection rules, evidence, incidents, silences and timelines.",
+    "incidents.manage": "Acknowledge, mitigate, resolve, close and reopen incidents; raise their severity.",
+    "detection.manage": "Create new versions of detection rules.",
+    "silences.manage": "Create and expire silences (high and critical ones need approval).",
 }
 
 

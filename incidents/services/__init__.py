@@ -1,0 +1,60 @@
+"""Every write of the incidents app, by sub-domain; import the functions from here.
+
+- signals:   `signal_ingest`, `signal_ingest_cloudevent`, `silence_matching`
+- rules:     `rule_version_create`, `current_rule_versions`
+- promotion: `signal_evaluate` (called by ingest; evidence, confidence, decision, incident)
+- lifecycle: `incident_acknowledge | _mitigate | _resolve | _close | _reopen | _raise_severity`,
+             `allowed_transitions`
+- silences:  `silence_create`, `silence_expire`, `silence_criticality`, `silence_state`,
+             `resolve_silence_approval`
+"""
+
+from __future__ import annotations
+
+from incidents.services.cloudevents import SIGNAL_CLOUDEVENT_TYPE, signal_ingest_cloudevent
+from incidents.services.lifecycle import (
+    allowed_transitions,
+    incident_acknowledge,
+    incident_close,
+    incident_mitigate,
+    incident_raise_severity,
+    incident_reopen,
+    incident_resolve,
+)
+from incidents.services.promotion import Outcome, signal_evaluate
+from incidents.services.rules import RuleContent, current_rule_versions, rule_version_create
+from incidents.services.signals import IngestResult, signal_ingest, silence_matching
+from incidents.services.silences import (
+    APPROVAL_SUBJECT,
+    resolve_silence_approval,
+    silence_create,
+    silence_criticality,
+    silence_expire,
+    silence_state,
+)
+
+__all__ = [
+    "APPROVAL_SUBJECT",
+    "SIGNAL_CLOUDEVENT_TYPE",
+    "IngestResult",
+    "Outcome",
+    "RuleContent",
+    "allowed_transitions",
+    "current_rule_versions",
+    "incident_acknowledge",
+    "incident_close",
+    "incident_mitigate",
+    "incident_raise_severity",
+    "incident_reopen",
+    "incident_resolve",
+    "resolve_silence_approval",
+    "rule_version_create",
+    "signal_evaluate",
+    "signal_ingest",
+    "signal_ingest_cloudevent",
+    "silence_create",
+    "silence_criticality",
+    "silence_expire",
+    "silence_matching",
+    "silence_state",
+]

@@ -1,0 +1,173 @@
+"""Signal ingest: store each normalised signal once, apply silences, then run detection.
+
+`signal_ingest` takes already normalised signals (see `incidents.normalise`; a payload that cannot be
+normalised never reaches it) and, in one transaction per delivery:
+1. appends `controlplane.signal.received` with the idempotency key `signal:<id>`: a redelivery of the same
+   alert (same tenant, source, fingerprint, status and start) writes nothing and is reported as duplicate;
+   the append also takes the ledger's lock, which serialises everything after it with every other writer;
+2. records the silence that suppresses it, if any (reason code SUPPRESSED_BY_SILENCE);
+3. for a firing, unsuppressed signal, evaluates every current rule version (`services.promotion`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.identity.models import Tenant
+from incidents.models import Signal, Silence, SilenceStatus
+from incidents.normalise import NormalisedSignal, format_time, signal_id
+from incidents.services.common import append
+from incidents.services.promotion import Outcome, signal_evaluate
+
+SIGNAL_EVENT = "controlplane.signal.received"
+
+
+@dataclass
+class IngestResult:
+    """What one delivery did: every signal (new or duplicate) and what detection made of the new ones."""
+
+    signals: list[Signal] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": len(self.signals) - len(self.duplicates),
+            "duplicates": len(self.duplicates),
+            "signals": [
+                {
+                    "id": s.id,
+                    "duplicate": s.id in self.duplicates,
+                    "status": s.status,
+                    "severity": s.severity,
+                    "suppressed_by": s.suppressed_by_id,
+                }
+                for s in self.signals
+            ],
+            "evidence": [o.evidence.id for o in self.outcomes],
+            "decisions": [
+                {"evidence": o.evidence.id, "decision": o.decision.decision, "score_bp": o.decision.score_bp}
+                for o in self.outcomes
+            ],
+            "incidents": sorted({o.incident.id for o in self.outcomes if o.incident is not None}),
+        }
+
+
+def silence_matching(*, tenant_id: int, signal: NormalisedSignal) -> Silence | None:
+    """The first active silence (oldest first) whose matchers and time range cover the signal.
+
+    The range is compared with the signal's own time, so a silence that has ended stops matching and
+    a late delivery of a signal observed during the silence is still suppressed.
+    """
+    observed = signal.observed_at
+    candidates = Silence.objects.filter(
+        tenant_id=tenant_id, status=SilenceStatus.ACTIVE, starts_at__lte=observed, ends_at__gt=observed
+    ).order_by("created_at", "id")
+    for silence in candidates:
+        if silence.match_service and silence.match_service != signal.service:
+            continue
+        if silence.match_name and silence.match_name != signal.name:
+            continue
+        if all(signal.labels.get(k) == v for k, v in silence.match_labels.items()):
+            return silence
+    return None
+
+
+def signal_event_data(sid: str, signal: NormalisedSignal, suppressed_by: str | None) -> dict[str, Any]:
+    """Everything detection and replay need, as ledgered (no floats, times as strings)."""
+    return {
+        "signal": sid,
+        "source": signal.source,
+        "source_kind": signal.source_kind,
+        "service": signal.service,
+        "name": signal.name,
+        "severity": signal.severity,
+        "severity_raw": signal.severity_raw,
+        "fingerprint": signal.fingerprint,
+        "labels": signal.labels,
+        "annotations": signal.annotations,
+        "status": signal.status,
+        "observed_at": format_time(signal.observed_at),
+        "starts_at": format_time(signal.starts_at),
+        "ends_at": format_time(signal.ends_at) if signal.ends_at else None,
+        "generator_url": signal.generator_url,
+        "suppressed_by": suppressed_by,
+    }
+
+
+def _store_one(
+    *, tenant: Tenant, signal: NormalisedSignal, actor: str, causation_id: str, received_at: datetime
+) -> tuple[Signal, bool, str]:
+    sid = signal_id(tenant=tenant.slug, signal=signal)
+    existing = Signal.objects.filter(pk=sid).first()
+    if existing is not None:
+        return existing, True, ""
+    silence = silence_matching(tenant_id=tenant.pk, signal=signal)
+    event_id = uuid.uuid4().hex
+    event = append(
+        SIGNAL_EVENT,
+        subject=f"signal/{sid}",
+        data=signal_event_data(sid, signal, silence.id if silence else None),
+        tenant=tenant.slug,
+        actor=actor,
+        at=signal.observed_at,
+        codes=["SUPPRESSED_BY_SILENCE"] if silence else [],
+        causation_id=causation_id,
+        idempotency_key=f"signal:{sid}",
+        event_id=event_id,
+    )
+    if event.id != event_id:  # a concurrent delivery of the same alert committed first
+        return Signal.objects.get(pk=sid), True, event.id
+    row = Signal.objects.create(
+        id=sid,
+        tenant=tenant,
+        seq=event.seq,
+        source=signal.source,
+        source_kind=signal.source_kind,
+        service=signal.service,
+        name=signal.name,
+        severity=signal.severity,
+        severity_raw=signal.severity_raw,
+        fingerprint=signal.fingerprint,
+        labels=signal.labels,
+        annotations=signal.annotations,
+        status=signal.status,
+        observed_at=signal.observed_at,
+        starts_at=signal.starts_at,
+        ends_at=signal.ends_at,
+        generator_url=signal.generator_url,
+        received_at=received_at,
+        suppressed_by=silence,
+    )
+    return row, False, event.id
+
+
+@transaction.atomic
+def signal_ingest(
+    *,
+    tenant: Tenant,
+    signals: list[NormalisedSignal],
+    actor: str,
+    causation_id: str = "",
+    received_at: datetime | None = None,
+) -> IngestResult:
+    """Store a delivery's signals (each once) and run detection on the new, firing, unsuppressed ones."""
+    received_at = received_at or timezone.now()
+    result = IngestResult()
+    for signal in signals:
+        row, duplicate, event_id = _store_one(
+            tenant=tenant, signal=signal, actor=actor, causation_id=causation_id, received_at=received_at
+        )
+        result.signals.append(row)
+        if duplicate:
+            result.duplicates.append(row.id)
+            continue
+        if row.status == "firing" and row.suppressed_by_id is None:
+            result.outcomes.extend(signal_evaluate(signal=row, causation_id=event_id))
+    return result
