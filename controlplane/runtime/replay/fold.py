@@ -1,0 +1,396 @@
+"""The fold: the action flow's ledger events -> the state every projection row should have (pure).
+
+Steps move as the services move them: `plan.verified` creates the execution with its steps pending;
+`execution.started` clears the steps policy allows; an opened `runtime.step` approval request (matched
+to its step by the content hash it is bound to) makes a step wait, its consumption clears it; `step.*`
+events start, complete, fail or block it. A blocked or failed step cancels every step still open at that
+moment, as `_execution_advance` does; `execution.cancelled` cancels the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q
+
+from controlplane.ledger.models import LedgerEvent
+from controlplane.policy.evaluation import Context, Decision, StepFacts
+from controlplane.policy.models import Verdict
+from controlplane.runtime.models import PlanStep, StepRun, StepStatus
+from controlplane.runtime.services import APPROVAL_SUBJECT, step_content_hash
+
+PREFIXES = (
+    "controlplane.intent.",
+    "controlplane.plan.",
+    "controlplane.execution.",
+    "controlplane.approval.request.",
+    "controlplane.killswitch.",
+)
+_OPEN = (StepStatus.PENDING.value, StepStatus.WAITING_APPROVAL.value, StepStatus.READY.value)
+
+
+def sha256(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def acting_verdict(verdict: dict[str, Any]) -> str:
+    """What the runtime acts on: the verdict, or the effective one when dev only warned about a deny."""
+    return verdict["verdict"] if verdict["enforced"] else verdict.get("effective_verdict", verdict["verdict"])
+
+
+# --- the fold: events -> state -------------------------------------------------------------------------
+
+
+@dataclass
+class IntentState:
+    id: str
+    seq: int
+    tenant: str
+    actor: str
+    idempotency_key: str | None
+    draft: Any
+    draft_hash: str
+    traceparent: str
+    trace_id: str
+    received_at: datetime
+    status: str = ""
+    rejection: dict[str, Any] = field(default_factory=dict)
+    contracts: list[dict[str, Any]] = field(default_factory=list)
+    plan: str | None = None
+
+
+@dataclass
+class PlanState:
+    id: str
+    seq: int
+    goal: Any
+    context: Any
+    steps: list[dict[str, Any]]
+    compiled_at: datetime
+
+
+@dataclass
+class StepState:
+    key: str
+    verdict: dict[str, Any]
+    status: str = StepStatus.PENDING.value
+    approval: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: dict[str, Any] = field(default_factory=dict)
+    reason_codes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExecutionState:
+    id: str
+    seq: int
+    plan: str
+    tenant: str
+    actor: str
+    traceparent: str
+    trace_id: str
+    environment: str
+    profile: dict[str, Any]
+    context: dict[str, Any] | None
+    steps: dict[str, StepState]
+    started_at: datetime
+    intent: str | None = None
+    status: str = "running"
+    finished_at: datetime | None = None
+    reason_codes: list[str] = field(default_factory=list)
+    first_failure_at: datetime | None = None
+    completed_outcomes: dict[str, Any] | None = None
+
+
+@dataclass
+class ApprovalState:
+    id: str
+    seq: int
+    tenant: str
+    subject_kind: str
+    subject_id: str
+    content_hash: str
+    quorum: int
+    risk_tier: str
+    requested_by: str
+    reason_codes: list[str]
+    created_at: datetime
+    status: str = "pending"
+    escalation_level: int = 0
+    decided_at: datetime | None = None
+    consumed_at: datetime | None = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    step: tuple[str, str] | None = None  # (execution id, step key) for runtime.step requests
+
+
+@dataclass
+class KillSwitchState:
+    scope: str
+    target: str
+    engaged: bool
+    reason: str
+    changed_by: str
+    changed_at: datetime
+
+
+@dataclass
+class Ledger:
+    """Everything the fold rebuilt, plus what the events themselves contradict (`anomalies`)."""
+
+    intents: dict[str, IntentState] = field(default_factory=dict)
+    plans: dict[str, PlanState] = field(default_factory=dict)
+    plan_events: dict[str, PlanState] = field(default_factory=dict)  # intent id -> its plan.compiled
+    executions: dict[str, ExecutionState] = field(default_factory=dict)
+    approvals: dict[str, ApprovalState] = field(default_factory=dict)
+    killswitches: dict[tuple[str, str], KillSwitchState] = field(default_factory=dict)
+    anomalies: list[tuple[str, str, Any, Any, int]] = field(default_factory=list)
+    awaiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # content hash -> (execution, step)
+    step_requests: dict[tuple[str, str], ApprovalState] = field(default_factory=dict)  # (execution, step) ->
+
+    def anomaly(self, subject: str, name: str, recorded: Any, rebuilt: Any, seq: int) -> None:
+        self.anomalies.append((subject, name, recorded, rebuilt, seq))
+
+
+def runtime_events() -> Iterator[LedgerEvent]:
+    """The ledger events of the action flow, in seq order."""
+    query = Q()
+    for prefix in PREFIXES:
+        query |= Q(type__startswith=prefix)
+    return (
+        LedgerEvent.objects.filter(query)
+        .only(
+            "seq",
+            "type",
+            "subject",
+            "time",
+            "tenant",
+            "actor",
+            "traceparent",
+            "trace_id",
+            "reason_codes",
+            "data",
+        )
+        .order_by("seq")
+        .iterator(chunk_size=2000)
+    )
+
+
+def _step_hash_for(plan: PlanState, execution: ExecutionState, key: str) -> str:
+    """The content hash an approval of this step is bound to, computed from ledger data alone."""
+    recorded = next(s for s in plan.steps if s["key"] == key)
+    step = PlanStep(
+        plan_id=plan.id,
+        key=key,
+        action=recorded["action"],
+        action_version=recorded["action_version"],
+        inputs=recorded["inputs"],
+        execution_key=recorded["execution_key"],
+    )
+    run = StepRun(
+        execution_id=execution.id, step=step, decision_hash=execution.steps[key].verdict["decision_hash"]
+    )
+    return step_content_hash(run)
+
+
+def _cancel_open_steps(execution: ExecutionState, at: datetime | None) -> None:
+    for step in execution.steps.values():
+        if step.status in _OPEN:
+            step.status, step.finished_at = StepStatus.CANCELLED.value, at
+
+
+def fold(events: Iterable[LedgerEvent]) -> Ledger:
+    """Rebuild the state of the action flow from its events (pure: no database reads)."""
+    ledger = Ledger()
+    for event in events:
+        _apply(ledger, event)
+    for execution in ledger.executions.values():
+        # A blocked or failed step cancels every step still open, at the moment it happened.
+        if execution.first_failure_at is not None:
+            _cancel_open_steps(execution, execution.first_failure_at)
+    return ledger
+
+
+def _apply(ledger: Ledger, event: LedgerEvent) -> None:
+    kind, data, at, seq = event.type.removeprefix("controlplane."), event.data, event.time, event.seq
+    if kind == "intent.received":
+        ledger.intents[data["intent"]] = IntentState(
+            id=data["intent"],
+            seq=seq,
+            tenant=event.tenant,
+            actor=event.actor,
+            idempotency_key=data.get("idempotency_key"),
+            draft=data["draft"],
+            draft_hash=data["draft_hash"],
+            traceparent=event.traceparent,
+            trace_id=event.trace_id,
+            received_at=at,
+        )
+    elif kind == "plan.rejected":
+        intent = ledger.intents[data["intent"]]
+        intent.status = "rejected"
+        intent.rejection = {k: v for k, v in data.items() if k not in ("intent", "contracts")}
+        intent.contracts = data.get("contracts", [])
+    elif kind == "plan.compiled":
+        plan = PlanState(data["plan"], seq, data.get("goal"), data.get("context"), data["steps"], at)
+        ledger.plans.setdefault(plan.id, plan)
+        ledger.plan_events[data["intent"]] = plan
+        intent = ledger.intents[data["intent"]]
+        intent.status, intent.plan = "compiled", plan.id
+    elif kind == "plan.verified":
+        plan = ledger.plans[data["plan"]]
+        verdicts = {v["step"]: v for v in data["verdicts"]}
+        execution = ExecutionState(
+            id=data["execution"],
+            seq=seq,
+            plan=plan.id,
+            tenant=event.tenant,
+            actor=event.actor,
+            traceparent=event.traceparent,
+            trace_id=event.trace_id,
+            environment=data["environment"],
+            profile=data["profile"],
+            context=data.get("context"),
+            steps={s["key"]: StepState(s["key"], verdicts.get(s["key"], {})) for s in plan.steps},
+            started_at=at,
+        )
+        ledger.executions[execution.id] = execution
+        for key, step in execution.steps.items():
+            if step.verdict and acting_verdict(step.verdict) == Verdict.REQUIRE_APPROVAL:
+                ledger.awaiting[_step_hash_for(plan, execution, key)] = (execution.id, key)
+    elif kind.startswith("execution."):
+        _apply_execution(ledger, kind, event)
+    elif kind.startswith("approval.request."):
+        _apply_approval(ledger, kind.removeprefix("approval.request."), event)
+    elif kind in ("killswitch.engaged", "killswitch.released"):
+        ledger.killswitches[(data["scope"], data["target"])] = KillSwitchState(
+            data["scope"], data["target"], kind == "killswitch.engaged", data["reason"], event.actor, at
+        )
+    else:
+        ledger.anomaly(event.subject, "event", event.type, "an event type replay does not know", seq)
+
+
+def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
+    data, at, seq = event.data, event.time, event.seq
+    execution = ledger.executions.get(data["execution"])
+    if execution is None:
+        ledger.anomaly(event.subject, "event", event.type, "no plan.verified before it", seq)
+        return
+    step = execution.steps.get(data.get("step", ""))
+    if kind == "execution.started":
+        execution.intent = data["intent"]
+        for candidate in execution.steps.values():
+            if candidate.verdict and acting_verdict(candidate.verdict) == Verdict.ALLOW:
+                candidate.status = StepStatus.READY.value
+    elif kind.startswith("execution.step.") and step is None:
+        ledger.anomaly(event.subject, "event", event.type, f"no step {data.get('step')!r} in the plan", seq)
+    elif kind == "execution.step.blocked":
+        step.status, step.finished_at = StepStatus.BLOCKED.value, at
+        step.reason_codes = list(dict.fromkeys([*step.reason_codes, *event.reason_codes]))
+        execution.first_failure_at = execution.first_failure_at or at
+    elif kind == "execution.step.started":
+        step.status, step.attempts, step.started_at = StepStatus.RUNNING.value, data["attempt"], at
+    elif kind == "execution.step.completed":
+        step.status, step.outcome, step.finished_at = StepStatus.COMPLETED.value, data["outcome"], at
+    elif kind == "execution.step.failed":
+        step.status, step.finished_at = StepStatus.FAILED.value, at
+        step.outcome = {"error": data["error"]}
+        step.reason_codes = [*step.reason_codes, *event.reason_codes]
+        execution.first_failure_at = execution.first_failure_at or at
+    elif kind == "execution.completed":
+        execution.status, execution.finished_at = "completed", at
+        execution.completed_outcomes = data.get("outcomes")
+    elif kind == "execution.failed":
+        execution.status, execution.finished_at = "failed", at
+        execution.reason_codes = list(event.reason_codes)
+    elif kind == "execution.cancelled":
+        if execution.first_failure_at is not None:
+            _cancel_open_steps(execution, execution.first_failure_at)
+        _cancel_open_steps(execution, at)
+        execution.status, execution.finished_at = "cancelled", at
+    else:
+        ledger.anomaly(event.subject, "event", event.type, "an event type replay does not know", seq)
+
+
+def _apply_approval(ledger: Ledger, verb: str, event: LedgerEvent) -> None:
+    data, at, seq = event.data, event.time, event.seq
+    if verb == "opened":
+        request = ApprovalState(
+            id=data["request"],
+            seq=seq,
+            tenant=event.tenant,
+            subject_kind=data["subject_kind"],
+            subject_id=data["subject_id"],
+            content_hash=data["content_hash"],
+            quorum=data["quorum"],
+            risk_tier=data["risk_tier"],
+            requested_by=data["requested_by"],
+            reason_codes=list(event.reason_codes),
+            created_at=at,
+        )
+        ledger.approvals[request.id] = request
+        if request.subject_kind == APPROVAL_SUBJECT:
+            request.step = ledger.awaiting.get(request.content_hash)
+            if request.step is None:
+                ledger.anomaly(f"approval/{request.id}", "step", None, "no step has this content hash", seq)
+            else:
+                ledger.step_requests[request.step] = request
+                step = ledger.executions[request.step[0]].steps[request.step[1]]
+                step.status, step.approval = StepStatus.WAITING_APPROVAL.value, request.id
+        return
+    request = ledger.approvals.get(data["request"])
+    if request is None:
+        ledger.anomaly(event.subject, "event", event.type, "no approval.request.opened before it", seq)
+        return
+    if verb == "decided":
+        request.decisions.append(
+            {
+                "approver": data["approver"],
+                "decision": data["decision"],
+                "reason": data["reason"],
+                "content_hash": data["content_hash"],
+                "decided_at": at,
+            }
+        )
+    elif verb in ("approved", "rejected", "expired", "cancelled"):
+        request.status, request.decided_at = verb, at
+    elif verb == "consumed":
+        request.consumed_at = at
+        if request.step is not None:
+            step = ledger.executions[request.step[0]].steps[request.step[1]]
+            if step.status == StepStatus.WAITING_APPROVAL.value:
+                step.status = StepStatus.READY.value
+    elif verb == "escalated":
+        request.escalation_level = data["level"]
+    else:
+        ledger.anomaly(event.subject, "event", event.type, "an event type replay does not know", seq)
+
+
+def recorded_facts(plan: PlanState) -> dict[str, StepFacts]:
+    return {
+        s["key"]: StepFacts(
+            action=s["action"], tier=s["risk_tier"], inputs=s["inputs"], action_version=s["action_version"]
+        )
+        for s in plan.steps
+    }
+
+
+def recorded_context(recorded: dict[str, Any]) -> Context:
+    return Context(**{**recorded, "labels": dict(recorded.get("labels", {}))})
+
+
+def verdict_view(decision: Decision) -> dict[str, Any]:
+    return {
+        "verdict": decision.verdict,
+        "enforced": decision.enforced,
+        "effective_verdict": decision.effective_verdict,
+        "tier": decision.tier,
+        "quorum": decision.quorum,
+        "decision_hash": decision.decision_hash,
+        "reason_codes": list(decision.reason_codes),
+    }
