@@ -13,24 +13,24 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from controlplane.channels import cloudevents, signatures
-from controlplane.channels.models import Delivery, KeyKind, Producer, ProducerKey
+from controlplane.channels.models import KeyKind, Producer, ProducerKey
 from controlplane.context import parse_traceparent
 from controlplane.errors import ControlPlaneError
 from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
 from controlplane.ledger.models import Fidelity, LedgerEvent
-from controlplane.ledger.services import ledger_append
+from controlplane.ledger.services import PreparedEvent, ledger_append, ledger_append_prepared, ledger_prepare
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +383,19 @@ def _duplicate(seq: int | None, by: str) -> ControlPlaneError:
     )
 
 
-def event_ingest(
+@dataclass(frozen=True)
+class CheckedDelivery:
+    """A delivery that passed every check but the duplicate check, with its ledger event prepared."""
+
+    producer: Producer
+    webhook_id: str
+    ce_id: str
+    verdict: Verdict
+    event: PreparedEvent
+    received_at: datetime
+
+
+def event_check(
     *,
     producer: Producer,
     keys: list[ProducerKey],
@@ -393,13 +405,11 @@ def event_ingest(
     webhook_timestamp: str | None,
     webhook_signature: str | None,
     received_at: datetime | None = None,
-) -> Accepted:
-    """Verify, check and append one CloudEvent delivered by `producer` (whose `principal` is loaded).
+) -> CheckedDelivery:
+    """Verify and check one CloudEvent delivered by `producer` (whose `principal` is loaded); write nothing.
 
     Checks run in a fixed order: webhook-id shape, signature (by the signing mode), content type,
-    CloudEvent attributes, reserved type, then duplicates. The event and its `Delivery` row are written
-    in one transaction; a second delivery with the same webhook-id or CloudEvents id is refused with
-    DUPLICATE_EVENT (409, naming the original seq) and writes nothing.
+    CloudEvent attributes, reserved type, canonical form. Raises the refusal's `ControlPlaneError`.
     """
     now = received_at or timezone.now()
     mode = settings.CONTROLPLANE_EVENT_SIGNING_MODE
@@ -444,47 +454,183 @@ def event_ingest(
     traceparent = original.get("traceparent")
     if not (isinstance(traceparent, str) and parse_traceparent(traceparent)):
         traceparent = None
-    event_id = uuid.uuid4().hex
     try:
-        with transaction.atomic():
-            appended = ledger_append(
-                type=event.type,
-                source=event.source,
-                subject=event.subject,
-                time=event.time or now,
-                data=data,
-                tenant=producer.tenant.slug,
-                actor=producer.principal.ref,
-                idempotency_key=f"ingest:{producer.pk}:{event.id}",
-                fidelity=verdict.fidelity,
-                reason_codes=verdict.reason_codes,
-                provenance=provenance,
-                event_id=event_id,
-                traceparent=traceparent,
-            )
-            if appended.id != event_id:  # the idempotency key was already on the chain
-                raise _duplicate(appended.seq, "CloudEvents id")
-            Delivery.objects.create(
-                producer=producer, webhook_id=webhook_id, ce_id=event.id, seq=appended.seq, received_at=now
-            )
-    except IntegrityError:
-        # A concurrent or earlier delivery holds the webhook-id (or the CE id); the whole transaction,
-        # ledger append included, was rolled back.
-        match = Q(ce_id=event.id) | (Q(webhook_id=webhook_id) if webhook_id else Q(pk__in=[]))
-        first = Delivery.objects.filter(producer=producer).filter(match).order_by("seq").first()
-        by = (
-            "webhook-id"
-            if first is not None and webhook_id and first.webhook_id == webhook_id
-            else "CloudEvents id"
+        prepared = ledger_prepare(
+            type=event.type,
+            source=event.source,
+            subject=event.subject,
+            time=event.time or now,
+            data=data,
+            tenant=producer.tenant.slug,
+            actor=producer.principal.ref,
+            idempotency_key=f"ingest:{producer.pk}:{event.id}",
+            fidelity=verdict.fidelity,
+            reason_codes=verdict.reason_codes,
+            provenance=provenance,
+            event_id=uuid.uuid4().hex,
+            traceparent=traceparent,
         )
-        raise _duplicate(first.seq if first else None, by) from None
     except ControlPlaneError as exc:
         if exc.code == "LEDGER_NOT_CANONICAL":
             raise ControlPlaneError(
                 "MALFORMED_EVENT", f"the event cannot be canonicalised: {exc.detail}"
             ) from exc
         raise
-    return Accepted(event=appended, verdict=verdict)
+    return CheckedDelivery(
+        producer=producer,
+        webhook_id=webhook_id,
+        ce_id=event.id,
+        verdict=verdict,
+        event=prepared,
+        received_at=now,
+    )
+
+
+def event_ingest(
+    *,
+    producer: Producer,
+    keys: list[ProducerKey],
+    body: bytes,
+    content_type: str,
+    webhook_id: str | None,
+    webhook_timestamp: str | None,
+    webhook_signature: str | None,
+    received_at: datetime | None = None,
+) -> Accepted:
+    """Verify, check and append one CloudEvent delivered by `producer` (whose `principal` is loaded).
+
+    `event_check`, then `deliveries_append` in one transaction (the caller's, if any). A second delivery
+    with the same webhook-id or CloudEvents id is refused with DUPLICATE_EVENT (409, naming the
+    original seq) and writes nothing.
+    """
+    checked = event_check(
+        producer=producer,
+        keys=keys,
+        body=body,
+        content_type=content_type,
+        webhook_id=webhook_id,
+        webhook_timestamp=webhook_timestamp,
+        webhook_signature=webhook_signature,
+        received_at=received_at,
+    )
+    outcome = deliveries_append([checked])[0]
+    if isinstance(outcome, ControlPlaneError):
+        raise outcome
+    return outcome
+
+
+_EARLIER_SQL = """
+    SELECT producer_id, webhook_id, ce_id, seq FROM channels_delivery
+     WHERE {match}
+     ORDER BY seq
+"""
+_DELIVERY_COLUMNS = ("producer_id", "webhook_id", "ce_id", "seq", "received_at")
+_DELIVERY_INSERT_SQL = "INSERT INTO channels_delivery ({}) VALUES ".format(  # noqa: S608  (constant columns)
+    ", ".join(_DELIVERY_COLUMNS)
+)
+
+
+def _earlier_deliveries(deliveries: Sequence[CheckedDelivery]) -> list[tuple[int, str, str, int]]:
+    """Accepted deliveries that share a producer's CloudEvents id or webhook-id with any of these."""
+    clauses, params = [], []
+    for d in deliveries:
+        if d.webhook_id:
+            clauses.append("(producer_id = %s AND (ce_id = %s OR webhook_id = %s))")
+            params += [d.producer.pk, d.ce_id, d.webhook_id]
+        else:
+            clauses.append("(producer_id = %s AND ce_id = %s)")
+            params += [d.producer.pk, d.ce_id]
+    with connection.cursor() as cursor:
+        cursor.execute(_EARLIER_SQL.format(match=" OR ".join(clauses)), params)
+        return cursor.fetchall()
+
+
+def _first_match(
+    d: CheckedDelivery, accepted: Sequence[tuple[int, str, str, int | None]]
+) -> ControlPlaneError | None:
+    """DUPLICATE_EVENT naming the first accepted delivery this one repeats (the CloudEvents id first)."""
+    same_producer = [a for a in accepted if a[0] == d.producer.pk]
+    for by, hit in (
+        ("CloudEvents id", next((a for a in same_producer if a[2] == d.ce_id), None)),
+        ("webhook-id", next((a for a in same_producer if d.webhook_id and a[1] == d.webhook_id), None)),
+    ):
+        if hit is not None:
+            return _duplicate(hit[3], by)
+    return None
+
+
+def _repeat_in(d: CheckedDelivery, batch: Sequence[CheckedDelivery]) -> tuple[int, str] | None:
+    """(index, by) of the first delivery in `batch` that `d` repeats, or None."""
+    for index, other in enumerate(batch):
+        if other.producer.pk != d.producer.pk:
+            continue
+        if other.ce_id == d.ce_id:
+            return index, "CloudEvents id"
+        if d.webhook_id and other.webhook_id == d.webhook_id:
+            return index, "webhook-id"
+    return None
+
+
+def deliveries_append(deliveries: Sequence[CheckedDelivery]) -> list[Accepted | ControlPlaneError]:
+    """Append checked deliveries and their `Delivery` rows in one transaction (the caller's, if any).
+
+    Returns, per delivery, what was accepted or its refusal (DUPLICATE_EVENT): the outcome appending
+    them one by one, in order, would have given — a repeat of an earlier delivery, on the chain or
+    earlier in `deliveries`, is refused naming the original seq. Raises `ControlPlaneError` when the
+    ledger cannot append (then nothing is written).
+    """
+    try:
+        with transaction.atomic():
+            earlier = _earlier_deliveries(deliveries)
+            appending: list[CheckedDelivery] = []
+            plan: list[ControlPlaneError | tuple[int, str | None]] = []  # refusal, or (index, repeat-by)
+            for d in deliveries:
+                refused = _first_match(d, earlier)
+                if refused is not None:
+                    plan.append(refused)
+                    continue
+                repeat = _repeat_in(d, appending)
+                if repeat is not None:
+                    plan.append(repeat)
+                    continue
+                plan.append((len(appending), None))
+                appending.append(d)
+            events = ledger_append_prepared([d.event for d in appending])
+            results: list[Accepted | ControlPlaneError] = []
+            rows = []
+            for d, event in zip(appending, events, strict=True):
+                if event.id != d.event.fields["id"]:  # the idempotency key was already on the chain
+                    results.append(_duplicate(event.seq, "CloudEvents id"))
+                    continue
+                results.append(Accepted(event=event, verdict=d.verdict))
+                rows.append([d.producer.pk, d.webhook_id, d.ce_id, event.seq, d.received_at])
+            if rows:
+                placeholders = "(" + ", ".join(["%s"] * len(_DELIVERY_COLUMNS)) + ")"
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        _DELIVERY_INSERT_SQL + ", ".join([placeholders] * len(rows)),
+                        [value for row in rows for value in row],
+                    )
+    except IntegrityError:
+        # A concurrent delivery (another process, between our check and our insert) holds a webhook-id
+        # or CloudEvents id; the whole transaction was rolled back. Sort it out one delivery at a time.
+        if len(deliveries) > 1:
+            return [outcome for d in deliveries for outcome in deliveries_append([d])]
+        first = _first_match(deliveries[0], _earlier_deliveries(deliveries))
+        return [first or _duplicate(None, "webhook-id")]
+    outcomes: list[Accepted | ControlPlaneError] = []
+    for step in plan:
+        if isinstance(step, ControlPlaneError):
+            outcomes.append(step)
+            continue
+        index, by = step
+        original = results[index]
+        if by is None:
+            outcomes.append(original)
+        else:
+            seq = original.event.seq if isinstance(original, Accepted) else original.extra.get("seq")
+            outcomes.append(_duplicate(seq, by))
+    return outcomes
 
 
 # --- rejection counters ----------------------------------------------------------------------------

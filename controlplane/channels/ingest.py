@@ -1,0 +1,302 @@
+"""The hot path of `POST /api/v1/events/`: a plain Django view, short-lived caches and group commit.
+
+Every delivery goes through the same checks, in the same order, with the same reason codes and bodies
+as before (tests/channels/test_api.py is the contract; docs/ingest.md the description). What makes it
+fast (docs/benchmarks.md has the measurements):
+
+- **No DRF on POST.** `EventIngestView.dispatch` hands a POST to `ingest_post`, which reads the raw body
+  and answers with bytes made by orjson. DRF still serves the other methods and the OpenAPI schema.
+- **Short-lived per-process caches** of what authentication reads: the token with its principal,
+  tenant and capabilities, and the producer with its keys (`CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS`,
+  default 1 s), and of "this source is not throttled" (the same bound). Only successful lookups are
+  cached. Time-based validity (token expiry, key windows) is evaluated on every request. A delivery whose
+  signature does not verify with the cached keys is checked once more against fresh keys, so a new key
+  works at once. Revocations — of a token, a grant, a key, a principal — reach this process at once
+  when made in it (a model signal clears the cache) and within the cache's lifetime otherwise: **a
+  revocation takes effect on ingest within `CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS`**.
+- **Group commit.** A checked delivery is queued; one request thread at a time (the leader) takes
+  everything queued, appends it under one chain lock with one INSERT for the events and one for their
+  Delivery rows, commits once (one WAL flush), and wakes the others with their results. A 201 still
+  means the event is durably on the chain. Inside a caller's transaction (tests, shells) a delivery is
+  appended at once in that transaction instead.
+- **Refusing early.** The in-flight limit (`CONTROLPLANE_INGEST_MAX_INFLIGHT`) as before, and, under
+  gunicorn with `controlplane.serving.QueueTimeWorker`, a budget on the time a request waited for a
+  worker thread (`CONTROLPLANE_INGEST_QUEUE_BUDGET_MS`): past it the request is answered
+  503 INGEST_OVERLOADED before any other work (see `controlplane.serving`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import connection
+from django.db.models.signals import post_delete, post_save
+from django.http import HttpRequest, HttpResponse
+
+from controlplane.channels import selectors, services
+from controlplane.channels.models import Producer, ProducerKey
+from controlplane.errors import ControlPlaneError
+from controlplane.identity import services as identity
+from controlplane.identity.models import ApiToken, Grant, Principal, Tenant, hash_token
+
+logger = logging.getLogger(__name__)
+
+_WWW_AUTHENTICATE = 'Bearer realm="api"'
+
+
+# --- responses ------------------------------------------------------------------------------------------
+
+
+def json_response(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json", headers=headers)
+
+
+def refusal(error: ControlPlaneError, request_id: str | None) -> HttpResponse:
+    """The API's error body `{detail, code, request_id, ...}` with the catalogue's status."""
+    headers = {"WWW-Authenticate": _WWW_AUTHENTICATE} if error.status == 401 else {}
+    if error.code == "INGEST_OVERLOADED":
+        headers["Retry-After"] = "1"
+    return json_response({**error.as_dict(), "request_id": request_id}, error.status, headers)
+
+
+# --- the in-flight limit --------------------------------------------------------------------------------
+
+
+class _InflightLimit:
+    """A per-process bound on concurrent ingests, rebuilt if the setting changes (tests lower it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._limit: int | None = None
+        self._semaphore = threading.BoundedSemaphore(1)
+
+    def semaphore(self) -> threading.BoundedSemaphore:
+        limit = max(int(settings.CONTROLPLANE_INGEST_MAX_INFLIGHT), 0)
+        if limit != self._limit:
+            with self._lock:
+                if limit != self._limit:
+                    self._semaphore = threading.BoundedSemaphore(limit)
+                    self._limit = limit
+        return self._semaphore
+
+
+inflight = _InflightLimit()
+
+
+# --- authentication with a short-lived cache -------------------------------------------------------------
+
+
+@dataclass
+class _Identity:
+    token: ApiToken
+    producer: Producer | None
+    keys: list[ProducerKey]
+    fetched_at: float
+
+
+class _AuthCache:
+    """token hash -> token, principal (with capabilities), producer and keys. Successes only."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Identity] = OrderedDict()
+        self._throttle_checked: dict[str, float] = {}
+
+    @staticmethod
+    def ttl() -> float:
+        return float(settings.CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS)
+
+    def get(self, token_hash: str) -> _Identity | None:
+        found = self._entries.get(token_hash)
+        if found is None or time.monotonic() - found.fetched_at >= self.ttl():
+            return None
+        return found
+
+    def put(self, token_hash: str, entry: _Identity) -> None:
+        if self.ttl() <= 0:
+            return
+        with self._lock:
+            self._entries[token_hash] = entry
+            self._entries.move_to_end(token_hash)
+            while len(self._entries) > self.MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+    def throttle_check(self, source: str) -> None:
+        """identity.auth_throttle_check, consulted at most once per cache lifetime per source while it
+        passes (a failure in this process forgets the source, so the next request asks again)."""
+        checked = self._throttle_checked.get(source)
+        if checked is not None and time.monotonic() - checked < self.ttl():
+            return
+        identity.auth_throttle_check(source=source)
+        if self.ttl() > 0:
+            with self._lock:
+                if len(self._throttle_checked) >= self.MAX_ENTRIES:
+                    self._throttle_checked.clear()
+                self._throttle_checked[source] = time.monotonic()
+
+    def forget_source(self, source: str) -> None:
+        self._throttle_checked.pop(source, None)
+
+    def clear(self, **_: Any) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._throttle_checked.clear()
+
+
+auth_cache = _AuthCache()
+
+# Any change to what the cache holds, made in this process, empties it (other processes: within its TTL).
+for _model in (ApiToken, Principal, Producer, ProducerKey, Grant, Tenant):
+    uid = f"ingest-auth-cache-{_model.__name__}"
+    post_save.connect(auth_cache.clear, sender=_model, dispatch_uid=uid)
+    post_delete.connect(auth_cache.clear, sender=_model, dispatch_uid=uid)
+
+
+def _authenticate(request: HttpRequest) -> _Identity:
+    """Who is delivering: bearer token -> principal holding `events.ingest` -> registered producer.
+
+    Same refusals as the API's authentication and permission classes: AUTH_REQUIRED, AUTH_THROTTLED,
+    AUTH_INVALID_TOKEN, CAPABILITY_MISSING; PRODUCER_UNKNOWN.
+    """
+    scheme, _, secret = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme != "Bearer":
+        raise ControlPlaneError("AUTH_REQUIRED", "Authentication credentials were not provided.")
+    source = identity.client_source(request.META)
+    auth_cache.throttle_check(source)
+    secret = secret.strip()
+    token_hash = hash_token(secret) if secret else ""
+    cached = auth_cache.get(token_hash) if secret else None
+    if cached is not None and cached.token.is_usable():
+        found = cached
+    else:
+        token = identity.token_authenticate(secret=secret) if secret else None
+        if token is None:
+            auth_cache.forget_source(source)
+            identity.auth_failure_record(source=source, method="token")
+            raise ControlPlaneError("AUTH_INVALID_TOKEN")
+        found = _Identity(token, None, [], time.monotonic())
+    principal = found.token.principal
+    if not principal.has_capability(services.INGEST_CAPABILITY):
+        raise ControlPlaneError("CAPABILITY_MISSING", f"{principal.ref} lacks {services.INGEST_CAPABILITY!r}")
+    if found.producer is None:
+        found.producer, found.keys = selectors.producer_for_principal(principal=principal)
+        auth_cache.put(token_hash, found)
+    return found
+
+
+def _fresh_keys(found: _Identity) -> list[ProducerKey]:
+    _, keys = selectors.producer_for_principal(principal=found.token.principal)
+    found.keys = keys
+    return keys
+
+
+# --- group commit ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Waiting:
+    delivery: services.CheckedDelivery
+    outcome: services.Accepted | ControlPlaneError | None = None
+    done: bool = False
+
+
+@dataclass
+class _GroupCommit:
+    """Appends queued deliveries in batches: one leader thread at a time, one transaction per batch."""
+
+    max_batch: int = 64
+    _queue: list[_Waiting] = field(default_factory=list)
+    _queue_lock: threading.Lock = field(default_factory=threading.Lock)
+    _leader: threading.Lock = field(default_factory=threading.Lock)
+
+    def append(self, delivery: services.CheckedDelivery) -> services.Accepted:
+        waiting = _Waiting(delivery)
+        with self._queue_lock:
+            self._queue.append(waiting)
+        while not waiting.done:
+            with self._leader:  # whoever holds it appends what is queued; the others wait here
+                while not waiting.done:
+                    with self._queue_lock:
+                        batch = self._queue[: self.max_batch]
+                        del self._queue[: self.max_batch]
+                    self._append_batch(batch)
+        if isinstance(waiting.outcome, ControlPlaneError):
+            raise waiting.outcome
+        assert waiting.outcome is not None
+        return waiting.outcome
+
+    @staticmethod
+    def _append_batch(batch: list[_Waiting]) -> None:
+        try:
+            outcomes = services.deliveries_append([w.delivery for w in batch])
+        except ControlPlaneError as exc:
+            outcomes = [exc] * len(batch)
+        except Exception:  # never leave a waiting request without an answer
+            logger.exception("group commit of %d deliveries failed", len(batch))
+            outcomes = [ControlPlaneError("LEDGER_WRITE_FAILED")] * len(batch)
+        for waiting, outcome in zip(batch, outcomes, strict=True):
+            waiting.outcome, waiting.done = outcome, True
+
+
+group_commit = _GroupCommit()
+
+
+def _append(delivery: services.CheckedDelivery) -> services.Accepted:
+    if connection.in_atomic_block:  # the caller's transaction decides: append in it, alone
+        outcome = services.deliveries_append([delivery])[0]
+        if isinstance(outcome, ControlPlaneError):
+            raise outcome
+        return outcome
+    return group_commit.append(delivery)
+
+
+# --- the view -------------------------------------------------------------------------------------------
+
+
+def ingest_post(request: HttpRequest) -> HttpResponse:
+    """`POST /api/v1/events/`: append one signed CloudEvent, or refuse with a reason code (counted)."""
+    request_id = getattr(request, "request_id", None)
+    semaphore = inflight.semaphore()
+    if not semaphore.acquire(blocking=False):
+        services.rejection_record(producer=None, code="INGEST_OVERLOADED")
+        return refusal(ControlPlaneError("INGEST_OVERLOADED"), request_id)
+    producer = None
+    try:
+        found = _authenticate(request)
+        producer = found.producer
+        try:
+            body = request.body
+        except RequestDataTooBig as exc:
+            raise ControlPlaneError("MALFORMED_EVENT", "the body is larger than the upload limit") from exc
+        meta = request.META
+        arguments = {
+            "producer": producer,
+            "body": body,
+            "content_type": meta.get("CONTENT_TYPE", "").partition(";")[0].strip().lower(),
+            "webhook_id": meta.get("HTTP_WEBHOOK_ID"),
+            "webhook_timestamp": meta.get("HTTP_WEBHOOK_TIMESTAMP"),
+            "webhook_signature": meta.get("HTTP_WEBHOOK_SIGNATURE"),
+        }
+        try:
+            checked = services.event_check(keys=found.keys, **arguments)
+        except ControlPlaneError as exc:
+            if exc.code not in ("SIGNATURE_INVALID", "KEY_UNKNOWN"):
+                raise
+            checked = services.event_check(keys=_fresh_keys(found), **arguments)  # a key added just now?
+        accepted = _append(checked)
+        return json_response(accepted.as_dict(), 201)
+    except ControlPlaneError as exc:
+        services.rejection_record(producer=producer, code=exc.code)
+        return refusal(exc, request_id)
+    finally:
+        semaphore.release()
