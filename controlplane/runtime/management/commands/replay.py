@@ -71,7 +71,7 @@ class Command(BaseCommand):
             (simulate and (options["verify"] or incidents or options["all"]), "--against-profile is alone"),
             (options["profile_version"] is not None and not simulate, "--version needs --against-profile"),
             (
-                not (options["verify"] or incidents or simulate),
+                not (options["verify"] or options["all"] or options["execution"] or incidents or simulate),
                 "choose --verify, --incident(s) or --against-profile",
             ),
         ]
