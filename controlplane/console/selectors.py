@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from controlplane.channels.selectors import RejectionCount, rejection_counts
 from controlplane.identity.models import Principal
-from controlplane.ledger.models import GENESIS_HASH, Checkpoint, LedgerEvent, SigningKey, VerificationRun
-from controlplane.ledger.verify import ROW_COLUMNS, load_keys, verify_rows
+from controlplane.ledger.models import GENESIS_HASH, Checkpoint, LedgerEvent, VerificationRun
+from controlplane.ledger.verify import ROW_COLUMNS, KeyInfo, load_keys, verify_rows
 
 LEDGER_PAGE_SIZE = 25
 RECENT_EVENTS = 10
@@ -184,18 +184,28 @@ def event_get(*, principal: Principal, seq: int) -> LedgerEvent | None:
     return visible_events(principal=principal).filter(seq=seq).first()
 
 
-def event_verify(*, event: LedgerEvent) -> EventVerification:
-    """Verify one stored event with the chain verifier itself (`verify_rows` over a one-row iterable)."""
+def event_verify(
+    *,
+    event: LedgerEvent,
+    prev_hashes: dict[int, str] | None = None,
+    keys: dict[str, KeyInfo] | None = None,
+) -> EventVerification:
+    """Verify one stored event with the chain verifier itself (`verify_rows` over a one-row iterable).
+
+    Verifying many events (a trace), pass the predecessors' hashes (seq -> hash) and the loaded keys, so
+    each event costs no query.
+    """
     row = {name: getattr(event, name) for name in ROW_COLUMNS}
     for name in ("reason_codes", "data", "provenance"):
         row[name] = orjson.dumps(row[name])  # the verifier reads JSON columns as their stored text
     if event.seq == 1:
         expected_prev: str | None = GENESIS_HASH
+    elif prev_hashes is not None:
+        expected_prev = prev_hashes.get(event.seq - 1)
     else:
         expected_prev = LedgerEvent.objects.filter(seq=event.seq - 1).values_list("hash", flat=True).first()
-    failure = verify_rows(
-        [row], load_keys(), expected_seq=event.seq, expected_prev_hash=expected_prev
-    ).failure
+    keys = load_keys() if keys is None else keys
+    failure = verify_rows([row], keys, expected_seq=event.seq, expected_prev_hash=expected_prev).failure
     failed_step = next(
         (i for i, (_, codes) in enumerate(_CHECK_STEPS) if failure and failure.code in codes), None
     )
@@ -210,15 +220,27 @@ def event_verify(*, event: LedgerEvent) -> EventVerification:
         else:
             outcome = "passed"
         checks.append(EventCheck(label, outcome))
-    key = SigningKey.objects.filter(key_id=event.key_id).first()
+    key = _key_status(event.key_id, keys)
     return EventVerification(
         ok=failure is None,
         code=failure.code if failure else "",
         detail=failure.detail if failure else "",
         checks=checks,
-        key_status=key.status if key else "unknown",
+        key_status=key,
         linked=expected_prev is not None,
     )
+
+
+def _key_status(key_id: str, keys: dict[str, KeyInfo]) -> str:
+    """The key's status as the trust store holds it (active, retired, standby, revoked, or unknown)."""
+    key = keys.get(key_id)
+    if key is None:
+        return "unknown"
+    if key.revoked:
+        return "revoked"
+    if key.valid_from_seq is None:
+        return "standby"
+    return "active" if key.valid_until_seq is None else "retired"
 
 
 def pretty_json(value: Any) -> str:

@@ -25,6 +25,7 @@ from controlplane.console.access import (
     wants_fragment,
 )
 from controlplane.console.forms import LedgerFilterForm
+from controlplane.console.selectors_runtime import killswitch_engaged_for_principal
 from controlplane.errors import ControlPlaneError
 from controlplane.identity import services as identity_services
 from controlplane.ledger.verify import verification_record
@@ -85,12 +86,14 @@ def _integrity_context(request: HttpRequest) -> dict[str, Any]:
 @require_GET
 @capability_required()
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Chain integrity (head, checkpoint, last verification), recent events and ingest refusals."""
+    """Chain integrity (head, checkpoint, last verification), recent events, ingest refusals, and — loudly —
+    any engaged kill switch."""
     context = _integrity_context(request)
     if not wants_fragment(request):  # the polled fragment is the integrity panel alone
         if context["can_read_ledger"]:
             context["recent"] = selectors.recent_events(principal=request.console_principal)
         context["rejections"] = selectors.ingest_rejections(principal=request.console_principal)
+        context["killswitches"] = killswitch_engaged_for_principal(principal=request.console_principal)
     return render_page(request, "console/dashboard.html", "integrity", context)
 
 

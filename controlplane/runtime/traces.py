@@ -127,7 +127,8 @@ def trace_get(*, trace_id: str, tenant: Tenant | None) -> Trace:
     """The tree of one trace, restricted to one tenant (None: every tenant, for the CLI).
 
     TRACE_ID_INVALID for a malformed id; TRACE_NOT_FOUND when no intent and no ledger event of the
-    tenant carries it. Seven queries whatever the size of the trace.
+    tenant carries it. At most five queries whatever the size of the trace (intents, executions, their
+    step runs with steps and approval requests, approval decisions, ledger events).
     """
     trace_id = (trace_id or "").strip().lower()
     if not TRACE_ID.match(trace_id) or trace_id == "0" * 32:

@@ -10,6 +10,7 @@ import pytest
 from controlplane.identity.models import Principal
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append
+from tests.console.flow import acme, agent, decider, dev_policy, eager_tasks  # noqa: F401  (fixtures)
 from tests.factories import PrincipalFactory, TenantFactory
 
 PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's password

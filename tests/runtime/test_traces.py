@@ -324,7 +324,7 @@ def test_the_query_count_does_not_grow_with_the_plan(
             idempotency_key="k-6",
             traceparent=TRACEPARENT,
         )
-    # Authentication (token, principal, grants) and the trace's seven queries.
+    # Authentication (token, principal, grants) and the trace's five queries at most.
     with django_assert_max_num_queries(11):
         response = get_trace(client, reader)
     nodes = list(walk(response.json()["roots"][0]))
