@@ -1,0 +1,211 @@
+"""The contract registry: its document is current, its surfaces exist, and every event the action flow
+really writes validates against its contract."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.urls import resolve
+from django.utils.module_loading import import_string
+from jsonschema import Draft202012Validator
+
+from approvals import services as approvals
+from approvals.models import ApprovalRequest
+from controlplane.celery import app as celery_app
+from controlplane.contracts import COMMAND, COVERED_EVENT_PREFIXES, EVENT, QUERY, REGISTRY
+from controlplane.ledger.models import LedgerEvent
+from controlplane.policy import services as policy
+from controlplane.runtime import services
+from controlplane.runtime.models import Execution, StepRun
+from tests.factories import PrincipalFactory, TenantFactory
+
+pytestmark = pytest.mark.django_db
+
+# The contracts the issue names, by kind (the registry may hold more).
+ISSUE_NAMES = {
+    COMMAND: {
+        "intent.submit",
+        "plan.compile",
+        "plan.verify",
+        "execution.start",
+        "execution.approve",
+        "execution.reject",
+        "execution.cancel",
+    },
+    QUERY: {"execution.get", "execution.list", "trace.get", "policy.explain"},
+    EVENT: {
+        "intent.received",
+        "plan.compiled",
+        "plan.rejected",
+        "execution.step.started",
+        "execution.step.blocked",
+        "execution.step.completed",
+        "execution.completed",
+        "execution.failed",
+    },
+}
+
+ASSIST = {
+    "tiers": {
+        "low": {
+            "mode": "assist",
+            "quorum": 1,
+            "approval_timeout_seconds": 600,
+            "escalation": [{"after_seconds": 60, "level": 1}],
+        },
+        "medium": {"mode": "assist", "quorum": 1, "approval_timeout_seconds": 600},
+        "high": {"mode": "assist", "quorum": 1, "approval_timeout_seconds": 600},
+        "critical": {"mode": "assist", "quorum": 2, "approval_timeout_seconds": 600},
+    },
+    "rules": [],
+    "deny": [],
+}
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_contract_docs_are_current():
+    assert run("contracts", "docs", "--check") == "docs/contracts.md is up to date\n"
+
+
+def test_contracts_list_names_every_contract_once():
+    lines = run("contracts", "list").splitlines()
+    names = [line.split("\t")[0] for line in lines]
+    assert names == [c.qualified_name for c in REGISTRY] and len(set(names)) == len(names)
+    assert "controlPlane.intent.received\tevent\tcontrolplane.runtime\tcontrolplane.intent.received" in lines
+
+
+def test_the_registry_holds_what_the_issue_names_with_valid_schemas():
+    for kind, names in ISSUE_NAMES.items():
+        assert names <= {c.name for c in REGISTRY.of_kind(kind)}, kind
+    for contract in REGISTRY:
+        Draft202012Validator.check_schema(contract.schema)
+        assert contract.owner and contract.description and contract.capability, contract.name
+    assert REGISTRY.get("intent.received").ledger_type == "controlplane.intent.received"
+    assert REGISTRY.for_ledger_type("controlplane.execution.step.blocked").name == "execution.step.blocked"
+    assert REGISTRY.get("intent.submit").ledger_type == ""
+
+
+def _import(dotted: str) -> object:
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError:
+        return import_string(dotted)
+
+
+def test_every_surface_exists():
+    """Each API path resolves to a view answering that method; each service imports; each CLI exists."""
+    from django.core.management import get_commands
+
+    for contract in REGISTRY:
+        for surface in contract.api:
+            method, path = surface.split(" ", 1)
+            path = path.split("?")[0].replace("{trace_id}", "0" * 32).replace("{id}", "0" * 64)
+            view = resolve(path).func
+            actions = getattr(view, "actions", None)
+            if actions is not None:
+                assert method.lower() in actions, surface
+            else:
+                assert hasattr(getattr(view, "view_class", None) or view.cls, method.lower()), surface
+        assert _import(contract.service) is not None
+        for command in contract.cli:
+            assert command.split()[1] in get_commands(), command
+
+
+def test_a_payload_off_its_contract_is_reported():
+    started = REGISTRY.get("execution.started")
+    assert started.errors({"execution": "nope", "intent": "0" * 64, "plan": "0" * 64, "extra": 1}) == [
+        "(root): Additional properties are not allowed ('extra' was unexpected)",
+        "execution: 'nope' does not match '^[0-9a-f]{64}$'",
+    ]
+    assert REGISTRY.get("intent.submit").errors(
+        {"idempotency_key": "k", "draft": {"goal": "g", "steps": []}}
+    ) == ["draft/steps: [] should be non-empty"]
+
+
+@pytest.fixture
+def full_flow(django_capture_on_commit_callbacks):
+    """The action flow through the services, down every path that writes an event."""
+    capture = django_capture_on_commit_callbacks
+    celery_app.conf.task_always_eager = True
+    try:
+        tenant = TenantFactory(slug="acme")
+        agent = PrincipalFactory(tenant=tenant, name="deploy-agent", agent=True)
+        alice = PrincipalFactory(tenant=tenant, name="alice", human=True, capabilities=["approvals.decide"])
+        policy.profile_bootstrap(environment="dev")
+        draft = {
+            "goal": "echo twice",
+            "context": {"ticket": "OPS-7"},
+            "steps": [
+                {"key": "a", "action": "noop.echo", "inputs": {"message": "one"}},
+                {"key": "b", "action": "noop.echo", "inputs": {"message": "two"}, "depends_on": ["a"]},
+            ],
+        }
+        submit = services.intent_submit
+        assert REGISTRY.get("intent.submit").errors({"idempotency_key": "done", "draft": draft}) == []
+        with capture(execute=True):
+            submit(principal=agent, draft=draft, idempotency_key="done")
+        submit(
+            principal=agent,
+            draft={"goal": "x", "steps": [{"key": "a", "action": "nope"}]},
+            idempotency_key="bad",
+        )
+        with capture(execute=True):  # an executor that fails: no runner is registered
+            webhook = {"key": "a", "action": "http.webhook", "inputs": {"runner": "nobody", "operation": "x"}}
+            submit(principal=agent, draft={"goal": "fails", "steps": [webhook]}, idempotency_key="fails")
+        services.killswitch_set(scope="global", engaged=True, reason="drill", actor="cli")
+        with capture(execute=True):
+            submit(principal=agent, draft=draft, idempotency_key="killed")
+        services.killswitch_set(scope="global", engaged=False, reason="over", actor="cli")
+        created = policy.profile_create(name="assist", environment="dev", content=ASSIST, actor="test")
+        policy.profile_activate(profile=created.profile, actor="test", reason="approvals for everything")
+
+        def waiting(key: str) -> ApprovalRequest:
+            intent = submit(principal=agent, draft=draft, idempotency_key=key)
+            run_ = StepRun.objects.get(execution__intent=intent, step__key="a")
+            return ApprovalRequest.objects.get(pk=run_.approval_id)
+
+        request = waiting("approved")
+        approvals.approvals_sweep(now=request.created_at + timedelta(seconds=61))  # escalated
+        with capture(execute=True):
+            approvals.approval_decide(
+                request=request,
+                actor=alice,
+                decision="approve",
+                reason="ok",
+                content_hash=request.content_hash,
+            )
+        request = waiting("rejected")
+        approvals.approval_decide(
+            request=request, actor=alice, decision="reject", reason="no", content_hash=request.content_hash
+        )
+        request = waiting("expired")
+        approvals.approvals_sweep(now=request.created_at + timedelta(seconds=601))
+        request = waiting("cancelled")
+        execution = Execution.objects.get(step_runs__approval=request)
+        services.execution_cancel(execution=execution, actor=agent, reason="changed my mind")
+    finally:
+        celery_app.conf.task_always_eager = False
+
+
+def test_every_event_the_action_flow_writes_validates_against_its_contract(full_flow):
+    events = list(LedgerEvent.objects.filter(type__startswith="controlplane.").order_by("seq"))
+    covered = [e for e in events if e.type.startswith(COVERED_EVENT_PREFIXES)]
+    failures = {}
+    for event in covered:
+        contract = REGISTRY.for_ledger_type(event.type)
+        if contract is None:
+            failures[event.seq] = f"{event.type} has no contract"
+        elif errors := contract.errors(event.data):
+            failures[event.seq] = f"{event.type}: {errors}"
+    assert failures == {}
+    # The flow wrote every event the registry describes, so none of the schemas went untested.
+    assert {c.ledger_type for c in REGISTRY.of_kind(EVENT)} == {e.type for e in covered}
