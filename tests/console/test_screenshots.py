@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.celery import app as celery_app
+from controlplane.identity.services import grant_add
 from controlplane.ledger.services import checkpoint_create
 from controlplane.ledger.verify import verification_record
+from controlplane.policy import services as policy
+from controlplane.runtime import services as runtime
 from tests.console.conftest import append, sign_in
+from tests.factories import PrincipalFactory
 
 pytestmark = [
     pytest.mark.browser,
@@ -96,9 +101,101 @@ def test_screenshots(page, operator):
     page.wait_for_selector("#event-verification")
     page.screenshot(path=OUT / "event.png", full_page=True)
 
-    assert sorted(p.name for p in OUT.glob("*.png")) >= [
+    trace_id = _demo_actions(operator)
+    page.goto("/approvals/")
+    page.wait_for_selector("#queue .req")
+    page.screenshot(path=OUT / "approvals.png", full_page=True)
+
+    page.goto("/executions/")
+    page.wait_for_selector("#results tbody tr")
+    page.screenshot(path=OUT / "executions.png", full_page=True)
+
+    page.goto(f"/traces/{trace_id}/")
+    page.wait_for_selector("#trace-verification")
+    page.locator("li.tnode-outcome summary").last.click()
+    page.wait_for_selector(".tevent-status")
+    page.screenshot(path=OUT / "trace.png", full_page=True)
+
+    runtime.killswitch_set(
+        scope="action", target="http.webhook", engaged=True, reason="runner fleet upgrade", actor=operator.ref
+    )
+    page.goto("/killswitch/")
+    page.wait_for_selector("#killswitch-banner")
+    page.screenshot(path=OUT / "killswitch.png", full_page=True)
+
+    assert {p.name for p in OUT.glob("*.png")} >= {
+        "approvals.png",
         "dashboard.png",
         "event.png",
+        "executions.png",
+        "killswitch.png",
         "ledger.png",
         "login.png",
-    ]
+        "trace.png",
+    }
+
+
+def _demo_actions(operator) -> str:
+    """A few executions: one that ran on its own, two waiting for a person; returns the first one's trace."""
+    for capability in ("approvals.read", "approvals.decide", "executions.read", "killswitch.manage"):
+        grant_add(principal=operator, capability=capability, actor="test")
+    policy.profile_bootstrap(environment="dev")
+    agent = PrincipalFactory(tenant=operator.tenant, name="deploy-agent", agent=True)
+    celery_app.conf.task_always_eager = True
+    try:
+        done = runtime.intent_submit(
+            principal=agent,
+            draft={
+                "goal": "warm the checkout cache",
+                "context": {"ticket": "OPS-412"},
+                "steps": [
+                    {"key": "drain", "action": "noop.echo", "inputs": {"message": "drain node 3"}},
+                    {
+                        "key": "warm",
+                        "action": "noop.echo",
+                        "inputs": {"message": "warm"},
+                        "depends_on": ["drain"],
+                    },
+                    {
+                        "key": "undrain",
+                        "action": "noop.echo",
+                        "inputs": {"message": "undrain"},
+                        "depends_on": ["warm"],
+                    },
+                ],
+            },
+            idempotency_key="shot-1",
+        )
+        for n, (goal, service) in enumerate(
+            [("restart checkout", "checkout"), ("rotate payments keys", "payments")]
+        ):
+            runtime.intent_submit(
+                principal=agent,
+                draft={
+                    "goal": goal,
+                    "context": {"ticket": f"OPS-41{n + 3}"},
+                    "steps": [
+                        {"key": "announce", "action": "noop.echo", "inputs": {"message": f"{goal} in 5 min"}},
+                        {
+                            "key": "act",
+                            "action": "noop.echo",
+                            "inputs": {
+                                "message": goal,
+                                "service": service,
+                                "target": {"environment": "prod"},
+                            },
+                            "depends_on": ["announce"],
+                        },
+                        {
+                            "key": "verify",
+                            "action": "noop.echo",
+                            "inputs": {"message": "check"},
+                            "depends_on": ["act"],
+                        },
+                    ],
+                },
+                idempotency_key=f"shot-{n + 2}",
+            )
+    finally:
+        celery_app.conf.task_always_eager = False
+    return done.trace_id
