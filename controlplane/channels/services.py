@@ -31,6 +31,7 @@ from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
 from controlplane.ledger.models import Fidelity, LedgerEvent
 from controlplane.ledger.services import PreparedEvent, ledger_append, ledger_append_prepared, ledger_prepare
+from incidents.services import SIGNAL_CLOUDEVENT_TYPE, signal_cloudevent_normalise, signal_ingest
 
 logger = logging.getLogger(__name__)
 
@@ -393,6 +394,7 @@ class CheckedDelivery:
     verdict: Verdict
     event: PreparedEvent
     received_at: datetime
+    signal: Any = None  # a NormalisedSignal when the event is of type io.controlplane.signal (incidents)
 
 
 def event_check(
@@ -430,6 +432,11 @@ def event_check(
             f"({' or '.join(cloudevents.MEDIA_TYPES)})",
         )
     event = cloudevents.parse(body)
+    signal = None
+    if event.type == SIGNAL_CLOUDEVENT_TYPE:
+        signal = signal_cloudevent_normalise(
+            principal=producer.principal, ce_source=event.source, data=event.data if event.has_data else None
+        )
     original = dict(event.attributes)
     if event.has_data and isinstance(event.data, dict):
         data, data_location = event.data, "ledger.data"
@@ -483,6 +490,7 @@ def event_check(
         verdict=verdict,
         event=prepared,
         received_at=now,
+        signal=signal,
     )
 
 
@@ -604,6 +612,13 @@ def deliveries_append(deliveries: Sequence[CheckedDelivery]) -> list[Accepted | 
                     continue
                 results.append(Accepted(event=event, verdict=d.verdict))
                 rows.append([d.producer.pk, d.webhook_id, d.ce_id, event.seq, d.received_at])
+                if d.signal is not None:
+                    signal_ingest(
+                        tenant=d.producer.tenant,
+                        signals=[d.signal],
+                        actor=d.producer.principal.ref,
+                        causation_id=event.id,
+                    )
             if rows:
                 placeholders = "(" + ", ".join(["%s"] * len(_DELIVERY_COLUMNS)) + ")"
                 with connection.cursor() as cursor:

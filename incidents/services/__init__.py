@@ -11,7 +11,11 @@
 
 from __future__ import annotations
 
-from incidents.services.cloudevents import SIGNAL_CLOUDEVENT_TYPE, signal_ingest_cloudevent
+from incidents.services.cloudevents import (
+    SIGNAL_CLOUDEVENT_TYPE,
+    signal_cloudevent_normalise,
+    signal_ingest_cloudevent,
+)
 from incidents.services.lifecycle import (
     allowed_transitions,
     incident_acknowledge,
@@ -49,6 +53,7 @@ __all__ = [
     "incident_resolve",
     "resolve_silence_approval",
     "rule_version_create",
+    "signal_cloudevent_normalise",
     "signal_evaluate",
     "signal_ingest",
     "signal_ingest_cloudevent",

@@ -155,3 +155,18 @@ def rule(tenant):
 
 def auth(token: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def open_incident(tenant, *, service: str = "checkout", start: float = 0) -> Incident:
+    """Three critical signals 60 s apart: meets the `rule` fixture's threshold and promotes."""
+    from incidents import normalise
+
+    for index in range(3):
+        signal = normalise.from_generic(generic(service=service, starts=at(start + index * 60)))
+        services.signal_ingest(tenant=tenant, signals=[signal], actor="test")
+    return Incident.objects.get(service=service, status="open")
+
+
+@pytest.fixture
+def incident(tenant, rule):
+    return open_incident(tenant)

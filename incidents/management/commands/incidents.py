@@ -1,0 +1,158 @@
+"""`manage.py incidents list | show ID | ack ID | mitigate ID | resolve ID | close ID | reopen ID`.
+
+Transitions are made by a named human principal (`--as TENANT/NAME`), as in the API and the console;
+refusals exit non-zero with `CommandError: <REASON_CODE>: <detail>`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from controlplane.errors import ControlPlaneError
+from controlplane.identity.services import principal_get, tenant_get
+from incidents import selectors, services
+from incidents.models import Incident, IncidentStatus
+
+_VERBS = {
+    "ack": (services.incident_acknowledge, False),
+    "mitigate": (services.incident_mitigate, True),
+    "resolve": (services.incident_resolve, True),
+    "close": (services.incident_close, False),
+    "reopen": (services.incident_reopen, True),
+}
+
+
+class Command(BaseCommand):
+    help = "List and show incidents; acknowledge, mitigate, resolve, close or reopen one as a person."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        listing = sub.add_parser("list", help="incidents, newest first")
+        listing.add_argument("--tenant", help="tenant slug (default: every tenant)")
+        listing.add_argument("--status", choices=IncidentStatus.values)
+        listing.add_argument("--service")
+        show = sub.add_parser("show", help="one incident: evidence, confidence, decision, timeline")
+        show.add_argument("id")
+        show.add_argument("--json", action="store_true")
+        for verb, (_, reason_required) in _VERBS.items():
+            cmd = sub.add_parser(verb)
+            cmd.add_argument("id")
+            cmd.add_argument("--as", dest="actor", required=True, help="the person acting, TENANT/NAME")
+            cmd.add_argument("--reason", required=reason_required, default="")
+            if verb == "mitigate":
+                group = cmd.add_mutually_exclusive_group(required=True)
+                group.add_argument("--intent", help="link an intent submitted before")
+                group.add_argument(
+                    "--draft", type=Path, help="a plan draft (JSON file) to submit as the remediation"
+                )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            action = options["action"]
+            if action == "list":
+                self._list(options)
+            elif action == "show":
+                self._show(options)
+            else:
+                self._transition(action, options)
+        except ControlPlaneError as exc:
+            raise CommandError(f"{exc.code}: {exc.detail}") from exc
+
+    def _list(self, options: dict[str, Any]) -> None:
+        incidents = Incident.objects.select_related("rule", "tenant").order_by("-opened_at")
+        if options["tenant"]:
+            incidents = incidents.filter(tenant=tenant_get(slug=options["tenant"]))
+        if options["status"]:
+            incidents = incidents.filter(status=options["status"])
+        if options["service"]:
+            incidents = incidents.filter(service=options["service"])
+        for incident in incidents:
+            self.stdout.write(
+                f"{incident.pk}\t{incident.status}\t{incident.severity}\t{incident.tenant.slug}\t"
+                f"{incident.service}\t{incident.rule.name}\t{incident.opened_at:%Y-%m-%dT%H:%M:%SZ}"
+            )
+
+    def _incident(self, incident_id: str) -> Incident:
+        incident = Incident.objects.select_related("tenant", "rule").filter(pk=incident_id).first()
+        if incident is None:
+            raise ControlPlaneError("INCIDENT_NOT_FOUND", f"no incident {incident_id!r}")
+        return incident
+
+    def _show(self, options: dict[str, Any]) -> None:
+        found = self._incident(options["id"])
+        incident = selectors.incident_get(tenant=found.tenant, incident_id=found.pk)
+        timeline = [selectors.timeline_entry(e) for e in selectors.incident_timeline(incident=incident)]
+        if options["json"]:
+            body = {
+                "id": incident.pk,
+                "title": incident.title,
+                "status": incident.status,
+                "severity": incident.severity,
+                "service": incident.service,
+                "rule": incident.rule.name,
+                "opened_at": incident.opened_at.isoformat(),
+                "allowed_transitions": services.allowed_transitions(incident),
+                "evidence": [
+                    {
+                        "id": e.id,
+                        "rule_version": e.rule_version.version,
+                        "signals": e.signal_ids,
+                        "score_bp": e.assessment.score_bp,
+                        "factors": e.assessment.factors,
+                        "decision": e.decision.decision,
+                        "reason_codes": e.decision.reason_codes,
+                    }
+                    for e in incident.evidence.all()
+                ],
+                "timeline": [{**t, "time": t["time"].isoformat()} for t in timeline],
+            }
+            self.stdout.write(json.dumps(body, indent=2))
+            return
+        out = self.stdout.write
+        out(f"{incident.pk}\n  {incident.title}")
+        out(
+            f"  status {incident.status}, severity {incident.severity}, "
+            f"opened {incident.opened_at:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        out(f"  allowed: {', '.join(services.allowed_transitions(incident)) or '(none)'}")
+        for evidence in incident.evidence.all():
+            out(
+                f"  evidence {evidence.id[:16]} rule {incident.rule.name} v{evidence.rule_version.version}: "
+                f"{len(evidence.signal_ids)} signals, confidence {evidence.assessment.score_bp} bp "
+                f"-> {evidence.decision.decision} {' '.join(evidence.decision.reason_codes)}"
+            )
+            for factor in evidence.assessment.factors:
+                out(
+                    f"    {factor['name']}: {factor['value_bp']} x {factor['weight_bp']} bp "
+                    f"= {factor['contribution_bp']}"
+                )
+        out("  timeline:")
+        for entry in timeline:
+            codes = f" [{' '.join(entry['reason_codes'])}]" if entry["reason_codes"] else ""
+            out(
+                f"    {entry['seq']}\t{entry['time']:%Y-%m-%dT%H:%M:%SZ}\t{entry['type']}\t"
+                f"{entry['actor']}{codes}"
+            )
+
+    def _transition(self, verb: str, options: dict[str, Any]) -> None:
+        tenant_slug, _, name = options["actor"].partition("/")
+        actor = principal_get(tenant=tenant_get(slug=tenant_slug), name=name)
+        incident = self._incident(options["id"])
+        if incident.tenant_id != actor.tenant_id:
+            raise ControlPlaneError("INCIDENT_NOT_FOUND", f"no incident {options['id']!r} in {tenant_slug}")
+        service, _ = _VERBS[verb]
+        kwargs: dict[str, Any] = {"incident": incident, "actor": actor, "reason": options["reason"]}
+        if verb == "mitigate":
+            if options["draft"] is not None:
+                try:
+                    kwargs["remediation"] = json.loads(options["draft"].read_text())
+                except (OSError, ValueError) as exc:
+                    raise ControlPlaneError("PLAN_INVALID", f"--draft: {exc}") from exc
+            else:
+                kwargs["intent_id"] = options["intent"]
+        changed = service(**kwargs)
+        self.stdout.write(f"{changed.pk} {changed.status}")

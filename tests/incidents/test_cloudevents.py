@@ -1,0 +1,75 @@
+"""CloudEvents of type io.controlplane.signal, sent through the signed event ingest, become signals; a
+signal that cannot be normalised refuses the whole delivery and nothing is written."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.channels import services as channels
+from controlplane.channels.models import Delivery
+from controlplane.identity import services as identity
+from controlplane.ledger.models import LedgerEvent
+from incidents.models import Incident, Signal
+from tests.channels.conftest import cloudevent, make_deliver
+
+from .conftest import at, generic, make_rule, written
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _strict(settings):
+    settings.CONTROLPLANE_EVENT_SIGNING_MODE = "require-valid-signature"
+
+
+@pytest.fixture
+def producer(tenant):
+    created = channels.producer_create(tenant=tenant, name="edge-monitor", actor="test")
+    identity.grant_add(principal=created.producer.principal, capability="signals.ingest", actor="test")
+    return created
+
+
+def signal_event(index: int, **data):
+    body = generic(starts=at(index * 60), fingerprint=f"ce-{index}", **data)
+    body.pop("source")  # the CloudEvent's source names it
+    return cloudevent(id=f"evt-{index}", type="io.controlplane.signal", source="urn:edge:eu-1", data=body)
+
+
+def test_signal_cloudevents_become_signals_and_open_an_incident(client, tenant, producer):
+    make_rule(tenant)
+    deliver = make_deliver(client)
+    for index in range(3):
+        response = deliver(producer, signal_event(index), webhook_id=f"msg_{index}")
+        assert response.status_code == 201, response.content
+    signals = Signal.objects.order_by("seq")
+    assert [(s.source, s.source_kind, s.service, s.observed_at) for s in signals] == [
+        ("urn:edge:eu-1", "cloudevents", "checkout", at(i * 60)) for i in range(3)
+    ]
+    first_ce = LedgerEvent.objects.get(type="io.controlplane.signal", provenance__ce_id="evt-0")
+    assert LedgerEvent.objects.get(subject=f"signal/{signals[0].pk}").causation_id == first_ce.id
+    assert Incident.objects.count() == 1
+
+
+def test_an_unnormalisable_signal_cloudevent_is_refused_and_writes_nothing(client, tenant, producer):
+    deliver = make_deliver(client)
+    before = (*written(), Delivery.objects.count())
+    event = signal_event(0)
+    event["data"]["starts_at"] = "not a time"
+    response = deliver(producer, event)
+    assert (response.status_code, response.json()["code"], response.json()["field"]) == (
+        400,
+        "SIGNAL_INVALID",
+        "data.starts_at",
+    )
+    assert (*written(), Delivery.objects.count()) == before
+
+
+def test_a_producer_without_signals_ingest_cannot_send_signals(client, tenant):
+    plain = channels.producer_create(tenant=tenant, name="plain", actor="test")
+    deliver = make_deliver(client)
+    before = (*written(), Delivery.objects.count())
+    response = deliver(plain, signal_event(0))
+    assert (response.status_code, response.json()["code"]) == (403, "CAPABILITY_MISSING")
+    assert (*written(), Delivery.objects.count()) == before
+    other = deliver(plain, cloudevent(id="evt-other"))  # other event types are unaffected
+    assert other.status_code == 201 and Signal.objects.count() == 0
