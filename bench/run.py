@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="tiny sizes everywhere: checks the machinery, measures nothing")
     add(
         "--only",
-        default="sink,noop,ingest,profile,shedding,chain,verify",
+        default="sink,noop,ingest,profile,shedding,chain,verify,policy,flow,console",
         help="comma-separated parts to run",
     )
     add("--rates", default=DEFAULT_RATES, help="ingest offered rates, events/s")
@@ -75,6 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--verify-workers", default="", help="default: 1 and every core")
     add("--verify-repeats", type=int, default=2)
     add("--populate", choices=("copy", "append"), default="copy")
+    add("--policy-decisions", type=int, default=200_000, help="pure evaluations per variant")
+    add("--explain-decisions", type=int, default=2_000, help="explain() calls (database) per run")
+    add("--flow-intents", type=int, default=50, help="three-step plans submitted one after another")
+    add("--flow-hops", type=int, default=50, help="raw three-hop Celery chains (the flow's baseline)")
+    add("--flow-concurrency", type=int, default=2, help="the flow's Celery worker processes")
+    add("--queue-pending", type=int, default=10_000, help="pending approval requests in the queue")
+    add("--queue-steps", type=int, default=20, help="steps (requests) per submitted plan when filling it")
+    add("--queue-renders", type=int, default=30, help="timed GETs of each page")
     add("--output-dir", type=Path, default=None, help="default: bench/results (--quick: var/bench-quick)")
     add("--scratch-db", default="", help="default: <DATABASE_URL's name>_bench")
     add("--keep-db", action="store_true", help="leave the scratch database for inspection")
@@ -88,6 +96,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.profile_duration, args.chain_connections, args.chain_duration = 0.5, "1,2", 0.5
         args.shed_duration = 0.5
         args.verify_events, args.verify_repeats = 300, 1
+        args.policy_decisions, args.explain_decisions = 2_000, 50
+        args.flow_intents, args.flow_hops = 3, 3
+        args.queue_pending, args.queue_steps, args.queue_renders = 60, 20, 3
     return args
 
 
@@ -275,6 +286,33 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
             repeats=args.verify_repeats,
             populate=args.populate,
             log=_log,
+        )
+
+    if "policy" in only:
+        from bench import policy
+
+        _log("policy decisions per second ...")
+        results["policy"] = policy.policy_bench(
+            decisions=args.policy_decisions, explain_decisions=args.explain_decisions, log=_log
+        )
+    if "flow" in only:
+        from bench import flow
+
+        _log("intent -> completed, three-step autonomous plan, real Celery worker ...")
+        results["flow"] = flow.flow_bench(
+            intents=args.flow_intents,
+            hops=args.flow_hops,
+            env=env,
+            work=work,
+            concurrency=args.flow_concurrency,
+            log=_log,
+        )
+    if "console" in only:
+        from bench import console
+
+        _log(f"approval queue page with {args.queue_pending:,} pending requests ...")
+        results["approval_queue"] = console.approval_queue_bench(
+            pending=args.queue_pending, steps_per_plan=args.queue_steps, renders=args.queue_renders, log=_log
         )
 
     results["ratios"] = _ratios(results)

@@ -157,6 +157,9 @@ def test_python_m_bench_quick_writes_both_reports(tmp_path):
     assert {goal["goal"] for goal in results["goals"]} >= {
         "signed ingest throughput (max sustained offered rate)"
     }
+    assert len(results["policy"]["variants"]) == 4
+    assert results["flow"]["statuses"] == {"completed": 3}
+    assert results["approval_queue"]["pending"] == 60 and results["approval_queue"]["page_lists_total"]
     markdown = (tmp_path / "latest.md").read_text()
     for heading in (
         "## Goals",
@@ -164,8 +167,71 @@ def test_python_m_bench_quick_writes_both_reports(tmp_path):
         "## Ceiling 1",
         "## Ceiling 2",
         "## Ledger verification",
+        "## Policy decisions per second",
+        "## Intent to completed",
+        "## Approval queue page with 60 pending requests",
     ):
         assert heading in markdown
     # The scratch database is dropped at the end.
     with maintenance_connection(base) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [scratch]).fetchone() is None
+
+
+# --- the action flow's parts (issue 3) ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_policy_bench_makes_every_decision_and_restores_the_active_profiles():
+    from bench import policy as policy_bench
+    from controlplane.policy import services as policy_services
+    from controlplane.policy.models import PolicyProfile
+
+    dev = policy_services.profile_bootstrap(environment="dev")
+    report = policy_bench.policy_bench(decisions=480, explain_decisions=24, log=lambda line: None)
+    assert {label: row["decisions"] for label, row in report["variants"].items()} == {
+        "raw dict lookup": 480,
+        "evaluate": 480,
+        "evaluate + decision hash": 480,
+        "explain (DB: active profile, parse, evaluate)": 24,
+    }
+    assert all(row["latency_us"]["count"] == row["decisions"] for row in report["variants"].values())
+    assert report["verdicts_seen"] == ["allow", "deny", "require_approval"]
+    assert PolicyProfile.objects.get(environment="dev", status="active") == dev
+    assert "## Policy decisions per second" in "\n".join(policy_bench.report({"policy": report}))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flow_bench_runs_plans_to_completion_on_a_real_worker(tmp_path):
+    from bench import flow
+    from controlplane.runtime.models import Execution
+
+    env = {
+        **server_env(key_dir=Path(django_settings.CONTROLPLANE_KEY_DIR)),
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": django_settings.REDIS_URL,
+    }
+    report = flow.flow_bench(intents=2, hops=2, env=env, work=tmp_path, concurrency=1, log=lambda line: None)
+    assert report["statuses"] == {"completed": 2}
+    assert report["intent_to_completed_ms"]["count"] == 2 and report["client_submit_to_seen_ms"]["count"] == 2
+    assert report["baseline_three_celery_hops_ms"]["count"] == 2
+    # Warm-up and measured intents alike ran every step on the worker.
+    assert Execution.objects.filter(status="completed").count() == 2 + report["warmup"]
+    assert LedgerEvent.objects.filter(type="controlplane.execution.step.completed").count() == 3 * 4
+    assert verify_chain().ok
+
+
+@pytest.mark.django_db
+def test_approval_queue_bench_fills_the_queue_and_renders_it():
+    from approvals.models import ApprovalRequest
+    from bench import console
+    from controlplane.policy import services as policy_services
+    from controlplane.policy.models import PolicyProfile
+
+    dev = policy_services.profile_bootstrap(environment="dev")
+    report = console.approval_queue_bench(pending=45, steps_per_plan=20, renders=2, log=lambda line: None)
+    assert report["pending"] == 45 and report["page_lists_total"] is True
+    assert ApprovalRequest.objects.filter(status="pending", subject_kind="runtime.step").count() == 45
+    for key in ("full_page_ms", "fragment_ms", "baseline_empty_queue_page_ms", "baseline_raw_queries_ms"):
+        assert report[key]["count"] == 2, key
+    assert report["fragment_bytes"] < report["page_bytes"]
+    assert PolicyProfile.objects.get(environment="dev", status="active") == dev
