@@ -462,3 +462,10 @@ def test_against_profile_of_another_environment_enforces_its_denies(busy_ledger)
     assert simulation.by_reason_code()["POLICY_DENY_DANGEROUS_ACTION"]["simulated"] == 15
     assert all(c.simulated["verdict"] == "deny" and c.simulated["enforced"] for c in simulation.changes)
     assert len(simulation.changes) == 15
+
+
+def test_incident_replay_runs_the_incidents_apps_replay():
+    assert run("--incidents") == "incidents replay: 0 checked, 0 difference(s)\n"
+    error, out = refused("--incident", "f" * 64)
+    assert error.returncode == 1 and str(error).startswith("REPLAY_DIFFERENCE: 1 difference(s)")
+    assert out.splitlines()[0].startswith(f"DIFF incident/{'f' * 64} ledger: ")
