@@ -3,8 +3,9 @@
 Steps move as the services move them: `plan.verified` creates the execution with its steps pending;
 `execution.started` clears the steps policy allows; an opened `runtime.step` approval request (matched
 to its step by the content hash it is bound to) makes a step wait, its consumption clears it; `step.*`
-events start, complete, fail or block it. A blocked or failed step cancels every step still open at that
-moment, as `_execution_advance` does; `execution.cancelled` cancels the rest.
+events start, complete, fail or block it; `step.retry_scheduled` and `step.requeued` (a retryable
+failure, a lost worker) put a running step back in the queue. A blocked or failed step cancels every
+step still open at that moment, as `_execution_advance` does; `execution.cancelled` cancels the rest.
 """
 
 from __future__ import annotations
@@ -300,8 +301,12 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
     elif kind == "execution.step.failed":
         step.status, step.finished_at = StepStatus.FAILED.value, at
         step.outcome = {"error": data["error"]}
-        step.reason_codes = [*step.reason_codes, *event.reason_codes]
+        step.reason_codes = list(dict.fromkeys([*step.reason_codes, *event.reason_codes]))
         execution.first_failure_at = execution.first_failure_at or at
+    elif kind in ("execution.step.retry_scheduled", "execution.step.requeued"):
+        # A retryable failure, or a worker that died (lease expired): the step goes back to the queue.
+        if step.status == StepStatus.RUNNING.value:
+            step.status = StepStatus.READY.value
     elif kind == "execution.completed":
         execution.status, execution.finished_at = "completed", at
         execution.completed_outcomes = data.get("outcomes")
