@@ -36,6 +36,38 @@ from controlplane.runtime.services import policy_context
 from skills.models import ActionContract
 
 
+@dataclass
+class _Lookups:
+    """Rows replay reads more than once: contracts, profile versions, principals; and what each step's
+    approval request must say (filled while executions are re-evaluated)."""
+
+    profiles: dict[tuple[str, Any], PolicyProfile | None] = field(default_factory=dict)
+    contracts: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    principals: dict[str, Principal | None] = field(default_factory=dict)
+    # approval request id -> (the decision that opened it, the expiry that decision gives)
+    step_approvals: dict[str, tuple[Decision, datetime | None]] = field(default_factory=dict)
+
+    def profile(self, name: str, version: Any) -> PolicyProfile | None:
+        if (name, version) not in self.profiles:
+            self.profiles[(name, version)] = PolicyProfile.objects.filter(name=name, version=version).first()
+        return self.profiles[(name, version)]
+
+    def contract(self, name: str, version: str) -> dict[str, Any] | None:
+        """An action contract as plain data, whatever its skill's status now (it was installed then)."""
+        if (name, version) not in self.contracts:
+            row = ActionContract.objects.filter(name=name, version=version).first()
+            self.contracts[(name, version)] = row.as_contract() if row else None
+        return self.contracts[(name, version)]
+
+    def principal(self, ref: str) -> Principal | None:
+        if ref not in self.principals:
+            tenant, _, name = ref.partition("/")
+            self.principals[ref] = (
+                Principal.objects.select_related("tenant").filter(tenant__slug=tenant, name=name).first()
+            )
+        return self.principals[ref]
+
+
 def _intents_in_scope(ledger: Ledger, execution_id: str | None) -> set[str]:
     """Every intent, or the one behind `execution_id` (as the ledger and the table name it)."""
     if execution_id is None:
@@ -50,7 +82,7 @@ def _compare(report: ReplayReport, subject: str, pairs: dict[str, tuple[Any, Any
         report.differ(subject, name, recorded, rebuilt, seq)
 
 
-def _check_intents(report: ReplayReport, ledger: Ledger, ids: set[str]) -> None:
+def _check_intents(report: ReplayReport, ledger: Ledger, lookups: _Lookups, ids: set[str]) -> None:
     rows = {i.id: i for i in Intent.objects.filter(pk__in=ids).select_related("tenant", "principal__tenant")}
     for intent_id in sorted(ids):
         row, state = rows.get(intent_id), ledger.intents.get(intent_id)
@@ -85,39 +117,40 @@ def _check_intents(report: ReplayReport, ledger: Ledger, ids: set[str]) -> None:
             },
             state.seq,
         )
-        _recompile(report, ledger, state)
+        _recompile(report, ledger, lookups, state)
 
 
-def _pinned_resolver(lookups: dict[tuple[str, str | None], str | None], unrecorded: list[tuple[str, Any]]):
+def _pinned_resolver(
+    answers: dict[tuple[str, str | None], str | None], lookups: _Lookups, unrecorded: list[tuple[str, Any]]
+):
     """Resolve contracts as the recorded compilation did: the same version, whatever is newest now."""
 
     def resolve(name: str, version: str | None) -> dict[str, Any] | None:
-        if (name, version) not in lookups:
+        if (name, version) not in answers:
             unrecorded.append((name, version))
             return None
-        resolved = lookups[(name, version)]
-        contract = ActionContract.objects.filter(name=name, version=resolved).first() if resolved else None
-        return contract.as_contract() if contract else None
+        resolved = answers[(name, version)]
+        return lookups.contract(name, resolved) if resolved else None
 
     return resolve
 
 
-def _recompile(report: ReplayReport, ledger: Ledger, intent: IntentState) -> None:
+def _recompile(report: ReplayReport, ledger: Ledger, lookups: _Lookups, intent: IntentState) -> None:
     subject = f"intent/{intent.id}"
     plan = ledger.plan_events.get(intent.id)
     if plan is not None:
         by_key = {s["key"]: s for s in plan.steps}
         draft_steps = intent.draft.get("steps", []) if isinstance(intent.draft, dict) else []
-        lookups = {
+        answers = {
             (s.get("action"), s.get("version")): by_key[s["key"]]["action_version"]
             for s in draft_steps
             if isinstance(s, dict) and s.get("key") in by_key
         }
     else:
-        lookups = {(c["action"], c["version"]): c["resolved"] for c in intent.contracts}
+        answers = {(c["action"], c["version"]): c["resolved"] for c in intent.contracts}
     unrecorded: list[tuple[str, Any]] = []
     try:
-        compiled = compile_plan(intent.draft, _pinned_resolver(lookups, unrecorded))
+        compiled = compile_plan(intent.draft, _pinned_resolver(answers, lookups, unrecorded))
         outcome: dict[str, Any] = {
             "status": "compiled",
             "plan": compiled.plan_id,
@@ -280,29 +313,6 @@ def _check_step(
     )
     if step.attempts and run.dispatched_at is None:
         report.differ(subject, "dispatched_at", None, "set (the step started)", seq)
-
-
-@dataclass
-class _Lookups:
-    """Rows replay reads more than once: profile versions, principals, what step approvals must say."""
-
-    profiles: dict[tuple[str, Any], PolicyProfile | None] = field(default_factory=dict)
-    principals: dict[str, Principal | None] = field(default_factory=dict)
-    # approval request id -> (the decision that opened it, the expiry that decision gives)
-    step_approvals: dict[str, tuple[Decision, datetime | None]] = field(default_factory=dict)
-
-    def profile(self, name: str, version: Any) -> PolicyProfile | None:
-        if (name, version) not in self.profiles:
-            self.profiles[(name, version)] = PolicyProfile.objects.filter(name=name, version=version).first()
-        return self.profiles[(name, version)]
-
-    def principal(self, ref: str) -> Principal | None:
-        if ref not in self.principals:
-            tenant, _, name = ref.partition("/")
-            self.principals[ref] = (
-                Principal.objects.select_related("tenant").filter(tenant__slug=tenant, name=name).first()
-            )
-        return self.principals[ref]
 
 
 def _recorded_profile(
@@ -501,7 +511,7 @@ def replay_verify(*, execution_id: str | None = None) -> ReplayReport:
         if execution_id is None or execution_id in subject or subject.removeprefix("approval/") in approvals:
             report.differences.append(Difference(subject, name, recorded, rebuilt, seq))
     lookups = _Lookups()
-    _check_intents(report, ledger, intents)
+    _check_intents(report, ledger, lookups, intents)
     _check_plans(report, ledger, plans)
     _check_executions(report, ledger, lookups, executions)
     _check_approvals(report, ledger, lookups, approvals)
