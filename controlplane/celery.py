@@ -25,4 +25,9 @@ def _beat_schedule(sender: Celery, **_: object) -> None:
         },
         # Expire overdue approval requests (fail closed) and escalate along each request's ladder.
         "approvals-sweep": {"task": "approvals.tasks.approvals_sweep_task", "schedule": 30.0},
+        # Re-dispatch steps whose worker died (lease expired) and publish what waits in the outbox.
+        "runtime-sweep": {
+            "task": "controlplane.runtime.tasks.runtime_sweep_task",
+            "schedule": float(settings.CONTROLPLANE_SWEEP_INTERVAL_SECONDS),
+        },
     }

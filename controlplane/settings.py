@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Quickstart only (no broker): runs the beat schedule in-process; see controlplane/runtime/inprocess.py.
+    "controlplane.runtime.inprocess.InProcessPeriodicMiddleware",
     "controlplane.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -223,6 +225,28 @@ CONTROLPLANE_INGEST_QUEUE_BUDGET_MS = env.int("CONTROLPLANE_INGEST_QUEUE_BUDGET_
 # Ingest caches successful token/producer/key lookups this long per process: the bound on how late a
 # revocation (token, grant, key, principal) made in another process takes effect on ingest. 0: no cache.
 CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS = env.float("CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS", default=1.0)
+
+# Runtime (docs/runtime.md). The signing secret (whsec_<base64>) of http.webhook runners: never stored in
+# the database; a runner may name its own variable instead (CONTROLPLANE_RUNNER_SECRET_<NAME>).
+CONTROLPLANE_RUNNER_SECRET = env.str("CONTROLPLANE_RUNNER_SECRET", default="")
+CONTROLPLANE_RUNNER_TIMEOUT_SECONDS = env.float("CONTROLPLANE_RUNNER_TIMEOUT_SECONDS", default=10.0)
+# Retryable failures: attempts in all, and the exponential backoff between them (base, cap).
+CONTROLPLANE_STEP_MAX_ATTEMPTS = env.int("CONTROLPLANE_STEP_MAX_ATTEMPTS", default=3)
+CONTROLPLANE_STEP_RETRY_BACKOFF_SECONDS = env.float("CONTROLPLANE_STEP_RETRY_BACKOFF_SECONDS", default=2.0)
+CONTROLPLANE_STEP_RETRY_BACKOFF_MAX_SECONDS = env.float(
+    "CONTROLPLANE_STEP_RETRY_BACKOFF_MAX_SECONDS", default=60.0
+)
+# A running step's lease, renewed by its worker every third of it; once past, the sweeper re-dispatches it.
+CONTROLPLANE_STEP_LEASE_SECONDS = env.float("CONTROLPLANE_STEP_LEASE_SECONDS", default=30.0)
+# A task the broker accepted but no worker started within this long is published again.
+CONTROLPLANE_STEP_REDISPATCH_AFTER_SECONDS = env.int(
+    "CONTROLPLANE_STEP_REDISPATCH_AFTER_SECONDS", default=300
+)
+# Celery beat period of the runtime sweeper (lost workers, the outbox).
+CONTROLPLANE_SWEEP_INTERVAL_SECONDS = env.float("CONTROLPLANE_SWEEP_INTERVAL_SECONDS", default=15.0)
+# Without a broker (the quickstart) the beat schedule runs in the web process, on requests (throttled).
+CONTROLPLANE_INPROCESS_PERIODIC = env.bool("CONTROLPLANE_INPROCESS_PERIODIC", default=not REDIS_URL)
+
 # Incidents: the longest a silence may last, and Grafana's webhook HMAC (secret from the environment only;
 # when set, every Grafana delivery must carry a valid signature). See docs/incidents.md.
 CONTROLPLANE_SILENCE_MAX_SECONDS = env.int("CONTROLPLANE_SILENCE_MAX_SECONDS", default=7 * 24 * 3600)

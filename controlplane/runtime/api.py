@@ -39,9 +39,13 @@ class StepRunSerializer(serializers.ModelSerializer):
             "decision",
             "approval",
             "attempts",
+            "attempt_log",
             "outcome",
             "reason_codes",
             "dispatched_at",
+            "enqueued_at",
+            "not_before",
+            "lease_expires_at",
             "started_at",
             "finished_at",
         ]
@@ -113,9 +117,6 @@ class IntentCreateView(APIView):
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
             raise ControlPlaneError("PLAN_INVALID", "the body is a JSON object (a plan draft)")
-        before = Intent.objects.filter(
-            principal=request.user, idempotency_key=request.headers.get("Idempotency-Key", "")
-        ).exists()
         intent = services.intent_submit(
             principal=request.user,
             draft=request.data,
@@ -126,7 +127,7 @@ class IntentCreateView(APIView):
         if intent.status == IntentStatus.REJECTED:
             refusal = intent.rejection
             return Response({**refusal, "intent": intent.id, "request_id": request.request_id}, status=400)
-        return Response(body, status=status.HTTP_200_OK if before else status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_201_CREATED if intent.created else status.HTTP_200_OK)
 
 
 class CancelSerializer(serializers.Serializer):

@@ -38,6 +38,10 @@ class Intent(models.Model):
     trace_id = models.CharField(max_length=32, db_index=True)
     received_at = models.DateTimeField()
 
+    # Not a column: `intent_submit` sets it on the instance it returns (False when the idempotency key
+    # returned an intent submitted before), so the API can answer 201 or 200 without a second lookup.
+    created: bool = False
+
     class Meta:
         ordering = ["-received_at"]
         constraints = [
@@ -165,7 +169,23 @@ class StepRun(models.Model):
     decision = models.JSONField(default=dict, help_text="The full policy decision with its rule trail.")
     decision_hash = models.CharField(max_length=64)
     attempts = models.PositiveSmallIntegerField(default=0)
-    dispatched_at = models.DateTimeField(null=True, blank=True)
+    attempt_log = models.JSONField(
+        default=list, blank=True, help_text="One entry per attempt: when, result, reason code, retryable."
+    )
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the step was cleared to go (the outbox entry was written)."
+    )
+    enqueued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the broker accepted the task; empty while it waits in the outbox.",
+    )
+    not_before = models.DateTimeField(null=True, blank=True, help_text="A retry waits until then (backoff).")
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A running step's worker renews this (heartbeat); the sweeper re-dispatches it once past.",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     outcome = models.JSONField(default=dict, blank=True)
@@ -174,7 +194,10 @@ class StepRun(models.Model):
     class Meta:
         ordering = ["execution", "step__position"]
         constraints = [models.UniqueConstraint(fields=["execution", "step"], name="one_run_per_step")]
-        indexes = [models.Index(fields=["status", "dispatched_at"])]
+        indexes = [
+            models.Index(fields=["status", "dispatched_at"]),
+            models.Index(fields=["status", "lease_expires_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.execution_id[:12]}/{self.step.key} ({self.status})"
@@ -196,6 +219,10 @@ class StepRun(models.Model):
     @transition(field=status, source=StepStatus.RUNNING, target=StepStatus.COMPLETED)
     def complete(self) -> None:
         pass
+
+    @transition(field=status, source=StepStatus.RUNNING, target=StepStatus.READY)
+    def retry(self) -> None:
+        """A retryable failure, or a worker that died (lease expired): the step goes back to the queue."""
 
     @transition(field=status, source=[StepStatus.READY, StepStatus.RUNNING], target=StepStatus.FAILED)
     def fail(self) -> None:
@@ -248,3 +275,33 @@ class KillSwitch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.target or '*'} {'engaged' if self.engaged else 'released'}"
+
+
+class Runner(models.Model):
+    """A registered runner: where `http.webhook` steps are POSTed, signed with the runner's secret.
+
+    The HMAC secret itself never enters the database (nor the ledger or logs): `secret_env` names the
+    environment variable that holds it, `CONTROLPLANE_RUNNER_SECRET` when empty.
+    """
+
+    name = models.CharField(max_length=63, unique=True, help_text="What a step's `inputs.runner` names.")
+    url = models.URLField(max_length=500)
+    secret_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Environment variable holding the whsec_ secret (CONTROLPLANE_RUNNER_SECRET[_*]).",
+    )
+    timeout_seconds = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Connect and read timeout; CONTROLPLANE_RUNNER_TIMEOUT_SECONDS if empty.",
+    )
+    enabled = models.BooleanField(default=True)
+    changed_by = models.CharField(max_length=255)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"runner {self.name} ({self.url})"

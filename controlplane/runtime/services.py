@@ -2,9 +2,8 @@
 
 `intent_submit` compiles the draft (deterministically), records the plan, asks policy for a verdict per
 step, opens approval requests where people must consent, and starts the execution; ready steps are
-dispatched to Celery when the transaction commits. `step_run_execute` (the worker side) re-checks the
-kill switch before the side effect, runs the step's executor with its execution key, records the outcome
-and advances the execution. Every transition appends its ledger event in the same transaction.
+dispatched to Celery when the transaction commits. The worker side (publish, run with a lease, retry,
+sweep) is in `execution.py`. Every transition appends its ledger event in the same transaction.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from controlplane.ledger.canonical import canonical_bytes
 from controlplane.ledger.services import ledger_append
 from controlplane.policy.evaluation import Context, Decision, StepFacts
 from controlplane.policy.selectors import active_profile, explain
-from controlplane.runtime import executors
 from controlplane.runtime.compiler import CompiledPlan, PlanRejected, compile_plan
 from controlplane.runtime.models import (
     STEP_FINAL,
@@ -150,7 +148,8 @@ def intent_submit(
     A draft that does not compile is recorded (the intent, status `rejected`, and
     `controlplane.plan.rejected` with the reason code), so the refusal itself is kept; the API answers 4xx.
     Re-submitting the same key returns the original intent; a different draft under the same key is
-    refused with IDEMPOTENCY_KEY_CONFLICT and writes nothing.
+    refused with IDEMPOTENCY_KEY_CONFLICT and writes nothing. `intent.created` on the returned instance
+    tells which happened (True: this call created it).
     """
     if not idempotency_key or len(idempotency_key) > 255:
         raise ControlPlaneError(
@@ -164,6 +163,7 @@ def intent_submit(
             raise ControlPlaneError(
                 "IDEMPOTENCY_KEY_CONFLICT", "this Idempotency-Key was used for another draft"
             )
+        existing.created = False
         return existing
     at = at or timezone.now()
     traceparent = traceparent if parse_traceparent(traceparent) else new_traceparent()
@@ -216,6 +216,7 @@ def intent_submit(
             data={"intent": intent_id, **refusal.as_dict(), "contracts": lookups},
             **common,
         )
+        intent.created = True
         return intent
     plan = _record_plan(compiled, tenant.pk, at)
     intent.plan = plan
@@ -234,6 +235,7 @@ def intent_submit(
         **common,
     )
     _execution_start(intent=intent, plan=plan, principal=principal, at=at)
+    intent.created = True
     return intent
 
 
@@ -556,107 +558,15 @@ def _dispatch(run: StepRun, *, at: datetime) -> bool:
     if switch is not None:
         _step_block(run, codes=["KILL_SWITCH_ENGAGED"], at=at)
         return False
+    # The step row is the outbox: the task is published after commit; if the broker is down the step
+    # stays here (enqueued_at empty) and the sweeper publishes it later (see execution.py).
     run.dispatched_at = at
-    run.save(update_fields=["dispatched_at"])
-    from controlplane.runtime.tasks import run_step
+    run.enqueued_at = None
+    run.save(update_fields=["dispatched_at", "enqueued_at"])
+    from controlplane.runtime.execution import step_publish_on_commit
 
-    run_step.delay_on_commit(run.pk)
+    step_publish_on_commit(run)
     return True
-
-
-def step_run_execute(*, step_run_id: int) -> StepRun:
-    """The worker side: claim the step, check the kill switch again, run the executor, record the outcome.
-
-    Safe to run twice: a step already running or finished is left alone; the executor is called with the
-    step's execution key so a runner performs the effect once.
-    """
-    with transaction.atomic():
-        run = (
-            StepRun.objects.select_for_update()
-            .select_related("execution__tenant", "step")
-            .get(pk=step_run_id)
-        )
-        execution = run.execution
-        if run.status != StepStatus.READY or execution.status != ExecutionStatus.RUNNING:
-            return run
-        now = timezone.now()
-        switch = kill_switch_engaged_for(tenant=execution.tenant.slug, action=run.step.action)
-        if switch is not None:
-            _step_block(run, codes=["KILL_SWITCH_ENGAGED"], at=now)
-            _execution_advance(Execution.objects.select_for_update().get(pk=execution.pk), at=now)
-            return run
-        run.start()
-        run.attempts += 1
-        run.started_at = now
-        run.save(update_fields=["status", "attempts", "started_at"])
-        _event(
-            "controlplane.execution.step.started",
-            subject=f"execution/{execution.id}",
-            data={
-                "execution": execution.id,
-                "step": run.step.key,
-                "execution_key": run.step.execution_key,
-                "attempt": run.attempts,
-            },
-            tenant=execution.tenant.slug,
-            actor="system",
-            at=now,
-            traceparent=execution.traceparent,
-        )
-    try:
-        outcome = executors.run(
-            run.step.executor,
-            execution_key=run.step.execution_key,
-            inputs=run.step.inputs,
-            traceparent=execution.traceparent,
-        )
-        failure = None
-    except executors.ExecutorError as exc:
-        outcome, failure = {}, exc
-    with transaction.atomic():
-        run = (
-            StepRun.objects.select_for_update()
-            .select_related("execution__tenant", "step")
-            .get(pk=step_run_id)
-        )
-        execution = Execution.objects.select_for_update().select_related("tenant").get(pk=run.execution_id)
-        now = timezone.now()
-        run.finished_at = now
-        if failure is None:
-            run.complete()
-            run.outcome = outcome
-            run.save(update_fields=["status", "outcome", "finished_at"])
-            _event(
-                "controlplane.execution.step.completed",
-                subject=f"execution/{execution.id}",
-                data={
-                    "execution": execution.id,
-                    "step": run.step.key,
-                    "execution_key": run.step.execution_key,
-                    "outcome": outcome,
-                },
-                tenant=execution.tenant.slug,
-                actor="system",
-                at=now,
-                traceparent=execution.traceparent,
-            )
-        else:
-            run.fail()
-            run.reason_codes = [*run.reason_codes, failure.code]
-            run.outcome = {"error": str(failure)}
-            run.save(update_fields=["status", "outcome", "reason_codes", "finished_at"])
-            _event(
-                "controlplane.execution.step.failed",
-                subject=f"execution/{execution.id}",
-                codes=[failure.code],
-                data={"execution": execution.id, "step": run.step.key, "error": str(failure)},
-                tenant=execution.tenant.slug,
-                actor="system",
-                at=now,
-                traceparent=execution.traceparent,
-            )
-        _execution_advance(execution, at=now)
-    return run
 
 
 @transaction.atomic

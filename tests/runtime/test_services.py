@@ -12,7 +12,7 @@ from controlplane.celery import app as celery_app
 from controlplane.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.runtime import services
+from controlplane.runtime import execution, services
 from controlplane.runtime.models import Execution, Intent, StepRun
 from tests.factories import PrincipalFactory, TenantFactory
 
@@ -111,6 +111,13 @@ def test_same_idempotency_key_returns_the_same_intent_and_writes_nothing(dev_pol
     before = LedgerEvent.objects.count()
     again = submit(agent)
     assert again.pk == first.pk and LedgerEvent.objects.count() == before
+    assert (first.created, again.created) == (True, False)
+
+
+def test_a_rejected_draft_is_created_once_too(dev_policy, agent):
+    bad = three_steps()
+    bad["steps"][0]["action"] = "no.such"
+    assert [submit(agent, draft=bad).created for _ in range(2)] == [True, False]
 
 
 def test_a_different_draft_under_the_same_key_is_refused_and_writes_nothing(dev_policy, agent):
@@ -226,7 +233,7 @@ def test_the_worker_rechecks_the_kill_switch_before_the_side_effect(dev_policy, 
     run = StepRun.objects.get(execution__intent=intent, step__key="a")
     assert run.status == "ready" and run.dispatched_at is not None
     services.killswitch_set(scope="action", target="noop.echo", engaged=True, reason="bad echo", actor="cli")
-    services.step_run_execute(step_run_id=run.pk)
+    execution.step_run_execute(step_run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "blocked" and run.reason_codes[-1] == "KILL_SWITCH_ENGAGED"
     assert not LedgerEvent.objects.filter(type="controlplane.execution.step.started").exists()
@@ -235,9 +242,9 @@ def test_the_worker_rechecks_the_kill_switch_before_the_side_effect(dev_policy, 
 def test_running_a_step_twice_does_nothing_the_second_time(dev_policy, agent):
     intent = submit(agent)
     run = StepRun.objects.get(execution__intent=intent, step__key="a")
-    services.step_run_execute(step_run_id=run.pk)
+    execution.step_run_execute(step_run_id=run.pk)
     before = LedgerEvent.objects.count()
-    services.step_run_execute(step_run_id=run.pk)
+    execution.step_run_execute(step_run_id=run.pk)
     assert LedgerEvent.objects.count() == before
 
 
