@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from controlplane.console import views, views_runtime
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("traces/<str:trace_id>/events/<int:seq>/", views_runtime.trace_event, name="trace-event"),
     path("killswitch/", views_runtime.killswitch, name="killswitch"),
     path("killswitch/change/", views_runtime.killswitch_change, name="killswitch-change"),
+    path("incidents/", include("incidents.console_urls")),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
 ]

@@ -1,0 +1,159 @@
+"""The incident flow in a real browser: an Alertmanager webhook posted to the API becomes an incident on the
+board (which refreshes itself); an operator acknowledges and resolves it; the timeline shows each step."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controlplane.ledger.models import LedgerEvent
+from incidents import views
+from incidents.models import Incident
+from tests.console.conftest import browser, page, sign_in  # noqa: F401  (fixtures)
+from tests.factories import PrincipalFactory, TenantFactory, token_for
+
+from .conftest import am_alert, am_payload, make_rule
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+def post_alertmanager(base_url: str, token: str, payload: dict) -> dict:
+    """What Alertmanager does: POST the webhook JSON with the configured bearer token."""
+    request = urllib.request.Request(  # noqa: S310 (http to the live test server)
+        f"{base_url}/api/v1/signals/alertmanager/",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def test_alertmanager_alerts_become_an_incident_an_operator_acknowledges_and_resolves(
+    page,  # noqa: F811
+    live_server,
+    monkeypatch,
+):
+    monkeypatch.setattr(views, "BOARD_POLL_SECONDS", 1)
+    acme = TenantFactory(slug="acme")
+    operator = PrincipalFactory(
+        tenant=acme,
+        name="alice",
+        human=True,
+        user__username="alice",
+        capabilities=["console.view", "incidents.read", "incidents.manage", "ledger.read"],
+    )
+    alertmanager = PrincipalFactory(tenant=acme, name="alertmanager", capabilities=["signals.ingest"])
+    # The detection rule, through its service: 3 HighErrorRate signals of checkout within 5 minutes.
+    make_rule(acme, name="checkout-errors", actor=operator)
+
+    sign_in(page)
+    page.get_by_role("link", name="Incidents", exact=True).click()
+    expect(page.locator("h1")).to_have_text("Incidents")
+    expect(page.locator("#col-open")).to_contain_text("None.")
+    page.evaluate("window.__stillHere = true")
+
+    # Alertmanager sends one group of three firing alerts, a minute apart (two instances and a retry
+    # of the first: stored once).
+    now = datetime.now(UTC).replace(microsecond=0)
+    alerts = [
+        am_alert(
+            starts=now - timedelta(minutes=3),
+            fingerprint="a1f0c3d2e4b5a697",
+            extra_labels={"instance": "10.0.0.1:9090"},
+        ),
+        am_alert(
+            starts=now - timedelta(minutes=2),
+            fingerprint="b2e1d4c3f5a6b708",
+            extra_labels={"instance": "10.0.0.2:9090"},
+        ),
+        am_alert(
+            starts=now - timedelta(minutes=1),
+            fingerprint="c3d2e5f4a6b7c819",
+            extra_labels={"instance": "10.0.0.3:9090"},
+        ),
+    ]
+    token = token_for(alertmanager)
+    answer = post_alertmanager(live_server.url, token, am_payload(*alerts))
+    assert (answer["accepted"], answer["duplicates"], len(answer["incidents"])) == (3, 0, 1)
+    retry = post_alertmanager(live_server.url, token, am_payload(alerts[0]))
+    assert (retry["accepted"], retry["duplicates"]) == (0, 1)
+    incident = Incident.objects.get()
+
+    # The board refreshes itself: the incident appears in the Open column without a reload.
+    card = page.locator(f'#col-open [data-incident="{incident.pk}"]')
+    expect(card).to_be_visible(timeout=10_000)
+    expect(card).to_contain_text("checkout-errors: checkout")
+    expect(card.locator(".badge")).to_have_text("high")
+    assert page.evaluate("window.__stillHere") is True
+
+    # The detail: evidence with its confidence breakdown, and the timeline so far.
+    card.click()
+    expect(page).to_have_url(re.compile(rf"/incidents/{incident.pk}/$"))
+    expect(page.locator("#incident-status")).to_have_text("open")
+    expect(page.locator(".factors tbody tr")).to_have_count(5)
+    timeline = page.locator("#timeline tbody tr")
+    expect(timeline).to_have_count(7)  # 3 signals, evidence, confidence, promotion, opened
+
+    # Acknowledge (no reason needed).
+    page.evaluate("window.__stillHere = true")
+    page.get_by_role("button", name="Acknowledge").click()
+    expect(page.locator("#incident-status")).to_have_text("acknowledged")
+    expect(page.locator("#changed")).to_have_text("Incident acknowledged.")
+    expect(timeline).to_have_count(8)
+    expect(timeline.last).to_contain_text("acknowledged")
+    expect(timeline.last).to_contain_text("acme/alice")
+
+    # A refusal is shown with its code, and nothing changes: mitigating with an intent that does not exist.
+    page.get_by_text("Start mitigating…").click()
+    page.get_by_label("Reason to mitigate").fill("roll back")
+    page.get_by_label("Existing intent id").fill("0" * 64)
+    page.locator("#mitigate").get_by_role("button", name="Start mitigating").click()
+    expect(page.locator("#notice .refusal .code")).to_have_text("NOT_FOUND")
+    expect(page.locator("#incident-status")).to_have_text("acknowledged")
+    expect(timeline).to_have_count(8)
+
+    # Resolve, with the reason the service requires; the earlier refusal is cleared.
+    page.get_by_label("Reason to resolve").fill("rolled back release 2026.11.3")
+    page.get_by_role("button", name="Resolve").click()
+    expect(page.locator("#incident-status")).to_have_text("resolved")
+    expect(page.locator("#notice")).to_be_empty()
+    expect(timeline).to_have_count(9)
+    expect(timeline.last).to_contain_text("acknowledged → resolved: rolled back release 2026.11.3")
+    assert page.evaluate("window.__stillHere") is True
+
+    # The timeline shows each step, in ledger order, each linked to its verified ledger event.
+    steps = LedgerEvent.objects.filter(subject=f"incident/{incident.pk}").order_by("seq")
+    assert [(e.type, e.actor) for e in steps] == [
+        ("controlplane.incident.opened", "system"),
+        ("controlplane.incident.acknowledged", operator.ref),
+        ("controlplane.incident.resolved", operator.ref),
+    ]
+    types = [row.get_attribute("data-type") for row in timeline.all()]
+    assert types == [
+        "controlplane.signal.received",
+        "controlplane.signal.received",
+        "controlplane.signal.received",
+        "controlplane.evidence.assembled",
+        "controlplane.confidence.assessed",
+        "controlplane.promotion.decided",
+        "controlplane.incident.opened",
+        "controlplane.incident.acknowledged",
+        "controlplane.incident.resolved",
+    ]
+    resolved = steps.last()
+    timeline.last.get_by_role("link", name=str(resolved.seq)).click()
+    expect(page).to_have_url(re.compile(rf"/ledger/{resolved.seq}/$"))
+    expect(page.locator("#event-verification")).to_have_text("verified")
+
+    # Back on the board, the incident is in the Resolved column.
+    page.goto("/incidents/")
+    expect(page.locator(f'#col-resolved [data-incident="{incident.pk}"]')).to_be_visible()
+    expect(page.locator("#col-open")).to_contain_text("None.")
