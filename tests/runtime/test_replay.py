@@ -469,3 +469,31 @@ def test_incident_replay_runs_the_incidents_apps_replay():
     error, out = refused("--incident", "f" * 64)
     assert error.returncode == 1 and str(error).startswith("REPLAY_DIFFERENCE: 1 difference(s)")
     assert out.splitlines()[0].startswith(f"DIFF incident/{'f' * 64} ledger: ")
+
+
+def test_events_the_fold_cannot_follow_are_reported_not_fatal(busy_ledger):
+    from controlplane.ledger.services import ledger_append
+
+    completed = execution_of(busy_ledger["completed"])
+    odd = ledger_append(
+        type="controlplane.execution.step.teleported",
+        subject=f"execution/{completed.pk}",
+        data={"execution": completed.pk, "step": "a"},
+        actor="test",
+    )
+    broken = ledger_append(
+        type="controlplane.plan.compiled", subject="plan/x", data={"plan": "x"}, actor="test"
+    )
+    found = {(d.subject, d.field, d.recorded, d.rebuilt, d.seq) for d in replay_verify().differences}
+    assert found == {
+        (
+            f"execution/{completed.pk}",
+            "event",
+            "controlplane.execution.step.teleported",
+            "an event type replay does not know",
+            odd.seq,
+        ),
+        ("plan/x", "event", "controlplane.plan.compiled", "cannot be folded: KeyError('steps')", broken.seq),
+    }
+    # Scoped to another execution, the first is not reported; the plan one names no execution either.
+    assert replay_verify(execution_id=execution_of(busy_ledger["waiting"]).pk).differences == []

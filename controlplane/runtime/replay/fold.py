@@ -209,7 +209,10 @@ def fold(events: Iterable[LedgerEvent]) -> Ledger:
     """Rebuild the state of the action flow from its events (pure: no database reads)."""
     ledger = Ledger()
     for event in events:
-        _apply(ledger, event)
+        try:
+            _apply(ledger, event)
+        except (KeyError, TypeError, AttributeError) as exc:  # a payload or order the fold cannot follow
+            ledger.anomaly(event.subject, "event", event.type, f"cannot be folded: {exc!r}", event.seq)
     for execution in ledger.executions.values():
         # A blocked or failed step cancels every step still open, at the moment it happened.
         if execution.first_failure_at is not None:
