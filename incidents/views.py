@@ -38,6 +38,7 @@ READ = "incidents.read"
 MANAGE = "incidents.manage"
 SILENCES = "silences.manage"
 BOARD_POLL_SECONDS = 5
+DETAIL_POLL_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def _detail_context(request: HttpRequest, incident_id: str, **extra: Any) -> dic
         **detail,
         "transitions": [TRANSITIONS[verb] for verb in detail["allowed"]],
         "can_manage": can_manage,
+        "poll_seconds": DETAIL_POLL_SECONDS,
         "can_submit_intents": "intents.submit" in held,
         "can_read_ledger": "ledger.read" in held,
         "can_read_executions": "executions.read" in held,

@@ -18,6 +18,7 @@ from controlplane.policy import services as policy
 from controlplane.runtime import services as runtime
 from tests.console.conftest import append, sign_in
 from tests.factories import PrincipalFactory
+from tests.incidents.screenshots import shoot_incidents
 
 pytestmark = [
     pytest.mark.browser,
@@ -123,7 +124,8 @@ def test_screenshots(page, operator):
     page.wait_for_selector("#killswitch-banner")
     page.screenshot(path=OUT / "killswitch.png", full_page=True)
 
-    assert {p.name for p in OUT.glob("*.png")} >= {
+    incident_pages = shoot_incidents(page, operator, OUT)  # board, detail, signals, silences
+    assert {p.name for p in OUT.glob("*.png")} >= set(incident_pages) | {
         "approvals.png",
         "dashboard.png",
         "event.png",

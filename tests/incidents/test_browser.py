@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controlplane.ledger.models import LedgerEvent
-from incidents import views
+from incidents import normalise, services, views
 from incidents.models import Incident
 from tests.console.conftest import browser, page, sign_in  # noqa: F401  (fixtures)
 from tests.factories import PrincipalFactory, TenantFactory, token_for
@@ -42,6 +42,7 @@ def test_alertmanager_alerts_become_an_incident_an_operator_acknowledges_and_res
     monkeypatch,
 ):
     monkeypatch.setattr(views, "BOARD_POLL_SECONDS", 1)
+    monkeypatch.setattr(views, "DETAIL_POLL_SECONDS", 600)  # its own test below; here, no swap mid-check
     acme = TenantFactory(slug="acme")
     operator = PrincipalFactory(
         tenant=acme,
@@ -157,3 +158,46 @@ def test_alertmanager_alerts_become_an_incident_an_operator_acknowledges_and_res
     page.goto("/incidents/")
     expect(page.locator(f'#col-resolved [data-incident="{incident.pk}"]')).to_be_visible()
     expect(page.locator("#col-open")).to_contain_text("None.")
+
+
+def test_the_detail_refreshes_itself_but_not_under_a_half_typed_reason(page, live_server, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(views, "DETAIL_POLL_SECONDS", 1)
+    acme = TenantFactory(slug="acme")
+    PrincipalFactory(
+        tenant=acme,
+        name="alice",
+        human=True,
+        user__username="alice",
+        capabilities=["console.view", "incidents.read", "incidents.manage"],
+    )
+    bob = PrincipalFactory(tenant=acme, name="bob", human=True, capabilities=["incidents.manage"])
+    make_rule(acme, name="checkout-errors")
+    now = datetime.now(UTC).replace(microsecond=0)
+    services.signal_ingest(
+        tenant=acme,
+        signals=normalise.from_alertmanager(
+            am_payload(*(am_alert(starts=now - timedelta(minutes=3 - n)) for n in range(3))), source="am"
+        ),
+        actor="alertmanager",
+    )
+    incident = Incident.objects.get()
+    sign_in(page)
+    page.goto(f"/incidents/{incident.pk}/")
+    expect(page.locator("#incident-status")).to_have_text("open")
+
+    # Bob acknowledges elsewhere: alice's page shows it by itself.
+    services.incident_acknowledge(incident=incident, actor=bob)
+    expect(page.locator("#incident-status")).to_have_text("acknowledged", timeout=10_000)
+    expect(page.locator("#timeline tbody tr").last).to_contain_text("acme/bob")
+
+    # While alice types a reason, the page holds still (her text survives several polling periods) ...
+    page.get_by_label("Reason to resolve").fill("rolled back")
+    page.locator("h1").click()  # focus leaves the form; only the typed text holds the refresh
+    services.incident_resolve(incident=incident, actor=bob, reason="bob fixed it")
+    page.wait_for_timeout(3_000)
+    expect(page.locator("#incident-status")).to_have_text("acknowledged")
+    expect(page.get_by_label("Reason to resolve")).to_have_value("rolled back")
+    # ... and refreshes once the field is empty again.
+    page.get_by_label("Reason to resolve").fill("")
+    page.locator("h1").click()
+    expect(page.locator("#incident-status")).to_have_text("resolved", timeout=10_000)

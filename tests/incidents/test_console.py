@@ -232,6 +232,9 @@ def test_board_query_count_does_not_grow_with_incidents(console, tenant, rule, d
 
 def test_detail_shows_timeline_evidence_confidence_reasons_and_the_allowed_transitions(console, incident):
     html = console.get(f"/incidents/{incident.pk}/").content.decode()
+    # It refreshes itself every 10 s, unless the operator is typing or has the mitigation form open.
+    assert f'hx-get="/incidents/{incident.pk}/" hx-swap="outerHTML"' in html
+    assert "every 10s [!document.querySelector('#incident details[open]" in html
     events = list(
         LedgerEvent.objects.filter(
             type__in=[
