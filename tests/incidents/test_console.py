@@ -611,3 +611,50 @@ def test_silence_management_needs_its_capability(viewer_console, tenant):
     response = _silence_post(viewer_console, match_service="batch", duration="3600", reason="x")
     assert (response.status_code, refusal_code(response)) == (403, "CAPABILITY_MISSING")
     assert written() == before
+
+
+def test_page_costs_do_not_grow_with_evidence_signals_or_silences(
+    console, tenant, incident, operator, django_assert_num_queries
+):
+    """Session, user, principal and grants (4), plus a fixed number of reads per page."""
+    with django_assert_num_queries(10):  # incident, evidence, timeline subjects, events, signals, intents
+        small = console.get(f"/incidents/{incident.pk}/", headers=HTMX)
+    for n in range(3):
+        ingest(tenant, generic(starts=at(200 + n * 60)))  # three more evidence bundles, attached
+    services.silence_create(
+        actor=operator, reason="x", match_service="batch", ends_at=timezone.now() + timedelta(hours=1)
+    )
+    assert incident.evidence.count() == 4
+    with django_assert_num_queries(10):
+        large = console.get(f"/incidents/{incident.pk}/", headers=HTMX)
+    assert large.content.decode().count('class="panel panel-wide evidence"') == 4
+    assert small.content.decode().count('class="panel panel-wide evidence"') == 1
+    with django_assert_num_queries(8):  # count, page, evidence of the page, sources
+        console.get("/incidents/signals/", headers=HTMX)
+    with django_assert_num_queries(8):  # one per group: pending, running, ended, rejected
+        console.get("/incidents/silences/", headers=HTMX)
+
+
+def test_a_pending_silence_approved_in_the_queue_becomes_active(console, tenant, rule):
+    approver = PrincipalFactory(
+        tenant=tenant,
+        name="dora",
+        human=True,
+        user__username="dora",
+        capabilities=["console.view", "approvals.read", "approvals.decide"],
+    )
+    _silence_post(console, match_service="checkout", duration="3600", reason="deploy of checkout")
+    silence = Silence.objects.get()
+    request = ApprovalRequest.objects.get(subject_kind="incidents.silence", subject_id=silence.pk)
+    queue = Client()
+    queue.force_login(approver.user)
+    assert f'id="req-{request.pk}"' in queue.get("/approvals/?kind=incidents.silence").content.decode()
+    decided = queue.post(
+        f"/approvals/{request.pk}/decide/",
+        {"decision": "approve", "reason": "ok for the deploy", "content_hash": request.content_hash},
+    )
+    assert decided.status_code == 302
+    silence.refresh_from_db()
+    assert silence.status == "active"
+    html = console.get("/incidents/silences/").content.decode()
+    assert f'data-silence="{silence.pk}" data-state="active"' in html
