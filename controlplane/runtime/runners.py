@@ -19,7 +19,8 @@ RUNNER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # as the http.webhook in
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def _validate(*, name: str, url: str, secret_env: str, timeout_seconds: int | None) -> None:
+def runner_validate(*, name: str, url: str, secret_env: str, timeout_seconds: int | None) -> None:
+    """RUNNER_INVALID unless the fields make a usable registration (no database access)."""
     if not RUNNER_NAME.match(name):
         raise ControlPlaneError("RUNNER_INVALID", "a runner name is 1-63 of a-z, 0-9 and -, starting alnum")
     parts = urlsplit(url)
@@ -49,7 +50,7 @@ def runner_register(
     at: datetime | None = None,
 ) -> Runner:
     """Register (or change, or re-enable) a runner; ledgered. The secret is named, never stored."""
-    _validate(name=name, url=url, secret_env=secret_env, timeout_seconds=timeout_seconds)
+    runner_validate(name=name, url=url, secret_env=secret_env, timeout_seconds=timeout_seconds)
     at = at or timezone.now()
     runner, _ = Runner.objects.select_for_update().update_or_create(
         name=name,
