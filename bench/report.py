@@ -213,9 +213,9 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {row['cumulative_ms_per_request']:.3f} |"
             )
         out.append("")
-    from bench import console, flow, policy  # the action flow's parts write their own sections
+    from bench import console, flow, policy, signals  # these parts write their own sections
 
-    for part in (policy, flow, console):
+    for part in (policy, flow, console, signals):
         out += part.report(results)
     machine = results["machine"]
     pg = machine.get("postgresql", {})

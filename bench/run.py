@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="tiny sizes everywhere: checks the machinery, measures nothing")
     add(
         "--only",
-        default="sink,noop,ingest,profile,shedding,chain,verify,policy,flow,console",
+        default="sink,noop,ingest,profile,shedding,chain,verify,policy,flow,console,signals",
         help="comma-separated parts to run",
     )
     add("--rates", default=DEFAULT_RATES, help="ingest offered rates, events/s")
@@ -83,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--queue-pending", type=int, default=10_000, help="pending approval requests in the queue")
     add("--queue-steps", type=int, default=20, help="steps (requests) per submitted plan when filling it")
     add("--queue-renders", type=int, default=30, help="timed GETs of each page")
+    add("--signal-rates", default="25,50,100,150,200", help="Alertmanager webhooks/s (one alert each)")
+    add("--signal-duration", type=float, default=10.0, help="seconds per signals step")
+    add("--signal-count", type=int, default=2_000, help="signals for the in-process path and its baseline")
     add("--output-dir", type=Path, default=None, help="default: bench/results (--quick: var/bench-quick)")
     add("--scratch-db", default="", help="default: <DATABASE_URL's name>_bench")
     add("--keep-db", action="store_true", help="leave the scratch database for inspection")
@@ -99,6 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.policy_decisions, args.explain_decisions = 2_000, 50
         args.flow_intents, args.flow_hops = 3, 3
         args.queue_pending, args.queue_steps, args.queue_renders = 60, 20, 3
+        args.signal_rates, args.signal_duration, args.signal_count = "10,20", 0.5, 20
     return args
 
 
@@ -313,6 +317,23 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
         _log(f"approval queue page with {args.queue_pending:,} pending requests ...")
         results["approval_queue"] = console.approval_queue_bench(
             pending=args.queue_pending, steps_per_plan=args.queue_steps, renders=args.queue_renders, log=_log
+        )
+    if "signals" in only:
+        from bench import signals
+
+        _log("signals: ingest through promotion ...")
+        results["signals"] = signals.signals_bench(
+            env=env,
+            work=work,
+            config=config,
+            rates=_rates(args.signal_rates),
+            duration=args.signal_duration,
+            count=args.signal_count,
+            common=common,
+            postmaster=postmaster,
+            refine=args.refine,
+            probe_down=args.probe_down,
+            log=_log,
         )
 
     results["ratios"] = _ratios(results)

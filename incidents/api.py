@@ -117,13 +117,26 @@ class AlertmanagerIngestView(_IngestView):
         return normalise.from_alertmanager(payload, source=f"alertmanager/{request.user.name}")
 
 
+_GRAFANA_OTHER_DEFAULT = "X-Grafana-Alert-Signature"
+
+
 def grafana_signature_check(*, headers: Any, body: bytes, now: int | None = None) -> None:
     """Grafana's optional HMAC: hex HMAC-SHA256 of the body, or of `timestamp:body` when Grafana is
     configured with a timestamp header. Checked only when CONTROLPLANE_GRAFANA_HMAC_SECRET is set."""
     secret = settings.CONTROLPLANE_GRAFANA_HMAC_SECRET
     if not secret:
         return
-    signature = (headers.get(settings.CONTROLPLANE_GRAFANA_SIGNATURE_HEADER) or "").strip().lower()
+    # Grafana's UI and docs name the default header X-Grafana-Alerting-Signature; some releases' HTTP
+    # client defaults to X-Grafana-Alert-Signature. The configured one is read first.
+    signature = (
+        (
+            headers.get(settings.CONTROLPLANE_GRAFANA_SIGNATURE_HEADER)
+            or headers.get(_GRAFANA_OTHER_DEFAULT)
+            or ""
+        )
+        .strip()
+        .lower()
+    )
     if not signature:
         raise ControlPlaneError(
             "SIGNAL_SOURCE_SIGNATURE_MISSING", f"{settings.CONTROLPLANE_GRAFANA_SIGNATURE_HEADER} is required"

@@ -4,16 +4,19 @@ Runs inside the ingest transaction, after the signal's ledger append has taken t
 signals it counts are exactly those recorded before it (seq order) and two deliveries never race for
 the same incident. Each step appends its event: `controlplane.evidence.assembled`,
 `controlplane.confidence.assessed`, `controlplane.promotion.decided`, then `controlplane.incident.opened`
-or `controlplane.incident.evidence.attached`. Times are the signals' own times, never the clock.
+or `controlplane.incident.evidence.attached`, prepared first and appended together (one chain lock and
+one INSERT: the chain is the serial point, so the less done while it is held the better). Times are the
+signals' own times, never the clock.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from controlplane.ledger.services import ledger_append_prepared, ledger_prepare
 from incidents import detection
 from incidents.models import (
     OPEN_STATUSES,
@@ -25,7 +28,7 @@ from incidents.models import (
     Signal,
     severity_max,
 )
-from incidents.services.common import append, format_time
+from incidents.services.common import format_time
 from incidents.services.rules import current_rule_versions
 
 
@@ -69,12 +72,14 @@ def _candidates(rv: DetectionRuleVersion, trigger: Signal) -> list[detection.Sig
     return [facts_of(s) for s in rows]
 
 
-def signal_evaluate(*, signal: Signal, causation_id: str = "") -> list[Outcome]:
-    """Evaluate every current rule version of the tenant against a new firing signal (`causation_id`:
-    the id of its `controlplane.signal.received` event)."""
+def signal_evaluate(
+    *, signal: Signal, causation_id: str = "", rules: list[DetectionRuleVersion] | None = None
+) -> list[Outcome]:
+    """Evaluate every current rule version of the tenant (or `rules`, read by the caller before it took
+    the ledger lock) against a new firing signal; `causation_id` is its signal.received event's id."""
     outcomes = []
     trigger = facts_of(signal)
-    for rv in current_rule_versions(tenant=signal.tenant_id):
+    for rv in current_rule_versions(tenant=signal.tenant_id) if rules is None else rules:
         content = rv.content()
         if not detection.matches(content, trigger):
             continue
@@ -87,9 +92,27 @@ def signal_evaluate(*, signal: Signal, causation_id: str = "") -> list[Outcome]:
     return outcomes
 
 
+def _prepare(
+    type_: str, *, subject: str, data: dict, tenant: str, at, codes=(), causation_id="", correlation_id=""
+):
+    return ledger_prepare(
+        type=type_,
+        subject=subject,
+        data=data,
+        tenant=tenant,
+        actor="system",
+        time=at,
+        reason_codes=list(codes),
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+        event_id=uuid.uuid4().hex,
+    )
+
+
 def _evidence_and_decision(
     *, rv: DetectionRuleVersion, trigger: Signal, chosen: list[detection.SignalFacts], causation_id: str
 ) -> Outcome | None:
+    """Assemble, assess and decide; open or attach. All of its events go on the chain in one append."""
     content = rv.content()
     start, end = detection.window_of(content, facts_of(trigger))
     ids = sorted(s.id for s in chosen)
@@ -97,26 +120,130 @@ def _evidence_and_decision(
     if EvidenceBundle.objects.filter(pk=eid).exists():
         return None
     tenant = trigger.tenant.slug
-    rule_name = rv.rule.name
-    common = {"tenant": tenant, "actor": "system", "at": end}
-    event = append(
+    severity = detection.evidence_severity(content)
+    assessed = detection.assess(content, chosen)
+    verdict = detection.promote(assessed.score_bp)
+    subject = f"evidence/{eid}"
+    assembled = _prepare(
         "controlplane.evidence.assembled",
-        subject=f"evidence/{eid}",
+        subject=subject,
         data={
             "evidence": eid,
-            "rule": rule_name,
+            "rule": rv.rule.name,
             "rule_version": rv.id,
             "rule_version_number": rv.version,
             "service": trigger.service,
             "window": {"start": format_time(start), "end": format_time(end)},
             "signals": ids,
             "trigger": trigger.id,
-            "severity": detection.evidence_severity(content),
+            "severity": severity,
         },
+        tenant=tenant,
+        at=end,
         codes=["THRESHOLD_MET"],
         causation_id=causation_id,
-        **common,
     )
+    evidence_event = assembled.fields["id"]
+    events = [
+        assembled,
+        _prepare(
+            "controlplane.confidence.assessed",
+            subject=subject,
+            data={
+                "evidence": eid,
+                "model_version": assessed.model_version,
+                "factors": assessed.factors_data(),
+                "score_bp": assessed.score_bp,
+            },
+            tenant=tenant,
+            at=end,
+            causation_id=evidence_event,
+        ),
+        _prepare(
+            "controlplane.promotion.decided",
+            subject=subject,
+            data={
+                "evidence": eid,
+                "decision": verdict.decision,
+                "score_bp": verdict.score_bp,
+                "threshold_bp": verdict.threshold_bp,
+                "model_version": assessed.model_version,
+            },
+            tenant=tenant,
+            at=end,
+            codes=verdict.reason_codes,
+            causation_id=evidence_event,
+        ),
+    ]
+    incident, opened = None, False
+    if verdict.decision == "PROMOTE":
+        # One open incident per (service, rule): the ledger lock, taken by the signal's own append,
+        # serialises deliveries, so this read is current; a partial unique constraint backs it.
+        incident = (
+            Incident.objects.select_for_update()
+            .filter(
+                tenant_id=trigger.tenant_id,
+                service=trigger.service,
+                rule_id=rv.rule_id,
+                status__in=OPEN_STATUSES,
+            )
+            .first()
+        )
+        if incident is None:
+            opened = True
+            incident = Incident(
+                id=detection.incident_id(service=trigger.service, evidence=eid),
+                tenant_id=trigger.tenant_id,
+                service=trigger.service,
+                rule_id=rv.rule_id,
+                title=f"{rv.rule.name}: {trigger.service}",
+                severity=severity,
+                opened_at=end,
+                updated_at=timezone.now(),
+            )
+            events.append(
+                _prepare(
+                    "controlplane.incident.opened",
+                    subject=f"incident/{incident.id}",
+                    data={
+                        "incident": incident.id,
+                        "service": trigger.service,
+                        "rule": rv.rule.name,
+                        "rule_version": rv.id,
+                        "evidence": eid,
+                        "severity": severity,
+                        "status": incident.status,
+                        "title": incident.title,
+                        "opened_at": format_time(end),
+                    },
+                    tenant=tenant,
+                    at=end,
+                    codes=["THRESHOLD_MET", "CONFIDENCE_MET"],
+                    causation_id=evidence_event,
+                    correlation_id=incident.id,
+                )
+            )
+        else:
+            raised = severity_max(incident.severity, severity)
+            events.append(
+                _prepare(
+                    "controlplane.incident.evidence.attached",
+                    subject=f"incident/{incident.id}",
+                    data={"incident": incident.id, "evidence": eid, "severity": raised},
+                    tenant=tenant,
+                    at=end,
+                    codes=["EVIDENCE_ATTACHED_TO_OPEN_INCIDENT"],
+                    causation_id=evidence_event,
+                    correlation_id=incident.id,
+                )
+            )
+            if raised != incident.severity:
+                incident.severity = raised
+                incident.updated_at = timezone.now()
+                incident.save(update_fields=["severity", "updated_at"])
+    appended = ledger_append_prepared(events)
+    if opened:
+        incident.save(force_insert=True)
     evidence = EvidenceBundle.objects.create(
         id=eid,
         tenant_id=trigger.tenant_id,
@@ -126,40 +253,15 @@ def _evidence_and_decision(
         window_end=end,
         signal_ids=ids,
         trigger_signal=trigger,
-        severity=detection.evidence_severity(content),
-        seq=event.seq,
-    )
-    assessed = detection.assess(content, chosen)
-    append(
-        "controlplane.confidence.assessed",
-        subject=f"evidence/{eid}",
-        data={
-            "evidence": eid,
-            "model_version": assessed.model_version,
-            "factors": assessed.factors_data(),
-            "score_bp": assessed.score_bp,
-        },
-        **common,
+        severity=severity,
+        incident=incident,
+        seq=appended[0].seq,
     )
     assessment = ConfidenceAssessment.objects.create(
         evidence=evidence,
         model_version=assessed.model_version,
         factors=assessed.factors_data(),
         score_bp=assessed.score_bp,
-    )
-    verdict = detection.promote(assessed.score_bp)
-    append(
-        "controlplane.promotion.decided",
-        subject=f"evidence/{eid}",
-        data={
-            "evidence": eid,
-            "decision": verdict.decision,
-            "score_bp": verdict.score_bp,
-            "threshold_bp": verdict.threshold_bp,
-            "model_version": assessed.model_version,
-        },
-        codes=list(verdict.reason_codes),
-        **common,
     )
     decision = PromotionDecision.objects.create(
         evidence=evidence,
@@ -169,93 +271,4 @@ def _evidence_and_decision(
         reason_codes=list(verdict.reason_codes),
         decided_at=end,
     )
-    incident, opened = None, False
-    if verdict.decision == "PROMOTE":
-        incident, opened = _open_or_attach(evidence=evidence, rv=rv, at=end, causation_id=event.id)
     return Outcome(evidence, assessment, decision, incident, opened)
-
-
-def _open_or_attach(
-    *, evidence: EvidenceBundle, rv: DetectionRuleVersion, at, causation_id: str
-) -> tuple[Incident, bool]:
-    """Attach to the open incident of (service, rule), or open one. One open incident per pair: the
-    ledger lock serialises deliveries, and a partial unique constraint holds it in the database."""
-    tenant = evidence.tenant
-    open_incident = (
-        Incident.objects.select_for_update()
-        .filter(tenant=tenant, service=evidence.service, rule_id=rv.rule_id, status__in=OPEN_STATUSES)
-        .first()
-    )
-    if open_incident is None:
-        try:
-            with transaction.atomic():
-                return _open(evidence=evidence, rv=rv, at=at, causation_id=causation_id), True
-        except IntegrityError:
-            open_incident = (
-                Incident.objects.select_for_update()
-                .filter(tenant=tenant, service=evidence.service, rule_id=rv.rule_id, status__in=OPEN_STATUSES)
-                .get()
-            )
-    return _attach(incident=open_incident, evidence=evidence, at=at, causation_id=causation_id), False
-
-
-def _open(*, evidence: EvidenceBundle, rv: DetectionRuleVersion, at, causation_id: str) -> Incident:
-    iid = detection.incident_id(service=evidence.service, evidence=evidence.id)
-    incident = Incident.objects.create(
-        id=iid,
-        tenant=evidence.tenant,
-        service=evidence.service,
-        rule_id=rv.rule_id,
-        title=f"{rv.rule.name}: {evidence.service}",
-        severity=evidence.severity,
-        opened_at=at,
-        updated_at=timezone.now(),
-    )
-    evidence.incident = incident
-    evidence.save(update_fields=["incident"])
-    append(
-        "controlplane.incident.opened",
-        subject=f"incident/{iid}",
-        data={
-            "incident": iid,
-            "service": evidence.service,
-            "rule": rv.rule.name,
-            "rule_version": rv.id,
-            "evidence": evidence.id,
-            "severity": incident.severity,
-            "status": incident.status,
-            "title": incident.title,
-            "opened_at": format_time(at),
-        },
-        codes=["THRESHOLD_MET", "CONFIDENCE_MET"],
-        tenant=evidence.tenant.slug,
-        actor="system",
-        at=at,
-        causation_id=causation_id,
-        correlation_id=iid,
-    )
-    return incident
-
-
-def _attach(*, incident: Incident, evidence: EvidenceBundle, at, causation_id: str) -> Incident:
-    evidence.incident = incident
-    evidence.save(update_fields=["incident"])
-    severity = severity_max(incident.severity, evidence.severity)
-    fields = ["updated_at"]
-    if severity != incident.severity:
-        incident.severity = severity
-        fields.append("severity")
-    incident.updated_at = timezone.now()
-    incident.save(update_fields=fields)
-    append(
-        "controlplane.incident.evidence.attached",
-        subject=f"incident/{incident.id}",
-        data={"incident": incident.id, "evidence": evidence.id, "severity": incident.severity},
-        codes=["EVIDENCE_ATTACHED_TO_OPEN_INCIDENT"],
-        tenant=evidence.tenant.slug,
-        actor="system",
-        at=at,
-        causation_id=causation_id,
-        correlation_id=incident.id,
-    )
-    return incident

@@ -24,6 +24,7 @@ from incidents.models import Signal, Silence, SilenceStatus
 from incidents.normalise import NormalisedSignal, format_time, signal_id
 from incidents.services.common import append
 from incidents.services.promotion import Outcome, signal_evaluate
+from incidents.services.rules import current_rule_versions
 
 SIGNAL_EVENT = "controlplane.signal.received"
 
@@ -160,6 +161,7 @@ def signal_ingest(
     """Store a delivery's signals (each once) and run detection on the new, firing, unsuppressed ones."""
     received_at = received_at or timezone.now()
     result = IngestResult()
+    rules = current_rule_versions(tenant=tenant)  # read before the first append takes the ledger lock
     for signal in signals:
         row, duplicate, event_id = _store_one(
             tenant=tenant, signal=signal, actor=actor, causation_id=causation_id, received_at=received_at
@@ -169,5 +171,5 @@ def signal_ingest(
             result.duplicates.append(row.id)
             continue
         if row.status == "firing" and row.suppressed_by_id is None:
-            result.outcomes.extend(signal_evaluate(signal=row, causation_id=event_id))
+            result.outcomes.extend(signal_evaluate(signal=row, causation_id=event_id, rules=rules))
     return result

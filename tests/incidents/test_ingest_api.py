@@ -200,7 +200,18 @@ def test_grafana_hmac_over_the_body_and_over_timestamp_colon_body(client, sender
         HTTP_X_GRAFANA_ALERTING_SIGNATURE_TIMESTAMP=now,
     )
     assert timed.status_code == 200, timed.content
-    assert Signal.objects.count() == 2
+    body3 = json.dumps(
+        grafana_payload(alerts=[{**grafana_payload()["alerts"][0], "fingerprint": "0000000000000003"}])
+    ).encode()
+    other_header = post(
+        client,
+        GRAFANA,
+        body3,
+        sender_token,
+        HTTP_X_GRAFANA_ALERT_SIGNATURE=sign(settings.CONTROLPLANE_GRAFANA_HMAC_SECRET, body3),
+    )
+    assert other_header.status_code == 200, other_header.content
+    assert Signal.objects.count() == 3
 
 
 @pytest.mark.parametrize(
