@@ -152,6 +152,8 @@ def _after_change(request: HttpRequest, incident_id: str, message: str) -> HttpR
 @capability_required(MANAGE)
 def incident_transition(request: HttpRequest, incident_id: str, verb: str) -> HttpResponse:
     """Apply one transition through its service; a refusal (illegal, no reason, ...) writes nothing."""
+    if verb not in SERVICES:
+        return refusal_response(request, ControlPlaneError("NOT_FOUND", f"no transition {verb!r}"))
     form = (MitigateForm if verb == "mitigate" else TransitionForm)(request.POST)
     if not form.is_valid():
         return refusal_response(request, _invalid(form))

@@ -336,6 +336,17 @@ def test_an_illegal_transition_shows_its_code_and_writes_nothing(console, incide
     assert written(incident) == before
 
 
+def test_an_unknown_transition_or_incident_is_not_found(console, incident):
+    before = written(incident)
+    response = transition(console, incident, "escalate", reason="x")
+    assert (response.status_code, refusal_code(response)) == (404, "NOT_FOUND")
+    response = console.post("/incidents/no-such-incident/acknowledge/", headers=HTMX)
+    assert (response.status_code, refusal_code(response)) == (404, "INCIDENT_NOT_FOUND")
+    response = console.get("/incidents/no-such-incident/")
+    assert (response.status_code, refusal_code(response)) == (404, "INCIDENT_NOT_FOUND")
+    assert written(incident) == before
+
+
 def test_a_reason_the_service_requires_is_refused_when_missing(console, incident):
     before = written(incident)
     response = transition(console, incident, "resolve", reason="   ")
