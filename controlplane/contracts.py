@@ -75,6 +75,17 @@ ENVIRONMENT = {"enum": ["dev", "stage", "prod"]}
 CODES = {"type": "array", "items": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"}}
 TEXT = {"type": "string", "minLength": 1}
 COUNT = {"type": "integer", "minimum": 0}
+DATE_TIME = {"type": "string", "format": "date-time", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T.+Z$"}
+EXECUTOR_ERROR = {
+    "type": "object",
+    "required": ["code", "detail", "retryable"],
+    "properties": {
+        "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+        "detail": {"type": "string"},
+        "retryable": {"type": "boolean"},
+    },
+    "description": "The executor's error; a runner's refusal adds its own fields (e.g. `runner_code`).",
+}
 
 
 def obj(required: Mapping[str, Any], optional: Mapping[str, Any] | None = None, **extra: Any) -> dict:
@@ -477,12 +488,36 @@ _EVENTS = [
     _event(
         "execution.step.failed",
         RUNTIME,
-        "The executor failed for good; `reason_codes` holds the executor's code.",
+        "The step failed for good: a non-retryable error, retries exhausted (STEP_RETRY_EXHAUSTED), its "
+        "worker lost on the last attempt, or its action no longer installed; `reason_codes` says which.",
         obj(
-            {"execution": HEX64, "step": STEP_KEY, "error": {"type": ["string", "object"]}},
+            {"execution": HEX64, "step": STEP_KEY, "error": EXECUTOR_ERROR},
             {"execution_key": EXECUTION_KEY, "attempt": {"type": "integer", "minimum": 1}},
         ),
         "controlplane.runtime.tasks.run_step",
+    ),
+    _event(
+        "execution.step.retry_scheduled",
+        RUNTIME,
+        "The attempt failed with a retryable error (`reason_codes`); the step goes back to the queue and "
+        "runs again, with the same execution key, from `retry_at` (exponential backoff).",
+        obj(
+            {
+                **STEP_REF,
+                "attempt": {"type": "integer", "minimum": 1},
+                "retry_at": DATE_TIME,
+                "error": EXECUTOR_ERROR,
+            }
+        ),
+        "controlplane.runtime.tasks.run_step",
+    ),
+    _event(
+        "execution.step.requeued",
+        RUNTIME,
+        "The worker running the step stopped renewing its lease (it died): the sweeper sends the step again "
+        "with the same execution key (STEP_LEASE_EXPIRED).",
+        obj({**STEP_REF, "attempt": {"type": "integer", "minimum": 1}, "lease_expired_at": DATE_TIME}),
+        "controlplane.runtime.tasks.runtime_sweep_task",
     ),
     _event(
         "execution.completed",
@@ -523,6 +558,31 @@ _EVENTS = [
             {"scope": {"enum": ["global", "tenant", "action"]}, "target": {"type": "string"}, "reason": TEXT}
         ),
         f"{_RUNTIME_SERVICES}.killswitch_set",
+    ),
+]
+
+_EVENTS += [
+    _event(
+        "runner.registered",
+        RUNTIME,
+        "A runner that http.webhook steps are POSTed to was registered, changed or re-enabled. The secret is "
+        "named (`secret_env`), never recorded. Subject `runner/<name>`.",
+        obj(
+            {
+                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+                "url": {"type": "string", "pattern": "^https?://"},
+                "secret_env": {"type": "string"},
+                "timeout_seconds": {"type": ["integer", "null"], "minimum": 1},
+            }
+        ),
+        "controlplane.runtime.runners.runner_register",
+    ),
+    _event(
+        "runner.disabled",
+        RUNTIME,
+        "Steps are no longer sent to this runner (they fail with RUNNER_UNKNOWN).",
+        obj({"name": {"type": "string"}, "reason": TEXT}),
+        "controlplane.runtime.runners.runner_disable",
     ),
 ]
 
@@ -614,6 +674,7 @@ COVERED_EVENT_PREFIXES = (
     "controlplane.plan.",
     "controlplane.execution.",
     "controlplane.killswitch.",
+    "controlplane.runner.",
     "controlplane.approval.request.",
     "controlplane.policy.profile.",
 )

@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.urls import resolve
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 
@@ -19,9 +20,11 @@ from controlplane.celery import app as celery_app
 from controlplane.contracts import COMMAND, COVERED_EVENT_PREFIXES, EVENT, QUERY, REGISTRY
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.runtime import services
+from controlplane.runtime import execution, services
 from controlplane.runtime.models import Execution, StepRun
+from controlplane.runtime.runners import runner_disable
 from tests.factories import PrincipalFactory, TenantFactory
+from tests.runtime.support import local_runner
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +135,7 @@ def test_a_payload_off_its_contract_is_reported():
 
 
 @pytest.fixture
-def full_flow(django_capture_on_commit_callbacks):
+def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
     """The action flow through the services, down every path that writes an event."""
     capture = django_capture_on_commit_callbacks
     celery_app.conf.task_always_eager = True
@@ -161,6 +164,27 @@ def full_flow(django_capture_on_commit_callbacks):
         with capture(execute=True):  # an executor that fails: no runner is registered
             webhook = {"key": "a", "action": "http.webhook", "inputs": {"runner": "nobody", "operation": "x"}}
             submit(principal=agent, draft={"goal": "fails", "steps": [webhook]}, idempotency_key="fails")
+        settings.CONTROLPLANE_STEP_RETRY_BACKOFF_SECONDS = 0.1
+        with local_runner(tmp_path) as served:  # the reference runner: a retry, then success
+            settings.CONTROLPLANE_RUNNER_SECRET = served.secret
+            flaky = {"runner": "ops", "operation": "flaky", "payload": {"failures": 1}}
+            flaky_draft = {
+                "goal": "flaky",
+                "steps": [{"key": "a", "action": "http.webhook", "inputs": flaky}],
+            }
+            with capture(execute=True):
+                submit(principal=agent, draft=flaky_draft, idempotency_key="flaky")
+            with capture(execute=True):
+                execution.step_runs_sweep(now=timezone.now() + timedelta(seconds=120))
+            runner_disable(name="ops", actor="cli", reason="decommissioned")
+        lost = submit(principal=agent, draft=draft, idempotency_key="lost")  # a worker dies mid-step
+        run_ = StepRun.objects.get(execution__intent=lost, step__key="a")
+        assert execution._claim(run_.pk) is not None  # as tests/runtime/test_sweeper.py's start_and_die
+        run_.refresh_from_db()
+        with capture(execute=True):
+            assert (
+                execution.step_runs_sweep(now=run_.lease_expires_at + timedelta(seconds=1))["requeued"] == 1
+            )
         services.killswitch_set(scope="global", engaged=True, reason="drill", actor="cli")
         with capture(execute=True):
             submit(principal=agent, draft=draft, idempotency_key="killed")
@@ -190,8 +214,8 @@ def full_flow(django_capture_on_commit_callbacks):
         request = waiting("expired")
         approvals.approvals_sweep(now=request.created_at + timedelta(seconds=601))
         request = waiting("cancelled")
-        execution = Execution.objects.get(step_runs__approval=request)
-        services.execution_cancel(execution=execution, actor=agent, reason="changed my mind")
+        cancelled = Execution.objects.get(step_runs__approval=request)
+        services.execution_cancel(execution=cancelled, actor=agent, reason="changed my mind")
     finally:
         celery_app.conf.task_always_eager = False
 

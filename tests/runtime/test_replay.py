@@ -497,3 +497,78 @@ def test_events_the_fold_cannot_follow_are_reported_not_fatal(busy_ledger):
     }
     # Scoped to another execution, the first is not reported; the plan one names no execution either.
     assert replay_verify(execution_id=execution_of(busy_ledger["waiting"]).pk).differences == []
+
+
+# --- the worker side: retries, lost workers, failures, runners -----------------------------------------
+
+
+@pytest.fixture
+def worker_ledger(dev_policy, deployer, tmp_path, settings, django_capture_on_commit_callbacks):
+    """Retries with backoff, a worker lost mid-step (and one lost on its last attempt), a step that fails
+    for good, and a runner registered then disabled: each through the runtime's own code."""
+    from django.utils import timezone
+
+    from controlplane.runtime import execution
+    from controlplane.runtime.runners import runner_disable
+    from tests.runtime.support import local_runner
+
+    capture = django_capture_on_commit_callbacks
+    settings.CONTROLPLANE_STEP_RETRY_BACKOFF_SECONDS = 0.1
+
+    def webhook(operation, payload):
+        inputs = {"runner": "ops", "operation": operation, "payload": payload}
+        return {"goal": operation, "steps": [{"key": "a", "action": "http.webhook", "inputs": inputs}]}
+
+    def sweep(now):
+        with capture(execute=True):
+            return execution.step_runs_sweep(now=now)
+
+    flows = {}
+    with local_runner(tmp_path) as served:
+        settings.CONTROLPLANE_RUNNER_SECRET = served.secret
+        flows["flaky"] = submit(deployer, webhook("flaky", {"failures": 1}), "flaky", capture)
+        sweep(timezone.now() + timedelta(seconds=120))  # the retry is due
+        flows["fails"] = submit(deployer, webhook("fail", {"retryable": False}), "fails", capture)
+        runner_disable(name="ops", actor="cli", reason="decommissioned")
+    # A worker claims a step and dies (never finishes); the sweeper sends it again once the lease is past.
+    flows["lost"] = submit(deployer, three_steps("lost"), "lost")
+    run_ = StepRun.objects.get(execution__intent=flows["lost"], step__key="a")
+    assert execution._claim(run_.pk) is not None  # as tests/runtime/test_sweeper.py's start_and_die
+    run_.refresh_from_db()
+    assert sweep(run_.lease_expires_at + timedelta(seconds=1))["requeued"] == 1
+    settings.CONTROLPLANE_STEP_MAX_ATTEMPTS = 1
+    flows["gone"] = submit(deployer, one_step("gone"), "gone")
+    run_ = StepRun.objects.get(execution__intent=flows["gone"])
+    assert execution._claim(run_.pk) is not None
+    run_.refresh_from_db()
+    assert sweep(run_.lease_expires_at + timedelta(seconds=1))["failed"] == 1
+    return flows
+
+
+def test_retries_lost_workers_failures_and_runners_replay_cleanly(worker_ledger):
+    statuses = {name: execution_of(intent).status for name, intent in worker_ledger.items()}
+    assert statuses == {"flaky": "completed", "fails": "failed", "lost": "completed", "gone": "failed"}
+    types = set(LedgerEvent.objects.values_list("type", flat=True))
+    assert {
+        "controlplane.execution.step.retry_scheduled",
+        "controlplane.execution.step.requeued",
+        "controlplane.runner.registered",
+        "controlplane.runner.disabled",
+    } <= types
+    flaky = StepRun.objects.get(execution__intent=worker_ledger["flaky"])
+    assert [(e["attempt"], e["result"]) for e in flaky.attempt_log] == [(1, "retry"), (2, "completed")]
+    assert replay_verify().differences == []
+
+
+def test_an_altered_attempt_log_or_runner_is_found(worker_ledger):
+    from controlplane.runtime.models import Runner
+
+    flaky = StepRun.objects.get(execution__intent=worker_ledger["flaky"])
+    forged = [{**flaky.attempt_log[1], "attempt": 1}]
+    StepRun.objects.filter(pk=flaky.pk).update(attempt_log=forged)
+    Runner.objects.filter(name="ops").update(url="http://127.0.0.1:1/steps")
+    found = {(d.subject, d.field) for d in replay_verify().differences}
+    assert found == {
+        (f"execution/{flaky.execution_id}/step/a", "attempt_log"),
+        ("runner/ops", "url"),
+    }

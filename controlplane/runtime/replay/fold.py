@@ -30,8 +30,14 @@ PREFIXES = (
     "controlplane.execution.",
     "controlplane.approval.request.",
     "controlplane.killswitch.",
+    "controlplane.runner.",
 )
 _OPEN = (StepStatus.PENDING.value, StepStatus.WAITING_APPROVAL.value, StepStatus.READY.value)
+
+
+def iso(moment: datetime) -> str:
+    """A time as the worker writes it into a step's attempt log."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def sha256(data: bytes | str) -> str:
@@ -85,6 +91,12 @@ class StepState:
     finished_at: datetime | None = None
     outcome: dict[str, Any] = field(default_factory=dict)
     reason_codes: list[str] = field(default_factory=list)
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)
+
+    def attempt_ended(self, at: datetime, **how: Any) -> None:
+        """Close the current attempt's entry (as the worker or the sweeper does)."""
+        if self.attempt_log:
+            self.attempt_log[-1] = {**self.attempt_log[-1], "finished_at": iso(at), **how}
 
 
 @dataclass
@@ -131,6 +143,17 @@ class ApprovalState:
 
 
 @dataclass
+class RunnerState:
+    name: str
+    url: str
+    secret_env: str
+    timeout_seconds: int | None
+    enabled: bool
+    changed_by: str
+    changed_at: datetime
+
+
+@dataclass
 class KillSwitchState:
     scope: str
     target: str
@@ -150,6 +173,7 @@ class Ledger:
     executions: dict[str, ExecutionState] = field(default_factory=dict)
     approvals: dict[str, ApprovalState] = field(default_factory=dict)
     killswitches: dict[tuple[str, str], KillSwitchState] = field(default_factory=dict)
+    runners: dict[str, RunnerState] = field(default_factory=dict)
     anomalies: list[tuple[str, str, Any, Any, int]] = field(default_factory=list)
     awaiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # content hash -> (execution, step)
     step_requests: dict[tuple[str, str], ApprovalState] = field(default_factory=dict)  # (execution, step) ->
@@ -275,6 +299,13 @@ def _apply(ledger: Ledger, event: LedgerEvent) -> None:
         ledger.killswitches[(data["scope"], data["target"])] = KillSwitchState(
             data["scope"], data["target"], kind == "killswitch.engaged", data["reason"], event.actor, at
         )
+    elif kind == "runner.registered":
+        ledger.runners[data["name"]] = RunnerState(
+            data["name"], data["url"], data["secret_env"], data["timeout_seconds"], True, event.actor, at
+        )
+    elif kind == "runner.disabled":
+        runner = ledger.runners[data["name"]]
+        runner.enabled, runner.changed_by, runner.changed_at = False, event.actor, at
     else:
         ledger.anomaly(event.subject, "event", event.type, "an event type replay does not know", seq)
 
@@ -299,17 +330,30 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
         execution.first_failure_at = execution.first_failure_at or at
     elif kind == "execution.step.started":
         step.status, step.attempts, step.started_at = StepStatus.RUNNING.value, data["attempt"], at
+        step.attempt_log.append({"attempt": data["attempt"], "started_at": iso(at)})
     elif kind == "execution.step.completed":
         step.status, step.outcome, step.finished_at = StepStatus.COMPLETED.value, data["outcome"], at
+        step.attempt_ended(at, result="completed")
     elif kind == "execution.step.failed":
+        was_running = step.status == StepStatus.RUNNING.value
         step.status, step.finished_at = StepStatus.FAILED.value, at
-        step.outcome = {"error": data["error"]}
+        error = data["error"]
+        if was_running and isinstance(error, dict) and error.get("code") != "STEP_LEASE_EXPIRED":
+            step.attempt_ended(
+                at, result="failed", code=error["code"], retryable=error["retryable"], detail=error["detail"]
+            )
+        elif was_running:  # the sweeper found the worker gone on the last attempt
+            step.attempt_ended(at, result="lost", code="STEP_LEASE_EXPIRED")
+        step.outcome = {"error": error}
         step.reason_codes = list(dict.fromkeys([*step.reason_codes, *event.reason_codes]))
         execution.first_failure_at = execution.first_failure_at or at
-    elif kind in ("execution.step.retry_scheduled", "execution.step.requeued"):
-        # A retryable failure, or a worker that died (lease expired): the step goes back to the queue.
-        if step.status == StepStatus.RUNNING.value:
-            step.status = StepStatus.READY.value
+    elif kind == "execution.step.retry_scheduled":  # a retryable failure: back to the queue, later
+        error = data["error"]
+        step.status = StepStatus.READY.value
+        step.attempt_ended(at, result="retry", code=error["code"], retryable=True, detail=error["detail"])
+    elif kind == "execution.step.requeued":  # the worker died (its lease expired): back to the queue
+        step.status = StepStatus.READY.value
+        step.attempt_ended(at, result="lost", code="STEP_LEASE_EXPIRED")
     elif kind == "execution.completed":
         execution.status, execution.finished_at = "completed", at
         execution.completed_outcomes = data.get("outcomes")

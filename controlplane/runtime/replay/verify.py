@@ -17,7 +17,7 @@ from controlplane.policy.evaluation import Decision, evaluate
 from controlplane.policy.models import PolicyProfile
 from controlplane.replay import Difference, ReplayReport
 from controlplane.runtime.compiler import PlanRejected, compile_plan
-from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, StepRun
+from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, Runner, StepRun
 from controlplane.runtime.replay.fold import (
     ApprovalState,
     ExecutionState,
@@ -308,6 +308,7 @@ def _check_step(
             "finished_at": (run.finished_at, step.finished_at),
             "outcome": (run.outcome, step.outcome),
             "reason_codes": (run.reason_codes, step.reason_codes),
+            "attempt_log": (run.attempt_log, step.attempt_log),
         },
         seq,
     )
@@ -479,6 +480,30 @@ def _check_killswitches(report: ReplayReport, ledger: Ledger) -> None:
         )
 
 
+def _check_runners(report: ReplayReport, ledger: Ledger) -> None:
+    rows = {r.name: r for r in Runner.objects.all()}
+    for name in sorted(set(rows) | set(ledger.runners)):
+        row, state = rows.get(name), ledger.runners.get(name)
+        subject = f"runner/{name}"
+        if row is None or state is None:
+            report.differ(subject, "exists", row is not None, state is not None)
+            continue
+        report.checked += 1
+        _compare(
+            report,
+            subject,
+            {
+                "url": (row.url, state.url),
+                "secret_env": (row.secret_env, state.secret_env),
+                "timeout_seconds": (row.timeout_seconds, state.timeout_seconds),
+                "enabled": (row.enabled, state.enabled),
+                "changed_by": (row.changed_by, state.changed_by),
+                "changed_at": (row.changed_at, state.changed_at),
+            },
+            None,
+        )
+
+
 def replay_verify(*, execution_id: str | None = None) -> ReplayReport:
     """Rebuild the action flow from the ledger and report every difference (see the module docstring).
 
@@ -517,4 +542,5 @@ def replay_verify(*, execution_id: str | None = None) -> ReplayReport:
     _check_approvals(report, ledger, lookups, approvals)
     if execution_id is None:
         _check_killswitches(report, ledger)
+        _check_runners(report, ledger)
     return report
