@@ -107,3 +107,19 @@ def test_an_incident_without_ledger_events_is_found(history):
     report = replay_incidents()
     assert [(d.subject, d.field) for d in report.differences] == [(f"incident/{'f' * 64}", "ledger")]
     assert Incident.objects.count() == 2
+
+
+def test_manage_py_replay_incidents_exits_1_on_a_difference(history):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("replay", "--verify", "--incident", history.pk, stdout=out)
+    assert out.getvalue().strip().endswith("incidents replay: 1 checked, 0 difference(s)")
+    _sql("UPDATE incidents_incident SET status = 'closed' WHERE id = %s", [history.pk])
+    out = StringIO()
+    with pytest.raises(CommandError, match=r"^REPLAY_DIFFERENCE: ") as failed:
+        call_command("replay", "--incidents", stdout=out)
+    assert failed.value.returncode == 1
+    assert f"DIFF incident/{history.pk} status: recorded 'closed', rebuilt 'acknowledged'" in out.getvalue()
