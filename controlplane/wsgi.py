@@ -1,4 +1,8 @@
-"""WSGI entry point (gunicorn, runserver). Prints the start-up banner once per process."""
+"""WSGI entry point (gunicorn, runserver). Prints the start-up banner once per process.
+
+Ingest POSTs take a lean path (controlplane.serving); run gunicorn with
+`-k controlplane.serving.QueueTimeWorker` so that past saturation they are refused fast.
+"""
 
 import os
 
@@ -6,7 +10,9 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
-application = get_wsgi_application()
+from controlplane.serving import IngestFastPath
+
+application = IngestFastPath(get_wsgi_application())
 
 from controlplane.startup import log_banner  # noqa: E402  (needs the app registry)
 

@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from controlplane.channels.models import Producer, ProducerKey
-from controlplane.channels.services import REJECTION_CODES, UNKNOWN_PRODUCER, rejection_key
+from controlplane.channels.services import REJECTION_CODES, UNKNOWN_PRODUCER, rejection_flush, rejection_key
 from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal, Tenant
 
@@ -84,8 +84,10 @@ class RejectionCount:
 def rejection_counts(*, tenant: Tenant | None = None) -> list[RejectionCount]:
     """Non-zero ingest refusal counters, per producer (of `tenant`, or all) and "unknown", then code.
 
-    One cache round trip however many producers and codes there are.
+    One cache round trip however many producers and codes there are (after writing this process's
+    deferred counts).
     """
+    rejection_flush()
     producers = Producer.objects.select_related("tenant").order_by("tenant__slug", "name")
     if tenant is not None:
         producers = producers.filter(tenant=tenant)

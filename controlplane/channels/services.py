@@ -12,7 +12,9 @@ import hashlib
 import logging
 import re
 import secrets
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -655,19 +657,50 @@ def rejection_key(label: str, code: str) -> str:
     return f"channels:ingest-rejections:{label}:{code}"
 
 
-def rejection_record(*, producer: Producer | None, code: str) -> None:
+def rejection_record(*, producer: Producer | None, code: str, deferred: bool = False) -> None:
     """Count one refusal of the ingest endpoint per (producer or "unknown", code) in the cache (Redis).
 
     Counting is best effort: a cache outage is logged and never turns a refusal into a server error.
+    `deferred` counts in this process and writes to the cache within a second (refusals under overload
+    must cost next to nothing); the counters' readers flush this process's pending counts first.
     """
     if code not in REJECTION_CODES:
         return
     key = rejection_key(str(producer.pk) if producer is not None else UNKNOWN_PRODUCER, code)
+    if deferred:
+        with _pending_lock:
+            _pending[key] += 1
+            global _flush_timer
+            if _flush_timer is None:
+                _flush_timer = threading.Timer(1.0, rejection_flush)
+                _flush_timer.daemon = True
+                _flush_timer.start()
+        return
+    _count(key, 1)
+
+
+def _count(key: str, delta: int) -> None:
     try:
         try:
-            cache.incr(key)
+            cache.incr(key, delta)
         except ValueError:
             cache.add(key, 0, timeout=None)
-            cache.incr(key)
+            cache.incr(key, delta)
     except Exception:
-        logger.warning("could not count ingest rejection %s", code, exc_info=True)
+        logger.warning("could not count ingest rejections %s", key, exc_info=True)
+
+
+_pending: Counter[str] = Counter()
+_pending_lock = threading.Lock()
+_flush_timer: threading.Timer | None = None
+
+
+def rejection_flush() -> None:
+    """Write this process's deferred refusal counts to the cache."""
+    global _flush_timer
+    with _pending_lock:
+        pending = dict(_pending)
+        _pending.clear()
+        _flush_timer = None
+    for key, delta in pending.items():
+        _count(key, delta)

@@ -36,7 +36,7 @@ def _fast_path_ok(value: Any) -> bool:
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise ControlPlaneError("LEDGER_NOT_CANONICAL", f"object key {key!r} is not a string")
-                if any(ord(ch) > 0xFFFF for ch in key):
+                if not key.isascii() and any(ord(ch) > 0xFFFF for ch in key):
                     return False
                 stack.append(child)
             continue

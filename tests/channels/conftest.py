@@ -9,10 +9,12 @@ from typing import Any
 import orjson
 import pytest
 from django.test import Client
+from django.test.client import ClientHandler
 
 from controlplane.channels import services, signatures
 from controlplane.channels.models import Delivery
 from controlplane.ledger.models import LedgerEvent
+from controlplane.serving import LeanChainMixin
 from tests.factories import TenantFactory
 
 URL = "/api/v1/events/"
@@ -102,6 +104,20 @@ def make_deliver(client: Client) -> Deliver:
     return deliver
 
 
-@pytest.fixture
-def deliver(client) -> Deliver:
-    return make_deliver(client)
+class LeanClientHandler(LeanChainMixin, ClientHandler):
+    """The test client's handler with the chain production uses for ingest POSTs (controlplane.serving)."""
+
+
+class LeanClient(Client):
+    """A test client whose requests all go through the lean ingest chain (POST /api/v1/events/ only)."""
+
+    def __init__(self, **defaults: Any) -> None:
+        super().__init__(**defaults)
+        self.handler = LeanClientHandler(enforce_csrf_checks=False)
+
+
+@pytest.fixture(params=["django", "lean"])
+def deliver(request, client) -> Deliver:
+    """Every delivery test runs twice: through Django's full stack (URL conf, all middleware) and through
+    the lean chain that serves ingest POSTs in production. Both must answer alike."""
+    return make_deliver(client if request.param == "django" else LeanClient())
