@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -243,6 +243,23 @@ _BEARER_LOOKUP_SQL = """
 """
 
 
+_BEARER_DATETIME_COLUMNS = (1, 2, 3, 9, 13)
+
+
+def _row_datetimes_aware(row: tuple) -> list:
+    """PostgreSQL hands back aware datetimes; SQLite (the quickstart) naive UTC ones or strings."""
+    values = list(row)
+    if connection.vendor != "postgresql":
+        for index in _BEARER_DATETIME_COLUMNS:
+            value = values[index]
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            if value is not None and timezone.is_naive(value):
+                value = timezone.make_aware(value, UTC)
+            values[index] = value
+    return values
+
+
 def token_authenticate(*, secret: str) -> ApiToken | None:
     """The usable token for a presented secret, or None.
 
@@ -261,6 +278,7 @@ def token_authenticate(*, secret: str) -> ApiToken | None:
         row = cursor.fetchone()
     if row is None:
         return None
+    row = _row_datetimes_aware(row)
     tenant = Tenant(id=row[10], slug=row[11], name=row[12], created_at=row[13])
     principal = Principal(
         id=row[4],
