@@ -1,15 +1,17 @@
 """gunicorn configuration for benchmark runs (`gunicorn -c python:bench.gunicorn_conf ...`).
 
 `bench.server` sets the BENCH_* variables; the defaults are the configuration the numbers in
-docs/benchmarks.md were measured with. Why `gthread`, 2 workers x 8 threads on a 2-core machine:
+docs/benchmarks.md were measured with. Why `controlplane.serving.QueueTimeWorker` (gunicorn's `gthread`
+plus the time each request waited for a thread), 2 workers x 16 threads on a 2-core machine:
 
 - one process per core: more processes only add context switches and memory, as the GIL is held for
   only part of each request;
-- threads, because a request spends much of its life waiting on PostgreSQL (the ledger's advisory
-  lock and the WAL flush at commit) with the GIL released, and because `gthread` keeps connections
-  alive (the `sync` worker closes every connection after one response);
-- a thread pool larger than the ingest in-flight limit, so that an excess request reaches the ingest
-  view and is answered 503 INGEST_OVERLOADED at once instead of waiting in gunicorn's queue.
+- threads, because a request spends much of its life waiting on PostgreSQL (the chain lock and the WAL
+  flush at commit) with the GIL released, because `gthread` keeps connections alive (the `sync` worker
+  closes every connection after one response), and because ingest's group commit appends together the
+  deliveries that wait at the same time: more threads, larger batches;
+- the queue time lets the product refuse a request that waited past its budget with 503 before doing
+  any work (CONTROLPLANE_INGEST_QUEUE_BUDGET_MS), which is what keeps latency bounded past saturation.
 
 With BENCH_PROFILE_DIR set, every request carrying an `X-Bench-Profile` header runs under cProfile
 (one profiler per worker thread; warm-up requests go without the header) and each worker writes
@@ -21,9 +23,9 @@ from __future__ import annotations
 import os
 
 bind = os.environ.get("BENCH_BIND", "127.0.0.1:8000")
-worker_class = os.environ.get("BENCH_WORKER_CLASS", "gthread")
+worker_class = os.environ.get("BENCH_WORKER_CLASS", "controlplane.serving.QueueTimeWorker")
 workers = int(os.environ.get("BENCH_WORKERS", "2"))
-threads = int(os.environ.get("BENCH_THREADS", "8"))
+threads = int(os.environ.get("BENCH_THREADS", "16"))
 backlog = int(os.environ.get("BENCH_BACKLOG", "2048"))
 # Above the generator's idle-reuse limit (bench.loadgen), so a reused connection is never one that the
 # server is just closing.
@@ -39,10 +41,6 @@ _PROFILE_DIR = os.environ.get("BENCH_PROFILE_DIR", "")
 
 
 def post_worker_init(worker) -> None:
-    if worker_class == "bench.shedding.QueueTimeWorker":
-        from bench.shedding import budget_seconds, shed_late_requests
-
-        worker.wsgi = shed_late_requests(worker.wsgi, budget_seconds())
     if _PROFILE_DIR:
         _profile_requests(worker)
 

@@ -32,20 +32,20 @@ _AREAS = (
 # Steps of the ingest path worth naming, matched by (end of file path, function name); their cumulative
 # time per request says where the request waits.
 KEY_FUNCTIONS = (
-    ("whole request (Django WSGI handler)", "django/core/handlers/wsgi.py", "__call__"),
-    (
-        "authentication: throttle check (Redis GET)",
-        "controlplane/identity/services.py",
-        "auth_throttle_check",
-    ),
-    ("authentication: token lookup", "controlplane/identity/services.py", "token_authenticate"),
-    ("producer and keys lookup", "controlplane/channels/selectors.py", "producer_for_principal"),
+    ("whole request (the WSGI application)", "controlplane/serving.py", "__call__"),
+    ("ingest view (total)", "controlplane/channels/ingest.py", "ingest_post"),
+    ("authentication (cached token, producer, keys)", "controlplane/channels/ingest.py", "_authenticate"),
+    ("authentication: token lookup (cache miss)", "controlplane/identity/services.py", "token_authenticate"),
+    ("producer and keys lookup (cache miss)", "controlplane/channels/selectors.py", "producer_for_principal"),
+    ("checks: signature, CloudEvent, prepare", "controlplane/channels/services.py", "event_check"),
     ("signature verdict (HMAC)", "controlplane/channels/services.py", "signature_verdict"),
-    ("event_ingest (service, total)", "controlplane/channels/services.py", "event_ingest"),
-    ("ledger_append (total)", "controlplane/ledger/services.py", "ledger_append"),
+    ("prepare the ledger event (before the lock)", "controlplane/ledger/services.py", "ledger_prepare"),
+    ("group commit: queued until appended (total)", "controlplane/channels/ingest.py", "append"),
+    ("group commit: a batch appended (leader)", "controlplane/channels/services.py", "deliveries_append"),
+    ("earlier deliveries (duplicate check)", "controlplane/channels/services.py", "_earlier_deliveries"),
     ("chain lock wait + head read", "controlplane/ledger/services.py", "_lock_chain_and_read_head"),
-    ("build, sign and insert the event", "controlplane/ledger/services.py", "_build_and_insert"),
-    ("Delivery row insert", "django/db/models/query.py", "create"),
+    ("seal (hash, sign) under the lock", "controlplane/ledger/services.py", "_seal"),
+    ("ledger INSERT", "controlplane/ledger/services.py", "_insert_rows"),
     ("COMMIT (waits for the WAL flush)", "django/db/backends/base/base.py", "commit"),
     ("refusal counter (Redis INCR)", "controlplane/channels/services.py", "rejection_record"),
 )

@@ -70,7 +70,9 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"gunicorn `{config.get('worker_class')}`, {config.get('workers')} workers x "
             f"{config.get('threads')} threads, backlog {config.get('backlog')}, "
-            f"CONTROLPLANE_INGEST_MAX_INFLIGHT={config.get('max_inflight')}, nice {config.get('nice', 0)}; "
+            f"CONTROLPLANE_INGEST_MAX_INFLIGHT={config.get('max_inflight')}, "
+            f"CONTROLPLANE_INGEST_QUEUE_BUDGET_MS={config.get('queue_budget_ms')}, "
+            f"nice {config.get('nice', 0)}; "
             "signing mode "
             f"`{results.get('signing_mode')}`. Open loop; latency from each request's scheduled send time.",
             "",
@@ -135,8 +137,9 @@ def markdown(results: dict[str, Any]) -> str:
         out += [
             "## Past saturation: which set-up refuses instead of queueing?",
             "",
-            "The same overload offered to three server set-ups (the third is a benchmark-only prototype, "
-            "bench/shedding.py, not the product).",
+            "The same overload offered to three server set-ups: gunicorn's `sync` worker, `gthread` (no "
+            "queue time, so only the in-flight limit sheds) and the benchmark's configuration (the "
+            "product's queue-time budget, controlplane.serving).",
             "",
             "| set-up | offered /s | achieved 2xx/s | p50 ms | p95 ms | p99 ms | 2xx | 503 | 429 "
             "| other status | no response |",

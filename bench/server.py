@@ -21,12 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 class ServerConfig:
     """How gunicorn runs (see bench/gunicorn_conf.py for why these defaults)."""
 
-    worker_class: str = "gthread"
+    worker_class: str = "controlplane.serving.QueueTimeWorker"
     workers: int = 2
-    threads: int = 8
+    threads: int = 16
     backlog: int = 2048
-    max_inflight: int = 4  # CONTROLPLANE_INGEST_MAX_INFLIGHT, per process
-    queue_budget_ms: int = 50  # only for the bench.shedding.QueueTimeWorker experiment
+    max_inflight: int = 32  # CONTROLPLANE_INGEST_MAX_INFLIGHT, per process (the product's default)
+    queue_budget_ms: int = 50  # CONTROLPLANE_INGEST_QUEUE_BUDGET_MS (the product's default)
     nice: int = 0  # scheduling priority of gunicorn (negative needs root); 0 leaves it alone
 
     def as_dict(self) -> dict[str, object]:
@@ -95,7 +95,7 @@ def gunicorn(
         "BENCH_THREADS": str(config.threads),
         "BENCH_BACKLOG": str(config.backlog),
         "CONTROLPLANE_INGEST_MAX_INFLIGHT": str(config.max_inflight),
-        "BENCH_QUEUE_BUDGET_MS": str(config.queue_budget_ms),
+        "CONTROLPLANE_INGEST_QUEUE_BUDGET_MS": str(config.queue_budget_ms),
         "BENCH_PROFILE_DIR": str(profile_dir) if profile_dir else "",
     }
     command = [

@@ -110,9 +110,9 @@ class IngestFastPath:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != INGEST_PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.application(environ, start_response)
-        queued_at = getattr(_local, "queued_at", None)
+        waited = getattr(_local, "waited", None)
         budget = settings.CONTROLPLANE_INGEST_QUEUE_BUDGET_MS / 1000.0
-        if queued_at is not None and budget > 0 and time.monotonic() - queued_at > budget:
+        if waited is not None and budget > 0 and waited > budget:
             return _overloaded(environ, start_response)
         return self.ingest(environ, start_response)
 
@@ -125,13 +125,16 @@ class QueueTimeWorker(ThreadWorker):
         super().enqueue_req(conn)
 
     def handle(self, conn: Any) -> Any:
-        _local.queued_at = getattr(conn, "controlplane_queued_at", None)
+        # Measured when a thread picks the connection up: the time in the pool's queue, not the time a
+        # new connection then takes to send its request.
+        queued_at = getattr(conn, "controlplane_queued_at", None)
+        _local.waited = None if queued_at is None else time.monotonic() - queued_at
         try:
             return super().handle(conn)
         finally:
-            _local.queued_at = None
+            _local.waited = None
 
 
-def set_queued_at(moment: float | None) -> None:
-    """For tests: pretend the current thread's request was queued at `moment` (time.monotonic())."""
-    _local.queued_at = moment
+def set_waited(seconds: float | None) -> None:
+    """For tests: pretend the current thread's request waited `seconds` for a thread."""
+    _local.waited = seconds

@@ -67,7 +67,8 @@ def test_signed_ingest_and_noop_through_gunicorn(tmp_path):
         "DATABASE_URL": _database_url(),
         "REDIS_URL": django_settings.REDIS_URL,
     }
-    config = server.ServerConfig(workers=1, threads=4, max_inflight=4)
+    # A generous queue budget: on a busy machine a cold worker must not shed what this test counts.
+    config = server.ServerConfig(workers=1, threads=4, max_inflight=4, queue_budget_ms=5000)
     with server.gunicorn(config=config, env=env, log_path=tmp_path / "gunicorn.log") as srv:
         signed = ingest.signed_requests(producer, count=20, host=srv.host, port=srv.port, tag="smoke")
         step = loadgen.run_step(host=srv.host, port=srv.port, requests=signed, rate=40)
