@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+from django.apps import apps as django_apps
 
 from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
@@ -42,8 +45,15 @@ def eager_tasks():
     celery_app.conf.task_always_eager = False
 
 
+def core_skill_installed() -> None:
+    """Transactional tests end with a flush that empties migration data too; put the core skill back."""
+    importlib.import_module("skills.migrations.0002_core_skill")._install(django_apps, None)
+
+
 @pytest.fixture
 def dev_policy(db):
+    """The built-in actions and the shipped dev profile, active (both survive a transactional flush)."""
+    core_skill_installed()
     return policy.profile_bootstrap(environment="dev")
 
 

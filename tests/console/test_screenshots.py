@@ -17,6 +17,7 @@ from controlplane.ledger.verify import verification_record
 from controlplane.policy import services as policy
 from controlplane.runtime import services as runtime
 from tests.console.conftest import append, sign_in
+from tests.console.flow import core_skill_installed
 from tests.factories import PrincipalFactory
 from tests.incidents.screenshots import shoot_incidents
 
@@ -141,6 +142,7 @@ def _demo_actions(operator) -> str:
     """A few executions: one that ran on its own, two waiting for a person; returns the first one's trace."""
     for capability in ("approvals.read", "approvals.decide", "executions.read", "killswitch.manage"):
         grant_add(principal=operator, capability=capability, actor="test")
+    core_skill_installed()
     policy.profile_bootstrap(environment="dev")
     agent = PrincipalFactory(tenant=operator.tenant, name="deploy-agent", agent=True)
     celery_app.conf.task_always_eager = True
