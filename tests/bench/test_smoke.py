@@ -205,7 +205,9 @@ def test_policy_bench_makes_every_decision_and_restores_the_active_profiles():
 def test_flow_bench_runs_plans_to_completion_on_a_real_worker(tmp_path):
     from bench import flow
     from controlplane.runtime.models import Execution
+    from tests.runtime.support import core_skill_installed
 
+    core_skill_installed()  # a transactional test before this one may have flushed migration data
     env = {
         **server_env(key_dir=Path(django_settings.CONTROLPLANE_KEY_DIR)),
         "DATABASE_URL": _database_url(),
@@ -227,7 +229,9 @@ def test_approval_queue_bench_fills_the_queue_and_renders_it():
     from bench import console
     from controlplane.policy import services as policy_services
     from controlplane.policy.models import PolicyProfile
+    from tests.runtime.support import core_skill_installed
 
+    core_skill_installed()  # a transactional test before this one may have flushed migration data
     dev = policy_services.profile_bootstrap(environment="dev")
     report = console.approval_queue_bench(pending=45, steps_per_plan=20, renders=2, log=lambda line: None)
     assert report["pending"] == 45 and report["page_lists_total"] is True

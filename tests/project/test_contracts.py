@@ -24,7 +24,7 @@ from controlplane.runtime import execution, services
 from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable
 from tests.factories import PrincipalFactory, TenantFactory
-from tests.runtime.support import local_runner
+from tests.runtime.support import core_skill_installed, local_runner
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +67,11 @@ ASSIST = {
     "rules": [],
     "deny": [],
 }
+
+
+@pytest.fixture(autouse=True)
+def _core_skill(db):
+    core_skill_installed()  # a transactional test before this one may have flushed migration data
 
 
 def run(*args: str) -> str:

@@ -25,6 +25,7 @@ from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, Pla
 from controlplane.runtime.replay import replay_verify, simulate_profile
 from skills.models import ActionContract
 from tests.factories import PrincipalFactory, TenantFactory
+from tests.runtime.support import core_skill_installed
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +46,11 @@ ASSIST_ALL = {
     ],
     "deny": [],
 }
+
+
+@pytest.fixture(autouse=True)
+def _core_skill(db):
+    core_skill_installed()  # a transactional test before this one may have flushed migration data
 
 
 @pytest.fixture(autouse=True)
