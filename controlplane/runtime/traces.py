@@ -45,6 +45,9 @@ _STEP_OUTCOME = (
     "controlplane.execution.step.failed",
     "controlplane.execution.step.blocked",
 )
+# An attempt that ended without finishing the step: a retryable failure (tried again after a backoff), or
+# a worker that died (its lease expired and the sweeper sent the step out again).
+_ATTEMPT_END = ("controlplane.execution.step.retry_scheduled", "controlplane.execution.step.requeued")
 _APPROVAL_OPENED = "controlplane.approval.request.opened"
 _APPROVAL_DECIDED = "controlplane.approval.request.decided"
 
@@ -53,7 +56,8 @@ _APPROVAL_DECIDED = "controlplane.approval.request.decided"
 class TraceNode:
     """One node of the tree, with the ledger event that records it (`seq` is None when none does)."""
 
-    # intent | plan | execution | step | approval | decision | approval_state | run | outcome | event
+    # intent | plan | execution | step | approval | decision | approval_state | run | attempt_end |
+    # outcome | event
     kind: str
     ref: str
     title: str
@@ -346,6 +350,18 @@ def _step_node(
                 detail=dict(event.data),
             ).record(event)
             node.children.append(current)
+        elif event.type in _ATTEMPT_END and current is not None:
+            ended = event.type.rsplit(".", 1)[-1]
+            current.status = ended
+            current.children.append(
+                TraceNode(
+                    kind="attempt_end",
+                    ref=step.execution_key,
+                    title=ended.replace("_", " "),
+                    status=ended,
+                    detail=dict(event.data),
+                ).record(event)
+            )
         elif event.type in _STEP_OUTCOME:
             outcome = event.type.rsplit(".", 1)[-1]
             if current is not None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import Q
+from django.utils import timezone
 
 from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
@@ -16,8 +18,10 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append
 from controlplane.policy import services as policy
 from controlplane.runtime import services
+from controlplane.runtime.execution import step_runs_sweep
 from controlplane.runtime.models import Execution, Intent
 from tests.factories import PrincipalFactory, TenantFactory, token_for
+from tests.runtime.support import local_runner
 
 pytestmark = pytest.mark.django_db
 
@@ -294,6 +298,53 @@ def test_events_carrying_the_trace_that_no_node_claims_are_listed_too(client, ag
 
     assert [r["kind"] for r in roots] == ["intent", "event"]
     assert (roots[1]["seq"], roots[1]["title"]) == (other.seq, "controlplane.test.annotated")
+
+
+def test_every_attempt_is_a_run_and_a_retry_ends_its_attempt(
+    client, reader, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.CONTROLPLANE_STEP_RETRY_BACKOFF_SECONDS = 0.25
+    service = PrincipalFactory(tenant=TenantFactory(slug="acme"), name="ops-bot")  # medium runs alone
+    with local_runner(tmp_path) as runner:
+        settings.CONTROLPLANE_RUNNER_SECRET = runner.secret
+        with django_capture_on_commit_callbacks(execute=True):
+            services.intent_submit(
+                principal=service,
+                draft={
+                    "goal": "flaky",
+                    "steps": [
+                        {
+                            "key": "a",
+                            "action": "http.webhook",
+                            "inputs": {"runner": "ops", "operation": "flaky", "payload": {"failures": 1}},
+                        }
+                    ],
+                },
+                idempotency_key="k-8",
+                traceparent=TRACEPARENT,
+            )
+        with django_capture_on_commit_callbacks(execute=True):  # the backoff passed: beat's sweep sends it
+            step_runs_sweep(now=timezone.now() + timedelta(seconds=120))
+
+    step = get_trace(client, reader).json()["roots"][0]["children"][0]["children"][0]["children"][0]
+
+    ev = "controlplane.execution.step."
+    assert shape(step) == (
+        "step",
+        "completed",
+        "controlplane.plan.verified",
+        [
+            (
+                "run",
+                "retry_scheduled",
+                ev + "started",
+                [("attempt_end", "retry_scheduled", ev + "retry_scheduled", [])],
+            ),
+            ("run", "completed", ev + "started", [("outcome", "completed", ev + "completed", [])]),
+        ],
+    )
+    assert [run["title"] for run in step["children"]] == ["run attempt 1", "run attempt 2"]
+    assert step["children"][0]["children"][0]["reason_codes"] == ["RUNNER_ERROR"]
 
 
 def test_unknown_malformed_and_foreign_traces_are_refused_with_their_codes(client, agent, reader):
