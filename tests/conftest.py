@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -60,23 +62,39 @@ def _is_transactional(request: pytest.FixtureRequest) -> bool:
 _truncate_trigger_off = False
 
 
+def _migration_data_reinstalled() -> None:
+    """Run the data migrations' forward functions again (each is idempotent: get_or_create)."""
+    from django.apps import apps
+
+    for module, function in (
+        ("skills.migrations.0002_core_skill", "_install"),
+        ("controlplane.policy.migrations.0002_shipped_profiles", "_forwards"),
+    ):
+        getattr(importlib.import_module(module), function)(apps, None)
+
+
 @pytest.fixture(autouse=True)
 def _ledger_flushable(request: pytest.FixtureRequest):
     """Transactional tests end with a TRUNCATE flush, which the append-only trigger refuses.
 
     For those tests only, the TRUNCATE trigger is switched off for the flush; the next database test
-    switches it back on first, so every test runs against the real trigger.
+    switches it back on first, so every test runs against the real trigger. The flush also empties the
+    rows migrations install (the core skill, the shipped policy profiles): the next database test puts
+    them back first, so no test depends on which kind of test ran before it.
     """
     global _truncate_trigger_off
     uses_db = request.node.get_closest_marker("django_db") is not None or "db" in request.fixturenames
     if not uses_db and not _is_transactional(request):
         yield
         return
-    request.getfixturevalue("_django_db_helper")
     if _truncate_trigger_off:
-        _truncate_triggers(enabled=True)
+        # Outside any test transaction, so what is put back here stays for every later test.
+        with request.getfixturevalue("django_db_blocker").unblock():
+            _truncate_triggers(enabled=True)
+            _migration_data_reinstalled()
+        _truncate_trigger_off = False
+    request.getfixturevalue("_django_db_helper")
     transactional = _is_transactional(request)
-    _truncate_trigger_off = False
     yield
     if transactional:
         _truncate_triggers(enabled=False)
