@@ -9,10 +9,13 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from approvals.models import ApprovalRequest
 from controlplane.identity.capabilities import CAPABILITIES
 from controlplane.identity.models import Principal
 from controlplane.ledger.models import Checkpoint, LedgerEvent
 from controlplane.reasons import CATALOGUE
+from controlplane.runtime.models import Execution
+from incidents.models import Incident
 
 pytestmark = pytest.mark.django_db
 
@@ -34,6 +37,15 @@ def test_demo_is_idempotent():
     assert Checkpoint.objects.count() == checkpoints + 1
     assert LedgerEvent.objects.filter(fidelity="demo").count() == 5
     assert set(Principal.objects.values_list("name", flat=True)) >= {"oncall-alice", "deploy-agent"}
+
+
+def test_demo_shows_the_whole_flow_an_incident_a_pending_approval_and_executions():
+    run("demo")
+    incident = Incident.objects.get()
+    assert (incident.status, incident.service, incident.severity) == ("open", "payments", "high")
+    assert list(ApprovalRequest.objects.values_list("status", flat=True)) == ["pending"]
+    assert Execution.objects.count() == 2
+    assert run("replay", "--verify", "--all").endswith(" checked, 0 difference(s)\n")
 
 
 def test_quickstart_admin_prints_a_working_one_time_password(settings):
