@@ -58,6 +58,8 @@ class ApprovalRequest(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"]),
             models.Index(fields=["subject_kind", "subject_id"]),
+            # The console queue: one tenant's pending requests, oldest first, counted and paged by index.
+            models.Index(fields=["tenant", "status", "created_at", "id"], name="approvals_queue_idx"),
         ]
 
     def __str__(self) -> str:
