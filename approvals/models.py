@@ -53,6 +53,9 @@ class ApprovalRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     consumed_at = models.DateTimeField(null=True, blank=True, help_text="A granted approval is used once.")
 
+    # The W3C trace context of what is being approved, so its events join that action's trace.
+    traceparent = models.CharField(max_length=55, blank=True, default="")
+
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [

@@ -49,6 +49,7 @@ def _append(
         actor=actor,
         time=at,
         reason_codes=list(codes),
+        traceparent=request.traceparent or None,
     )
 
 
@@ -65,9 +66,14 @@ def approval_request_open(
     reason_codes: list[str],
     timeout_seconds: int | None = None,
     escalation_ladder: list[dict[str, int]] | None = None,
+    traceparent: str = "",
     at: datetime | None = None,
 ) -> ApprovalRequest:
-    """Open (or return the already open) request for this subject and content."""
+    """Open (or return the already open) request for this subject and content.
+
+    With `traceparent` (the W3C trace context of what is approved), every event of the request, its
+    decisions and its expiry included, joins that trace; otherwise each takes the current request's.
+    """
     if resolver_for(subject_kind) is None:
         raise ControlPlaneError("APPROVAL_SUBJECT_UNKNOWN", f"no app owns approval subject {subject_kind!r}")
     if quorum < 1:
@@ -89,6 +95,7 @@ def approval_request_open(
         reason_codes=reason_codes,
         requested_by=requested_by,
         escalation_ladder=escalation_ladder or [],
+        traceparent=traceparent,
         created_at=at,
         expires_at=at + timedelta(seconds=timeout_seconds) if timeout_seconds else None,
     )

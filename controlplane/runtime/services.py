@@ -376,6 +376,7 @@ def _step_await_approval(run: StepRun, *, principal: Principal, decision: Decisi
         reason_codes=list(decision.reason_codes),
         timeout_seconds=decision.approval_timeout_seconds or None,
         escalation_ladder=[{"after_seconds": e.after_seconds, "level": e.level} for e in decision.escalation],
+        traceparent=run.execution.traceparent,
         at=at,
     )
     run.approval = request

@@ -228,6 +228,17 @@ def test_the_trace_is_the_tree_from_intent_to_outcome_each_node_on_the_ledger(
     assert outcome_b["detail"]["outcome"]["echo"] == DRAFT["steps"][1]["inputs"]
 
 
+def test_the_approval_and_its_decisions_join_the_actions_trace(
+    agent, alice, django_capture_on_commit_callbacks
+):
+    run_approved(agent, alice, django_capture_on_commit_callbacks)
+    request = ApprovalRequest.objects.get()
+    events = LedgerEvent.objects.filter(subject=f"approval/{request.id}").order_by("seq")
+    # opened by the runtime, decided by alice in her own request context, granted and consumed
+    assert len(events) >= 3
+    assert {e.traceparent.split("-")[1] for e in events} == {TRACE}
+
+
 def test_a_rejected_draft_traces_to_its_refusal(client, agent, reader):
     bad = {
         "goal": "loop",
