@@ -24,8 +24,8 @@ from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
 from controlplane.ledger.canonical import canonical_bytes
 from controlplane.ledger.services import ledger_append
-from controlplane.policy.evaluation import Context, Decision, StepFacts
-from controlplane.policy.selectors import active_profile, explain
+from controlplane.policy.evaluation import Context, Decision, ProfileContent, StepFacts, evaluate
+from controlplane.policy.selectors import active_profile
 from controlplane.runtime.compiler import CompiledPlan, PlanRejected, compile_plan
 from controlplane.runtime.models import (
     STEP_FINAL,
@@ -123,14 +123,18 @@ def policy_context(*, principal: Principal, environment: str, plan_context: dict
     )
 
 
-def step_decision(*, step: PlanStep, principal: Principal, environment: str, plan_context: dict) -> Decision:
-    """The policy decision for one step, as the runtime asks for it (and replay asks again)."""
-    return explain(
+def step_decision(*, step: PlanStep, context: Context, profile: ProfileContent | None) -> Decision:
+    """The policy decision for one step under the execution's profile (replay asks again the same way).
+
+    The caller reads and parses the profile once per execution, so every step of a plan is judged by the
+    same version, the one recorded on the execution.
+    """
+    return evaluate(
         step=StepFacts(
             action=step.action, tier=step.base_tier, inputs=step.inputs, action_version=step.action_version
         ),
-        context=policy_context(principal=principal, environment=environment, plan_context=plan_context),
-        environment=environment,
+        context=context,
+        profile=profile,
     )
 
 
@@ -262,12 +266,11 @@ def _execution_start(*, intent: Intent, plan: Plan, principal: Principal, at: da
         "traceparent": intent.traceparent,
     }
     context = policy_context(principal=principal, environment=environment, plan_context=plan.context)
+    content = profile.as_content() if profile else None
     verdicts = []
     runs = []
     for step in plan.steps.order_by("position"):
-        decision = step_decision(
-            step=step, principal=principal, environment=environment, plan_context=plan.context
-        )
+        decision = step_decision(step=step, context=context, profile=content)
         run = StepRun.objects.create(
             execution=execution,
             step=step,
