@@ -52,6 +52,11 @@ _CATALOGUE = [
     Reason("LEDGER_BUNDLE_MALFORMED", 400, "The export bundle is not a readable Control Plane bundle."),
     Reason("LEDGER_KEY_NOT_FOUND", 404, "No ledger signing key with that id exists."),
     Reason("LEDGER_RANGE_INVALID", 400, "The seq range is empty or reversed."),
+    Reason(
+        "LEDGER_IDEMPOTENCY_RACE",
+        409,
+        "A concurrent request appended an event with the same idempotency key first; nothing was changed.",
+    ),
     # Event ingest
     Reason("SIGNATURE_MISSING", 401, "The signing mode requires a signature and none was sent."),
     Reason("SIGNATURE_INVALID", 401, "No signature in webhook-signature verifies for this delivery."),

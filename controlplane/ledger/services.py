@@ -26,11 +26,13 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from controlplane.context import parse_traceparent, request_id_var, traceparent_var
 from controlplane.errors import ControlPlaneError
 from controlplane.ledger import crypto
+from controlplane.ledger.batch import current_batch
 from controlplane.ledger.canonical import canonical_bytes, format_time
 from controlplane.ledger.models import (
     ENVELOPE_FIELDS,
@@ -338,10 +340,14 @@ def ledger_append_prepared(events: Sequence[PreparedEvent]) -> list[LedgerEvent]
     An event whose idempotency key is already on the chain (or earlier in `events`) is not written: the
     existing event is returned in its place, as `ledger_append` does. Failures raise `ControlPlaneError`
     (LEDGER_WRITE_FAILED, LEDGER_KEY_UNAVAILABLE) and, the caller's transaction being rolled back,
-    change nothing.
+    change nothing. Inside `ledger_deferred()` (batch.py) nothing is locked or written yet: the events
+    are deferred to the block's end and `DeferredEvent`s are returned (so `ledger_append` returns one).
     """
     if not events:
         return []
+    batch = current_batch()
+    if batch is not None:  # inside ledger_deferred(): appended with the batch when the block ends (batch.py)
+        return batch.defer(events)
     try:
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
             keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
@@ -457,6 +463,8 @@ def _activate_new_key(
 
 
 def _locked_head() -> _Head:
+    if current_batch() is not None:  # the head is read now: a deferred batch would be chained after it
+        raise TransactionManagementError("key and checkpoint operations cannot run inside ledger_deferred()")
     with connection.cursor() as cursor:
         head, _ = _lock_chain_and_read_head(cursor, [])
     return head
