@@ -33,7 +33,12 @@ from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
 from controlplane.ledger.models import Fidelity, LedgerEvent
 from controlplane.ledger.services import PreparedEvent, ledger_append, ledger_append_prepared, ledger_prepare
-from incidents.services import SIGNAL_CLOUDEVENT_TYPE, signal_cloudevent_normalise, signal_ingest
+from incidents.services import (
+    SIGNAL_CLOUDEVENT_TYPE,
+    detection_locks_take,
+    signal_cloudevent_normalise,
+    signal_ingest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -605,6 +610,11 @@ def deliveries_append(deliveries: Sequence[CheckedDelivery]) -> list[Accepted | 
                     continue
                 plan.append((len(appending), None))
                 appending.append(d)
+            # Signal ingest's detection locks come before the chain's lock, in every transaction that
+            # ingests signals (incidents/services/signals.py): taken here, before this append.
+            detection_locks_take(
+                scopes=[(d.producer.tenant_id, d.signal.service) for d in appending if d.signal is not None]
+            )
             events = ledger_append_prepared([d.event for d in appending])
             results: list[Accepted | ControlPlaneError] = []
             rows = []

@@ -1,6 +1,6 @@
 """Every write of the incidents app, by sub-domain; import the functions from here.
 
-- signals:   `signal_ingest`, `signal_ingest_cloudevent`, `silence_matching`
+- signals:   `signal_ingest`, `signal_ingest_cloudevent`, `silence_matching`, `detection_locks_take`
 - rules:     `rule_version_create`, `current_rule_versions`
 - promotion: `signal_evaluate` (called by ingest; evidence, confidence, decision, incident)
 - lifecycle: `incident_acknowledge | _mitigate | _resolve | _close | _reopen | _raise_severity`,
@@ -27,7 +27,7 @@ from incidents.services.lifecycle import (
 )
 from incidents.services.promotion import Outcome, signal_evaluate
 from incidents.services.rules import RuleContent, current_rule_versions, rule_version_create
-from incidents.services.signals import IngestResult, signal_ingest, silence_matching
+from incidents.services.signals import IngestResult, detection_locks_take, signal_ingest, silence_matching
 from incidents.services.silences import (
     APPROVAL_SUBJECT,
     resolve_silence_approval,
@@ -45,6 +45,7 @@ __all__ = [
     "RuleContent",
     "allowed_transitions",
     "current_rule_versions",
+    "detection_locks_take",
     "incident_acknowledge",
     "incident_close",
     "incident_mitigate",

@@ -1,17 +1,31 @@
-"""What every incidents service shares: ledger appends, actor checks, the clock-free time format."""
+"""What every incidents service shares: ledger appends, actor checks, the clock-free time format, and the
+seq of projection rows written before their (deferred) event is on the chain."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.db import models
+
 from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal, PrincipalKind
+from controlplane.ledger.batch import DeferredEvent
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append
 from incidents.normalise import format_time
 
-__all__ = ["actor_ref", "append", "format_time", "require_human", "require_reason"]
+__all__ = [
+    "actor_ref",
+    "append",
+    "format_time",
+    "require_human",
+    "require_reason",
+    "seq_of",
+    "seqs_settle",
+]
 
 
 def actor_ref(actor: Principal | str | None) -> str:
@@ -47,6 +61,33 @@ def append(
         idempotency_key=idempotency_key,
         event_id=event_id,
     )
+
+
+def seq_of(event: LedgerEvent | DeferredEvent) -> int:
+    """The event's seq; for an event still deferred (inside `ledger_deferred()`), a provisional stand-in.
+
+    The stand-in is negative (never a real seq) and derived from the event's random id, so rows of
+    concurrent transactions never meet on a unique index; `seqs_settle` replaces it before the commit.
+    """
+    if isinstance(event, DeferredEvent) and not event.appended:
+        return -int(event.id[:15], 16) - 1
+    return event.seq
+
+
+def is_provisional(seq: int) -> bool:
+    return seq < 0
+
+
+def seqs_settle(rows: Iterable[tuple[models.Model, LedgerEvent | DeferredEvent]]) -> None:
+    """After the `ledger_deferred()` block: give each row written with a provisional seq its event's seq
+    (one UPDATE per model). The chain lock is held from the block's end, so this is kept to that."""
+    changed: dict[type[models.Model], list[models.Model]] = defaultdict(list)
+    for row, event in rows:
+        if row.seq != event.seq:
+            row.seq = event.seq
+            changed[type(row)].append(row)
+    for model, instances in changed.items():
+        model.objects.bulk_update(instances, ["seq"])
 
 
 def require_human(actor: Principal, *, tenant_id: int, what: str) -> None:

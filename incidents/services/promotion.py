@@ -1,21 +1,24 @@
 """From a signal to evidence, confidence, a promotion decision and an incident.
 
-Runs inside the ingest transaction, after the signal's ledger append has taken the ledger lock, so the
-signals it counts are exactly those recorded before it (seq order) and two deliveries never race for
-the same incident. Each step appends its event: `controlplane.evidence.assembled`,
-`controlplane.confidence.assessed`, `controlplane.promotion.decided`, then `controlplane.incident.opened`
-or `controlplane.incident.evidence.attached`, prepared first and appended together (one chain lock and
-one INSERT: the chain is the serial point, so the less done while it is held the better). Times are the
-signals' own times, never the clock.
+Runs inside the ingest transaction, under the detection lock of the signal's (tenant, service) that
+`signal_ingest` took first: the signals it counts are exactly those recorded before it (seq order), and
+two deliveries never race for the same incident. Each step appends its event:
+`controlplane.evidence.assembled`, `controlplane.confidence.assessed`, `controlplane.promotion.decided`,
+then `controlplane.incident.opened` or `controlplane.incident.evidence.attached`; inside ingest these are
+deferred with the signal's own event and go on the chain together when the delivery ends (the chain is
+the serial point, so the less done while its lock is held the better). Times are the signals' own
+times, never the clock.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.utils import timezone
 
+from controlplane.ledger.batch import DeferredEvent
+from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append_prepared, ledger_prepare
 from incidents import detection
 from incidents.models import (
@@ -28,8 +31,12 @@ from incidents.models import (
     Signal,
     severity_max,
 )
-from incidents.services.common import format_time
+from incidents.services.common import format_time, is_provisional, seq_of
 from incidents.services.rules import current_rule_versions
+
+# The seq detection gives a trigger whose event is still deferred: it is the newest signal of its service
+# (under the detection lock everything visible was recorded before it).
+_NEWEST = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Outcome:
     decision: PromotionDecision
     incident: Incident | None
     opened: bool
+    evidence_event: LedgerEvent | DeferredEvent | None = None  # controlplane.evidence.assembled
 
 
 def facts_of(signal: Signal) -> detection.SignalFacts:
@@ -65,8 +73,9 @@ def _candidates(rv: DetectionRuleVersion, trigger: Signal) -> list[detection.Sig
         suppressed_by__isnull=True,
         observed_at__gte=start,
         observed_at__lte=end,
-        seq__lte=trigger.seq,
     )
+    if not is_provisional(trigger.seq):  # a stored signal evaluated again: only what came before it
+        rows = rows.filter(seq__gt=0, seq__lte=trigger.seq)
     if rv.match_name:
         rows = rows.filter(name=rv.match_name)
     return [facts_of(s) for s in rows]
@@ -75,10 +84,17 @@ def _candidates(rv: DetectionRuleVersion, trigger: Signal) -> list[detection.Sig
 def signal_evaluate(
     *, signal: Signal, causation_id: str = "", rules: list[DetectionRuleVersion] | None = None
 ) -> list[Outcome]:
-    """Evaluate every current rule version of the tenant (or `rules`, read by the caller before it took
-    the ledger lock) against a new firing signal; `causation_id` is its signal.received event's id."""
+    """Evaluate every current rule version of the tenant (or `rules`, read by the caller) against a new
+    firing signal; `causation_id` is its signal.received event's id.
+
+    Inside ingest the signal's event is still deferred (its seq provisional): it is the newest signal of
+    its service, and the candidates are the signals visible to this transaction, which the detection
+    lock makes exactly those recorded before it. A signal already on the chain counts those up to its seq.
+    """
     outcomes = []
     trigger = facts_of(signal)
+    if is_provisional(signal.seq):
+        trigger = replace(trigger, seq=_NEWEST)
     for rv in current_rule_versions(tenant=signal.tenant_id) if rules is None else rules:
         content = rv.content()
         if not detection.matches(content, trigger):
@@ -177,8 +193,8 @@ def _evidence_and_decision(
     ]
     incident, opened = None, False
     if verdict.decision == "PROMOTE":
-        # One open incident per (service, rule): the ledger lock, taken by the signal's own append,
-        # serialises deliveries, so this read is current; a partial unique constraint backs it.
+        # One open incident per (service, rule): the detection lock of the service serialises the
+        # deliveries that could open it, so this read is current; a partial unique constraint backs it.
         incident = (
             Incident.objects.select_for_update()
             .filter(
@@ -255,7 +271,7 @@ def _evidence_and_decision(
         trigger_signal=trigger,
         severity=severity,
         incident=incident,
-        seq=appended[0].seq,
+        seq=seq_of(appended[0]),  # provisional while deferred; signal_ingest settles it
     )
     assessment = ConfidenceAssessment.objects.create(
         evidence=evidence,
@@ -271,4 +287,4 @@ def _evidence_and_decision(
         reason_codes=list(verdict.reason_codes),
         decided_at=end,
     )
-    return Outcome(evidence, assessment, decision, incident, opened)
+    return Outcome(evidence, assessment, decision, incident, opened, appended[0])

@@ -2,27 +2,39 @@
 
 `signal_ingest` takes already normalised signals (see `incidents.normalise`; a payload that cannot be
 normalised never reaches it) and, in one transaction per delivery:
-1. appends `controlplane.signal.received` with the idempotency key `signal:<id>`: a redelivery of the same
+1. takes the detection lock of each (tenant, service) the delivery touches (`detection_locks_take`):
+   deliveries to the same service are serialised from here to their commit, deliveries to different
+   services run side by side;
+2. appends `controlplane.signal.received` with the idempotency key `signal:<id>`: a redelivery of the same
    alert (same tenant, source, fingerprint, status and start) writes nothing and is reported as duplicate;
-   the append also takes the ledger's lock, which serialises everything after it with every other writer;
-2. records the silence that suppresses it, if any (reason code SUPPRESSED_BY_SILENCE);
-3. for a firing, unsuppressed signal, evaluates every current rule version (`services.promotion`).
+3. records the silence that suppresses it, if any (reason code SUPPRESSED_BY_SILENCE);
+4. for a firing, unsuppressed signal, evaluates every current rule version (`services.promotion`).
+
+Every ledger append of the delivery is deferred (`controlplane.ledger.batch.ledger_deferred`) and the
+whole delivery's events go on the chain together at the end, so the chain's global lock is held only
+from that append to the commit instead of through the whole delivery. The detection lock is what keeps
+detection exact without it: a signal counts the signals of its service visible to its transaction,
+and under the lock those are exactly the signals recorded before it on the chain (docs/incidents.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from controlplane.identity.models import Tenant
+from controlplane.ledger.batch import DeferredEvent, ledger_deferred
+from controlplane.ledger.models import LedgerEvent
 from incidents.models import Signal, Silence, SilenceStatus
 from incidents.normalise import NormalisedSignal, format_time, signal_id
-from incidents.services.common import append
+from incidents.services.common import append, seq_of, seqs_settle
 from incidents.services.promotion import Outcome, signal_evaluate
 from incidents.services.rules import current_rule_versions
 
@@ -58,6 +70,32 @@ class IngestResult:
             ],
             "incidents": sorted({o.incident.id for o in self.outcomes if o.incident is not None}),
         }
+
+
+# pg_advisory_xact_lock(int, int) namespace of the detection locks ("CPDT"); the chain's lock uses the
+# single-bigint form, a key space that does not overlap this one.
+_DETECTION_LOCK_CLASS = 0x43504454
+
+
+def _detection_key(tenant_id: int, service: str) -> int:
+    digest = hashlib.sha256(f"{tenant_id}\n{service}".encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
+
+
+def detection_locks_take(*, scopes: Iterable[tuple[int, str]]) -> None:
+    """Take the transaction-scoped detection lock of each (tenant id, service), in one global order.
+
+    Every transaction that ingests signals takes these before anything else it locks and before the
+    chain's lock (the channels' CloudEvents ingest calls this before its own append), so no two
+    transactions take them in opposite orders. Two services whose keys collide (32 bits) only share a
+    lock. Nothing to do on SQLite (the quickstart), where a write locks the whole database anyway.
+    """
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted({_detection_key(tenant_id, service) for tenant_id, service in scopes})
+    with connection.cursor() as cursor:
+        for key in keys:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DETECTION_LOCK_CLASS, key])
 
 
 def silence_matching(*, tenant_id: int, signal: NormalisedSignal) -> Silence | None:
@@ -104,11 +142,11 @@ def signal_event_data(sid: str, signal: NormalisedSignal, suppressed_by: str | N
 
 def _store_one(
     *, tenant: Tenant, signal: NormalisedSignal, actor: str, causation_id: str, received_at: datetime
-) -> tuple[Signal, bool, str]:
+) -> tuple[Signal, bool, LedgerEvent | DeferredEvent | None]:
     sid = signal_id(tenant=tenant.slug, signal=signal)
     existing = Signal.objects.filter(pk=sid).first()
     if existing is not None:
-        return existing, True, ""
+        return existing, True, None
     silence = silence_matching(tenant_id=tenant.pk, signal=signal)
     event_id = uuid.uuid4().hex
     event = append(
@@ -123,12 +161,12 @@ def _store_one(
         idempotency_key=f"signal:{sid}",
         event_id=event_id,
     )
-    if event.id != event_id:  # a concurrent delivery of the same alert committed first
-        return Signal.objects.get(pk=sid), True, event.id
+    if event.id != event_id:  # already on the chain (the detection lock makes this a backstop)
+        return Signal.objects.get(pk=sid), True, event
     row = Signal.objects.create(
         id=sid,
         tenant=tenant,
-        seq=event.seq,
+        seq=seq_of(event),  # provisional while the event is deferred; settled after the block
         source=signal.source,
         source_kind=signal.source_kind,
         service=signal.service,
@@ -146,7 +184,7 @@ def _store_one(
         received_at=received_at,
         suppressed_by=silence,
     )
-    return row, False, event.id
+    return row, False, event
 
 
 @transaction.atomic
@@ -161,15 +199,21 @@ def signal_ingest(
     """Store a delivery's signals (each once) and run detection on the new, firing, unsuppressed ones."""
     received_at = received_at or timezone.now()
     result = IngestResult()
-    rules = current_rule_versions(tenant=tenant)  # read before the first append takes the ledger lock
-    for signal in signals:
-        row, duplicate, event_id = _store_one(
-            tenant=tenant, signal=signal, actor=actor, causation_id=causation_id, received_at=received_at
-        )
-        result.signals.append(row)
-        if duplicate:
-            result.duplicates.append(row.id)
-            continue
-        if row.status == "firing" and row.suppressed_by_id is None:
-            result.outcomes.extend(signal_evaluate(signal=row, causation_id=event_id, rules=rules))
+    rules = current_rule_versions(tenant=tenant)
+    detection_locks_take(scopes=[(tenant.pk, signal.service) for signal in signals])
+    stored: list[tuple[Signal, LedgerEvent | DeferredEvent]] = []
+    with ledger_deferred():
+        for signal in signals:
+            row, duplicate, event = _store_one(
+                tenant=tenant, signal=signal, actor=actor, causation_id=causation_id, received_at=received_at
+            )
+            result.signals.append(row)
+            if duplicate:
+                result.duplicates.append(row.id)
+                continue
+            stored.append((row, event))
+            if row.status == "firing" and row.suppressed_by_id is None:
+                result.outcomes.extend(signal_evaluate(signal=row, causation_id=event.id, rules=rules))
+    # The delivery's events are on the chain now (and its lock held to the commit): the real seqs.
+    seqs_settle([*stored, *((o.evidence, o.evidence_event) for o in result.outcomes)])
     return result

@@ -73,3 +73,47 @@ def test_a_producer_without_signals_ingest_cannot_send_signals(client, tenant):
     assert (*written(), Delivery.objects.count()) == before
     other = deliver(plain, cloudevent(id="evt-other"))  # other event types are unaffected
     assert other.status_code == 201 and Signal.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_signal_cloudevent_takes_the_detection_lock_before_the_chain_lock(tenant, producer):
+    """The order signal ingest uses everywhere: were the event's own append made first, a delivery to a
+    service whose ingest is mid-way would hold the chain while waiting for that ingest, which waits for
+    the chain: a deadlock."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+    from django.test import Client
+
+    from controlplane.ledger.services import ledger_append
+    from incidents import services
+
+    make_rule(tenant)
+    answers: list = []
+
+    def send() -> None:
+        try:
+            answers.append(make_deliver(Client())(producer, signal_event(0)))
+        finally:
+            connection.close()
+
+    def waiting_for_detection_lock() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND NOT granted"
+            )
+            return cursor.fetchone()[0] > 0
+
+    with transaction.atomic():
+        services.detection_locks_take(scopes=[(tenant.pk, "checkout")])  # an Alertmanager ingest, mid-way
+        sender = threading.Thread(target=send)
+        sender.start()
+        deadline = time.monotonic() + 10
+        while not waiting_for_detection_lock() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waiting_for_detection_lock()
+        ledger_append(type="controlplane.test.happened", subject="test/mid-way", data={})  # the chain is free
+    sender.join(timeout=10)
+    assert answers and answers[0].status_code == 201, answers
+    assert Signal.objects.count() == 1

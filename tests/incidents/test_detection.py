@@ -199,3 +199,70 @@ def test_assessment_is_stored_with_the_rule_it_was_made_with(tenant, rule):
     event = LedgerEvent.objects.get(type="controlplane.confidence.assessed")
     assert event.data["factors"] == assessment.factors and event.data["score_bp"] == assessment.score_bp
     assert sum(f["weight_bp"] for f in assessment.factors) == 10000
+
+
+def test_a_delivery_is_chained_in_one_append_after_its_writes_and_rows_get_their_events_seqs(tenant, rule):
+    """The chain's lock is taken once per delivery, after every row it writes (docs/incidents.md)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    send(tenant, starts=at(0))
+    send(tenant, starts=at(30))
+    alerts = [normalise.from_generic(generic(starts=at(60 + i * 30), source=f"p{i}")) for i in range(2)]
+    with CaptureQueriesContext(connection) as captured:
+        result = services.signal_ingest(tenant=tenant, signals=alerts, actor="t")
+    assert [o.decision.decision for o in result.outcomes] == ["PROMOTE", "PROMOTE"]
+    assert [o.opened for o in result.outcomes] == [True, False]  # the second sees the first's incident
+    sql = [q["sql"] for q in captured.captured_queries]
+    locks = [i for i, s in enumerate(sql) if "pg_advisory_xact_lock" in s]
+    detection_lock, chain_lock = locks  # "(namespace, key)" and the chain's single key
+    assert "," in sql[detection_lock] and "," not in sql[chain_lock]
+    writes = [i for i, s in enumerate(sql) if s.startswith(("INSERT", "UPDATE")) or "FOR UPDATE" in s]
+    assert detection_lock < min(writes)
+    after = [s.split()[0:3] for s in sql[chain_lock + 1 :] if not s.startswith("RELEASE SAVEPOINT")]
+    assert [words[0] for words in after] == ["SELECT", "INSERT", "UPDATE", "UPDATE"], after
+    assert after[1][2] == "ledger_ledgerevent"  # one INSERT for all the delivery's events
+    assert {after[2][1], after[3][1]} == {'"incidents_signal"', '"incidents_evidencebundle"'}
+    # ... and every row holds the seq of its own event, in chain order
+    for signal in Signal.objects.all():
+        assert signal.seq == LedgerEvent.objects.get(subject=f"signal/{signal.id}").seq
+    for bundle in EvidenceBundle.objects.all():
+        assembled = LedgerEvent.objects.get(subject=f"evidence/{bundle.id}", type__endswith="assembled")
+        assert bundle.seq == assembled.seq
+    assert [o.evidence.seq for o in result.outcomes] == sorted(b.seq for b in EvidenceBundle.objects.all())
+    types = list(LedgerEvent.objects.filter(seq__gte=result.signals[0].seq).values_list("type", flat=True))
+    assert types == [
+        "controlplane.signal.received",
+        "controlplane.evidence.assembled",
+        "controlplane.confidence.assessed",
+        "controlplane.promotion.decided",
+        "controlplane.incident.opened",
+        "controlplane.signal.received",
+        "controlplane.evidence.assembled",
+        "controlplane.confidence.assessed",
+        "controlplane.promotion.decided",
+        "controlplane.incident.evidence.attached",
+    ]
+    from incidents.replay import replay_incidents
+
+    assert replay_incidents().ok
+
+
+def test_when_the_delivery_cannot_be_chained_nothing_of_it_is_written(tenant, rule, settings):
+    """The events are appended after the rows are written; a failing append rolls the rows back too."""
+    import shutil
+
+    from controlplane.ledger import crypto
+
+    from .conftest import written
+
+    send(tenant, starts=at(0))
+    send(tenant, starts=at(30))
+    before = written()
+    shutil.rmtree(settings.CONTROLPLANE_KEY_DIR)  # the active key's private half is gone
+    crypto.forget_loaded_keys()
+    with pytest.raises(ControlPlaneError) as refused:
+        send(tenant, starts=at(60))  # would promote and open an incident
+    assert refused.value.code == "LEDGER_KEY_UNAVAILABLE"
+    assert written() == before
+    assert not Signal.objects.filter(seq__lt=0).exists()
