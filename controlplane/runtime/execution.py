@@ -9,8 +9,9 @@
 - `step_runs_sweep` (Celery beat, or in-process in the quickstart): re-dispatch steps whose worker died
   (lease expired), publish what waits in the outbox, and re-publish tasks the broker lost.
 
-Every state change appends its ledger event in the same transaction. Delivery is at least once; the
-execution key makes the effect happen once (runners return the first result for a repeated key).
+Every state change appends its ledger event in the same transaction (claim and finish deferred to the end
+of it: `ledger_deferred`). Delivery is at least once; the execution key makes the effect happen once
+(runners return the first result for a repeated key).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from kombu.exceptions import OperationalError
 
+from controlplane.ledger.batch import ledger_deferred
 from controlplane.runtime import executors
 from controlplane.runtime.models import Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.runtime.services import _event, _execution_advance, _step_block, kill_switch_engaged_for
@@ -167,7 +169,7 @@ def _fail(run: StepRun, *, codes: list[str], error: dict[str, Any], at: datetime
 
 def _claim(step_run_id: int) -> tuple[StepRun, executors.StepCall, dict[str, Any]] | None:
     """Lock the step and start an attempt; None when there is nothing to run (or it was refused)."""
-    with transaction.atomic():
+    with transaction.atomic(), ledger_deferred():
         run, execution = _locked(step_run_id)
         if run.status != StepStatus.READY or execution.status != ExecutionStatus.RUNNING:
             return None
@@ -274,7 +276,7 @@ def step_run_execute(*, step_run_id: int) -> StepRun:
 def _finish(
     step_run_id: int, attempt: int, outcome: dict[str, Any], failure: executors.ExecutorError | None
 ) -> StepRun:
-    with transaction.atomic():
+    with transaction.atomic(), ledger_deferred():
         run, execution = _locked(step_run_id)
         if run.status != StepStatus.RUNNING or run.attempts != attempt:
             logger.warning(

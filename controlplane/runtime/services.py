@@ -3,7 +3,10 @@
 `intent_submit` compiles the draft (deterministically), records the plan, asks policy for a verdict per
 step, opens approval requests where people must consent, and starts the execution; ready steps are
 dispatched to Celery when the transaction commits. The worker side (publish, run with a lease, retry,
-sweep) is in `execution.py`. Every transition appends its ledger event in the same transaction.
+sweep) is in `execution.py`. Every transition appends its ledger event in the same transaction;
+`intent_submit` and the worker's claim and finish defer theirs to the end of it (`ledger_deferred`:
+one chain append, the chain's lock held only from there to the commit), so nothing in them may read an
+appended event's seq.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from approvals.models import ApprovalRequest, ApprovalStatus
 from controlplane.context import new_traceparent, parse_traceparent
 from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
+from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.canonical import canonical_bytes
 from controlplane.ledger.services import ledger_append
 from controlplane.policy.evaluation import Context, Decision, ProfileContent, StepFacts, evaluate
@@ -139,6 +143,7 @@ def step_decision(*, step: PlanStep, context: Context, profile: ProfileContent |
 
 
 @transaction.atomic
+@ledger_deferred()  # the intent's events (and its approvals') go on the chain together, at the end
 def intent_submit(
     *,
     principal: Principal,

@@ -268,3 +268,61 @@ def test_cancel_stops_further_steps(dev_policy, agent):
         services.execution_cancel(execution=execution, actor=agent, reason="again")
     assert caught.value.code == "EXECUTION_NOT_RUNNING"
     assert Intent.objects.count() == 1
+
+
+def _after_the_chain_lock(queries) -> list[list[str]]:
+    """For each chain lock taken (the ledger's single-key advisory lock), the statements that followed it
+    up to the end of its (possibly nested) transaction."""
+    sql = [q["sql"].strip() for q in queries.captured_queries]
+    segments = []
+    for index, statement in enumerate(sql):
+        if "pg_advisory_xact_lock(" in statement and "," not in statement:
+            rest = sql[index + 1 :]
+            end = next((i for i, s in enumerate(rest) if s.startswith(("RELEASE SAVEPOINT", "COMMIT"))), None)
+            segments.append(rest[:end])
+    return segments
+
+
+def test_submit_appends_once_after_its_writes_approvals_included(agent):
+    """intent_submit defers its events (and those of the approvals it opens): the chain's lock is taken
+    once, after every row it writes, and only the head read and one INSERT follow it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    content = copy.deepcopy(LOW_ASSIST)
+    content["deny"] = []
+    _activate("test-assist", "dev", content)
+    with CaptureQueriesContext(connection) as queries:
+        intent = submit(agent)
+    [after] = _after_the_chain_lock(queries)
+    assert [s.split()[0] for s in after] == ["SELECT", "INSERT"] and "ledger_ledgerevent" in after[1]
+    submitted = list(LedgerEvent.objects.filter(trace_id=intent.trace_id).order_by("seq"))
+    assert [e.type for e in submitted] == [
+        "controlplane.intent.received",
+        "controlplane.plan.compiled",
+        "controlplane.plan.verified",
+        "controlplane.execution.started",
+        *["controlplane.approval.request.opened"] * 3,
+    ]
+    assert [e.seq for e in submitted] == list(range(submitted[0].seq, submitted[0].seq + 7))
+    assert ApprovalRequest.objects.filter(status="pending").count() == 3
+
+
+def test_the_worker_claims_and_finishes_with_one_append_each_after_its_writes(dev_policy, agent):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    intent = submit(agent)  # the on-commit dispatch does not run inside the test's transaction
+    first = StepRun.objects.get(execution__intent=intent, step__key="a")
+    with CaptureQueriesContext(connection) as queries:
+        execution.step_run_execute(step_run_id=first.pk)
+    claim, finish = _after_the_chain_lock(queries)
+    for after in (claim, finish):
+        assert [s.split()[0] for s in after] == ["SELECT", "INSERT"], after
+    first.refresh_from_db()
+    assert first.status == "completed"
+    run = Execution.objects.get(intent=intent)
+    assert types_for(run)[-2:] == [
+        "controlplane.execution.step.started",
+        "controlplane.execution.step.completed",
+    ]
