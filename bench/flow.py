@@ -11,6 +11,11 @@ execution completed) is reported beside it.
 Baseline, same worker, same broker, same run: three Celery hops of a no-op task (`bench.tasks.hop`), each
 sending the next, the last writing a timestamp to Redis: what broker and worker cost for three
 sequential steps with no database, no ledger and no policy.
+
+Concurrent submits: `submit_threads` threads of this process call `intent_submit` for `submit_seconds`
+(each call its own transaction, as an API request is; the steps are published to a queue no worker
+reads), against a raw baseline of the same threads each appending one bare ledger event per
+transaction. What it shows is how much of the chain's serial point a submit occupies.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 from bench.loadgen import percentile
 from bench.server import REPO
+from bench.threads import run_threads
 
 WAIT_SECONDS = 60.0
 
@@ -193,6 +199,43 @@ def _three_hops(redis_url: str, queue: str, count: int) -> list[float]:
     return samples
 
 
+def submit_concurrency(*, agent: Any, threads: int, seconds: float, redis_url: str) -> dict[str, Any]:
+    """Concurrent `intent_submit` calls against concurrent bare ledger appends (see the docstring)."""
+    import redis
+    from django.db import transaction
+
+    from controlplane.ledger.services import ledger_append
+    from controlplane.runtime import services
+
+    run_id = uuid.uuid4().hex[:8]
+
+    def bare_append(thread: int, n: int) -> None:
+        with transaction.atomic():
+            ledger_append(
+                type="bench.flow.raw",
+                subject=f"bench/raw-{run_id}-{thread}-{n}",
+                data={"thread": thread, "n": n, "draft": three_steps(n)},
+                tenant="bench-flow",
+                actor="bench",
+            )
+
+    def submit(thread: int, n: int) -> None:
+        services.intent_submit(
+            principal=agent, draft=three_steps(n), idempotency_key=f"bench-submit-{run_id}-{thread}-{n}"
+        )
+
+    raw = run_threads(threads, seconds, bare_append)
+    queue = f"bench-unread-{run_id}"
+    with routed_to(queue):
+        submits = run_threads(threads, seconds, submit)
+    redis.Redis.from_url(redis_url).delete(queue)  # the published steps nobody will run
+    return {
+        "raw_ledger_append": raw,
+        "intent_submit": submits,
+        "ratio": round(submits["per_s"] / raw["per_s"], 3) if submits["per_s"] and raw["per_s"] else None,
+    }
+
+
 def flow_bench(
     *,
     intents: int,
@@ -200,6 +243,8 @@ def flow_bench(
     env: dict[str, str],
     work: Path,
     concurrency: int = 2,
+    submit_threads: int = 8,
+    submit_seconds: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Submit `intents` three-step plans one after another against a real worker; see the docstring."""
@@ -253,6 +298,14 @@ def flow_bench(
         f"  intent -> completed: p50 {ours} ms, p95 {result['intent_to_completed_ms']['p95']} ms "
         f"({statuses}); three raw Celery hops: p50 {floor} ms"
     )
+    if submit_threads > 0 and submit_seconds > 0:
+        result["submit_concurrency"] = concurrent = submit_concurrency(
+            agent=agent, threads=submit_threads, seconds=submit_seconds, redis_url=env["REDIS_URL"]
+        )
+        log(
+            f"  {submit_threads} threads: intent_submit {concurrent['intent_submit']['per_s']}/s, "
+            f"bare ledger appends {concurrent['raw_ledger_append']['per_s']}/s"
+        )
     return result
 
 
@@ -281,4 +334,22 @@ def report(results: dict[str, Any]) -> list[str]:
             f"| {label} | {row['p50']} | {row['p95']} | {row['p99']} | {row['max']} | {row['count']} |"
         )
     out += ["", f"p50 intent-to-completed / p50 of the three raw hops: {flow['ratio_p50_to_baseline']}", ""]
+    concurrent = flow.get("submit_concurrency")
+    if concurrent:
+        raw, submits = concurrent["raw_ledger_append"], concurrent["intent_submit"]
+        out += [
+            f"Concurrent submits: {submits['threads']} threads of the benchmark process for "
+            f"{submits['seconds']} s each way (every call its own transaction; steps published to a queue "
+            "no worker reads):",
+            "",
+            "| path | calls | per s | p50 ms | p95 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for label, row in (("raw baseline: one bare ledger append", raw), ("intent_submit", submits)):
+            latency = row["latency_ms"]
+            out.append(
+                f"| {label} | {row['count']} | {row['per_s']} | {latency['p50']} | {latency['p95']} "
+                f"| {latency['p99']} | {len(row['errors'])} |"
+            )
+        out += ["", f"intent_submit / raw baseline: {concurrent['ratio']}", ""]
     return out

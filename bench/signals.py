@@ -7,7 +7,10 @@ Three measurements, all in the scratch database of the run:
 2. the service path: `incidents.services.signal_ingest` per signal, serially, in this process; every
    signal after the second of its service meets the rule's threshold, so it goes through evidence,
    confidence, the promotion gate and attaching to the service's open incident (about five events);
-3. the HTTP path: Alertmanager webhooks (`POST /api/v1/signals/alertmanager/`, one alert each) offered
+3. the same two concurrently: `threads` threads of this process for `concurrent_seconds` each way (each
+   thread's signals on services of its own, so only the chain is shared), which shows how much of the
+   chain's serial point a delivery occupies;
+4. the HTTP path: Alertmanager webhooks (`POST /api/v1/signals/alertmanager/`, one alert each) offered
    open-loop at increasing rates to gunicorn, as the ingest benchmark does; latency from each
    request's scheduled send time.
 
@@ -29,6 +32,7 @@ import orjson
 
 from bench import ingest, loadgen
 from bench.server import ServerConfig
+from bench.threads import run_threads
 
 SIGNALS_PATH = "/api/v1/signals/alertmanager/"
 SERVICES = 16
@@ -198,6 +202,47 @@ def service_path(sender: Sender, *, count: int, day: int = 0) -> dict[str, Any]:
     return summary
 
 
+def concurrent_paths(sender: Sender, *, threads: int, seconds: float, day: int) -> dict[str, Any]:
+    """Bare ledger appends, then `signal_ingest`, from `threads` threads at once (thread t sends the
+    signals of index t, t + threads, ...: services of its own when `threads` divides SERVICES)."""
+    from django.db import transaction
+
+    from controlplane.identity.models import Tenant
+    from controlplane.ledger.services import ledger_append
+    from incidents import normalise, services
+
+    tenant = Tenant.objects.get(slug=sender.tenant)
+    run = secrets.token_hex(4)
+    payload = alert(run="raw", index=0, day=0)
+
+    def bare_append(thread: int, n: int) -> None:
+        with transaction.atomic():
+            ledger_append(
+                type="bench.signal.raw",
+                subject=f"bench/raw-{run}-{thread}-{n}",
+                data={"index": n, **payload},
+                tenant=sender.tenant,
+                actor="bench",
+            )
+
+    def ingest_one(thread: int, n: int) -> None:
+        one = {
+            "version": "4",
+            "groupKey": "{}",
+            "alerts": [alert(run=run, index=n * threads + thread, day=day)],
+        }
+        signals = normalise.from_alertmanager(one, source=f"alertmanager/{sender.ref}")
+        services.signal_ingest(tenant=tenant, signals=signals, actor=sender.ref)
+
+    raw = run_threads(threads, seconds, bare_append)
+    ingested = run_threads(threads, seconds, ingest_one)
+    return {
+        "raw_ledger_append": raw,
+        "service_path": ingested,
+        "ratio": round(ingested["per_s"] / raw["per_s"], 3) if ingested["per_s"] and raw["per_s"] else None,
+    }
+
+
 def checks(sender: Sender) -> dict[str, Any]:
     """What the runs left behind: each accepted signal stored once; one open incident per service."""
     from incidents.models import EvidenceBundle, Incident, Signal
@@ -224,9 +269,12 @@ def signals_bench(
     postmaster: int | None,
     refine: int = 0,
     probe_down: int = 0,
+    threads: int = 8,
+    concurrent_seconds: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The raw baseline and the service path in this process, then the HTTP sweep through gunicorn."""
+    """The raw baseline and the service path in this process (serially, then from several threads),
+    then the HTTP sweep through gunicorn."""
     from bench import server
 
     sender = setup()
@@ -236,6 +284,14 @@ def signals_bench(
     log(f"service path: {count} signals through signal_ingest (detect, promote, attach) ...")
     inproc = service_path(sender, count=count)
     log(f"  {inproc['per_s']}/s  latency {inproc['latency_ms']}  promoted {inproc['promoted']}")
+    concurrent = None
+    if threads > 0 and concurrent_seconds > 0:
+        log(f"both again from {threads} threads, {concurrent_seconds} s each ...")
+        concurrent = concurrent_paths(sender, threads=threads, seconds=concurrent_seconds, day=1)
+        log(
+            f"  bare appends {concurrent['raw_ledger_append']['per_s']}/s, "
+            f"signal_ingest {concurrent['service_path']['per_s']}/s"
+        )
     with server.gunicorn(config=config, env=env, log_path=work / "gunicorn-signals.log") as srv:
         make = RequestFactory(sender, host=srv.host, port=srv.port)
         warm = make(max(20, config.workers * config.threads * 2), "signals-warmup")
@@ -262,6 +318,7 @@ def signals_bench(
         "services": SERVICES,
         "raw_ledger_append": raw,
         "service_path": inproc,
+        "concurrent": concurrent,
         "http": http,
         "ratios": {
             "service path / raw ledger append": round(inproc["per_s"] / raw["per_s"], 3)
@@ -308,6 +365,7 @@ def report(results: dict[str, Any]) -> list[str]:
         f"{inproc['ledger_events_per_signal']} ledger events per signal. "
         f"Service path / raw baseline: {part['ratios']['service path / raw ledger append']}.",
         "",
+        *_concurrent_lines(part.get("concurrent"), row),
         "Alertmanager webhooks (one alert each) through gunicorn, open loop:",
         "",
         *_step_table(http["steps"]),
@@ -319,5 +377,27 @@ def report(results: dict[str, Any]) -> list[str]:
         f"Checks: {checked['signals']:,} signals stored, {checked['evidence']:,} evidence bundles, "
         f"{checked['open_incidents']} open incidents (one per service: "
         f"{'yes' if checked['one_open_incident_per_service'] else '**no**'}).",
+        "",
+    ]
+
+
+def _concurrent_lines(
+    concurrent: dict[str, Any] | None, row: Callable[[str, dict[str, Any]], str]
+) -> list[str]:
+    if not concurrent:
+        return []
+    raw, ingested = concurrent["raw_ledger_append"], concurrent["service_path"]
+    return [
+        f"The same from {raw['threads']} threads at once ({raw['seconds']} s each; each thread's signals on "
+        "services of its own):",
+        "",
+        "| path | signals | per s | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        row("raw baseline: one bare ledger append", raw),
+        row("signal_ingest: store, detect, promote, attach", ingested),
+        "",
+        f"Service path / raw baseline, concurrently: {concurrent['ratio']}"
+        + (f" (errors: {raw['errors'] + ingested['errors']})" if raw["errors"] or ingested["errors"] else "")
+        + ".",
         "",
     ]

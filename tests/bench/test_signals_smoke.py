@@ -35,6 +35,8 @@ def test_signals_bench_runs_every_part_and_leaves_a_consistent_state(tmp_path):
         count=48,  # three signals for each of the 16 services: the third of each is promoted
         common={"procs": 1, "timeout": 5, "max_connections": 8},
         postmaster=None,
+        threads=2,
+        concurrent_seconds=0.5,
         log=lines.append,
     )
     assert result["raw_ledger_append"]["count"] == 48 and result["raw_ledger_append"]["per_s"] > 0
@@ -42,8 +44,12 @@ def test_signals_bench_runs_every_part_and_leaves_a_consistent_state(tmp_path):
     steps = result["http"]["steps"]
     assert [s["scheduled"] for s in steps] == [5, 10]
     assert [s["status_counts"] for s in steps] == [{"200": 5}, {"200": 10}]
+    concurrent = result["concurrent"]
+    for part in ("raw_ledger_append", "service_path"):
+        assert concurrent[part]["errors"] == [] and concurrent[part]["count"] > 0, concurrent[part]
     warmup = 20  # max(20, workers x threads x 2)
-    assert Signal.objects.count() == result["checks"]["signals"] == 48 + warmup + 15
+    stored = 48 + concurrent["service_path"]["count"] + warmup + 15
+    assert Signal.objects.count() == result["checks"]["signals"] == stored
     assert result["checks"]["one_open_incident_per_service"] is True
     assert Incident.objects.filter(status="open").count() == signals.SERVICES
     assert PromotionDecision.objects.filter(decision="PROMOTE").count() >= signals.SERVICES
@@ -56,3 +62,4 @@ def test_signals_bench_runs_every_part_and_leaves_a_consistent_state(tmp_path):
         }
     )
     assert "## Signals: ingest through promotion" in text and "signal_ingest: store, detect" in text
+    assert "The same from 2 threads at once" in text

@@ -213,13 +213,28 @@ def test_flow_bench_runs_plans_to_completion_on_a_real_worker(tmp_path):
         "DATABASE_URL": _database_url(),
         "REDIS_URL": django_settings.REDIS_URL,
     }
-    report = flow.flow_bench(intents=2, hops=2, env=env, work=tmp_path, concurrency=1, log=lambda line: None)
+    report = flow.flow_bench(
+        intents=2,
+        hops=2,
+        env=env,
+        work=tmp_path,
+        concurrency=1,
+        submit_threads=2,
+        submit_seconds=0.5,
+        log=lambda line: None,
+    )
     assert report["statuses"] == {"completed": 2}
     assert report["intent_to_completed_ms"]["count"] == 2 and report["client_submit_to_seen_ms"]["count"] == 2
     assert report["baseline_three_celery_hops_ms"]["count"] == 2
     # Warm-up and measured intents alike ran every step on the worker.
     assert Execution.objects.filter(status="completed").count() == 2 + report["warmup"]
     assert LedgerEvent.objects.filter(type="controlplane.execution.step.completed").count() == 3 * 4
+    concurrent = report["submit_concurrency"]
+    for part in ("raw_ledger_append", "intent_submit"):
+        assert concurrent[part]["errors"] == [] and concurrent[part]["count"] > 0, concurrent[part]
+    # each concurrent submit started its execution; its steps went to a queue no worker reads
+    assert Execution.objects.filter(status="running").count() == concurrent["intent_submit"]["count"]
+    assert "Concurrent submits: 2 threads" in "\n".join(flow.report({"flow": report}))
     assert verify_chain().ok
 
 
