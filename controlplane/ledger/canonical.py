@@ -64,5 +64,8 @@ def format_time(moment: datetime) -> str:
     """The one textual form of a time inside signed data: UTC, microseconds, `Z`."""
     if moment.tzinfo is None:
         raise ValueError("ledger times must be timezone-aware")
-    moment = moment.astimezone(UTC)
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    if moment.year >= 1000:  # the same bytes as below, several times faster (verification's hot path)
+        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}Z"

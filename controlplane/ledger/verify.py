@@ -157,11 +157,9 @@ def _check_row(
         return Failure(seq, "LEDGER_HASH_MISMATCH", "canonical bytes are not JSON")
     if len(signed) != len(ENVELOPE_FIELDS) + 1 or signed.get("specversion") != "1.0":
         return Failure(seq, "LEDGER_HASH_MISMATCH", "signed envelope has unexpected fields")
-    for name in ENVELOPE_FIELDS:
-        if signed.get(name) != row[name]:
-            return Failure(
-                seq, "LEDGER_HASH_MISMATCH", f"stored column {name!r} differs from what was signed"
-            )
+    if [signed.get(name) for name in ENVELOPE_FIELDS] != [row[name] for name in ENVELOPE_FIELDS]:
+        name = next(name for name in ENVELOPE_FIELDS if signed.get(name) != row[name])
+        return Failure(seq, "LEDGER_HASH_MISMATCH", f"stored column {name!r} differs from what was signed")
     key = keys.get(row["key_id"])
     if key is None:
         return Failure(seq, "LEDGER_KEY_UNKNOWN", f"key {row['key_id']} is not in the trust store")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.errors import ControlPlaneError
-from controlplane.ledger.canonical import MAX_SAFE_INTEGER, canonical_bytes
+from controlplane.ledger.canonical import MAX_SAFE_INTEGER, canonical_bytes, format_time
 
 safe_ints = st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
 scalars = st.none() | st.booleans() | safe_ints | st.text() | st.floats(allow_nan=False, allow_infinity=False)
@@ -55,3 +57,16 @@ def test_values_outside_json_are_refused_with_a_code(value):
     with pytest.raises(ControlPlaneError) as caught:
         canonical_bytes(value)
     assert caught.value.code == "LEDGER_NOT_CANONICAL"
+
+
+@pytest.mark.parametrize("year", [1, 999, 1000, 1970, 2026, 9999])
+@pytest.mark.parametrize("offset_minutes", [0, 120, -330])
+@pytest.mark.parametrize("microsecond", [0, 1, 999999])
+def test_format_time_is_utc_with_six_fraction_digits_and_z(year, offset_minutes, microsecond):
+    zone = timezone(timedelta(minutes=offset_minutes))
+    moment = datetime(year, 6, 15, 12, 30, 45, microsecond, tzinfo=zone)
+    if year == 1 and offset_minutes > 0:
+        moment = moment + timedelta(days=1)  # stay representable in UTC
+    utc = moment.astimezone(UTC)
+    expected = f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond:06d}Z"  # the form every stored event has
+    assert format_time(moment) == expected
