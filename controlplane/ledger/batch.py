@@ -30,7 +30,9 @@ The semantics (docs/ledger.md, "Deferred appends"):
   deferred earlier in the same batch returns the earlier `DeferredEvent`. A key that another transaction
   commits between the append and the end of the block fails the flush with LEDGER_IDEMPOTENCY_RACE (the
   caller's writes were made for an event that is not the one on the chain, so all of it rolls back; a
-  retry finds the original).
+  retry finds the original). `ledger_deferred(check_keys=False)` skips the read when the append is made,
+  for a caller that has already established, from its own rows under its own lock, that its events are
+  new (signal ingest): a key on the chain is then found only by the flush, with LEDGER_IDEMPOTENCY_RACE.
 - Nested blocks join the outermost one: the batch is appended once, when the outermost block ends.
 - An exception leaving a block (or a failed flush) discards the events deferred inside that block (a
   nested block only its own) and marks the innermost enclosing `atomic` block for rollback: the writes
@@ -145,7 +147,7 @@ class _Batch:
             if key not in self.by_key
         ]
         on_chain: dict[str, LedgerEvent] = {}
-        if fresh:
+        if fresh and _check_keys.get():
             try:
                 on_chain = _on_chain(fresh)
             except DatabaseError as exc:
@@ -226,6 +228,7 @@ def _registered_on_commit() -> set[int] | None:
 
 
 _current: ContextVar[_Batch | None] = ContextVar("controlplane_ledger_deferred", default=None)
+_check_keys: ContextVar[bool] = ContextVar("controlplane_ledger_deferred_check_keys", default=True)
 
 
 def current_batch() -> _Batch | None:
@@ -234,8 +237,21 @@ def current_batch() -> _Batch | None:
 
 
 @contextmanager
-def ledger_deferred() -> Iterator[None]:
-    """Defer every ledger append made in the block and append them together when it ends (see above)."""
+def ledger_deferred(*, check_keys: bool = True) -> Iterator[None]:
+    """Defer every ledger append made in the block and append them together when it ends (see above).
+
+    `check_keys` applies to the appends made directly in this block (a nested block has its own).
+    """
+    keys_token = _check_keys.set(check_keys)
+    try:
+        with _deferred():
+            yield
+    finally:
+        _check_keys.reset(keys_token)
+
+
+@contextmanager
+def _deferred() -> Iterator[None]:
     outer = _current.get()
     if outer is not None:
         mark = len(outer.events)

@@ -202,7 +202,8 @@ def signal_ingest(
     rules = current_rule_versions(tenant=tenant)
     detection_locks_take(scopes=[(tenant.pk, signal.service) for signal in signals])
     stored: list[tuple[Signal, LedgerEvent | DeferredEvent]] = []
-    with ledger_deferred():
+    # check_keys=False: under the detection lock, a signal without a row is new, so its key is too
+    with ledger_deferred(check_keys=False):
         for signal in signals:
             row, duplicate, event = _store_one(
                 tenant=tenant, signal=signal, actor=actor, causation_id=causation_id, received_at=received_at

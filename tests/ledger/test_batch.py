@@ -242,3 +242,30 @@ def test_a_key_committed_elsewhere_before_the_flush_fails_it_and_nothing_is_writ
     assert LedgerEvent.objects.count() == before + 1
     assert LedgerEvent.objects.get(idempotency_key="k-race").subject == "theirs"
     assert not Tenant.objects.filter(slug="raced").exists()
+
+
+def test_without_the_key_check_a_key_on_the_chain_is_found_by_the_flush(head):
+    """check_keys=False: no read when the append is made; the flush still never writes a second event."""
+    _append("original", idempotency_key="k-1")
+    before = LedgerEvent.objects.count()
+    with (
+        pytest.raises(ControlPlaneError) as refused,
+        transaction.atomic(),
+        CaptureQueriesContext(connection) as queries,
+        ledger_deferred(check_keys=False),
+    ):
+        Tenant.objects.create(slug="unchecked", name="Unchecked")
+        again = _append("again", idempotency_key="k-1")
+        assert isinstance(again, DeferredEvent)
+        assert not any("idempotency_key" in q["sql"] for q in queries.captured_queries)
+    assert refused.value.code == "LEDGER_IDEMPOTENCY_RACE"
+    assert LedgerEvent.objects.count() == before
+    assert not Tenant.objects.filter(slug="unchecked").exists()
+
+
+def test_a_nested_block_checks_keys_as_it_says(head):
+    _append("original", idempotency_key="k-1")
+    with transaction.atomic(), ledger_deferred(check_keys=False):
+        with ledger_deferred():
+            again = _append("again", idempotency_key="k-1")
+        assert isinstance(again, LedgerEvent) and again.subject == "original"
