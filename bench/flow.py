@@ -12,10 +12,10 @@ Baseline, same worker, same broker, same run: three Celery hops of a no-op task 
 sending the next, the last writing a timestamp to Redis: what broker and worker cost for three
 sequential steps with no database, no ledger and no policy.
 
-Concurrent submits: `submit_threads` threads of this process call `intent_submit` for `submit_seconds`
-(each call its own transaction, as an API request is; the steps are published to a queue no worker
-reads), against a raw baseline of the same threads each appending one bare ledger event per
-transaction. What it shows is how much of the chain's serial point a submit occupies.
+Concurrent submits: `submit_processes` forked copies of this process with `submit_threads` threads each
+call `intent_submit` for `submit_seconds` (each call its own transaction, as an API request is; the steps
+are published to a queue no worker reads), against a raw baseline of the same threads each appending one
+bare ledger event per transaction. What it shows is how much of the chain's serial point a submit occupies.
 """
 
 from __future__ import annotations
@@ -199,7 +199,9 @@ def _three_hops(redis_url: str, queue: str, count: int) -> list[float]:
     return samples
 
 
-def submit_concurrency(*, agent: Any, threads: int, seconds: float, redis_url: str) -> dict[str, Any]:
+def submit_concurrency(
+    *, agent: Any, threads: int, seconds: float, redis_url: str, processes: int = 1
+) -> dict[str, Any]:
     """Concurrent `intent_submit` calls against concurrent bare ledger appends (see the docstring)."""
     import redis
     from django.db import transaction
@@ -224,10 +226,10 @@ def submit_concurrency(*, agent: Any, threads: int, seconds: float, redis_url: s
             principal=agent, draft=three_steps(n), idempotency_key=f"bench-submit-{run_id}-{thread}-{n}"
         )
 
-    raw = run_threads(threads, seconds, bare_append)
+    raw = run_threads(threads, seconds, bare_append, processes=processes)
     queue = f"bench-unread-{run_id}"
     with routed_to(queue):
-        submits = run_threads(threads, seconds, submit)
+        submits = run_threads(threads, seconds, submit, processes=processes)
     redis.Redis.from_url(redis_url).delete(queue)  # the published steps nobody will run
     return {
         "raw_ledger_append": raw,
@@ -243,7 +245,8 @@ def flow_bench(
     env: dict[str, str],
     work: Path,
     concurrency: int = 2,
-    submit_threads: int = 8,
+    submit_threads: int = 4,
+    submit_processes: int = 2,
     submit_seconds: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -300,10 +303,15 @@ def flow_bench(
     )
     if submit_threads > 0 and submit_seconds > 0:
         result["submit_concurrency"] = concurrent = submit_concurrency(
-            agent=agent, threads=submit_threads, seconds=submit_seconds, redis_url=env["REDIS_URL"]
+            agent=agent,
+            threads=submit_threads,
+            processes=submit_processes,
+            seconds=submit_seconds,
+            redis_url=env["REDIS_URL"],
         )
         log(
-            f"  {submit_threads} threads: intent_submit {concurrent['intent_submit']['per_s']}/s, "
+            f"  {submit_processes} x {submit_threads} threads: intent_submit "
+            f"{concurrent['intent_submit']['per_s']}/s, "
             f"bare ledger appends {concurrent['raw_ledger_append']['per_s']}/s"
         )
     return result
@@ -338,7 +346,7 @@ def report(results: dict[str, Any]) -> list[str]:
     if concurrent:
         raw, submits = concurrent["raw_ledger_append"], concurrent["intent_submit"]
         out += [
-            f"Concurrent submits: {submits['threads']} threads of the benchmark process for "
+            f"Concurrent submits: {submits['processes']} processes x {submits['threads']} threads for "
             f"{submits['seconds']} s each way (every call its own transaction; steps published to a queue "
             "no worker reads):",
             "",

@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--flow-intents", type=int, default=50, help="three-step plans submitted one after another")
     add("--flow-hops", type=int, default=50, help="raw three-hop Celery chains (the flow's baseline)")
     add("--flow-concurrency", type=int, default=2, help="the flow's Celery worker processes")
-    add("--flow-submit-threads", type=int, default=8, help="threads submitting intents at once (0: skip)")
+    add("--flow-submit-threads", type=int, default=4, help="threads per process submitting intents (0: skip)")
     add("--flow-submit-seconds", type=float, default=10.0, help="seconds of concurrent submits, each way")
     add("--queue-pending", type=int, default=10_000, help="pending approval requests in the queue")
     add("--queue-steps", type=int, default=20, help="steps (requests) per submitted plan when filling it")
@@ -93,7 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--signal-rates", default="25,50,100,150,200", help="Alertmanager webhooks/s (one alert each)")
     add("--signal-duration", type=float, default=10.0, help="seconds per signals step")
     add("--signal-count", type=int, default=2_000, help="signals for the in-process path and its baseline")
-    add("--signal-threads", type=int, default=8, help="threads for the concurrent in-process paths (0: skip)")
+    add("--signal-threads", type=int, default=4, help="threads per process, concurrent signals (0: skip)")
+    add("--concurrent-processes", type=int, default=2, help="processes of the concurrent in-process paths")
     add("--signal-concurrent-seconds", type=float, default=10.0, help="seconds of each concurrent path")
     add("--output-dir", type=Path, default=None, help="default: bench/results (--quick: var/bench-quick)")
     add("--scratch-db", default="", help="default: <DATABASE_URL's name>_bench")
@@ -110,10 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.verify_events, args.verify_repeats = 300, 1
         args.policy_decisions, args.explain_decisions = 2_000, 50
         args.flow_intents, args.flow_hops = 3, 3
-        args.flow_submit_threads, args.flow_submit_seconds = 2, 0.5
+        args.flow_submit_threads, args.flow_submit_seconds = 1, 0.5
         args.queue_pending, args.queue_steps, args.queue_renders = 60, 20, 3
         args.signal_rates, args.signal_duration, args.signal_count = "10,20", 0.5, 20
-        args.signal_threads, args.signal_concurrent_seconds = 2, 0.5
+        args.signal_threads, args.signal_concurrent_seconds = 1, 0.5
     return args
 
 
@@ -321,6 +322,7 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
             work=work,
             concurrency=args.flow_concurrency,
             submit_threads=args.flow_submit_threads,
+            submit_processes=args.concurrent_processes,
             submit_seconds=args.flow_submit_seconds,
             log=_log,
         )
@@ -347,6 +349,7 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
             refine=args.refine,
             probe_down=args.probe_down,
             threads=args.signal_threads,
+            processes=args.concurrent_processes,
             concurrent_seconds=args.signal_concurrent_seconds,
             log=_log,
         )

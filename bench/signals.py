@@ -7,9 +7,9 @@ Three measurements, all in the scratch database of the run:
 2. the service path: `incidents.services.signal_ingest` per signal, serially, in this process; every
    signal after the second of its service meets the rule's threshold, so it goes through evidence,
    confidence, the promotion gate and attaching to the service's open incident (about five events);
-3. the same two concurrently: `threads` threads of this process for `concurrent_seconds` each way (each
-   thread's signals on services of its own, so only the chain is shared), which shows how much of the
-   chain's serial point a delivery occupies;
+3. the same two concurrently: `processes` forked copies of this process with `threads` threads each, for
+   `concurrent_seconds` each way (each thread's signals on services of its own, so only the chain is
+   shared), which shows how much of the chain's serial point a delivery occupies;
 4. the HTTP path: Alertmanager webhooks (`POST /api/v1/signals/alertmanager/`, one alert each) offered
    open-loop at increasing rates to gunicorn, as the ingest benchmark does; latency from each
    request's scheduled send time.
@@ -202,9 +202,12 @@ def service_path(sender: Sender, *, count: int, day: int = 0) -> dict[str, Any]:
     return summary
 
 
-def concurrent_paths(sender: Sender, *, threads: int, seconds: float, day: int) -> dict[str, Any]:
-    """Bare ledger appends, then `signal_ingest`, from `threads` threads at once (thread t sends the
-    signals of index t, t + threads, ...: services of its own when `threads` divides SERVICES)."""
+def concurrent_paths(
+    sender: Sender, *, threads: int, seconds: float, day: int, processes: int = 1
+) -> dict[str, Any]:
+    """Bare ledger appends, then `signal_ingest`, from `processes` x `threads` threads at once (thread t
+    of T in all sends the signals of index t, t + T, ...: services of its own when T divides SERVICES)."""
+    width = threads * processes
     from django.db import transaction
 
     from controlplane.identity.models import Tenant
@@ -229,13 +232,13 @@ def concurrent_paths(sender: Sender, *, threads: int, seconds: float, day: int) 
         one = {
             "version": "4",
             "groupKey": "{}",
-            "alerts": [alert(run=run, index=n * threads + thread, day=day)],
+            "alerts": [alert(run=run, index=n * width + thread, day=day)],
         }
         signals = normalise.from_alertmanager(one, source=f"alertmanager/{sender.ref}")
         services.signal_ingest(tenant=tenant, signals=signals, actor=sender.ref)
 
-    raw = run_threads(threads, seconds, bare_append)
-    ingested = run_threads(threads, seconds, ingest_one)
+    raw = run_threads(threads, seconds, bare_append, processes=processes)
+    ingested = run_threads(threads, seconds, ingest_one, processes=processes)
     return {
         "raw_ledger_append": raw,
         "service_path": ingested,
@@ -269,7 +272,8 @@ def signals_bench(
     postmaster: int | None,
     refine: int = 0,
     probe_down: int = 0,
-    threads: int = 8,
+    threads: int = 4,
+    processes: int = 2,
     concurrent_seconds: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -286,8 +290,10 @@ def signals_bench(
     log(f"  {inproc['per_s']}/s  latency {inproc['latency_ms']}  promoted {inproc['promoted']}")
     concurrent = None
     if threads > 0 and concurrent_seconds > 0:
-        log(f"both again from {threads} threads, {concurrent_seconds} s each ...")
-        concurrent = concurrent_paths(sender, threads=threads, seconds=concurrent_seconds, day=1)
+        log(f"both again from {processes} processes x {threads} threads, {concurrent_seconds} s each ...")
+        concurrent = concurrent_paths(
+            sender, threads=threads, processes=processes, seconds=concurrent_seconds, day=1
+        )
         log(
             f"  bare appends {concurrent['raw_ledger_append']['per_s']}/s, "
             f"signal_ingest {concurrent['service_path']['per_s']}/s"
@@ -388,8 +394,8 @@ def _concurrent_lines(
         return []
     raw, ingested = concurrent["raw_ledger_append"], concurrent["service_path"]
     return [
-        f"The same from {raw['threads']} threads at once ({raw['seconds']} s each; each thread's signals on "
-        "services of its own):",
+        f"The same from {raw['processes']} processes x {raw['threads']} threads at once ({raw['seconds']} s "
+        "each; each thread's signals on services of its own):",
         "",
         "| path | signals | per s | p50 ms | p95 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|---:|",

@@ -36,6 +36,7 @@ def test_signals_bench_runs_every_part_and_leaves_a_consistent_state(tmp_path):
         common={"procs": 1, "timeout": 5, "max_connections": 8},
         postmaster=None,
         threads=2,
+        processes=1,
         concurrent_seconds=0.5,
         log=lines.append,
     )
@@ -62,4 +63,4 @@ def test_signals_bench_runs_every_part_and_leaves_a_consistent_state(tmp_path):
         }
     )
     assert "## Signals: ingest through promotion" in text and "signal_ingest: store, detect" in text
-    assert "The same from 2 threads at once" in text
+    assert "The same from 1 processes x 2 threads at once" in text

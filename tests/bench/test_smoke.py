@@ -220,6 +220,7 @@ def test_flow_bench_runs_plans_to_completion_on_a_real_worker(tmp_path):
         work=tmp_path,
         concurrency=1,
         submit_threads=2,
+        submit_processes=1,
         submit_seconds=0.5,
         log=lambda line: None,
     )
@@ -234,7 +235,7 @@ def test_flow_bench_runs_plans_to_completion_on_a_real_worker(tmp_path):
         assert concurrent[part]["errors"] == [] and concurrent[part]["count"] > 0, concurrent[part]
     # each concurrent submit started its execution; its steps went to a queue no worker reads
     assert Execution.objects.filter(status="running").count() == concurrent["intent_submit"]["count"]
-    assert "Concurrent submits: 2 threads" in "\n".join(flow.report({"flow": report}))
+    assert "Concurrent submits: 1 processes x 2 threads" in "\n".join(flow.report({"flow": report}))
     assert verify_chain().ok
 
 
