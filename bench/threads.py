@@ -39,7 +39,7 @@ def _run_processes(processes: int, threads: int, seconds: float, call: Callable[
     from django.db import connections
 
     context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(processes * threads + 1)
+    barrier = context.Barrier(processes + 1)  # each child's main thread, and this one
     results = context.Queue()
     connections.close_all()  # each child opens its own
 
@@ -53,7 +53,7 @@ def _run_processes(processes: int, threads: int, seconds: float, call: Callable[
     children = [context.Process(target=child, args=(i,), daemon=True) for i in range(processes)]
     for process in children:
         process.start()
-    barrier.wait()
+    barrier.wait(timeout=120)
     began = time.monotonic()
     gathered = [results.get(timeout=seconds + 180) for _ in children]
     elapsed = time.monotonic() - began
@@ -92,7 +92,7 @@ def _loops(
     for worker in workers:
         worker.start()
     if barrier is not None:
-        barrier.wait()  # every process's threads are ready: start together
+        barrier.wait(timeout=120)  # every process's threads are ready: start together
     deadline.append(time.monotonic() + seconds)
     began = time.monotonic()
     start.wait()

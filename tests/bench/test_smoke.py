@@ -256,3 +256,22 @@ def test_approval_queue_bench_fills_the_queue_and_renders_it():
         assert report[key]["count"] == 2, key
     assert report["fragment_bytes"] < report["page_bytes"]
     assert PolicyProfile.objects.get(environment="dev", status="active") == dev
+
+
+def test_run_threads_counts_every_call_of_every_thread_of_every_process():
+    import time as clock
+
+    from bench.threads import run_threads
+
+    seen = []
+
+    def call(thread: int, n: int) -> None:
+        seen.append(thread)  # only this process's list: the children report through the summary
+        clock.sleep(0.002)
+
+    forked = run_threads(2, 0.3, call, processes=2)
+    assert (forked["processes"], forked["threads"], forked["errors"]) == (2, 2, [])
+    assert forked["count"] > 4 and forked["per_s"] > 0 and forked["latency_ms"]["p50"] >= 2
+    assert seen == []  # every call ran in a child
+    local = run_threads(3, 0.2, call)
+    assert local["processes"] == 1 and local["count"] == len(seen) and set(seen) == {0, 1, 2}
