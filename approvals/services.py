@@ -22,6 +22,7 @@ from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, 
 from approvals.registry import resolver_for
 from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal, PrincipalKind
+from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
 
 DECIDE_CAPABILITY = "approvals.decide"
@@ -138,6 +139,7 @@ def _resolve(request: ApprovalRequest) -> None:
 
 
 @transaction.atomic
+@ledger_deferred()  # the chain's lock after the subject's row locks (the resolver's), not before them
 def approval_decide(
     *,
     request: ApprovalRequest,
@@ -248,7 +250,7 @@ def approvals_sweep(*, now: datetime | None = None) -> dict[str, int]:
     for request_id in ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).values_list(
         "pk", flat=True
     ):
-        with transaction.atomic():
+        with transaction.atomic(), ledger_deferred():  # as approval_decide: the chain's lock last
             request = ApprovalRequest.objects.select_for_update().select_related("tenant").get(pk=request_id)
             if request.status != ApprovalStatus.PENDING:
                 continue

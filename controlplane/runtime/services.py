@@ -4,9 +4,9 @@
 step, opens approval requests where people must consent, and starts the execution; ready steps are
 dispatched to Celery when the transaction commits. The worker side (publish, run with a lease, retry,
 sweep) is in `execution.py`. Every transition appends its ledger event in the same transaction;
-`intent_submit` and the worker's claim and finish defer theirs to the end of it (`ledger_deferred`:
-one chain append, the chain's lock held only from there to the commit), so nothing in them may read an
-appended event's seq.
+`intent_submit`, `execution_cancel` and the worker's claim and finish defer theirs to the end of it
+(`ledger_deferred`: one chain append, the chain's lock taken after every row lock and held only from
+there to the commit), so nothing in them may read an appended event's seq.
 """
 
 from __future__ import annotations
@@ -579,6 +579,7 @@ def _dispatch(run: StepRun, *, at: datetime) -> bool:
 
 
 @transaction.atomic
+@ledger_deferred()
 def execution_cancel(*, execution: Execution, actor: Principal, reason: str) -> Execution:
     """Stop further steps; a step already running finishes and is recorded."""
     execution = Execution.objects.select_for_update().select_related("tenant").get(pk=execution.pk)

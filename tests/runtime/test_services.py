@@ -326,3 +326,70 @@ def test_the_worker_claims_and_finishes_with_one_append_each_after_its_writes(de
         "controlplane.execution.step.started",
         "controlplane.execution.step.completed",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_approving_a_step_while_the_worker_holds_the_execution_does_not_deadlock(agent):
+    """The worker's claim and finish lock the step run and the execution, then append; an approval of
+    another step of the same execution locks its request, then (through the resolver) that step run and
+    the execution. Both now take the chain's lock last; before, approval_decide appended first and then
+    waited for the execution while the worker waited for the chain: a deadlock."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from controlplane.ledger.services import ledger_append
+    from tests.runtime.support import core_skill_installed
+
+    core_skill_installed()  # a flushed transactional test before this one may have removed it
+    content = copy.deepcopy(LOW_ASSIST)
+    content["deny"] = []
+    _activate("test-assist", "dev", content)
+    steps = [{"key": key, "action": "noop.echo", "inputs": {}} for key in ("a", "b")]
+    intent = submit(agent, draft={"goal": "two", "steps": steps})
+    execution_row = Execution.objects.get(intent=intent)
+    run_b = StepRun.objects.get(execution=execution_row, step__key="b")
+    request = ApprovalRequest.objects.get(subject_id=str(run_b.pk))
+    alice = PrincipalFactory(tenant=agent.tenant, name="alice", human=True, capabilities=["approvals.decide"])
+    outcome: list = []
+
+    def approve() -> None:
+        try:
+            approvals.approval_decide(
+                request=request,
+                actor=alice,
+                decision="approve",
+                reason="ok",
+                content_hash=request.content_hash,
+            )
+            outcome.append("approved")
+        except Exception as exc:  # reported by the assertion below
+            outcome.append(repr(exc))
+        finally:
+            connection.close()
+
+    def approval_waits_for_a_row() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')"
+            )
+            return cursor.fetchone()[0] > 0
+
+    with transaction.atomic():
+        # what the worker's finish of step a does: lock its step run and the execution ...
+        StepRun.objects.select_for_update().get(execution=execution_row, step__key="a")
+        Execution.objects.select_for_update().get(pk=execution_row.pk)
+        approving = threading.Thread(target=approve)
+        approving.start()
+        deadline = time.monotonic() + 10
+        while not approval_waits_for_a_row() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert approval_waits_for_a_row()
+        # ... and then append its events (the chain is free: the approval has not appended yet)
+        ledger_append(type="controlplane.test.happened", subject=f"execution/{execution_row.id}", data={})
+    approving.join(timeout=10)
+    assert outcome == ["approved"]
+    run_b.refresh_from_db()
+    request.refresh_from_db()
+    assert request.status == "approved" and run_b.status == "completed"  # it ran once approved (tasks eager)
