@@ -1,9 +1,12 @@
-"""Where an ingest request's time goes: cProfile in every gunicorn worker thread, summarised.
+"""Where an ingest request's time goes: cProfile in the gunicorn workers, summarised.
 
-cProfile measures wall time per call in the thread that runs the request, so time spent waiting on
-PostgreSQL (the chain lock, the commit's WAL flush) shows up under the psycopg calls that wait, and
-time spent waiting for the GIL shows up wherever the thread was. The figures are inflated by the
-profiler's own overhead; their proportions are what to read.
+WSGI workers: cProfile measures wall time per call in the thread that runs the request, so time spent
+waiting on PostgreSQL (the chain lock, the commit's WAL flush) shows up under the psycopg calls that
+wait, and time spent waiting for the GIL shows up wherever the thread was. The ASGI worker: one profile
+of the event loop's thread, so a coroutine's time is its time on the loop (an `await` leaves the
+function and resuming counts as another call), and waiting shows up as the loop's own idle time; divided
+by the requests profiled. The figures are inflated by the profiler's own overhead; their proportions are
+what to read.
 """
 
 from __future__ import annotations
@@ -32,6 +35,21 @@ _AREAS = (
 # Steps of the ingest path worth naming, matched by (end of file path, function name); their cumulative
 # time per request says where the request waits.
 KEY_FUNCTIONS = (
+    (
+        "whole request (the ASGI ingest handler; on-loop time only)",
+        "controlplane/channels/ingest_async.py",
+        "handle",
+    ),
+    (
+        "ingest checks (ASGI: authentication, signature, CloudEvent, prepare)",
+        "controlplane/channels/ingest.py",
+        "ingest_check",
+    ),
+    (
+        "a batch appended on the loop (ASGI appender, on-loop time)",
+        "controlplane/channels/services.py",
+        "deliveries_append_pipelined_async",
+    ),
     ("whole request (the WSGI application)", "controlplane/serving.py", "__call__"),
     ("ingest view (total)", "controlplane/channels/ingest.py", "ingest_post"),
     ("authentication (cached token, producer, keys)", "controlplane/channels/ingest.py", "_authenticate"),

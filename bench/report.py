@@ -23,6 +23,15 @@ def _cores(step: dict[str, Any]) -> str:
     return " / ".join(f"{cpu.get(name, 0):.2f}" for name in order)
 
 
+def _server_text(config: dict[str, Any]) -> str:
+    """How the server under test ran, as in bench.server.ServerConfig.describe."""
+    served = f"`{config.get('worker_class')}` serving `{config.get('application')}`"
+    workers, threads = config.get("workers"), config.get("threads")
+    if "uvicorn" in str(config.get("worker_class", "")).lower():
+        return f"{served}, {workers} worker(s), one event loop each"
+    return f"{served}, {workers} workers x {threads} threads"
+
+
 def _step_table(steps: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| offered /s | achieved 2xx/s | p50 ms | p95 ms | p99 ms | max ms | 2xx | 429 | 503 | other status |"
@@ -68,8 +77,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += [
             "## Signed-event ingest (`POST /api/v1/events/`)",
             "",
-            f"gunicorn `{config.get('worker_class')}`, {config.get('workers')} workers x "
-            f"{config.get('threads')} threads, backlog {config.get('backlog')}, "
+            f"gunicorn {_server_text(config)}, backlog {config.get('backlog')}, "
             f"CONTROLPLANE_INGEST_MAX_INFLIGHT={config.get('max_inflight')}, "
             f"CONTROLPLANE_INGEST_QUEUE_BUDGET_MS={config.get('queue_budget_ms')}, "
             f"nice {config.get('nice', 0)}; "
@@ -189,7 +197,7 @@ def markdown(results: dict[str, Any]) -> str:
     profile = results.get("profile")
     if profile and "by_area_ms_per_request" in profile:
         out += [
-            "## Where an ingest request's time goes (cProfile, wall time per request in worker threads)",
+            "## Where an ingest request's time goes (cProfile; how to read it: bench/profiling.py)",
             "",
             f"{profile['requests_profiled']:,} requests at {profile.get('rate', '?')} /s; "
             f"{profile['profiled_ms_per_request']:.2f} ms profiled per request (profiler overhead included).",

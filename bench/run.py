@@ -403,7 +403,7 @@ class _Parts:
         from bench import loadgen, server
 
         signed, noop = self._makers(srv)
-        count = max(50, srv.config.workers * srv.config.threads * 4)
+        count = max(64, srv.config.workers * (1 if srv.config.asgi else srv.config.threads) * 4)
         for make in (noop, signed):
             warm = make(count, f"warmup-{self.servers}")
             loadgen.run_step(host=srv.host, port=srv.port, requests=warm, rate=100, **self.common)
@@ -487,24 +487,27 @@ class _Parts:
         }
 
     def shedding(self, config: ServerConfig, *, max_sustained: float | None, results: dict[str, Any]) -> None:
-        """The same overload offered to three server set-ups: which of them refuses instead of queueing?"""
+        """The same overload offered to several server set-ups: which of them refuses instead of queueing?"""
         from bench import ingest
 
         base = max_sustained or 100.0
         rates = sorted({round(1.5 * base, -1) or 1.5 * base, round(3 * base, -1) or 3 * base})
+        budget = f"queue budget {config.queue_budget_ms} ms"
+        threaded = replace(config, worker_class="controlplane.serving.QueueTimeWorker", workers=2, threads=16)
         setups = [
             ("sync, 5 workers (2 x cores + 1)", replace(config, worker_class="sync", workers=5, threads=1)),
             (
-                f"gthread {config.workers} x {config.threads}, in-flight limit {config.max_inflight}, "
-                "no queue time",
-                replace(config, worker_class="gthread"),
+                f"gthread 2 x 16, in-flight limit {config.max_inflight}, no queue time",
+                replace(threaded, worker_class="gthread"),
             ),
+            (f"QueueTimeWorker 2 x 16 (WSGI), {budget}", threaded),
             (
-                f"{config.worker_class.rsplit('.', 1)[-1]} {config.workers} x {config.threads}, "
-                f"queue budget {config.queue_budget_ms} ms (the benchmark's configuration)",
-                config,
+                f"UvicornWorker x 2 (ASGI, two appending processes), {budget}",
+                replace(config, worker_class="uvicorn_worker.UvicornWorker", workers=2),
             ),
         ]
+        setups = [(name, setup) for name, setup in setups if setup != config]
+        setups.append((f"{config.describe()}, {budget} (the benchmark's configuration)", config))
         _log(f"shedding experiment at {', '.join(f'{r:g}' for r in rates)}/s ...")
         experiment = []
         for name, setup in setups:

@@ -21,16 +21,26 @@ REPO = Path(__file__).resolve().parent.parent
 class ServerConfig:
     """How gunicorn runs (see bench/gunicorn_conf.py for why these defaults)."""
 
-    worker_class: str = "controlplane.serving.QueueTimeWorker"
-    workers: int = 2
-    threads: int = 16
+    worker_class: str = "uvicorn_worker.UvicornWorker"
+    workers: int = 1
+    threads: int = 16  # gthread workers only
     backlog: int = 2048
-    max_inflight: int = 32  # CONTROLPLANE_INGEST_MAX_INFLIGHT, per process (the product's default)
+    max_inflight: int = 256  # CONTROLPLANE_INGEST_MAX_INFLIGHT, per process (the product's default)
     queue_budget_ms: int = 50  # CONTROLPLANE_INGEST_QUEUE_BUDGET_MS (the product's default)
     nice: int = 0  # scheduling priority of gunicorn (negative needs root); 0 leaves it alone
 
+    @property
+    def asgi(self) -> bool:
+        return "uvicorn" in self.worker_class.lower()
+
+    def describe(self) -> str:
+        """`uvicorn_worker.UvicornWorker` x 1 / `gthread` 2 x 16 threads, as the report names set-ups."""
+        if self.asgi:
+            return f"{self.worker_class} x {self.workers} (one event loop each)"
+        return f"{self.worker_class}, {self.workers} workers x {self.threads} threads"
+
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {**asdict(self), "application": application_for(self.worker_class)}
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,12 @@ class Server:
     pid: int
     config: ServerConfig
     log_path: Path
+
+
+def application_for(worker_class: str) -> str:
+    """The ASGI application for an ASGI worker (uvicorn's), the WSGI one for the others."""
+    asgi = "uvicorn" in worker_class.lower()
+    return "controlplane.asgi:application" if asgi else "controlplane.wsgi:application"
 
 
 def free_port() -> int:
@@ -105,7 +121,7 @@ def gunicorn(
         "gunicorn",
         "-c",
         "python:bench.gunicorn_conf",
-        "controlplane.wsgi:application",
+        application_for(config.worker_class),
     ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

@@ -25,7 +25,7 @@ from bench.chain import ingest_like_fields
 from controlplane.ledger import crypto
 from controlplane.ledger.canonical import canonical_bytes, format_time
 from controlplane.ledger.models import ENVELOPE_FIELDS, GENESIS_HASH, LedgerEvent, SigningKey
-from controlplane.ledger.services import _CHAIN_LOCK_KEY, key_generate, ledger_append
+from controlplane.ledger.services import CHAIN_LOCK_KEY, key_generate, ledger_append
 from controlplane.ledger.verify import verify_chain
 
 _JSON = ("reason_codes", "data", "provenance")
@@ -52,7 +52,7 @@ def populate_copy(*, count: int, batch: int = 5000) -> int:
     while written < count:  # bounded: each pass writes min(batch, count - written) > 0 rows
         size = min(batch, count - written)
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
             cursor.execute("SELECT seq, hash FROM ledger_ledgerevent ORDER BY seq DESC LIMIT 1")
             head = cursor.fetchone()
             seq, prev_hash = head if head else (0, GENESIS_HASH)

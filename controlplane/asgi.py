@@ -1,13 +1,62 @@
-"""ASGI entry point. Prints the start-up banner once per process."""
+"""ASGI entry point: `POST /api/v1/events/` on the event loop, everything else to Django.
+
+Serve it with gunicorn's uvicorn worker (docs/operations.md):
+
+    gunicorn -k uvicorn_worker.UvicornWorker controlplane.asgi:application
+
+ Ingest deliveries take controlplane.channels.ingest_async (same checks and answers
+as the WSGI path, appended by a group commit on the loop); every other request goes to Django's ASGI
+handler unchanged. Prints the start-up banner once per process.
+"""
+
+from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
 
-from controlplane.startup import log_banner  # noqa: E402  (needs the app registry)
+from controlplane.channels import ingest_async  # noqa: E402  (needs the app registry)
+from controlplane.serving import INGEST_PATH  # noqa: E402
+from controlplane.startup import log_banner  # noqa: E402
+
+
+class IngestRouter:
+    """ASGI: ingest POSTs to the loop's own handler, lifespan answered here, the rest to Django."""
+
+    def __init__(self, django_app: Any) -> None:
+        self.django_app = django_app
+        self.fast = ingest_async.phases_match_settings()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif (
+            self.fast
+            and scope["type"] == "http"
+            and scope["path"] == INGEST_PATH
+            and scope["method"] == "POST"
+        ):
+            await ingest_async.handle(scope, receive, send)
+        else:
+            await self.django_app(scope, receive, send)
+
+    @staticmethod
+    async def _lifespan(receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await ingest_async.group_commit.writer.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+application = IngestRouter(django_application)
 
 log_banner()

@@ -217,10 +217,12 @@ CONTROLPLANE_CHECKPOINT_INTERVAL_SECONDS = env.int("CONTROLPLANE_CHECKPOINT_INTE
 # Failed authentications allowed per source within the window before it is throttled (AUTH_THROTTLED).
 CONTROLPLANE_AUTH_FAILURE_LIMIT = env.int("CONTROLPLANE_AUTH_FAILURE_LIMIT", default=10)
 CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS = env.int("CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS", default=300)
-# Ingest load shedding: concurrent in-flight ingests per process before answering 503 INGEST_OVERLOADED.
-CONTROLPLANE_INGEST_MAX_INFLIGHT = env.int("CONTROLPLANE_INGEST_MAX_INFLIGHT", default=32)
-# Past this wait for a worker thread (gunicorn with controlplane.serving.QueueTimeWorker), an ingest is
-# answered 503 INGEST_OVERLOADED before any work. 0 turns it off.
+# Ingest load shedding: concurrent in-flight ingests per process before answering 503 INGEST_OVERLOADED
+# (a thread pool bounds them by its threads anyway; on the ASGI path they cost only memory).
+CONTROLPLANE_INGEST_MAX_INFLIGHT = env.int("CONTROLPLANE_INGEST_MAX_INFLIGHT", default=256)
+# Past this wait an ingest is answered 503 INGEST_OVERLOADED before any work: on the ASGI path
+# (controlplane.asgi) when the event loop runs this late or a batch has waited this long for the chain;
+# under gunicorn's controlplane.serving.QueueTimeWorker, when it waited this long for a thread. 0: off.
 CONTROLPLANE_INGEST_QUEUE_BUDGET_MS = env.int("CONTROLPLANE_INGEST_QUEUE_BUDGET_MS", default=50)
 # Ingest caches successful token/producer/key lookups this long per process: the bound on how late a
 # revocation (token, grant, key, principal) made in another process takes effect on ingest. 0: no cache.

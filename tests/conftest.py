@@ -35,8 +35,14 @@ def _isolated_keys(tmp_path, settings):
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    """An empty cache for each test, including the ingest refusals counted in process but not yet
+    written to it (the ASGI path and shedding defer them by up to a second)."""
+    from controlplane.channels.services import rejection_flush
+
+    rejection_flush()
     cache.clear()
     yield
+    rejection_flush()
     cache.clear()
 
 
@@ -73,29 +79,46 @@ def _migration_data_reinstalled() -> None:
         getattr(importlib.import_module(module), function)(apps, None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """After a transactional test's flush, put back what it emptied before the next test's fixtures
+    run, so outside any test transaction (where a reinstall would roll back with the test)."""
+    global _truncate_trigger_off
+    if not _truncate_trigger_off:
+        return
+    from pytest_django.plugin import blocking_manager_key
+
+    with item.config.stash[blocking_manager_key].unblock():
+        _truncate_triggers(enabled=True)
+        _migration_data_reinstalled()
+    _truncate_trigger_off = False
+
+
 @pytest.fixture(autouse=True)
 def _ledger_flushable(request: pytest.FixtureRequest):
     """Transactional tests end with a TRUNCATE flush, which the append-only trigger refuses.
 
-    For those tests only, the TRUNCATE trigger is switched off for the flush; the next database test
-    switches it back on first, so every test runs against the real trigger. The flush also empties the
-    rows migrations install (the core skill, the shipped policy profiles): the next database test puts
-    them back first, so no test depends on which kind of test ran before it.
+    For those tests only, the TRUNCATE trigger is switched off for the flush; before the next test
+    (`pytest_runtest_setup` above) it is switched back on, so every test runs against the real trigger.
+    The flush also empties the rows migrations install (the core skill, the shipped policy profiles):
+    they are put back then too, so no test depends on which kind of test ran before it.
     """
     global _truncate_trigger_off
-    uses_db = request.node.get_closest_marker("django_db") is not None or "db" in request.fixturenames
-    if not uses_db and not _is_transactional(request):
+    if not _is_transactional(request):
         yield
         return
-    if _truncate_trigger_off:
-        # Outside any test transaction, so what is put back here stays for every later test.
-        with request.getfixturevalue("django_db_blocker").unblock():
-            _truncate_triggers(enabled=True)
-            _migration_data_reinstalled()
-        _truncate_trigger_off = False
     request.getfixturevalue("_django_db_helper")
-    transactional = _is_transactional(request)
     yield
-    if transactional:
-        _truncate_triggers(enabled=False)
-        _truncate_trigger_off = True
+    _truncate_triggers(enabled=False)
+    _truncate_trigger_off = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _chain_writers_closed(django_db_setup, django_db_blocker):
+    """Ingest's chain writers hold database connections of their own: close them before the test
+    database is dropped."""
+    yield
+    from controlplane.channels import ingest
+
+    with django_db_blocker.unblock():
+        ingest.group_commit.writer.close()

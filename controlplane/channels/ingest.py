@@ -46,6 +46,7 @@ from controlplane.channels.models import Producer, ProducerKey
 from controlplane.errors import ControlPlaneError
 from controlplane.identity import services as identity
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant, hash_token
+from controlplane.ledger.writer import ChainWriter
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +132,15 @@ class _AuthCache:
             while len(self._entries) > self.MAX_ENTRIES:
                 self._entries.popitem(last=False)
 
-    def throttle_check(self, source: str) -> None:
+    def throttle_check(self, source: str, *, offline: bool = False) -> None:
         """identity.auth_throttle_check, consulted at most once per cache lifetime per source while it
-        passes (a failure in this process forgets the source, so the next request asks again)."""
+        passes (a failure in this process forgets the source, so the next request asks again). With
+        `offline`, raises NeedsDatabase where it would have to ask."""
         checked = self._throttle_checked.get(source)
         if checked is not None and time.monotonic() - checked < self.ttl():
             return
+        if offline:
+            raise NeedsDatabase
         identity.auth_throttle_check(source=source)
         if self.ttl() > 0:
             with self._lock:
@@ -162,22 +166,29 @@ for _model in (ApiToken, Principal, Producer, ProducerKey, Grant, Tenant):
     post_delete.connect(auth_cache.clear, sender=_model, dispatch_uid=uid)
 
 
-def _authenticate(request: HttpRequest) -> _Identity:
+class NeedsDatabase(Exception):
+    """`ingest_check(..., offline=True)` would have to read the database or the cache server (a cache miss,
+    or a signature that only fresh keys might verify): run it again with `offline=False`, on a thread."""
+
+
+def _authenticate(meta: dict[str, Any], *, offline: bool = False) -> _Identity:
     """Who is delivering: bearer token -> principal holding `events.ingest` -> registered producer.
 
     Same refusals as the API's authentication and permission classes: AUTH_REQUIRED, AUTH_THROTTLED,
     AUTH_INVALID_TOKEN, CAPABILITY_MISSING; PRODUCER_UNKNOWN.
     """
-    scheme, _, secret = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    scheme, _, secret = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme != "Bearer":
         raise ControlPlaneError("AUTH_REQUIRED", "Authentication credentials were not provided.")
-    source = identity.client_source(request.META)
-    auth_cache.throttle_check(source)
+    source = identity.client_source(meta)
+    auth_cache.throttle_check(source, offline=offline)
     secret = secret.strip()
     token_hash = hash_token(secret) if secret else ""
     cached = auth_cache.get(token_hash) if secret else None
     if cached is not None and cached.token.is_usable():
         found = cached
+    elif offline:
+        raise NeedsDatabase
     else:
         token = identity.token_authenticate(secret=secret) if secret else None
         if token is None:
@@ -200,6 +211,46 @@ def _fresh_keys(found: _Identity) -> list[ProducerKey]:
     return keys
 
 
+@dataclass
+class Attempt:
+    """What a check learnt before it ended: the producer, once known (a refusal is counted against it)."""
+
+    producer: Producer | None = None
+
+
+def ingest_check(
+    request: HttpRequest, attempt: Attempt, *, offline: bool = False
+) -> services.CheckedDelivery:
+    """Authenticate and check one delivery, in the documented order; raise its refusal. Writes nothing.
+
+    Reads the database only on a cache miss and when a signature does not verify with the cached keys
+    (a key added just now?); with `offline`, raises NeedsDatabase there instead (the event loop's path).
+    """
+    found = _authenticate(request.META, offline=offline)
+    attempt.producer = found.producer
+    try:
+        body = request.body
+    except RequestDataTooBig as exc:
+        raise ControlPlaneError("MALFORMED_EVENT", "the body is larger than the upload limit") from exc
+    meta = request.META
+    arguments = {
+        "producer": found.producer,
+        "body": body,
+        "content_type": meta.get("CONTENT_TYPE", "").partition(";")[0].strip().lower(),
+        "webhook_id": meta.get("HTTP_WEBHOOK_ID"),
+        "webhook_timestamp": meta.get("HTTP_WEBHOOK_TIMESTAMP"),
+        "webhook_signature": meta.get("HTTP_WEBHOOK_SIGNATURE"),
+    }
+    try:
+        return services.event_check(keys=found.keys, **arguments)
+    except ControlPlaneError as exc:
+        if exc.code not in ("SIGNATURE_INVALID", "KEY_UNKNOWN"):
+            raise
+        if offline:
+            raise NeedsDatabase from exc
+        return services.event_check(keys=_fresh_keys(found), **arguments)
+
+
 # --- group commit ---------------------------------------------------------------------------------------
 
 
@@ -215,6 +266,7 @@ class _GroupCommit:
     """Appends queued deliveries in batches: one leader thread at a time, one transaction per batch."""
 
     max_batch: int = 64
+    writer: ChainWriter = field(default_factory=ChainWriter)
     _queue: list[_Waiting] = field(default_factory=list)
     _queue_lock: threading.Lock = field(default_factory=threading.Lock)
     _leader: threading.Lock = field(default_factory=threading.Lock)
@@ -235,17 +287,34 @@ class _GroupCommit:
         assert waiting.outcome is not None
         return waiting.outcome
 
-    @staticmethod
-    def _append_batch(batch: list[_Waiting]) -> None:
-        try:
-            outcomes = services.deliveries_append([w.delivery for w in batch])
-        except ControlPlaneError as exc:
-            outcomes = [exc] * len(batch)
-        except Exception:  # never leave a waiting request without an answer
-            logger.exception("group commit of %d deliveries failed", len(batch))
-            outcomes = [ControlPlaneError("LEDGER_WRITE_FAILED")] * len(batch)
+    def _append_batch(self, batch: list[_Waiting]) -> None:
+        outcomes = append_batch([w.delivery for w in batch], writer=self.writer)
         for waiting, outcome in zip(batch, outcomes, strict=True):
             waiting.outcome, waiting.done = outcome, True
+
+
+def append_batch(
+    deliveries: list[services.CheckedDelivery], *, writer: ChainWriter
+) -> list[services.Outcome]:
+    """Append a group commit's batch and return each delivery's outcome, in order; never raises.
+
+    Plain events on `writer`'s own connection (two round trips); signals, whose detection runs through
+    the ORM in the same transaction, SQLite, and everything when `writer` is None, on this thread's
+    Django connection.
+    """
+    try:
+        if (
+            writer is None
+            or connection.vendor != "postgresql"
+            or any(d.signal is not None for d in deliveries)
+        ):
+            return services.deliveries_append(deliveries)
+        return services.deliveries_append_pipelined(deliveries, writer=writer)
+    except ControlPlaneError as exc:
+        return [exc] * len(deliveries)
+    except Exception:  # never leave a waiting request without an answer
+        logger.exception("group commit of %d deliveries failed", len(deliveries))
+        return [ControlPlaneError("LEDGER_WRITE_FAILED")] * len(deliveries)
 
 
 group_commit = _GroupCommit()
@@ -270,33 +339,12 @@ def ingest_post(request: HttpRequest) -> HttpResponse:
     if not semaphore.acquire(blocking=False):
         services.rejection_record(producer=None, code="INGEST_OVERLOADED")
         return refusal(ControlPlaneError("INGEST_OVERLOADED"), request_id)
-    producer = None
+    attempt = Attempt()
     try:
-        found = _authenticate(request)
-        producer = found.producer
-        try:
-            body = request.body
-        except RequestDataTooBig as exc:
-            raise ControlPlaneError("MALFORMED_EVENT", "the body is larger than the upload limit") from exc
-        meta = request.META
-        arguments = {
-            "producer": producer,
-            "body": body,
-            "content_type": meta.get("CONTENT_TYPE", "").partition(";")[0].strip().lower(),
-            "webhook_id": meta.get("HTTP_WEBHOOK_ID"),
-            "webhook_timestamp": meta.get("HTTP_WEBHOOK_TIMESTAMP"),
-            "webhook_signature": meta.get("HTTP_WEBHOOK_SIGNATURE"),
-        }
-        try:
-            checked = services.event_check(keys=found.keys, **arguments)
-        except ControlPlaneError as exc:
-            if exc.code not in ("SIGNATURE_INVALID", "KEY_UNKNOWN"):
-                raise
-            checked = services.event_check(keys=_fresh_keys(found), **arguments)  # a key added just now?
-        accepted = _append(checked)
+        accepted = _append(ingest_check(request, attempt))
         return json_response(accepted.as_dict(), 201)
     except ControlPlaneError as exc:
-        services.rejection_record(producer=producer, code=exc.code)
+        services.rejection_record(producer=attempt.producer, code=exc.code)
         return refusal(exc, request_id)
     finally:
         semaphore.release()

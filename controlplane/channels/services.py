@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
@@ -33,6 +35,7 @@ from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
 from controlplane.ledger.models import Fidelity, LedgerEvent
 from controlplane.ledger.services import PreparedEvent, ledger_append, ledger_append_prepared, ledger_prepare
+from controlplane.ledger.writer import AsyncChainWriter, Body, ChainBatch, ChainWriter, NoActiveKey
 from incidents.services import (
     SIGNAL_CLOUDEVENT_TYPE,
     detection_locks_take,
@@ -296,6 +299,10 @@ class Accepted:
         }
 
 
+# What one delivery of a batch came to: accepted, or refused (DUPLICATE_EVENT).
+Outcome = Accepted | ControlPlaneError
+
+
 def _webhook_id_or_refuse(webhook_id: str | None) -> str:
     if not webhook_id:
         return ""
@@ -545,7 +552,7 @@ _DELIVERY_INSERT_SQL = "INSERT INTO channels_delivery ({}) VALUES ".format(  # n
 )
 
 
-def _earlier_deliveries(deliveries: Sequence[CheckedDelivery]) -> list[tuple[int, str, str, int]]:
+def _earlier_query(deliveries: Sequence[CheckedDelivery]) -> tuple[str, list[Any]]:
     """Accepted deliveries that share a producer's CloudEvents id or webhook-id with any of these."""
     clauses, params = [], []
     for d in deliveries:
@@ -555,8 +562,12 @@ def _earlier_deliveries(deliveries: Sequence[CheckedDelivery]) -> list[tuple[int
         else:
             clauses.append("(producer_id = %s AND ce_id = %s)")
             params += [d.producer.pk, d.ce_id]
+    return _EARLIER_SQL.format(match=" OR ".join(clauses)), params
+
+
+def _earlier_deliveries(deliveries: Sequence[CheckedDelivery]) -> list[tuple[int, str, str, int]]:
     with connection.cursor() as cursor:
-        cursor.execute(_EARLIER_SQL.format(match=" OR ".join(clauses)), params)
+        cursor.execute(*_earlier_query(deliveries))
         return cursor.fetchall()
 
 
@@ -586,66 +597,53 @@ def _repeat_in(d: CheckedDelivery, batch: Sequence[CheckedDelivery]) -> tuple[in
     return None
 
 
-def deliveries_append(deliveries: Sequence[CheckedDelivery]) -> list[Accepted | ControlPlaneError]:
-    """Append checked deliveries and their `Delivery` rows in one transaction (the caller's, if any).
+# Per delivery of a batch: its refusal, or (index among those appended, None | what it repeats).
+_Plan = list[ControlPlaneError | tuple[int, str | None]]
 
-    Returns, per delivery, what was accepted or its refusal (DUPLICATE_EVENT): the outcome appending
-    them one by one, in order, would have given — a repeat of an earlier delivery, on the chain or
-    earlier in `deliveries`, is refused naming the original seq. Raises `ControlPlaneError` when the
-    ledger cannot append (then nothing is written).
-    """
-    try:
-        with transaction.atomic():
-            earlier = _earlier_deliveries(deliveries)
-            appending: list[CheckedDelivery] = []
-            plan: list[ControlPlaneError | tuple[int, str | None]] = []  # refusal, or (index, repeat-by)
-            for d in deliveries:
-                refused = _first_match(d, earlier)
-                if refused is not None:
-                    plan.append(refused)
-                    continue
-                repeat = _repeat_in(d, appending)
-                if repeat is not None:
-                    plan.append(repeat)
-                    continue
-                plan.append((len(appending), None))
-                appending.append(d)
-            # Signal ingest's detection locks come before the chain's lock, in every transaction that
-            # ingests signals (incidents/services/signals.py): taken here, before this append.
-            detection_locks_take(
-                scopes=[(d.producer.tenant_id, d.signal.service) for d in appending if d.signal is not None]
-            )
-            events = ledger_append_prepared([d.event for d in appending])
-            results: list[Accepted | ControlPlaneError] = []
-            rows = []
-            for d, event in zip(appending, events, strict=True):
-                if event.id != d.event.fields["id"]:  # the idempotency key was already on the chain
-                    results.append(_duplicate(event.seq, "CloudEvents id"))
-                    continue
-                results.append(Accepted(event=event, verdict=d.verdict))
-                rows.append([d.producer.pk, d.webhook_id, d.ce_id, event.seq, d.received_at])
-                if d.signal is not None:
-                    signal_ingest(
-                        tenant=d.producer.tenant,
-                        signals=[d.signal],
-                        actor=d.producer.principal.ref,
-                        causation_id=event.id,
-                    )
-            if rows:
-                placeholders = "(" + ", ".join(["%s"] * len(_DELIVERY_COLUMNS)) + ")"
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        _DELIVERY_INSERT_SQL + ", ".join([placeholders] * len(rows)),
-                        [value for row in rows for value in row],
-                    )
-    except IntegrityError:
-        # A concurrent delivery (another process, between our check and our insert) holds a webhook-id
-        # or CloudEvents id; the whole transaction was rolled back. Sort it out one delivery at a time.
-        if len(deliveries) > 1:
-            return [outcome for d in deliveries for outcome in deliveries_append([d])]
-        first = _first_match(deliveries[0], _earlier_deliveries(deliveries))
-        return [first or _duplicate(None, "webhook-id")]
-    outcomes: list[Accepted | ControlPlaneError] = []
+
+def _plan(
+    deliveries: Sequence[CheckedDelivery], earlier: Sequence[tuple[int, str, str, int]]
+) -> tuple[list[CheckedDelivery], _Plan]:
+    """Which deliveries to append: not those repeating one on the chain, nor one earlier in the batch."""
+    appending: list[CheckedDelivery] = []
+    plan: _Plan = []
+    for d in deliveries:
+        refused = _first_match(d, earlier)
+        if refused is not None:
+            plan.append(refused)
+            continue
+        repeat = _repeat_in(d, appending)
+        if repeat is not None:
+            plan.append(repeat)
+            continue
+        plan.append((len(appending), None))
+        appending.append(d)
+    return appending, plan
+
+
+def _accept(
+    appending: Sequence[CheckedDelivery], placed: Sequence[tuple[int, LedgerEvent | None]]
+) -> tuple[list[Outcome], list[list[Any]]]:
+    """The outcome of each appended delivery and the Delivery rows to insert; an event whose
+    idempotency key was already on the chain (placed as None) is a duplicate."""
+    results: list[Outcome] = []
+    rows: list[list[Any]] = []
+    for d, (seq, event) in zip(appending, placed, strict=True):
+        if event is None:
+            results.append(_duplicate(seq, "CloudEvents id"))
+            continue
+        results.append(Accepted(event=event, verdict=d.verdict))
+        rows.append([d.producer.pk, d.webhook_id, d.ce_id, event.seq, d.received_at])
+    return results, rows
+
+
+def _delivery_insert(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    placeholders = "(" + ", ".join(["%s"] * len(_DELIVERY_COLUMNS)) + ")"
+    return _DELIVERY_INSERT_SQL + ", ".join([placeholders] * len(rows)), [v for row in rows for v in row]
+
+
+def _outcomes(plan: _Plan, results: Sequence[Outcome]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
     for step in plan:
         if isinstance(step, ControlPlaneError):
             outcomes.append(step)
@@ -658,6 +656,107 @@ def deliveries_append(deliveries: Sequence[CheckedDelivery]) -> list[Accepted | 
             seq = original.event.seq if isinstance(original, Accepted) else original.extra.get("seq")
             outcomes.append(_duplicate(seq, by))
     return outcomes
+
+
+def deliveries_append(deliveries: Sequence[CheckedDelivery]) -> list[Outcome]:
+    """Append checked deliveries and their `Delivery` rows in one transaction (the caller's, if any).
+
+    Returns, per delivery, what was accepted or its refusal (DUPLICATE_EVENT): the outcome appending
+    them one by one, in order, would have given — a repeat of an earlier delivery, on the chain or
+    earlier in `deliveries`, is refused naming the original seq. Raises `ControlPlaneError` when the
+    ledger cannot append (then nothing is written).
+    """
+    try:
+        with transaction.atomic():
+            appending, plan = _plan(deliveries, _earlier_deliveries(deliveries))
+            # Signal ingest's detection locks come before the chain's lock, in every transaction that
+            # ingests signals (incidents/services/signals.py): taken here, before this append.
+            detection_locks_take(
+                scopes=[(d.producer.tenant_id, d.signal.service) for d in appending if d.signal is not None]
+            )
+            events = ledger_append_prepared([d.event for d in appending])
+            placed = [
+                (e.seq, e if e.id == d.event.fields["id"] else None)
+                for d, e in zip(appending, events, strict=True)
+            ]
+            results, rows = _accept(appending, placed)
+            for d, outcome in zip(appending, results, strict=True):
+                if d.signal is not None and isinstance(outcome, Accepted):
+                    signal_ingest(
+                        tenant=d.producer.tenant,
+                        signals=[d.signal],
+                        actor=d.producer.principal.ref,
+                        causation_id=outcome.event.id,
+                    )
+            if rows:
+                with connection.cursor() as cursor:
+                    cursor.execute(*_delivery_insert(rows))
+    except IntegrityError:
+        return _one_by_one(deliveries)
+    return _outcomes(plan, results)
+
+
+def _one_by_one(deliveries: Sequence[CheckedDelivery]) -> list[Outcome]:
+    """After a unique violation: a concurrent delivery (another process, between our check and our
+    insert) holds a webhook-id or CloudEvents id; the whole transaction was rolled back. Sort it out one
+    delivery at a time."""
+    if len(deliveries) > 1:
+        return [outcome for d in deliveries for outcome in deliveries_append([d])]
+    first = _first_match(deliveries[0], _earlier_deliveries(deliveries))
+    return [first or _duplicate(None, "webhook-id")]
+
+
+def _pipelined(
+    deliveries: Sequence[CheckedDelivery],
+) -> tuple[ChainBatch, Body[list[Outcome]]]:
+    """`deliveries_append` as one chain transaction for a writer of controlplane.ledger.writer: the same
+    checks, rows and outcomes. Only for deliveries that carry no signal (those run detection, through
+    the ORM, in their transaction)."""
+    assert all(d.signal is None for d in deliveries), "signals take deliveries_append (detection)"
+    batch = ChainBatch(
+        idempotency_keys=[d.event.idempotency_key for d in deliveries if d.event.idempotency_key],
+        reads=[_earlier_query(deliveries)],
+    )
+
+    def body(chain: ChainBatch) -> list[Outcome]:
+        appending, plan = _plan(deliveries, chain.results[0])
+        results, rows = _accept(appending, chain.append([d.event for d in appending]))
+        if rows:
+            chain.execute_many(_delivery_insert([rows[0]])[0], rows)
+        return _outcomes(plan, results)
+
+    return batch, body
+
+
+def _pipelined_failed(deliveries: Sequence[CheckedDelivery], exc: Exception) -> list[Outcome]:
+    """After a pipelined transaction failed (and rolled back): no active key yet — the ORM path activates
+    one; a unique violation (a concurrent delivery of the same ids) — one by one; else LEDGER_WRITE_FAILED."""
+    if isinstance(exc, NoActiveKey):
+        return deliveries_append(deliveries)
+    if isinstance(exc, psycopg.IntegrityError):
+        return _one_by_one(deliveries)
+    logger.error("group commit of %d deliveries failed", len(deliveries), exc_info=exc)
+    raise ControlPlaneError("LEDGER_WRITE_FAILED", "the ledger could not append the events") from exc
+
+
+def deliveries_append_pipelined(
+    deliveries: Sequence[CheckedDelivery], *, writer: ChainWriter
+) -> list[Outcome]:
+    """`deliveries_append` for deliveries without signals, on `writer`'s connection in two round trips."""
+    try:
+        return writer.run(*_pipelined(deliveries))
+    except (NoActiveKey, psycopg.Error) as exc:
+        return _pipelined_failed(deliveries, exc)
+
+
+async def deliveries_append_pipelined_async(
+    deliveries: Sequence[CheckedDelivery], *, writer: AsyncChainWriter
+) -> list[Outcome]:
+    """The same without blocking the event loop (the fallbacks run on a thread, through the ORM)."""
+    try:
+        return await writer.run(*_pipelined(deliveries))
+    except (NoActiveKey, psycopg.Error) as exc:
+        return await sync_to_async(_pipelined_failed, thread_sensitive=False)(deliveries, exc)
 
 
 # --- rejection counters ----------------------------------------------------------------------------

@@ -4,11 +4,12 @@ Private keys never enter the database or the repository. They come from `CONTROL
 (base64 of the 32-byte seed of the active key) or from one file per key under `CONTROLPLANE_KEY_DIR`
 (mode 0600). The database holds only public keys and their validity (the trust store).
 
-Signing uses `cryptography`; verification uses libsodium through PyNaCl, which checks an Ed25519
-signature in about 57 us on the benchmark machine against 97 us for `cryptography`'s OpenSSL 3.0 (see
-docs/benchmarks.md). Verification is where the ledger spends its time, so the faster one is used there.
-libsodium is the stricter of the two (it also refuses small-order keys and non-canonical encodings);
-signatures made here verify under both.
+Keys are made and stored with `cryptography`; signing and verification use libsodium through PyNaCl,
+which checks an Ed25519 signature in about 57 us on the benchmark machine against 97 us for
+`cryptography`'s OpenSSL 3.0, and signs in 20 us against 31 us (docs/benchmarks.md): every append signs
+under the chain's lock, and verification is where the ledger spends its time. Ed25519 signatures are
+deterministic, so both libraries make the same bytes (a test holds them equal); libsodium is the
+stricter verifier (it also refuses small-order keys and non-canonical encodings).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
-from nacl.bindings import crypto_sign_open
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 from nacl.exceptions import CryptoError
 
 
@@ -82,6 +83,29 @@ def configured_private_key() -> Ed25519PrivateKey | None:
 _loaded: dict[str, Ed25519PrivateKey] = {}
 
 
+class Signer:
+    """Signs with a private key through libsodium (the same signatures as `Ed25519PrivateKey.sign`)."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        _, self._secret = crypto_sign_seed_keypair(seed_bytes(private_key))
+
+    def sign(self, message: bytes) -> bytes:
+        return crypto_sign(message, self._secret)[:64]
+
+
+_signers: dict[str, Signer] = {}
+
+
+def signer_for(key_id: str) -> Signer | None:
+    """A libsodium signer for `key_id`'s private key (see `load_private_key`), or None."""
+    if key_id not in _signers:
+        private_key = load_private_key(key_id)
+        if private_key is None:
+            return None
+        _signers[key_id] = Signer(private_key)
+    return _signers[key_id]
+
+
 def load_private_key(key_id: str) -> Ed25519PrivateKey | None:
     """The private key for `key_id` from the environment or the key directory, or None."""
     if key_id in _loaded:
@@ -103,6 +127,7 @@ def load_private_key(key_id: str) -> Ed25519PrivateKey | None:
 def forget_loaded_keys() -> None:
     """Drop cached private keys (tests switch key directories)."""
     _loaded.clear()
+    _signers.clear()
     _env_key.cache_clear()
 
 

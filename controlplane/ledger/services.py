@@ -48,33 +48,51 @@ from controlplane.ledger.models import (
 logger = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key: "CPLEDGER" as an integer. One global chain, one serial point, by design.
-_CHAIN_LOCK_KEY = 0x43504C4544474552 & 0x7FFFFFFFFFFFFFFF
+CHAIN_LOCK_KEY = 0x43504C4544474552 & 0x7FFFFFFFFFFFFFFF
 SOURCE = "urn:controlplane"
 
 
 @dataclass(frozen=True)
-class _Head:
+class ChainHead:
+    """The last event's seq and hash, and the key that signs the next one (None: no active key yet)."""
+
     seq: int
     hash: str
     key_id: str | None
 
 
-def _lock_chain_and_read_head(cursor: Any, idempotency_keys: Sequence[str]) -> tuple[_Head, dict[str, int]]:
+def _lock_chain_and_read_head(
+    cursor: Any, idempotency_keys: Sequence[str]
+) -> tuple[ChainHead, dict[str, int]]:
     """Take the chain lock, then (in a second statement, so it sees everything committed before the
     lock was granted) read the head, the active key and which of `idempotency_keys` are on the chain."""
     if connection.vendor == "postgresql":
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        cursor.execute(CHAIN_LOCK_SQL, [CHAIN_LOCK_KEY])
+    cursor.execute(*chain_head_query(idempotency_keys))
+    return chain_head_parse(cursor.fetchall())
+
+
+CHAIN_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+
+
+def chain_head_query(idempotency_keys: Sequence[str]) -> tuple[str, list[Any]]:
+    """The statement (and parameters) that reads the head, the active key and which of
+    `idempotency_keys` are on the chain; run it after the chain lock is granted."""
     keys = list(dict.fromkeys(idempotency_keys)) or [None]
-    cursor.execute(_HEAD_SQL.format(keys=", ".join(["%s"] * len(keys))), keys)
+    return _HEAD_SQL.format(keys=", ".join(["%s"] * len(keys))), keys
+
+
+def chain_head_parse(rows: Sequence[tuple[str, int | None, str]]) -> tuple[ChainHead, dict[str, int]]:
+    """The head and the {idempotency key: seq} found, from the rows of `chain_head_query`."""
     seq, head_hash, key_id, existing = 0, GENESIS_HASH, None, {}
-    for kind, row_seq, text in cursor.fetchall():
+    for kind, row_seq, text in rows:
         if kind == "head":
             seq, head_hash = row_seq, text
         elif kind == "key":
             key_id = text
         else:
             existing[text] = row_seq
-    return _Head(seq, head_hash, key_id), existing
+    return ChainHead(seq, head_hash, key_id), existing
 
 
 _HEAD_SQL = """
@@ -89,13 +107,17 @@ _HEAD_SQL = """
 """
 
 
-def _signing_key(key_id: str) -> Ed25519PrivateKey:
-    private_key = crypto.load_private_key(key_id)
-    if private_key is None:
-        raise ControlPlaneError(
-            "LEDGER_KEY_UNAVAILABLE", f"the active ledger key {key_id} has no private key in this process"
-        )
-    return private_key
+def _signing_key(key_id: str) -> crypto.Signer:
+    signer = crypto.signer_for(key_id)
+    if signer is None:
+        raise _key_unavailable(key_id)
+    return signer
+
+
+def _key_unavailable(key_id: str) -> ControlPlaneError:
+    return ControlPlaneError(
+        "LEDGER_KEY_UNAVAILABLE", f"the active ledger key {key_id} has no private key in this process"
+    )
 
 
 # The signed body's members in RFC 8785 order (all keys are ASCII, so code-point order is UTF-16 order).
@@ -174,7 +196,7 @@ def _seal(prepared: PreparedEvent, seq: int, prev_hash: str, key_id: str, privat
     ]
 
 
-def _event_from_row(row: list[Any], prepared: PreparedEvent) -> LedgerEvent:
+def event_from_row(row: list[Any], prepared: PreparedEvent) -> LedgerEvent:
     event = LedgerEvent(**{**dict(zip(_INSERT_COLUMNS, row, strict=True)), **prepared.fields})
     event._state.adding = False
     event._state.db = connection.alias
@@ -183,23 +205,54 @@ def _event_from_row(row: list[Any], prepared: PreparedEvent) -> LedgerEvent:
 
 def _insert_rows(cursor: Any, rows: list[list[Any]]) -> None:
     """One plain multi-row INSERT: the hot path of every write, so it skips the ORM's compilation."""
-    placeholders = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
-    cursor.execute(
-        _INSERT_SQL + ", ".join([placeholders] * len(rows)), [value for row in rows for value in row]
-    )
+    cursor.execute(chain_insert_query(len(rows)), [value for row in rows for value in row])
 
 
 _INSERT_SQL = "INSERT INTO ledger_ledgerevent ({}) VALUES ".format(", ".join(_INSERT_COLUMNS))  # noqa: S608
+_ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+
+
+def chain_insert_query(count: int) -> str:
+    """INSERT of `count` rows as `chain_seal` makes them (parameters: the rows' values, flattened)."""
+    return _INSERT_SQL + ", ".join([_ROW_PLACEHOLDERS] * count)
+
+
+def chain_seal(
+    events: Sequence[PreparedEvent], head: ChainHead, existing: dict[str, int]
+) -> tuple[list[list[Any]], list[tuple[int, list[Any] | None]]]:
+    """Under the chain lock: seal `events` in order after `head` with the active key.
+
+    Returns the rows to insert and, per event, (seq, row) — row None when its idempotency key is
+    already on the chain (`existing`, updated here) or earlier in `events`.
+    """
+    assert head.key_id is not None
+    private_key = _signing_key(head.key_id)
+    seq, prev_hash = head.seq, head.hash
+    rows: list[list[Any]] = []
+    placed: list[tuple[int, list[Any] | None]] = []
+    for prepared in events:
+        key = prepared.idempotency_key
+        if key is not None and key in existing:
+            placed.append((existing[key], None))
+            continue
+        seq += 1
+        row = _seal(prepared, seq, prev_hash, head.key_id, private_key)
+        prev_hash = row[_HASH_INDEX]
+        rows.append(row)
+        placed.append((seq, row))
+        if key is not None:
+            existing[key] = seq
+    return rows, placed
 
 
 def _build_and_insert(
-    head: _Head, key_id: str, private_key: Ed25519PrivateKey, fields: dict[str, Any]
+    head: ChainHead, key_id: str, private_key: Ed25519PrivateKey, fields: dict[str, Any]
 ) -> LedgerEvent:
     prepared = _prepare(fields)
     row = _seal(prepared, head.seq + 1, head.hash, key_id, private_key)
     with connection.cursor() as cursor:
         _insert_rows(cursor, [row])
-    return _event_from_row(row, prepared)
+    return event_from_row(row, prepared)
 
 
 def _envelope(
@@ -354,28 +407,13 @@ def ledger_append_prepared(events: Sequence[PreparedEvent]) -> list[LedgerEvent]
             head, existing = _lock_chain_and_read_head(cursor, keys)
             if head.key_id is None:
                 head = _activate_first_key(head)
-            private_key = _signing_key(head.key_id)
-            seq, prev_hash = head.seq, head.hash
-            rows: list[list[Any]] = []
-            placed: list[tuple[int, list[Any] | None]] = []  # (seq, row or None when it already existed)
-            for prepared in events:
-                key = prepared.idempotency_key
-                if key is not None and key in existing:
-                    placed.append((existing[key], None))
-                    continue
-                seq += 1
-                row = _seal(prepared, seq, prev_hash, head.key_id, private_key)
-                prev_hash = row[_HASH_INDEX]
-                rows.append(row)
-                placed.append((seq, row))
-                if key is not None:
-                    existing[key] = seq
+            rows, placed = chain_seal(events, head, existing)
             if rows:
                 _insert_rows(cursor, rows)
             earlier = [s for s, row in placed if row is None]
             loaded = LedgerEvent.objects.in_bulk(earlier) if earlier else {}
             return [
-                loaded[s] if row is None else _event_from_row(row, prepared)
+                loaded[s] if row is None else event_from_row(row, prepared)
                 for (s, row), prepared in zip(placed, events, strict=True)
             ]
     except ControlPlaneError:
@@ -387,9 +425,11 @@ def ledger_append_prepared(events: Sequence[PreparedEvent]) -> list[LedgerEvent]
 
 
 _HASH_INDEX = _INSERT_COLUMNS.index("hash")
+# The columns of the rows `chain_seal` makes, in order.
+CHAIN_COLUMNS = _INSERT_COLUMNS
 
 
-def _activate_first_key(head: _Head) -> _Head:
+def _activate_first_key(head: ChainHead) -> ChainHead:
     """With no active key: activate the one in CONTROLPLANE_LEDGER_KEY, or in dev generate one.
 
     Anywhere else, with neither, writes fail closed.
@@ -410,8 +450,8 @@ def _activate_first_key(head: _Head) -> _Head:
 
 
 def _activate_new_key(
-    head: _Head, *, event_type: str, actor: str, reason: str, private_key: Ed25519PrivateKey | None = None
-) -> _Head:
+    head: ChainHead, *, event_type: str, actor: str, reason: str, private_key: Ed25519PrivateKey | None = None
+) -> ChainHead:
     """Under the chain lock: retire the active key at the head, activate a key from head+1, record it."""
     now = timezone.now()
     if private_key is None:
@@ -459,10 +499,10 @@ def _activate_new_key(
         ),
     )
     logger.info("ledger signing key %s active from seq %s", key_id, head.seq + 1)
-    return _Head(event.seq, event.hash, key_id)
+    return ChainHead(event.seq, event.hash, key_id)
 
 
-def _locked_head() -> _Head:
+def _locked_head() -> ChainHead:
     if current_batch() is not None:  # the head is read now: a deferred batch would be chained after it
         raise TransactionManagementError("key and checkpoint operations cannot run inside ledger_deferred()")
     with connection.cursor() as cursor:
@@ -521,7 +561,9 @@ def key_rotate(
             raise ControlPlaneError("LEDGER_KEY_NOT_FOUND", f"no ledger key {to_key_id}")
         if key.status != "standby":
             raise ControlPlaneError("LEDGER_KEY_NOT_VALID", f"key {to_key_id} is {key.status}, not standby")
-        private_key = _signing_key(to_key_id)
+        private_key = crypto.load_private_key(to_key_id)
+        if private_key is None:
+            raise _key_unavailable(to_key_id)
     head = _activate_new_key(
         head,
         event_type="controlplane.ledger.key.rotated",

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.test import Client
 from django.test.client import ClientHandler
 
@@ -15,6 +17,7 @@ from controlplane.channels import services, signatures
 from controlplane.channels.models import Delivery
 from controlplane.ledger.models import LedgerEvent
 from controlplane.serving import LeanChainMixin
+from tests.channels.asgi import AsgiClient, LoopThread
 from tests.factories import TenantFactory
 
 URL = "/api/v1/events/"
@@ -47,6 +50,9 @@ def _strict_mode(settings):
     settings.CONTROLPLANE_EVENT_SIGNING_MODE = "require-valid-signature"
     settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS = 300
     settings.CONTROLPLANE_INGEST_MAX_INFLIGHT = 32
+    # Off unless a test is about it: on a loaded machine the ASGI path's loop can run late for reasons
+    # of the machine's, and would then (rightly) refuse; the shedding tests set it themselves.
+    settings.CONTROLPLANE_INGEST_QUEUE_BUDGET_MS = 0
 
 
 @pytest.fixture
@@ -116,8 +122,37 @@ class LeanClient(Client):
         self.handler = LeanClientHandler(enforce_csrf_checks=False)
 
 
-@pytest.fixture(params=["django", "lean"])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that deliver through the ASGI path commit (see `deliver`)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("deliver") == "asgi":
+            item.add_marker(pytest.mark.django_db(transaction=True))
+
+
+@pytest.fixture(scope="session")
+def asgi_loop(django_db_setup, django_db_blocker):
+    """The event loop the ASGI tests share, as a uvicorn worker has one; its chain writer's connection is
+    closed (on the loop) before the test database goes."""
+    loop = LoopThread()
+    yield loop
+    from controlplane.channels import ingest_async
+
+    with django_db_blocker.unblock():
+        loop.run(ingest_async.group_commit.writer.close())
+        loop.run(sync_to_async(connections.close_all, thread_sensitive=True)())  # the ORM's thread
+    loop.stop()
+
+
+@pytest.fixture(params=["django", "lean", "asgi"])
 def deliver(request, client) -> Deliver:
-    """Every delivery test runs twice: through Django's full stack (URL conf, all middleware) and through
-    the lean chain that serves ingest POSTs in production. Both must answer alike."""
-    return make_deliver(client if request.param == "django" else LeanClient())
+    """Every delivery test runs three times: through Django's full stack (URL conf, all middleware), the
+    lean WSGI chain (controlplane.serving) and the ASGI application's own ingest path
+    (controlplane.channels.ingest_async). All must answer alike. The ASGI path appends on a connection
+    of its own, as in production, so its tests commit (transactional_db)."""
+    if request.param == "asgi":
+        deliver = make_deliver(AsgiClient(request.getfixturevalue("asgi_loop")))
+    else:
+        deliver = make_deliver(client if request.param == "django" else LeanClient())
+    deliver.via = request.param
+    return deliver

@@ -130,6 +130,7 @@ def test_a_request_that_waited_past_the_queue_budget_is_refused_before_any_work(
 
 
 def test_a_request_within_the_budget_or_with_the_budget_off_is_served(settings, producer):
+    settings.CONTROLPLANE_INGEST_QUEUE_BUDGET_MS = 50
     serving.set_waited(0.001)
     try:
         assert wsgi_post(producer, webhook_id="msg_a", event=cloudevent(id="a"))[0] == 201
