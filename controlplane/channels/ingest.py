@@ -303,18 +303,25 @@ def append_batch(
     Django connection.
     """
     try:
-        if (
-            writer is None
-            or connection.vendor != "postgresql"
-            or any(d.signal is not None for d in deliveries)
-        ):
+        if writer is None or takes_orm_path(deliveries):
             return services.deliveries_append(deliveries)
         return services.deliveries_append_pipelined(deliveries, writer=writer)
-    except ControlPlaneError as exc:
-        return [exc] * len(deliveries)
-    except Exception:  # never leave a waiting request without an answer
-        logger.exception("group commit of %d deliveries failed", len(deliveries))
-        return [ControlPlaneError("LEDGER_WRITE_FAILED")] * len(deliveries)
+    except Exception as exc:  # never leave a waiting request without an answer
+        return failed_batch(deliveries, exc)
+
+
+def takes_orm_path(deliveries: list[services.CheckedDelivery]) -> bool:
+    """Signals (detection runs through the ORM in the append's transaction) and SQLite."""
+    return connection.vendor != "postgresql" or any(d.signal is not None for d in deliveries)
+
+
+def failed_batch(deliveries: list[services.CheckedDelivery], exc: Exception) -> list[services.Outcome]:
+    """Every delivery of a batch that could not be appended gets the refusal (LEDGER_WRITE_FAILED when
+    the failure was not one of ours, logged)."""
+    if not isinstance(exc, ControlPlaneError):
+        logger.error("group commit of %d deliveries failed", len(deliveries), exc_info=exc)
+        exc = ControlPlaneError("LEDGER_WRITE_FAILED")
+    return [exc] * len(deliveries)
 
 
 group_commit = _GroupCommit()

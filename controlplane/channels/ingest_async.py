@@ -11,9 +11,10 @@ What it does is the WSGI path's, step for step and code for code:
   the answer is made by `ingest.json_response` / `ingest.refusal`. The middleware the WSGI lean path runs
   (`serving.lean_middleware()`: security headers, ALLOWED_HOSTS, the request id, X-Frame-Options) are
   run here as their request and response phases (`LEAN_PHASES`); a test holds the two lists equal.
-- **Group commit on the loop.** Checked deliveries queue for one appender task per loop, which appends
-  whatever has queued as one chain transaction on its own connection in two round trips
-  (`AsyncChainWriter`, controlplane/ledger/writer.py) and answers each waiting request. A 201 still
+- **Group commit on the loop.** Checked deliveries queue on the loop; whatever has queued when one of the
+  chain writer's two lanes is free is appended as one chain transaction (`AsyncChainWriter`,
+  controlplane/ledger/writer.py: one round trip when it knows the head, the next batch sent while the
+  previous one commits) and each waiting request is answered. A 201 still
   means the event is durably on the chain. Signals (incident detection runs through the ORM in their
   transaction) and SQLite take `services.deliveries_append` on a thread.
 - **Refusing early.** Besides the in-flight limit (`CONTROLPLANE_INGEST_MAX_INFLIGHT`), a request is
@@ -37,7 +38,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.exception import response_for_exception
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
@@ -79,29 +80,35 @@ def _in_thread(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 # --- group commit on the loop ---------------------------------------------------------------------------
 
 
+_Queued = tuple[services.CheckedDelivery, asyncio.Future, float]  # the delivery, its answer, when queued
+
+
 class AsyncGroupCommit:
-    """One appender task per event loop; deliveries queue for it and are appended in batches."""
+    """Deliveries queue per event loop; whatever has queued when one of the chain writer's lanes is free
+    is appended as one batch (AsyncChainWriter: the next batch is sent while the previous one commits)."""
 
     max_batch = 64
 
     def __init__(self) -> None:
         self.writer = AsyncChainWriter()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: deque[tuple[services.CheckedDelivery, asyncio.Future, float]] = deque()
+        self._queue: deque[_Queued] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._appending_since: float | None = None
+        self._appending: list[float] = []  # when the first delivery of each batch in flight was queued
+        self._batches: set[asyncio.Task] = set()
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop, self._queue, self._wakeup, self._task = loop, deque(), asyncio.Event(), None
+            self._appending, self._batches = [], set()
         return loop
 
     def oldest_wait(self) -> float:
-        """Seconds the oldest delivery not yet answered has been waiting: the first of the batch being
-        appended, else the first queued (0 when there is none)."""
-        since = self._appending_since or (self._queue[0][2] if self._queue else None)
+        """Seconds the oldest delivery not yet answered has been waiting: the first of the oldest batch
+        being appended, else the first queued (0 when there is none)."""
+        since = min(self._appending) if self._appending else (self._queue[0][2] if self._queue else None)
         return 0.0 if since is None else time.monotonic() - since
 
     async def append(self, delivery: services.CheckedDelivery) -> services.Accepted:
@@ -118,33 +125,40 @@ class AsyncGroupCommit:
         return outcome
 
     async def _run(self) -> None:
+        """Take what has queued as a batch whenever one of the writer's lanes is free."""
         assert self._wakeup is not None
+        lanes = asyncio.Semaphore(self.writer.lanes)
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
+                await lanes.acquire()
                 batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                self._appending_since = batch[0][2]
-                try:
-                    outcomes = await self._outcomes([delivery for delivery, _, _ in batch])
-                finally:
-                    self._appending_since = None
-                for (_, future, _), outcome in zip(batch, outcomes, strict=True):
-                    if not future.done():  # a request that went away is not answered
-                        future.set_result(outcome)
+                task = asyncio.get_running_loop().create_task(self._append(batch, lanes))
+                self._batches.add(task)  # held until done (the loop keeps only weak references)
+                task.add_done_callback(self._batches.discard)
+
+    async def _append(self, batch: list[_Queued], lanes: asyncio.Semaphore) -> None:
+        started = batch[0][2]
+        self._appending.append(started)
+        try:
+            outcomes = await self._outcomes([delivery for delivery, _, _ in batch])
+        finally:
+            self._appending.remove(started)
+            lanes.release()
+        for (_, future, _), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():  # a request that went away is not answered
+                future.set_result(outcome)
 
     async def _outcomes(self, deliveries: list[services.CheckedDelivery]) -> list[services.Outcome]:
         """As `ingest.append_batch`: plain events on the loop's own connection; signals and SQLite on a
         thread. Never raises."""
-        if connection.vendor != "postgresql" or any(d.signal is not None for d in deliveries):
+        if ingest.takes_orm_path(deliveries):
             return await _in_thread(ingest.append_batch)(deliveries, writer=None)
         try:
             return await services.deliveries_append_pipelined_async(deliveries, writer=self.writer)
-        except ControlPlaneError as exc:
-            return [exc] * len(deliveries)
-        except Exception:  # never leave a waiting request without an answer
-            logger.exception("group commit of %d deliveries failed", len(deliveries))
-            return [ControlPlaneError("LEDGER_WRITE_FAILED")] * len(deliveries)
+        except Exception as exc:  # never leave a waiting request without an answer
+            return ingest.failed_batch(deliveries, exc)
 
 
 group_commit = AsyncGroupCommit()
@@ -267,7 +281,10 @@ class _Inflight:
 async def handle(scope: Scope, receive: Receive, send: Send) -> None:
     """ASGI: one `POST /api/v1/events/`."""
     phases = _lean_phases()
-    body, too_big = await _read_body(receive)
+    try:
+        body, too_big = await _read_body(receive)
+    except ConnectionAbortedError:  # the client went away before sending its body: nothing to answer
+        return
     request = ASGIRequest(scope, io.BytesIO(body))
     if too_big:  # so that reading it raises RequestDataTooBig, as it does on the WSGI path
         request.META["CONTENT_LENGTH"] = str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)

@@ -40,6 +40,18 @@ def cloudevent(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in event.items() if v is not UNSET}
 
 
+def accepted_answer(event: LedgerEvent, created: services.CreatedProducer) -> dict[str, Any]:
+    """The 201 body of a delivery verified with the producer's first key and appended as `event`."""
+    return {
+        "seq": event.seq,
+        "id": event.id,
+        "hash": event.hash,
+        "verdict": "verified",
+        "key_id": created.key_id,
+        "fidelity": "live",
+    }
+
+
 def written() -> tuple[int, int]:
     """What an accepted delivery writes: ledger events and delivery rows."""
     return LedgerEvent.objects.count(), Delivery.objects.count()

@@ -26,7 +26,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from incidents.models import Incident, Signal
 from tests.channels.asgi import AsgiClient, asgi_request
-from tests.channels.conftest import URL, cloudevent, make_deliver, written
+from tests.channels.conftest import URL, accepted_answer, cloudevent, make_deliver, written
 from tests.channels.test_ingest_path import wsgi_post
 from tests.factories import TenantFactory
 from tests.incidents.conftest import at, generic, make_rule
@@ -58,6 +58,12 @@ def signed_headers(created, body: bytes, webhook_id: str, **extra: str) -> list[
     ]
 
 
+def delivery(producer, body: bytes, webhook_id: str, chunk: int | None = None):
+    """One signed delivery through the ASGI application (a coroutine, for the session's loop)."""
+    headers = signed_headers(producer, body, webhook_id)
+    return asgi_request(application, method="POST", path=URL, headers=headers, body=body, chunk=chunk)
+
+
 def counted(code: str, producer: str = "unknown") -> int:
     services.rejection_flush()
     return {(c.producer, c.code): c.count for c in selectors.rejection_counts()}.get((producer, code), 0)
@@ -74,14 +80,7 @@ def test_the_asgi_application_answers_ingest_as_the_wsgi_application_does(produc
 
     assert (response.status_code, status) == (201, 201)
     event = LedgerEvent.objects.get(seq=response.json()["seq"])
-    assert response.json() == {
-        "seq": event.seq,
-        "id": event.id,
-        "hash": event.hash,
-        "verdict": "verified",
-        "key_id": producer.key_id,
-        "fidelity": "live",
-    }
+    assert response.json() == accepted_answer(event, producer)
     assert event.request_id == "req-asgi" and response["X-Request-ID"] == "req-asgi"
     # The lean middleware's response phases: the same headers as the WSGI lean chain sends.
     assert set(response.headers) == {name.lower() for name in wsgi_headers}
@@ -146,33 +145,37 @@ def test_the_lifespan_protocol_is_answered(asgi_loop):
 
 def test_a_body_sent_in_pieces_is_read_whole(producer, asgi_loop):
     body = orjson.dumps(cloudevent(id="chunked"))
-    answer = asgi_loop.run(
-        asgi_request(
-            application,
-            method="POST",
-            path=URL,
-            headers=signed_headers(producer, body, "m_c"),
-            body=body,
-            chunk=7,
-        )
-    )
+    answer = asgi_loop.run(delivery(producer, body, "m_c", chunk=7))
     assert answer.status_code == 201, answer.content
+
+
+def test_a_client_that_goes_away_before_its_body_gets_no_answer_and_writes_nothing(producer, asgi_loop):
+    sent, before = [], written()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": URL,
+        "headers": [(b"host", b"testserver"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "query_string": b"",
+    }
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asgi_loop.run(application(scope, receive, send))
+    assert sent == [] and written() == before
 
 
 def test_a_body_over_the_upload_limit_is_refused_unread(settings, producer, asgi_loop):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
     body = orjson.dumps(cloudevent(id="big", data={"pad": "x" * 500}))
     before = written()
-    answer = asgi_loop.run(
-        asgi_request(
-            application,
-            method="POST",
-            path=URL,
-            headers=signed_headers(producer, body, "m_big"),
-            body=body,
-            chunk=64,
-        )
-    )
+    answer = asgi_loop.run(delivery(producer, body, "m_big", chunk=64))
     assert (answer.status_code, answer.json()["code"]) == (400, "MALFORMED_EVENT")
     assert "upload limit" in answer.json()["detail"]
     assert written() == before
@@ -248,18 +251,7 @@ def test_concurrent_deliveries_make_one_gap_free_chain(settings, producer, asgi_
     bodies = [orjson.dumps(cloudevent(id=f"c-{i}")) for i in range(40)]
 
     async def together():
-        return await asyncio.gather(
-            *(
-                asgi_request(
-                    application,
-                    method="POST",
-                    path=URL,
-                    headers=signed_headers(producer, b, f"m_{i}"),
-                    body=b,
-                )
-                for i, b in enumerate(bodies)
-            )
-        )
+        return await asyncio.gather(*(delivery(producer, b, f"m_{i}") for i, b in enumerate(bodies)))
 
     answers = asgi_loop.run(together())
     assert sorted(a.status_code for a in answers) == [201] * 40
@@ -325,4 +317,22 @@ def test_signal_cloudevents_run_detection_and_open_an_incident(producer, post):
         assert answer.status_code == 201, answer.content
     assert Signal.objects.count() == 3
     assert Incident.objects.count() == 1
+    assert verify_chain().ok
+
+
+def test_batches_in_flight_after_the_head_moved_all_fall_back_and_land(settings, producer, post, asgi_loop):
+    """With the expected head stale, the first batch fails its head check, and so does the one sent behind
+    it (sealed against the first's outcome): both are appended the careful way, nothing lost or repeated."""
+    settings.CONTROLPLANE_INGEST_MAX_INFLIGHT = 64
+    assert post(producer, cloudevent(id="first"), webhook_id="m_first").status_code == 201
+    moved = ledger.ledger_append(type="test.elsewhere", subject="x", data={})
+    bodies = [orjson.dumps(cloudevent(id=f"f-{i}")) for i in range(12)]
+
+    async def together():
+        requests = [delivery(producer, b, f"m_f{i}") for i, b in enumerate(bodies)]
+        return await asyncio.gather(*requests)
+
+    answers = asgi_loop.run(together())
+    assert [a.status_code for a in answers] == [201] * 12
+    assert sorted(a.json()["seq"] for a in answers) == list(range(moved.seq + 1, moved.seq + 13))
     assert verify_chain().ok

@@ -23,7 +23,7 @@ from controlplane.identity.services import principal_set_active, token_revoke
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from controlplane.wsgi import application
-from tests.channels.conftest import URL, cloudevent, make_deliver, written
+from tests.channels.conftest import URL, accepted_answer, cloudevent, make_deliver, written
 from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -87,14 +87,7 @@ def test_the_wsgi_application_serves_ingest_on_the_lean_chain_with_the_same_answ
 
     assert status == 201, body
     event = LedgerEvent.objects.get(seq=body["seq"])
-    assert body == {
-        "seq": event.seq,
-        "id": event.id,
-        "hash": event.hash,
-        "verdict": "verified",
-        "key_id": producer.key_id,
-        "fidelity": "live",
-    }
+    assert body == accepted_answer(event, producer)
     assert event.request_id == "req-lean-1" and headers["X-Request-ID"] == "req-lean-1"
     # The security middleware still runs on the lean chain.
     assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
