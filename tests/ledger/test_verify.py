@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 from django.core.management import call_command
 
-from controlplane.ledger import services
+from controlplane.ledger import services, verify
 from controlplane.ledger.bundle import bundle_export, bundle_verify
-from controlplane.ledger.models import LedgerEvent, VerificationRun
+from controlplane.ledger.models import STORED_COLUMNS, LedgerEvent, VerificationRun
 from controlplane.ledger.verify import verify_chain
 from tests.ledger.helpers import append_events, tamper
 
@@ -66,6 +67,72 @@ def test_tampered_row_is_found_at_its_seq(sql, code):
     assert result.count == 3
 
 
+# One change to each stored column of seq 4, and what verification reports there. A row moved to another
+# seq is reported at seq 5, the row found in its place; a changed envelope column is named.
+COLUMN_TAMPERING = [
+    ("seq", "seq = 1000", "LEDGER_SEQ_GAP"),
+    ("id", "id = 'forged'", "column"),
+    ("type", "type = 'controlplane.test.forged'", "column"),
+    ("source", "source = 'forged'", "column"),
+    ("subject", "subject = 'test/other'", "column"),
+    ("time", "time = time + interval '1 microsecond'", "column"),
+    ("tenant", "tenant = 'other'", "column"),
+    ("actor", "actor = 'acme/mallory'", "column"),
+    ("trace_id", "trace_id = repeat('f', 32)", "column"),
+    ("traceparent", "traceparent = '00-' || repeat('f', 32) || '-' || repeat('f', 16) || '-01'", "column"),
+    ("causation_id", "causation_id = 'forged'", "column"),
+    ("correlation_id", "correlation_id = 'forged'", "column"),
+    ("idempotency_key", "idempotency_key = 'forged'", "column"),
+    ("request_id", "request_id = 'forged'", "column"),
+    ("fidelity", "fidelity = 'simulated'", "column"),
+    ("reason_codes", "reason_codes = '[\"X\"]'", "column"),
+    ("data", 'data = \'{"i": "2"}\'', "column"),  # the same digits as a string
+    ("provenance", 'provenance = \'{"producer": "x"}\'', "column"),
+    ("prev_hash", "prev_hash = repeat('a', 64)", "LEDGER_CHAIN_BROKEN"),
+    ("key_id", "key_id = 'ed25519:0000000000000000'", "column"),
+    ("hash", "hash = repeat('e', 64)", "LEDGER_HASH_MISMATCH"),
+    (
+        "signature",
+        "signature = (SELECT signature FROM ledger_ledgerevent WHERE seq = 2)",
+        "LEDGER_SIGNATURE_INVALID",
+    ),
+    ("canonical", "canonical = replace(canonical, 'test/2', 'test/9')", "LEDGER_HASH_MISMATCH"),
+]
+
+
+def test_every_stored_column_has_a_tampering_case():
+    assert [column for column, _, _ in COLUMN_TAMPERING] == list(STORED_COLUMNS)
+
+
+@pytest.mark.parametrize(("column", "assignment", "outcome"), COLUMN_TAMPERING)
+def test_a_change_to_any_stored_column_is_found_at_its_seq(column, assignment, outcome):
+    append_events(6)
+    tamper(f"UPDATE ledger_ledgerevent SET {assignment} WHERE seq = %s", [4])  # noqa: S608 (the cases above)
+    result = verify_chain()
+    assert not result.ok
+    if outcome == "column":
+        assert (result.failure.seq, result.failure.code) == (4, "LEDGER_HASH_MISMATCH")
+        assert result.failure.detail == f"stored column {column!r} differs from what was signed"
+    else:
+        assert (result.failure.seq, result.failure.code) == (5 if outcome == "LEDGER_SEQ_GAP" else 4, outcome)
+    assert result.count == 3
+
+
+def test_signed_body_with_a_renamed_field_is_refused_though_the_column_is_null():
+    """`idempotency_key` is null here: the body must hold the field itself, not merely no other value."""
+    append_events(5)
+    assert LedgerEvent.objects.get(seq=3).idempotency_key is None
+    renamed = "replace(canonical, '\"idempotency_key\":null', '\"idempotency_kez\":null')"
+    tamper(
+        f"UPDATE ledger_ledgerevent SET canonical = {renamed}, "  # noqa: S608 (a constant)
+        f"hash = encode(sha256(convert_to(prev_hash || {renamed}, 'UTF8')), 'hex') WHERE seq = %s",
+        [3],
+    )
+    result = verify_chain()
+    assert (result.failure.seq, result.failure.code) == (3, "LEDGER_HASH_MISMATCH")
+    assert result.failure.detail == "signed envelope has unexpected fields"
+
+
 def test_rewritten_and_resigned_event_still_breaks_the_chain_at_that_seq():
     """A forger who recomputes an event's canonical bytes and hash cannot sign them."""
     append_events(5)
@@ -113,6 +180,38 @@ def test_chunk_boundary_break_is_found_by_parallel_verification():
     tamper("UPDATE ledger_ledgerevent SET prev_hash = repeat('b', 64) WHERE seq = %s", [boundary])
     result = verify_chain(workers=2)
     assert (result.failure.seq, result.failure.code) == (boundary, "LEDGER_CHAIN_BROKEN")
+
+
+def test_parallel_chunks_are_more_than_the_workers_and_cover_the_range_once():
+    bounds = verify.chunk_bounds(3, 100_002, 2)
+    assert len(bounds) == 8
+    assert bounds[0] == (3, 12_502, True) and bounds[-1][1] == 100_002
+    assert all(hi + 1 == next_lo for (_, hi, _), (next_lo, _, _) in itertools.pairwise(bounds))
+    assert not any(is_first for _, _, is_first in bounds[1:])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("sql", "seq", "code"),
+    [
+        (
+            "UPDATE ledger_ledgerevent SET prev_hash = repeat('b', 64) WHERE seq = %s",
+            1504,
+            "LEDGER_CHAIN_BROKEN",
+        ),
+        ("DELETE FROM ledger_ledgerevent WHERE seq = %s", 1003, "LEDGER_SEQ_GAP"),
+        ("UPDATE ledger_ledgerevent SET data = '{\"i\": -1}' WHERE seq = %s", 1200, "LEDGER_HASH_MISMATCH"),
+    ],
+)
+def test_break_in_a_later_chunk_is_found_by_parallel_verification(monkeypatch, sql, seq, code):
+    monkeypatch.setattr(verify, "_MIN_CHUNK", 500)
+    append_events(2000)
+    assert [lo for lo, _, _ in verify.chunk_bounds(1, 2001, 2)] == [1, 502, 1003, 1504]
+    tamper(sql, [seq])
+    result = verify_chain(workers=2)
+    assert result.workers == 2
+    found_at = seq + 1 if code == "LEDGER_SEQ_GAP" else seq  # a gap is reported at the row found instead
+    assert (result.failure.seq, result.failure.code, result.count) == (found_at, code, seq - 1)
 
 
 def test_checkpoints_are_verified_against_the_chain():
