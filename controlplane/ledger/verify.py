@@ -189,6 +189,33 @@ def _signed_envelope(signed: Any) -> tuple[Any, ...] | None:
         return None
 
 
+def _same_json_types(signed: tuple[Any, ...], stored: tuple[Any, ...]) -> bool:
+    """Whether the JSON columns, already equal by Python's `==`, are the same JSON: `==` takes `true` for
+    `1`, so a stored `true` where `1` was signed would pass it. Equal serialisations settle it at once;
+    otherwise (a float stored as `2.0` where RFC 8785 signed `2`) the values are walked."""
+    for position in _ENVELOPE_JSON:
+        a, b = signed[position], stored[position]
+        same_bytes = orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+            b, option=orjson.OPT_SORT_KEYS
+        )
+        if not same_bytes and not _same_json(a, b):
+            return False
+    return True
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """JSON equality: numbers by value (`2` and `2.0` alike), but a boolean is never a number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same_json, a, b))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
 def _check_row(
     values: Sequence[Any], keys: dict[str, KeyInfo], next_seq: int | None, previous_hash: str | None
 ) -> Failure | None:
@@ -208,13 +235,13 @@ def _check_row(
     if signed_envelope is None:
         return Failure(seq, "LEDGER_HASH_MISMATCH", "signed envelope has unexpected fields")
     stored_envelope = _stored_envelope(values)
-    if signed_envelope != stored_envelope:
+    if signed_envelope != stored_envelope or not _same_json_types(signed_envelope, stored_envelope):
         name = next(
             name
             for name, signed_value, stored_value in zip(
                 ENVELOPE_FIELDS, signed_envelope, stored_envelope, strict=True
             )
-            if signed_value != stored_value
+            if signed_value != stored_value or not _same_json(signed_value, stored_value)
         )
         return Failure(seq, "LEDGER_HASH_MISMATCH", f"stored column {name!r} differs from what was signed")
     key_id = values[_KEY_ID]

@@ -329,3 +329,29 @@ def test_export_of_an_invalid_range_is_refused_and_writes_nothing(tmp_path):
         call_command("ledger", "export", "--from", "5", "--to", "3", "--output", str(tmp_path / "x.json"))
     assert LedgerEvent.objects.count() == before
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("signed", "stored"),
+    [
+        ({"flag": 1}, '{"flag": true}'),
+        ({"flag": 0}, '{"flag": false}'),
+        ({"flags": [True, 1]}, '{"flags": [true, true]}'),
+        ({"nested": {"n": False}}, '{"nested": {"n": 0}}'),
+    ],
+)
+def test_a_boolean_stored_for_a_number_or_the_reverse_is_found(signed, stored):
+    """Python's `==` takes `true` for `1`; what the API serves must still be what was signed."""
+    event = services.ledger_append(type="controlplane.test.flag", subject="test/flag", data=signed)
+    tamper("UPDATE ledger_ledgerevent SET data = %s WHERE seq = %s", [stored, event.seq])
+    result = verify_chain()
+    assert (result.failure.seq, result.failure.code) == (event.seq, "LEDGER_HASH_MISMATCH")
+    assert "'data'" in result.failure.detail
+
+
+def test_floats_that_are_whole_numbers_still_verify():
+    """RFC 8785 signs 2.0 as `2`; PostgreSQL stores and serves `2.0`: the same JSON number."""
+    services.ledger_append(
+        type="controlplane.test.numbers", subject="test/n", data={"a": 2.0, "b": [1.0, 0.5], "c": -0.0}
+    )
+    assert verify_chain().ok
