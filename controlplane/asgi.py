@@ -21,7 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 django_application = get_asgi_application()
 
 from controlplane.channels import ingest_async  # noqa: E402  (needs the app registry)
-from controlplane.serving import INGEST_PATH  # noqa: E402
+from controlplane.serving import INGEST_PATH, freeze_startup_objects  # noqa: E402
 from controlplane.startup import log_banner  # noqa: E402
 
 
@@ -60,3 +60,4 @@ class IngestRouter:
 application = IngestRouter(django_application)
 
 log_banner()
+freeze_startup_objects()

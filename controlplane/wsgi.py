@@ -10,10 +10,11 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
-from controlplane.serving import IngestFastPath
+from controlplane.serving import IngestFastPath, freeze_startup_objects
 
 application = IngestFastPath(get_wsgi_application())
 
 from controlplane.startup import log_banner  # noqa: E402  (needs the app registry)
 
 log_banner()
+freeze_startup_objects()

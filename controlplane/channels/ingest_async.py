@@ -11,10 +11,9 @@ What it does is the WSGI path's, step for step and code for code:
   the answer is made by `ingest.json_response` / `ingest.refusal`. The middleware the WSGI lean path runs
   (`serving.lean_middleware()`: security headers, ALLOWED_HOSTS, the request id, X-Frame-Options) are
   run here as their request and response phases (`LEAN_PHASES`); a test holds the two lists equal.
-- **Group commit on the loop.** Checked deliveries queue on the loop; whatever has queued when one of the
-  chain writer's two lanes is free is appended as one chain transaction (`AsyncChainWriter`,
-  controlplane/ledger/writer.py: one round trip when it knows the head, the next batch sent while the
-  previous one commits) and each waiting request is answered. A 201 still
+- **Group commit on the loop.** Checked deliveries queue on the loop; whatever has queued when the chain
+  writer is free is appended as one chain transaction (`AsyncChainWriter`, controlplane/ledger/writer.py:
+  one round trip when it knows the head it left) and each waiting request is answered. A 201 still
   means the event is durably on the chain. Signals (incident detection runs through the ORM in their
   transaction) and SQLite take `services.deliveries_append` on a thread.
 - **Refusing early.** Besides the in-flight limit (`CONTROLPLANE_INGEST_MAX_INFLIGHT`), a request is

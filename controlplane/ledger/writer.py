@@ -263,16 +263,20 @@ def _rollback_or_close(conn: psycopg.Connection) -> None:
 
 
 class AsyncChainWriter:
-    """asyncio: up to `lanes` transactions in flight, each on a connection of its own (per event loop).
+    """asyncio: up to `lanes` transactions in flight (default one), each on a connection of its own.
 
     With an expected head, a batch is sealed against the head the batches already sent will leave, and
     sent at once: it waits at the server for the chain lock the batch before it holds, and gets it the
     moment that one commits. So a batch never waits for the previous one's round trip before it can be
     sent. If any batch fails, the expected head is forgotten, and a later one that was sealed against it
     fails its head check and is appended the careful way. Careful appends serialise on the chain lock.
+
+    One lane is the default: with two on the 2-core benchmark machine, the second batch sometimes won the
+    race for the lock, both went the careful way, and the expected head came back only when one batch
+    was in flight; latency and PostgreSQL's CPU per event went up, not down (docs/benchmarks.md).
     """
 
-    def __init__(self, alias: str = "default", lanes: int = 2) -> None:
+    def __init__(self, alias: str = "default", lanes: int = 1) -> None:
         self.alias = alias
         self.lanes = lanes
         self._loop: asyncio.AbstractEventLoop | None = None
