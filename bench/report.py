@@ -104,8 +104,12 @@ def markdown(results: dict[str, Any]) -> str:
             ]
     noop = results.get("noop")
     if noop:
+        served = _server_text(noop["server"]) if noop.get("server") else "the same gunicorn"
         out += [
-            "## Ceiling 1: a no-op DRF view under the same gunicorn (`POST /bench/noop/`)",
+            "## Ceiling 1: a no-op DRF view (`POST /bench/noop/`)",
+            "",
+            f"Served by gunicorn {served}: DRF views are WSGI views (under an ASGI worker Django runs every"
+            " sync view on one thread per process, so the ingest server is not where they are served).",
             "",
             *_step_table(noop["steps"]),
             "",
@@ -145,9 +149,10 @@ def markdown(results: dict[str, Any]) -> str:
         out += [
             "## Past saturation: which set-up refuses instead of queueing?",
             "",
-            "The same overload offered to three server set-ups: gunicorn's `sync` worker, `gthread` (no "
-            "queue time, so only the in-flight limit sheds) and the benchmark's configuration (the "
-            "product's queue-time budget, controlplane.serving).",
+            "The same overload offered to several server set-ups: gunicorn's `sync` worker, `gthread` (no "
+            "queue time, so only the in-flight limit sheds), the threaded `QueueTimeWorker` with the "
+            "product's queue budget, two uvicorn processes (two appenders) and the benchmark's "
+            "configuration (docs/benchmarks.md).",
             "",
             "| set-up | offered /s | achieved 2xx/s | p50 ms | p95 ms | p99 ms | 2xx | 503 | 429 "
             "| other status | no response |",

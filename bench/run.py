@@ -413,22 +413,34 @@ class _Parts:
         from bench import ingest
 
         args = self.args
+        if "noop" in only:
+            # A DRF view is a WSGI view: under an ASGI worker Django runs every sync view on one thread
+            # per process, so its ceiling is measured where DRF views are served, the threaded worker.
+            threaded = replace(
+                config, worker_class="controlplane.serving.QueueTimeWorker", workers=2, threads=16
+            )
+            noop_config = threaded if config.asgi else config
+            with self._server(noop_config) as srv:
+                self._warm_up(srv)
+                _, noop = self._makers(srv)
+                _log(f"no-op DRF view ceiling ({noop_config.describe()}) ...")
+                results["noop"] = {
+                    **ingest.sweep(
+                        srv,
+                        name="noop",
+                        make_requests=noop,
+                        rates=_rates(args.noop_rates),
+                        duration=args.noop_duration,
+                        cpu_trees={"gunicorn": srv.pid, "postgres": self.postmaster or 0},
+                        log=_log,
+                        **self.common,
+                    ).as_dict(),
+                    "server": noop_config.as_dict(),
+                }
         with self._server(config) as srv:
             trees = {"gunicorn": srv.pid, "postgres": self.postmaster or 0}
             self._warm_up(srv)
-            signed, noop = self._makers(srv)
-            if "noop" in only:
-                _log("no-op DRF view ceiling ...")
-                results["noop"] = ingest.sweep(
-                    srv,
-                    name="noop",
-                    make_requests=noop,
-                    rates=_rates(args.noop_rates),
-                    duration=args.noop_duration,
-                    cpu_trees=trees,
-                    log=_log,
-                    **self.common,
-                ).as_dict()
+            signed, _ = self._makers(srv)
             if "ingest" not in only:
                 return
             _log("signed-event ingest ...")
