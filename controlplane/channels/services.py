@@ -674,20 +674,26 @@ def deliveries_append(deliveries: Sequence[CheckedDelivery]) -> list[Outcome]:
             detection_locks_take(
                 scopes=[(d.producer.tenant_id, d.signal.service) for d in appending if d.signal is not None]
             )
-            events = ledger_append_prepared([d.event for d in appending])
-            placed = [
-                (e.seq, e if e.id == d.event.fields["id"] else None)
-                for d, e in zip(appending, events, strict=True)
-            ]
-            results, rows = _accept(appending, placed)
-            for d, outcome in zip(appending, results, strict=True):
-                if d.signal is not None and isinstance(outcome, Accepted):
-                    signal_ingest(
+            # Signals first, each appending its CloudEvent's own event with its detection's: the chain's
+            # lock comes after the incident rows detection locks (the order of every incident
+            # transition). Then the plain events, in one append.
+            events: dict[int, LedgerEvent] = {}
+            for index, d in enumerate(appending):
+                if d.signal is not None:
+                    events[index] = signal_ingest(
                         tenant=d.producer.tenant,
                         signals=[d.signal],
                         actor=d.producer.principal.ref,
-                        causation_id=outcome.event.id,
-                    )
+                        cause=d.event,
+                    ).cause
+            plain = [index for index, d in enumerate(appending) if d.signal is None]
+            appended = ledger_append_prepared([appending[index].event for index in plain])
+            events.update(zip(plain, appended, strict=True))
+            placed = [
+                (events[i].seq, events[i] if events[i].id == d.event.fields["id"] else None)
+                for i, d in enumerate(appending)
+            ]
+            results, rows = _accept(appending, placed)
             if rows:
                 with connection.cursor() as cursor:
                     cursor.execute(*_delivery_insert(rows))

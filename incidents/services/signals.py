@@ -32,6 +32,7 @@ from django.utils import timezone
 from controlplane.identity.models import Tenant
 from controlplane.ledger.batch import DeferredEvent, ledger_deferred
 from controlplane.ledger.models import LedgerEvent
+from controlplane.ledger.services import PreparedEvent, ledger_append_prepared
 from incidents.models import Signal, Silence, SilenceStatus
 from incidents.normalise import NormalisedSignal, format_time, signal_id
 from incidents.services.common import append, seq_of, seqs_settle
@@ -48,6 +49,7 @@ class IngestResult:
     signals: list[Signal] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    cause: LedgerEvent | None = None  # the `cause` event appended first, when one was given
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -195,15 +197,24 @@ def signal_ingest(
     actor: str,
     causation_id: str = "",
     received_at: datetime | None = None,
+    cause: PreparedEvent | None = None,
 ) -> IngestResult:
-    """Store a delivery's signals (each once) and run detection on the new, firing, unsuppressed ones."""
+    """Store a delivery's signals (each once) and run detection on the new, firing, unsuppressed ones.
+
+    `cause`: the event that carried the signals (a CloudEvent's own, controlplane/channels), appended
+    first with them, so the chain's lock is taken after the incident rows detection locks, as in every
+    incident transition; its id is the causation id. It must be new (its delivery was checked).
+    """
     received_at = received_at or timezone.now()
+    if cause is not None:
+        causation_id = cause.fields["id"]
     result = IngestResult()
     rules = current_rule_versions(tenant=tenant)
     detection_locks_take(scopes=[(tenant.pk, signal.service) for signal in signals])
     stored: list[tuple[Signal, LedgerEvent | DeferredEvent]] = []
     # check_keys=False: under the detection lock, a signal without a row is new, so its key is too
     with ledger_deferred(check_keys=False):
+        cause_event = ledger_append_prepared([cause])[0] if cause is not None else None
         for signal in signals:
             row, duplicate, event = _store_one(
                 tenant=tenant, signal=signal, actor=actor, causation_id=causation_id, received_at=received_at
@@ -217,4 +228,6 @@ def signal_ingest(
                 result.outcomes.extend(signal_evaluate(signal=row, causation_id=event.id, rules=rules))
     # The delivery's events are on the chain now (and its lock held to the commit): the real seqs.
     seqs_settle([*stored, *((o.evidence, o.evidence_event) for o in result.outcomes)])
+    if cause_event is not None:
+        result.cause = cause_event.event if isinstance(cause_event, DeferredEvent) else cause_event
     return result

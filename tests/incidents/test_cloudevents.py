@@ -9,6 +9,7 @@ from controlplane.channels import services as channels
 from controlplane.channels.models import Delivery
 from controlplane.identity import services as identity
 from controlplane.ledger.models import LedgerEvent
+from controlplane.ledger.verify import verify_chain
 from incidents.models import Incident, Signal
 from tests.channels.conftest import cloudevent, make_deliver
 
@@ -117,3 +118,43 @@ def test_a_signal_cloudevent_takes_the_detection_lock_before_the_chain_lock(tena
     sender.join(timeout=10)
     assert answers and answers[0].status_code == 201, answers
     assert Signal.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_person_acting_on_an_incident_while_a_cloudevent_adds_evidence_does_not_deadlock(
+    tenant, producer, oncall
+):
+    """Both take the incident's row lock before the chain's lock: the CloudEvent's own append is deferred
+    with the signal's (before, the delivery took the chain with its event, then waited for the row the
+    person held, who waited for the chain: a deadlock)."""
+    import threading
+
+    from django.db import connection, transaction
+    from django.test import Client
+
+    from incidents import services
+    from tests.incidents.conftest import open_incident
+    from tests.incidents.test_concurrency import _until, _waiting
+
+    make_rule(tenant, threshold=3, window_seconds=600)
+    incident = open_incident(tenant)
+    answers: list = []
+
+    def send() -> None:
+        try:
+            answers.append(make_deliver(Client())(producer, signal_event(3), webhook_id="msg_late"))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        Incident.objects.select_for_update().get(pk=incident.pk)  # incident_acknowledge's first step ...
+        sender = threading.Thread(target=send)
+        sender.start()
+        assert _until(lambda: _waiting("locktype IN ('transactionid', 'tuple')"))  # waits for the row
+        services.incident_acknowledge(incident=incident, actor=oncall)  # ... appends: the chain is free
+    sender.join(timeout=10)
+    assert answers and answers[0].status_code == 201, answers and answers[0].content
+    incident.refresh_from_db()
+    assert incident.status == "acknowledged"
+    assert incident.evidence.count() == 2
+    assert verify_chain().ok
