@@ -83,8 +83,8 @@ _Queued = tuple[services.CheckedDelivery, asyncio.Future, float]  # the delivery
 
 
 class AsyncGroupCommit:
-    """Deliveries queue per event loop; whatever has queued when one of the chain writer's lanes is free
-    is appended as one batch (AsyncChainWriter: the next batch is sent while the previous one commits)."""
+    """Deliveries queue per event loop; whatever has queued when the chain writer is free (when one of
+    its lanes is, AsyncChainWriter) is appended as one batch."""
 
     max_batch = 64
 
