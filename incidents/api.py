@@ -236,6 +236,7 @@ class SignalFilter(django_filters.FilterSet):
 class SignalViewSet(viewsets.ReadOnlyModelViewSet):
     """Signals, newest first (`?suppressed=true` shows what silences hid), and the generic ingest."""
 
+    parser_classes = [RawJsonParser]
     serializer_class = SignalSerializer
     filterset_class = SignalFilter
     required_capabilities = {"list": READ, "retrieve": READ, "create": INGEST}
@@ -251,7 +252,7 @@ class SignalViewSet(viewsets.ReadOnlyModelViewSet):
         description="One signal object, or a list of them (at most 1000), in the generic shape.",
     )
     def create(self, request: Request) -> Response:
-        payload = request.data
+        payload = _json_body(request)  # not DRF's parser: a body that is not JSON is SIGNAL_INVALID too
         items = payload if isinstance(payload, list) else [payload]
         if not items or len(items) > normalise.MAX_ALERTS:
             raise ControlPlaneError(

@@ -101,9 +101,10 @@ def test_an_unnormalisable_payload_is_refused_naming_the_field_and_writes_nothin
     assert written() == before
 
 
-def test_body_that_is_not_json_is_refused(client, sender_token):
+@pytest.mark.parametrize("path", [AM, GENERIC])
+def test_body_that_is_not_json_is_refused(client, sender_token, path):
     before = written()
-    response = post(client, AM, b"{not json", sender_token)
+    response = post(client, path, b"{not json", sender_token)
     assert (response.status_code, response.json()["code"], response.json()["field"]) == (
         400,
         "SIGNAL_INVALID",
