@@ -46,7 +46,9 @@ _PROFILE_DIR = os.environ.get("BENCH_PROFILE_DIR", "")
 
 def post_worker_init(worker) -> None:
     if _PROFILE_DIR:
-        if "uvicorn" in worker_class.lower():
+        from bench.server import is_asgi_worker
+
+        if is_asgi_worker(worker_class):
             _profile_loop(worker)
         else:
             _profile_requests(worker)

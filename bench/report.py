@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.server import is_asgi_worker
+
 
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.1f}"
@@ -27,7 +29,7 @@ def _server_text(config: dict[str, Any]) -> str:
     """How the server under test ran, as in bench.server.ServerConfig.describe."""
     served = f"`{config.get('worker_class')}` serving `{config.get('application')}`"
     workers, threads = config.get("workers"), config.get("threads")
-    if "uvicorn" in str(config.get("worker_class", "")).lower():
+    if is_asgi_worker(str(config.get("worker_class", ""))):
         return f"{served}, {workers} worker(s), one event loop each"
     return f"{served}, {workers} workers x {threads} threads"
 

@@ -31,7 +31,7 @@ class ServerConfig:
 
     @property
     def asgi(self) -> bool:
-        return "uvicorn" in self.worker_class.lower()
+        return is_asgi_worker(self.worker_class)
 
     def describe(self) -> str:
         """`uvicorn_worker.UvicornWorker` x 1 / `gthread` 2 x 16 threads, as the report names set-ups."""
@@ -52,10 +52,16 @@ class Server:
     log_path: Path
 
 
+def is_asgi_worker(worker_class: str) -> bool:
+    """uvicorn's workers serve ASGI; gunicorn's own (and controlplane.serving's) serve WSGI."""
+    return "uvicorn" in worker_class.lower()
+
+
 def application_for(worker_class: str) -> str:
-    """The ASGI application for an ASGI worker (uvicorn's), the WSGI one for the others."""
-    asgi = "uvicorn" in worker_class.lower()
-    return "controlplane.asgi:application" if asgi else "controlplane.wsgi:application"
+    """The ASGI application for an ASGI worker, the WSGI one for the others."""
+    return (
+        "controlplane.asgi:application" if is_asgi_worker(worker_class) else "controlplane.wsgi:application"
+    )
 
 
 def free_port() -> int:

@@ -83,8 +83,8 @@ _Queued = tuple[services.CheckedDelivery, asyncio.Future, float]  # the delivery
 
 
 class AsyncGroupCommit:
-    """Deliveries queue per event loop; whatever has queued when the chain writer is free (when one of
-    its lanes is, AsyncChainWriter) is appended as one batch."""
+    """Deliveries queue per event loop; whatever has queued when the chain writer is free is appended as
+    one batch."""
 
     max_batch = 64
 
@@ -94,20 +94,19 @@ class AsyncGroupCommit:
         self._queue: deque[_Queued] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._appending: list[float] = []  # when the first delivery of each batch in flight was queued
-        self._batches: set[asyncio.Task] = set()
+        self._appending_since: float | None = None  # when the batch being appended was first queued
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop, self._queue, self._wakeup, self._task = loop, deque(), asyncio.Event(), None
-            self._appending, self._batches = [], set()
+            self._appending_since = None
         return loop
 
     def oldest_wait(self) -> float:
-        """Seconds the oldest delivery not yet answered has been waiting: the first of the oldest batch
-        being appended, else the first queued (0 when there is none)."""
-        since = min(self._appending) if self._appending else (self._queue[0][2] if self._queue else None)
+        """Seconds the oldest delivery not yet answered has been waiting: the first of the batch being
+        appended, else the first queued (0 when there is none)."""
+        since = self._appending_since or (self._queue[0][2] if self._queue else None)
         return 0.0 if since is None else time.monotonic() - since
 
     async def append(self, delivery: services.CheckedDelivery) -> services.Accepted:
@@ -124,30 +123,20 @@ class AsyncGroupCommit:
         return outcome
 
     async def _run(self) -> None:
-        """Take what has queued as a batch whenever one of the writer's lanes is free."""
         assert self._wakeup is not None
-        lanes = asyncio.Semaphore(self.writer.lanes)
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                await lanes.acquire()
                 batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                task = asyncio.get_running_loop().create_task(self._append(batch, lanes))
-                self._batches.add(task)  # held until done (the loop keeps only weak references)
-                task.add_done_callback(self._batches.discard)
-
-    async def _append(self, batch: list[_Queued], lanes: asyncio.Semaphore) -> None:
-        started = batch[0][2]
-        self._appending.append(started)
-        try:
-            outcomes = await self._outcomes([delivery for delivery, _, _ in batch])
-        finally:
-            self._appending.remove(started)
-            lanes.release()
-        for (_, future, _), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():  # a request that went away is not answered
-                future.set_result(outcome)
+                self._appending_since = batch[0][2]
+                try:
+                    outcomes = await self._outcomes([delivery for delivery, _, _ in batch])
+                finally:
+                    self._appending_since = None
+                for (_, future, _), outcome in zip(batch, outcomes, strict=True):
+                    if not future.done():  # a request that went away is not answered
+                        future.set_result(outcome)
 
     async def _outcomes(self, deliveries: list[services.CheckedDelivery]) -> list[services.Outcome]:
         """As `ingest.append_batch`: plain events on the loop's own connection; signals and SQLite on a

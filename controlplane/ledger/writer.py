@@ -263,79 +263,62 @@ def _rollback_or_close(conn: psycopg.Connection) -> None:
 
 
 class AsyncChainWriter:
-    """asyncio: up to `lanes` transactions in flight (default one), each on a connection of its own.
+    """asyncio: one connection per event loop, one transaction at a time; as `ChainWriter`.
 
-    With an expected head, a batch is sealed against the head the batches already sent will leave, and
-    sent at once: it waits at the server for the chain lock the batch before it holds, and gets it the
-    moment that one commits. So a batch never waits for the previous one's round trip before it can be
-    sent. If any batch fails, the expected head is forgotten, and a later one that was sealed against it
-    fails its head check and is appended the careful way. Careful appends serialise on the chain lock.
-
-    One lane is the default: with two on the 2-core benchmark machine, the second batch sometimes won the
-    race for the lock, both went the careful way, and the expected head came back only when one batch
-    was in flight; latency and PostgreSQL's CPU per event went up, not down (docs/benchmarks.md).
+    (Two transactions in flight on two connections, the next batch sealed against the head the first
+    would leave, measured worse on the 2-core benchmark machine and was dropped: docs/benchmarks.md.)
     """
 
-    def __init__(self, alias: str = "default", lanes: int = 1) -> None:
+    def __init__(self, alias: str = "default") -> None:
         self.alias = alias
-        self.lanes = lanes
+        self._conn: psycopg.AsyncConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: list[psycopg.AsyncConnection] = []
-        self._open: list[psycopg.AsyncConnection] = []
-        self._slots: asyncio.Semaphore | None = None
-        self._in_flight = 0
+        self._lock: asyncio.Lock | None = None
         self.expected: ChainHead | None = None
 
-    def _bind(self) -> asyncio.Semaphore:
+    async def _connection(self) -> psycopg.AsyncConnection:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new loop (or process): connections do not cross loops
-            self._loop, self._idle, self._open, self._in_flight = loop, [], [], 0
-            self._slots, self.expected = asyncio.Semaphore(self.lanes), None
-        assert self._slots is not None
-        return self._slots
-
-    async def _take(self) -> psycopg.AsyncConnection:
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed:
-                return conn
-            self._open.remove(conn)
-        conn = await psycopg.AsyncConnection.connect(**_connect_params(self.alias), autocommit=False)
-        self._open.append(conn)
-        return conn
-
-    def _give_back(self, conn: psycopg.AsyncConnection) -> None:
-        if conn.closed:
-            if conn in self._open:
-                self._open.remove(conn)
-        else:
-            self._idle.append(conn)
+            self._conn, self._loop, self._lock, self.expected = None, loop, asyncio.Lock(), None
+        if self._conn is None or self._conn.closed:
+            params = _connect_params(self.alias)
+            self._conn = await psycopg.AsyncConnection.connect(**params, autocommit=False)
+            self.expected = None
+        return self._conn
 
     async def close(self) -> None:
-        if self._loop is asyncio.get_running_loop():
-            for conn in self._open:
-                await conn.close()
-        self._idle, self._open, self.expected = [], [], None
+        if self._conn is not None and self._loop is asyncio.get_running_loop():
+            await self._conn.close()
+        self._conn, self.expected = None, None
 
     async def run(self, batch: ChainBatch, body: Body[T]) -> T:
-        """As `ChainWriter.run`, without blocking the loop, beside up to `lanes - 1` other batches."""
-        async with self._bind():
-            conn = await self._take()
-            self._in_flight += 1
+        """As `ChainWriter.run`, without blocking the loop."""
+        conn = await self._connection()
+        assert self._lock is not None
+        async with self._lock:
+            if self.expected is not None:
+                outcome, failed = await self._expected_append(conn, batch, body)
+                if failed is None:
+                    return outcome
             try:
-                if self.expected is not None:
-                    outcome, failed = await self._expected_append(conn, batch, body)
-                    if failed is None:
-                        return outcome
-                return await self._careful_append(conn, batch, body)
-            finally:
-                self._in_flight -= 1
-                self._give_back(conn)
+                async with conn.pipeline():
+                    first = [(sql, params, False) for sql, params in batch.first_round()]
+                    cursors = await _send_async(conn, first)
+                    batch.read([await cursor.fetchall() for cursor in cursors])
+                    outcome = body(batch)
+                    await _send_async(conn, batch.second_round())
+                    await conn.commit()
+                self.expected = batch.last
+                return outcome
+            except BaseException:
+                self.expected = None
+                await _rollback_or_close_async(conn)
+                raise
 
     async def _expected_append(
         self, conn: psycopg.AsyncConnection, batch: ChainBatch, body: Body[T]
     ) -> tuple[Any, Any]:
-        """As `ChainWriter._expected_append`, the expected head moved on as soon as the batch is sealed."""
+        """As `ChainWriter._expected_append`."""
         failed: Exception | None = None
         try:
             batch.expect(self.expected)
@@ -343,7 +326,6 @@ class AsyncChainWriter:
         except ControlPlaneError as exc:
             outcome, failed = None, exc
         if failed is None:
-            self.expected = batch.last  # before any await: the next batch is sealed after this one
             try:
                 async with conn.pipeline():
                     await _send_async(conn, batch.expected_round())
@@ -356,28 +338,12 @@ class AsyncChainWriter:
                 await _rollback_or_close_async(conn)
                 raise
         if failed is None:
+            self.expected = batch.last
             return outcome, None
         self.expected = None
         if not _retry_carefully(failed):
             raise failed
         return None, failed
-
-    async def _careful_append(self, conn: psycopg.AsyncConnection, batch: ChainBatch, body: Body[T]) -> T:
-        try:
-            async with conn.pipeline():
-                first = [(sql, params, False) for sql, params in batch.first_round()]
-                cursors = await _send_async(conn, first)
-                batch.read([await cursor.fetchall() for cursor in cursors])
-                outcome = body(batch)
-                await _send_async(conn, batch.second_round())
-                await conn.commit()
-        except BaseException:
-            self.expected = None
-            await _rollback_or_close_async(conn)
-            raise
-        if self._in_flight == 1:  # nothing else in flight: this is the head the chain has now
-            self.expected = batch.last
-        return outcome
 
 
 async def _send_async(conn: psycopg.AsyncConnection, writes: Sequence[Write]) -> list[psycopg.AsyncCursor]:

@@ -41,9 +41,6 @@ class AsgiResponse:
     def __getitem__(self, name: str) -> str:
         return self.headers[name.lower()]
 
-    def has_header(self, name: str) -> bool:
-        return name.lower() in self.headers
-
 
 async def asgi_request(
     application: Any,
