@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from approvals import services
 from approvals.models import ApprovalRequest, Decision
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 
 
 class ApprovalRequestSerializer(serializers.ModelSerializer):

@@ -8,5 +8,12 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         from approvals.registry import register_subject
         from approvals.subjects import POLICY_ACTIVATE, resolve_policy_activation
+        from controlplane.kernel.periodic import register_periodic
 
         register_subject(POLICY_ACTIVATE, resolve_policy_activation)
+        register_periodic(
+            "approvals-sweep",
+            task="approvals.tasks.approvals_sweep_task",
+            every=30.0,
+            why="Expire overdue approval requests (fail closed) and escalate along each request's ladder.",
+        )

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, Decision
 from approvals.registry import resolver_for
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal, PrincipalKind
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
 

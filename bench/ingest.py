@@ -84,7 +84,7 @@ def signed_requests(
     extra_headers: dict[str, str] | None = None,
 ) -> list[bytes]:
     """`count` ready-to-send signed deliveries, each with its own webhook-id and CloudEvents id."""
-    from controlplane.channels.signatures import sign_hmac
+    from controlplane.kernel.signatures import sign_hmac
 
     # webhook-id allows no "." (the separator of the signed content): keep the tag to [A-Za-z0-9-].
     run = re.sub(r"[^A-Za-z0-9-]", "-", tag) if tag else secrets.token_hex(4)

@@ -20,10 +20,10 @@ import orjson
 from django.db import connection, connections, transaction
 
 from bench.chain import ingest_like_fields
+from controlplane.kernel.canonical import canonical_bytes, format_time
 
 # The ledger's own lock and shapes: the populated rows must be the ones `ledger_append` would write.
 from controlplane.ledger import crypto
-from controlplane.ledger.canonical import canonical_bytes, format_time
 from controlplane.ledger.models import ENVELOPE_FIELDS, GENESIS_HASH, LedgerEvent, SigningKey
 from controlplane.ledger.services import CHAIN_LOCK_KEY, key_generate, ledger_append
 from controlplane.ledger.verify import verify_chain

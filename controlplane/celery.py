@@ -1,4 +1,8 @@
-"""The Celery application. Periodic work is declared here, in code, one comment per entry."""
+"""The Celery application. Periodic work is declared by each app (`controlplane.kernel.periodic`).
+
+Every app registers its beat entries from its `AppConfig.ready()`, each with a line saying why it runs;
+this module gathers them when the app is finalised.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +19,6 @@ app.autodiscover_tasks()
 
 @app.on_after_finalize.connect
 def _beat_schedule(sender: Celery, **_: object) -> None:
-    from django.conf import settings
+    from controlplane.kernel.periodic import beat_schedule
 
-    sender.conf.beat_schedule = {
-        # Sign the chain head so an exported checkpoint can later expose a rewritten history.
-        "ledger-checkpoint": {
-            "task": "controlplane.ledger.tasks.ledger_checkpoint_task",
-            "schedule": float(settings.CONTROLPLANE_CHECKPOINT_INTERVAL_SECONDS),
-        },
-        # Expire overdue approval requests (fail closed) and escalate along each request's ladder.
-        "approvals-sweep": {"task": "approvals.tasks.approvals_sweep_task", "schedule": 30.0},
-        # Re-dispatch steps whose worker died (lease expired) and publish what waits in the outbox.
-        "runtime-sweep": {
-            "task": "controlplane.runtime.tasks.runtime_sweep_task",
-            "schedule": float(settings.CONTROLPLANE_SWEEP_INTERVAL_SECONDS),
-        },
-    }
+    sender.conf.beat_schedule = beat_schedule()

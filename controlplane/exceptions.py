@@ -10,7 +10,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 
 _DRF_CODES = {
     drf_exceptions.NotAuthenticated: "AUTH_REQUIRED",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from controlplane.context import clean_request_id, parse_traceparent, request_context
+from controlplane.kernel.context import clean_request_id, parse_traceparent, request_context
 
 
 class RequestIdMiddleware:

@@ -33,28 +33,11 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.utils.module_loading import import_string
 from gunicorn.workers.gthread import ThreadWorker
 
-from controlplane.context import clean_request_id
-from controlplane.reasons import reason
+from controlplane.kernel.context import clean_request_id
+from controlplane.kernel.reasons import reason
 
 INGEST_PATH = "/api/v1/events/"
-# Middleware that does nothing for a bearer-token JSON API (its work is for pages, sessions and forms).
-LEAN_SKIP = frozenset(
-    {
-        "whitenoise.middleware.WhiteNoiseMiddleware",
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "django.contrib.messages.middleware.MessageMiddleware",
-        "django_htmx.middleware.HtmxMiddleware",
-    }
-)
-
 _local = threading.local()
-
-
-def lean_middleware() -> list[str]:
-    """settings.MIDDLEWARE without LEAN_SKIP, in order."""
-    return [path for path in settings.MIDDLEWARE if path not in LEAN_SKIP]
 
 
 class LeanChainMixin:
@@ -64,6 +47,8 @@ class LeanChainMixin:
         from controlplane.channels.api import EventIngestView
 
         handler = convert_exception_to_response(EventIngestView.as_view())
+        from controlplane.channels.ingest import lean_middleware  # after the apps are loaded
+
         for path in reversed(lean_middleware()):
             try:
                 wrapped = import_string(path)(handler)

@@ -10,9 +10,9 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Tenant
 from controlplane.identity.services import principal_for_user
+from controlplane.kernel.errors import ControlPlaneError
 from incidents import services
 from incidents.models import (
     DetectionRule,

@@ -21,8 +21,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.authentication import BearerTokenAuthentication
+from controlplane.kernel.errors import ControlPlaneError
 from incidents import normalise, selectors, services
 from incidents.models import (
     ConfidenceAssessment,

@@ -16,8 +16,8 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Q
 
 from controlplane.identity.models import Tenant
+from controlplane.kernel.reasons import CATALOGUE
 from controlplane.ledger.models import LedgerEvent
-from controlplane.reasons import CATALOGUE
 from controlplane.runtime.models import Intent
 from incidents import selectors
 from incidents.models import EvidenceBundle, Incident, IncidentStatus, Signal, Silence, SilenceStatus

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlplane.ledger.canonical import canonical_bytes
+from controlplane.kernel.canonical import canonical_bytes
 from incidents.models import SEVERITY_RANK
 
 PROMOTE_THRESHOLD_BP = 6000

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import orjson
 from django import forms
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from incidents.console_selectors import SignalFilters
 from incidents.models import Severity, SignalStatus
 

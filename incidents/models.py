@@ -135,7 +135,7 @@ class DetectionRuleVersion(models.Model):
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
-            from controlplane.errors import ControlPlaneError
+            from controlplane.kernel.errors import ControlPlaneError
 
             raise ControlPlaneError("RULE_VERSION_IMMUTABLE", "a rule version never changes; make a new one")
         kwargs["force_insert"] = True

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controlplane.errors import ControlPlaneError
-from controlplane.ledger.canonical import canonical_bytes
+from controlplane.kernel.canonical import canonical_bytes
+from controlplane.kernel.errors import ControlPlaneError
 
 # Lower-cased incoming severity -> canonical severity. Anything else (and a missing severity) maps to
 # DEFAULT_SEVERITY; the raw value is kept on the signal (`severity_raw`).

@@ -24,8 +24,8 @@ from typing import Any
 
 from django.db.models import Q
 
+from controlplane.kernel.replay import ReplayReport
 from controlplane.ledger.models import LedgerEvent
-from controlplane.replay import ReplayReport
 from incidents import detection
 from incidents.models import EvidenceBundle, Incident, severity_max
 from incidents.normalise import format_time

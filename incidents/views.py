@@ -19,8 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from controlplane.console.access import capability_required, refusal_response, render_page, wants_fragment
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.pages import capability_required, refusal_response, render_page, wants_fragment
 from incidents import console_selectors as selectors
 from incidents import selectors as incident_selectors
 from incidents import services

@@ -15,11 +15,12 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from controlplane.channels import services, signatures
+from controlplane.channels import services
 from controlplane.channels.models import Delivery, Producer, ProducerKey
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
 from controlplane.identity.services import principal_for_user
+from controlplane.kernel import signatures
+from controlplane.kernel.errors import ControlPlaneError
 
 SECRETS_TEMPLATE = "channels/admin/producer_secrets.html"
 KEY_FIELDS = (

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 
 MEDIA_TYPES = ("application/cloudevents+json", "application/json")
 REQUIRED = ("id", "source", "specversion", "type")

@@ -43,14 +43,31 @@ from django.http import HttpRequest, HttpResponse
 
 from controlplane.channels import selectors, services
 from controlplane.channels.models import Producer, ProducerKey
-from controlplane.errors import ControlPlaneError
 from controlplane.identity import services as identity
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant, hash_token
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.writer import ChainWriter
 
 logger = logging.getLogger(__name__)
 
 _WWW_AUTHENTICATE = 'Bearer realm="api"'
+
+# Middleware that does nothing for a bearer-token JSON API (its work is for pages, sessions and forms).
+LEAN_SKIP = frozenset(
+    {
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django_htmx.middleware.HtmxMiddleware",
+    }
+)
+
+
+def lean_middleware() -> list[str]:
+    """settings.MIDDLEWARE without LEAN_SKIP, in order."""
+    return [path for path in settings.MIDDLEWARE if path not in LEAN_SKIP]
 
 
 # --- responses ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ What it does is the WSGI path's, step for step and code for code:
   authenticates and checks it (with `offline=True`: where the check would read the database or the
   cache server — a cache miss, a signature only fresh keys might verify — it is run again on a thread);
   the answer is made by `ingest.json_response` / `ingest.refusal`. The middleware the WSGI lean path runs
-  (`serving.lean_middleware()`: security headers, ALLOWED_HOSTS, the request id, X-Frame-Options) are
+  (`ingest.lean_middleware()`: security headers, ALLOWED_HOSTS, the request id, X-Frame-Options) are
   run here as their request and response phases (`LEAN_PHASES`); a test holds the two lists equal.
 - **Group commit on the loop.** Checked deliveries queue on the loop; whatever has queued when the chain
   writer is free is appended as one chain transaction (`AsyncChainWriter`, controlplane/ledger/writer.py:
@@ -44,8 +44,8 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 
 from controlplane.channels import ingest, services
-from controlplane.context import clean_request_id, parse_traceparent, request_context
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.context import clean_request_id, parse_traceparent, request_context
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.writer import AsyncChainWriter
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-# The lean middleware (controlplane.serving.lean_middleware), in order, whose phases run here.
+# The lean middleware (controlplane.channels.ingest.lean_middleware), in order, whose phases run here.
 LEAN_PHASES = (
     "django.middleware.security.SecurityMiddleware",
     "controlplane.middleware.RequestIdMiddleware",
@@ -224,7 +224,7 @@ def _lean_phases() -> _Phases:
 def phases_match_settings() -> bool:
     """Whether the lean middleware are exactly those whose phases this path runs. When they are not
     (or the quickstart's in-process periodic work is on), controlplane.asgi sends ingest to Django."""
-    from controlplane.serving import lean_middleware
+    from controlplane.channels.ingest import lean_middleware
 
     inprocess = "controlplane.runtime.inprocess.InProcessPeriodicMiddleware"  # not used unless enabled
     configured = tuple(path for path in lean_middleware() if path != inprocess)

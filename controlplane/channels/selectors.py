@@ -10,8 +10,8 @@ from django.db.models import QuerySet
 
 from controlplane.channels.models import Producer, ProducerKey
 from controlplane.channels.services import REJECTION_CODES, UNKNOWN_PRODUCER, rejection_flush, rejection_key
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal, Tenant
+from controlplane.kernel.errors import ControlPlaneError
 
 _KEY_COLUMNS = (
     "id",

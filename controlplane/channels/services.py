@@ -27,12 +27,13 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from controlplane.channels import cloudevents, signatures
+from controlplane.channels import cloudevents
 from controlplane.channels.models import KeyKind, Producer, ProducerKey
-from controlplane.context import parse_traceparent
-from controlplane.errors import ControlPlaneError
 from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
+from controlplane.kernel import signatures
+from controlplane.kernel.context import parse_traceparent
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import Fidelity, LedgerEvent
 from controlplane.ledger.services import PreparedEvent, ledger_append, ledger_append_prepared, ledger_prepare
 from controlplane.ledger.writer import AsyncChainWriter, Body, ChainBatch, ChainWriter, NoActiveKey

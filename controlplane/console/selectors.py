@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from controlplane.channels.selectors import RejectionCount, rejection_counts
 from controlplane.identity.models import Principal
@@ -23,14 +21,6 @@ from controlplane.ledger.verify import ROW_COLUMNS, KeyInfo, load_keys, verify_r
 LEDGER_PAGE_SIZE = 25
 RECENT_EVENTS = 10
 SYSTEM_TENANT = "-"  # the filter value that selects tenant-less (system) events
-
-
-def console_principal(*, user: AbstractBaseUser) -> tuple[Principal | None, frozenset[str]]:
-    """The user's active principal (tenant loaded) and the capabilities it holds now, in two queries."""
-    principal = Principal.objects.select_related("tenant").filter(user=user, is_active=True).first()
-    if principal is None:
-        return None, frozenset()
-    return principal, frozenset(principal.capabilities(timezone.now()))
 
 
 def visible_events(*, principal: Principal) -> QuerySet[LedgerEvent]:

@@ -18,9 +18,9 @@ from django.db.models import Q, QuerySet
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, Decision
 from controlplane.console.selectors import EventVerification, event_verify
 from controlplane.identity.models import Principal
+from controlplane.kernel.reasons import CATALOGUE
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import load_keys
-from controlplane.reasons import CATALOGUE
 from controlplane.runtime.models import Execution, KillSwitch, KillSwitchScope, StepRun
 from controlplane.runtime.services import APPROVAL_SUBJECT
 from controlplane.runtime.traces import Trace, TraceNode

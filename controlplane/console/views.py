@@ -18,16 +18,16 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.console import selectors
-from controlplane.console.access import (
+from controlplane.console.forms import LedgerFilterForm
+from controlplane.console.selectors_runtime import killswitch_engaged_for_principal
+from controlplane.identity import services as identity_services
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.pages import (
     capability_required,
     refusal_response,
     render_page,
     wants_fragment,
 )
-from controlplane.console.forms import LedgerFilterForm
-from controlplane.console.selectors_runtime import killswitch_engaged_for_principal
-from controlplane.errors import ControlPlaneError
-from controlplane.identity import services as identity_services
 from controlplane.ledger.verify import verification_record
 
 # --- Sign-in ---------------------------------------------------------------------------------------

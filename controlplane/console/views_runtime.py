@@ -19,7 +19,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from approvals import services as approvals
 from controlplane.console import selectors_runtime as selectors
-from controlplane.console.access import capability_required, refusal_response, render_page, wants_fragment
 from controlplane.console.forms import (
     ApprovalQueueForm,
     BulkDecisionForm,
@@ -28,7 +27,8 @@ from controlplane.console.forms import (
     KillSwitchForm,
 )
 from controlplane.console.selectors import event_verify, pretty_json
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.pages import capability_required, refusal_response, render_page, wants_fragment
 from controlplane.runtime import services as runtime
 from controlplane.runtime.traces import TRACE_ID, trace_get
 

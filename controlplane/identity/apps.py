@@ -8,3 +8,7 @@ class IdentityConfig(AppConfig):
 
     def ready(self) -> None:
         from controlplane.identity import schema, signals  # noqa: F401  (OpenAPI schemes; sign-in events)
+        from controlplane.identity.selectors import console_principal
+        from controlplane.kernel.pages import register_principal_resolver
+
+        register_principal_resolver(console_principal)

@@ -10,9 +10,9 @@ from typing import Any
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.request import Request
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity import services
 from controlplane.identity.models import ApiToken, Principal
+from controlplane.kernel.errors import ControlPlaneError
 
 
 class BearerTokenAuthentication(BaseAuthentication):

@@ -11,8 +11,8 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
+from controlplane.kernel.errors import ControlPlaneError
 
 
 def required_capability_of(view: Any, request: Request) -> str | None:

@@ -17,7 +17,6 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.capabilities import is_known
 from controlplane.identity.models import (
     TOKEN_PREFIX,
@@ -28,6 +27,7 @@ from controlplane.identity.models import (
     Tenant,
     hash_token,
 )
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.services import ledger_append
 
 SYSTEM = "system"

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, connection, transaction
 from django.db.transaction import TransactionManagementError
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 
 if TYPE_CHECKING:

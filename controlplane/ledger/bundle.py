@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger import services
 from controlplane.ledger.models import GENESIS_HASH, LedgerEvent, SigningKey
 from controlplane.ledger.verify import (

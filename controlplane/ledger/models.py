@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import models
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 
 GENESIS_HASH = "0" * 64
 

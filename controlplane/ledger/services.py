@@ -29,11 +29,11 @@ from django.db import DatabaseError, connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from controlplane.context import parse_traceparent, request_id_var, traceparent_var
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.canonical import canonical_bytes, format_time
+from controlplane.kernel.context import parse_traceparent, request_id_var, traceparent_var
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger import crypto
 from controlplane.ledger.batch import current_batch
-from controlplane.ledger.canonical import canonical_bytes, format_time
 from controlplane.ledger.models import (
     ENVELOPE_FIELDS,
     GENESIS_HASH,

@@ -37,8 +37,8 @@ import psycopg
 from django.db import connection, connections
 from django.utils import timezone
 
+from controlplane.kernel.canonical import canonical_bytes, format_time
 from controlplane.ledger import crypto
-from controlplane.ledger.canonical import canonical_bytes, format_time
 from controlplane.ledger.models import (
     ENVELOPE_FIELDS,
     GENESIS_HASH,

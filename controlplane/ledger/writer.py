@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import psycopg
 from django.db import connections
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import (
     CHAIN_COLUMNS,

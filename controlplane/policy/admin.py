@@ -15,8 +15,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.services import principal_for_user
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy import services
 from controlplane.policy.models import PolicyProfile
 

@@ -24,10 +24,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import PrincipalKind
-from controlplane.ledger.canonical import canonical_bytes
-from controlplane.reasons import CATALOGUE
+from controlplane.kernel.canonical import canonical_bytes
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.reasons import CATALOGUE
 
 TIERS = ("low", "medium", "high", "critical")
 TIER_RANK = {tier: rank for rank, tier in enumerate(TIERS)}

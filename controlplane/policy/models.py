@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, In
 from django.utils import timezone
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy.content import content_hash, profile_content_validate
 from controlplane.policy.evaluation import ProfileContent
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy.evaluation import Context, Decision, StepFacts, evaluate
 from controlplane.policy.models import PolicyProfile, ProfileStatus
 

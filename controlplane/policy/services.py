@@ -14,8 +14,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.services import ledger_append
 from controlplane.policy import shipped
 from controlplane.policy.content import content_hash, profile_content_validate

@@ -12,8 +12,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.services import principal_for_user
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.runtime.executors import runner_secret
 from controlplane.runtime.models import Runner
 from controlplane.runtime.runners import runner_disable, runner_register, runner_validate

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Intent, IntentStatus, KillSwitch, StepRun
 from controlplane.runtime.traces import trace_get

@@ -7,7 +7,16 @@ class RuntimeConfig(AppConfig):
     verbose_name = "Runtime"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from approvals.registry import register_subject
+        from controlplane.kernel.periodic import register_periodic
         from controlplane.runtime.services import APPROVAL_SUBJECT, resolve_step_approval
 
         register_subject(APPROVAL_SUBJECT, resolve_step_approval)
+        register_periodic(
+            "runtime-sweep",
+            task="controlplane.runtime.tasks.runtime_sweep_task",
+            every=lambda: settings.CONTROLPLANE_SWEEP_INTERVAL_SECONDS,
+            why="Re-dispatch steps whose worker died (lease expired) and publish what waits in the outbox.",
+        )

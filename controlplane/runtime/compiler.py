@@ -23,8 +23,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from controlplane.errors import ControlPlaneError
-from controlplane.ledger.canonical import canonical_bytes
+from controlplane.kernel.canonical import canonical_bytes
+from controlplane.kernel.errors import ControlPlaneError
 
 STEP_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 MAX_STEPS = 200

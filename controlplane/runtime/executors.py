@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 
-from controlplane.channels import signatures  # pure functions, no models: ingest and runners share them
+from controlplane.kernel import signatures  # pure functions, no models: ingest and runners share them
 
 MAX_REPLY_BYTES = 1024 * 1024
 USER_AGENT = "ControlPlane-Runner-Client/1"

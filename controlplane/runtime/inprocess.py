@@ -1,12 +1,13 @@
 """Periodic work without a broker: in the quickstart the beat schedule runs inside the web process.
 
 With no `REDIS_URL` there is no Celery worker or beat: steps already run in-process when their transaction
-commits (`CELERY_TASK_ALWAYS_EAGER`), and this module runs the beat schedule (`controlplane/celery.py`:
-approval expiry and escalation, the runtime sweeper, checkpoints) on incoming requests, each entry at
-most once per its period, in the request's thread before the view. A newcomer clicking through the
-console, or the console's own self-refreshing pages, drive it; an idle quickstart does nothing, and the
-next request catches up. Chosen over a background thread because SQLite takes one writer at a time.
-Enabled by `CONTROLPLANE_INPROCESS_PERIODIC` (default: on exactly when there is no broker).
+commits (`CELERY_TASK_ALWAYS_EAGER`), and this module runs the beat schedule (each app's
+`register_periodic` entries: approval expiry and escalation, the runtime sweeper, checkpoints) on
+incoming requests, each entry at most once per its period, in the request's thread before the view. A
+newcomer clicking through the console, or the console's own self-refreshing pages, drive it; an idle
+quickstart does nothing, and the next request catches up. Chosen over a background thread because SQLite
+takes one writer at a time. Enabled by `CONTROLPLANE_INPROCESS_PERIODIC` (default: on exactly when there
+is no broker).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def run_due_periodic_work(*, now: float | None = None) -> list[str]:
 
     One caller at a time: a request arriving while another runs the work does not wait for it.
     """
-    from controlplane.celery import app
+    from celery import current_app as app  # the project's app (controlplane/__init__.py makes it current)
 
     if not _guard.acquire(blocking=False):
         return []

@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from controlplane.channels import signatures
+from controlplane.kernel import signatures
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.services import ledger_append
 from controlplane.runtime.executors import SECRET_ENV
 from controlplane.runtime.models import Runner

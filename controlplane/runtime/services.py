@@ -22,11 +22,11 @@ from django.utils import timezone
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest, ApprovalStatus
-from controlplane.context import new_traceparent, parse_traceparent
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
+from controlplane.kernel.canonical import canonical_bytes
+from controlplane.kernel.context import new_traceparent, parse_traceparent
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import ledger_deferred
-from controlplane.ledger.canonical import canonical_bytes
 from controlplane.ledger.services import ledger_append
 from controlplane.policy.evaluation import Context, Decision, ProfileContent, StepFacts, evaluate
 from controlplane.policy.selectors import active_profile

@@ -22,8 +22,8 @@ from typing import Any
 from django.db.models import Prefetch, Q
 
 from approvals.models import ApprovalDecision, ApprovalRequest
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Tenant
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Execution, Intent, StepRun, StepStatus
 

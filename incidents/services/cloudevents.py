@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal, Tenant
+from controlplane.kernel.errors import ControlPlaneError
 from incidents.normalise import NormalisedSignal, from_generic
 from incidents.services.signals import IngestResult, signal_ingest
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from django.db import connection, models
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal, PrincipalKind
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import DeferredEvent
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append

@@ -13,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.runtime.models import Intent, IntentStatus
 from incidents.models import SEVERITY_RANK, Incident, IncidentStatus
 from incidents.services.common import append, format_time, require_human, require_reason

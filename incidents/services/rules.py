@@ -11,9 +11,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal, Tenant
-from controlplane.ledger.canonical import canonical_bytes
+from controlplane.kernel.canonical import canonical_bytes
+from controlplane.kernel.errors import ControlPlaneError
 from incidents.models import SEVERITY_RANK, DetectionRule, DetectionRuleVersion
 from incidents.services.common import actor_ref, append
 

@@ -18,9 +18,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest, ApprovalStatus
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
-from controlplane.ledger.canonical import canonical_bytes
+from controlplane.kernel.canonical import canonical_bytes
+from controlplane.kernel.errors import ControlPlaneError
 from incidents.models import OPEN_STATUSES, Incident, Silence, SilenceStatus, severity_max
 from incidents.services.common import append, format_time, require_human, require_reason
 from incidents.services.rules import current_rule_versions

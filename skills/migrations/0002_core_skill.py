@@ -10,7 +10,7 @@ from django.db import migrations
 
 
 def _install(apps, schema_editor):
-    from controlplane.ledger.canonical import canonical_bytes
+    from controlplane.kernel.canonical import canonical_bytes
     from skills.core import CORE_SKILL
 
     Skill = apps.get_model("skills", "Skill")

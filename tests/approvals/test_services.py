@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from approvals import registry, services
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from tests.factories import PrincipalFactory, TenantFactory
 

@@ -6,7 +6,7 @@ import pytest
 
 from approvals import services
 from approvals.subjects import policy_activation_request
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy import services as policy
 from controlplane.policy.selectors import active_profile
 from controlplane.policy.shipped import DEV_CONTENT

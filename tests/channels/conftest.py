@@ -13,8 +13,9 @@ from django.db import connections
 from django.test import Client
 from django.test.client import ClientHandler
 
-from controlplane.channels import services, signatures
+from controlplane.channels import services
 from controlplane.channels.models import Delivery
+from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from controlplane.serving import LeanChainMixin
 from tests.channels.asgi import AsgiClient, LoopThread

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controlplane.channels import services, signatures
+from controlplane.channels import services
 from controlplane.channels.models import Producer, ProducerKey
+from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from tests.channels.conftest import written
 from tests.factories import TenantFactory, UserFactory

@@ -14,9 +14,10 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from controlplane.channels import selectors, services, signatures
+from controlplane.channels import selectors, services
 from controlplane.channels.models import Delivery, ProducerKey
 from controlplane.identity.services import grant_revoke
+from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from tests.channels.conftest import UNSET, URL, cloudevent, make_deliver, written

@@ -9,9 +9,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
 
-from controlplane.channels import services, signatures
+from controlplane.channels import services
 from controlplane.channels.models import Producer, ProducerKey
 from controlplane.identity.models import ApiToken, Principal, hash_token
+from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from tests.channels.conftest import written
 

@@ -18,9 +18,10 @@ import pytest
 from django.db import connection, transaction
 
 from controlplane.asgi import IngestRouter, application, django_application
-from controlplane.channels import ingest_async, selectors, services, signatures
+from controlplane.channels import ingest_async, selectors, services
 from controlplane.channels.models import Delivery
 from controlplane.identity import services as identity
+from controlplane.kernel import signatures
 from controlplane.ledger import services as ledger
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain

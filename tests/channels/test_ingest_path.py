@@ -16,10 +16,11 @@ from django.test import Client
 from django.utils import timezone
 
 from controlplane import serving
-from controlplane.channels import ingest, selectors, services, signatures
+from controlplane.channels import ingest, selectors, services
 from controlplane.channels.models import Delivery, KeyKind, ProducerKey
 from controlplane.identity.models import ApiToken
 from controlplane.identity.services import principal_set_active, token_revoke
+from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from controlplane.wsgi import application
@@ -135,8 +136,8 @@ def test_a_request_within_the_budget_or_with_the_budget_off_is_served(settings, 
 
 
 def test_the_lean_chain_is_the_project_middleware_without_the_page_machinery(settings):
-    lean = serving.lean_middleware()
-    assert lean == [m for m in settings.MIDDLEWARE if m not in serving.LEAN_SKIP]
+    lean = ingest.lean_middleware()
+    assert lean == [m for m in settings.MIDDLEWARE if m not in ingest.LEAN_SKIP]
     assert "controlplane.middleware.RequestIdMiddleware" in lean
     assert "django.middleware.security.SecurityMiddleware" in lean
     assert "django.contrib.sessions.middleware.SessionMiddleware" not in lean

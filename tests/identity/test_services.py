@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity import services
 from controlplane.identity.models import ApiToken, Grant, Principal, hash_token
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from tests.factories import PrincipalFactory, TenantFactory
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from incidents import normalise, services
 from incidents.models import ConfidenceAssessment, DetectionRuleVersion, EvidenceBundle, Incident, Signal

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from incidents import normalise, services
 from incidents.models import EvidenceBundle, Signal, Silence

@@ -10,8 +10,8 @@ from django.db import connection, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Tenant
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import DeferredEvent, LedgerEventPending, ledger_deferred
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import checkpoint_create, ledger_append

@@ -9,8 +9,8 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controlplane.errors import ControlPlaneError
-from controlplane.ledger.canonical import MAX_SAFE_INTEGER, canonical_bytes, format_time
+from controlplane.kernel.canonical import MAX_SAFE_INTEGER, canonical_bytes, format_time
+from controlplane.kernel.errors import ControlPlaneError
 
 safe_ints = st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
 scalars = st.none() | st.booleans() | safe_ints | st.text() | st.floats(allow_nan=False, allow_infinity=False)

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Tenant
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger import crypto
 from controlplane.ledger.models import GENESIS_HASH, LedgerEvent, SigningKey
 from controlplane.ledger.services import ledger_append
@@ -133,7 +133,7 @@ def test_postgres_trigger_refuses_raw_sql(statement):
 
 
 def test_request_context_and_trace_are_recorded():
-    from controlplane.context import request_context
+    from controlplane.kernel.context import request_context
 
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with request_context(request_id="req-123", traceparent=traceparent):
@@ -173,7 +173,7 @@ def test_truncate_trigger_is_back_on_after_a_transactional_test():
     ],
 )
 def test_the_stored_bytes_are_the_canonical_form_of_the_signed_envelope(data):
-    from controlplane.ledger.canonical import canonical_bytes
+    from controlplane.kernel.canonical import canonical_bytes
 
     event = ledger_append(
         type="controlplane.test.happened",

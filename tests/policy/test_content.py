@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy.content import content_hash, format_path, profile_content_validate
 from controlplane.policy.shipped import DEV_CONTENT, STRICT_CONTENT
 from tests.policy.factories import content

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from controlplane.ledger.canonical import canonical_bytes
+from controlplane.kernel.canonical import canonical_bytes
 from controlplane.policy.evaluation import Context, StepFacts, evaluate, matches
 from controlplane.policy.shipped import DEV, DEV_CONTENT, STRICT, STRICT_CONTENT
 from tests.policy.factories import content, parsed

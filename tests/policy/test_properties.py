@@ -15,8 +15,8 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controlplane.errors import ControlPlaneError
-from controlplane.ledger.canonical import canonical_bytes
+from controlplane.kernel.canonical import canonical_bytes
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy.content import (
     ENVIRONMENTS,
     MODE_STRICTNESS,

@@ -12,8 +12,8 @@ from django.core.management.base import CommandError
 from approvals.models import ApprovalRequest
 from controlplane.identity.capabilities import CAPABILITIES
 from controlplane.identity.models import Principal
+from controlplane.kernel.reasons import CATALOGUE
 from controlplane.ledger.models import Checkpoint, LedgerEvent
-from controlplane.reasons import CATALOGUE
 from controlplane.runtime.models import Execution
 from incidents.models import Incident
 

@@ -27,7 +27,7 @@ from django.db import connection
 from kombu import pools as kombu_pools
 
 from controlplane.celery import app as celery_app
-from controlplane.channels.signatures import hmac_secret_generate
+from controlplane.kernel.signatures import hmac_secret_generate
 from controlplane.runtime.reference_runner import ReferenceRunner
 from controlplane.runtime.runners import runner_register
 

@@ -17,9 +17,9 @@ from django.core.management.base import CommandError
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
+from controlplane.kernel.replay import Difference, ReplayReport
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.replay import Difference, ReplayReport
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, StepRun
 from controlplane.runtime.replay import replay_verify, simulate_profile

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from controlplane.channels.signatures import hmac_secret_generate
+from controlplane.kernel.signatures import hmac_secret_generate
 from controlplane.runtime.executors import StepCall, webhook_request
 from controlplane.runtime.reference_runner import ReferenceRunner
 from tests.runtime.support import closed_port, wait_for

@@ -9,7 +9,7 @@ import pytest
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
 from controlplane.runtime import execution, services

@@ -17,8 +17,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from controlplane.celery import app as celery_app
-from controlplane.channels import signatures
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel import signatures
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
 from controlplane.runtime import execution, services

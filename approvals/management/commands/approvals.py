@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from approvals import services
 from approvals.models import ApprovalRequest
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.services import principal_get, tenant_get
+from controlplane.kernel.errors import ControlPlaneError
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 
-from controlplane.reasons import CATALOGUE
+from controlplane.kernel.reasons import CATALOGUE
 
 register = template.Library()
 

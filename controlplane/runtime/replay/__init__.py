@@ -1,7 +1,7 @@
 """Replay of the action flow: rebuild intents, plans, executions, steps, approvals and kill switches from
 the ledger alone, compare them with the projection tables, and re-run the deterministic decisions.
 
-Three kinds of check, each reported as a `controlplane.replay.Difference` (recorded vs rebuilt):
+Three kinds of check, each reported as a `controlplane.kernel.replay.Difference` (recorded vs rebuilt):
 
 1. **Projection** — a pure fold of the ledger events (`fold`) gives the state every row should have;
    each row is compared column by column (recorded = the table, rebuilt = the fold). A row with no

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy.evaluation import ProfileContent, evaluate
 from controlplane.policy.models import Verdict
 from controlplane.policy.selectors import profile_get

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from approvals.models import ApprovalRequest
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Principal
-from controlplane.ledger.canonical import canonical_bytes
+from controlplane.kernel.canonical import canonical_bytes
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.replay import Difference, ReplayReport
 from controlplane.policy.evaluation import Decision, evaluate
 from controlplane.policy.models import PolicyProfile
-from controlplane.replay import Difference, ReplayReport
 from controlplane.runtime.compiler import PlanRejected, compile_plan
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, Runner, StepRun
 from controlplane.runtime.replay.fold import (

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.services import principal_get, tenant_get
+from controlplane.kernel.errors import ControlPlaneError
 from incidents import selectors, services
 from incidents.models import Incident, IncidentStatus
 

@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from controlplane.channels import selectors, services
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.services import tenant_get
+from controlplane.kernel.errors import ControlPlaneError
 
 ACTOR = "cli"
 

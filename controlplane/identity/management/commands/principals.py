@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity import services
 from controlplane.identity.models import Principal, PrincipalKind
+from controlplane.kernel.errors import ControlPlaneError
 
 ACTOR = "cli"
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.reasons import CATALOGUE
+from controlplane.kernel.reasons import CATALOGUE
 
 DOC = Path(settings.BASE_DIR) / "docs" / "reason-codes.md"
 
@@ -17,7 +17,7 @@ def render() -> str:
     lines = [
         "# Reason codes",
         "",
-        "Generated from `controlplane/reasons.py` by `manage.py reasons docs`; do not edit by hand.",
+        "Generated from `controlplane/kernel/reasons.py` by `manage.py reasons docs`; do not edit by hand.",
         "Every refusal carries one of these codes: in the API body (`code`), the console, the ledger",
         "(`reason_codes`) and CLI errors.",
         "",

@@ -9,8 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import PrincipalKind
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy import selectors, services
 from controlplane.policy.content import content_hash, profile_content_validate
 from controlplane.policy.evaluation import Context, Decision, StepFacts

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.errors import ControlPlaneError
-from controlplane.replay import ReplayReport
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.replay import ReplayReport
 from controlplane.runtime.replay import Simulation, outcome_label, replay_verify, simulate_profile
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.channels.signatures import hmac_secret_generate
+from controlplane.kernel.signatures import hmac_secret_generate
 from controlplane.runtime.executors import DEFAULT_SECRET_ENV, SECRET_ENV
 from controlplane.runtime.reference_runner import ReferenceRunner
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.runtime.executors import runner_secret
 from controlplane.runtime.models import Runner
 from controlplane.runtime.runners import runner_disable, runner_register

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.errors import ControlPlaneError
 from controlplane.identity.models import Tenant
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.runtime.traces import TraceNode, trace_get
 
 

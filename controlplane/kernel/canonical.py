@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import rfc8785
 
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 

@@ -1,4 +1,5 @@
-"""Who may see a console page. Deny by default: every console view is wrapped in `capability_required`.
+"""The console page toolkit every app's views use. Deny by default: every console view is wrapped in
+`capability_required`.
 
 An anonymous visitor is sent to the login page; a signed-in user without an active principal gets
 AUTH_NO_PRINCIPAL, and a principal lacking a capability gets CAPABILITY_MISSING — both as a 403 page
@@ -17,12 +18,28 @@ from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 
-from controlplane.console import selectors
-from controlplane.errors import ControlPlaneError
+from controlplane.kernel.errors import ControlPlaneError
 
 CONSOLE_CAPABILITY = "console.view"
 
 View = Callable[..., HttpResponse]
+
+# (user) -> (active principal or None, the capabilities it holds now). The identity app registers it
+# from its AppConfig.ready(): the kernel knows no models.
+PrincipalResolver = Callable[[Any], tuple[Any, frozenset[str]]]
+_principal_resolver: PrincipalResolver | None = None
+
+
+def register_principal_resolver(resolver: PrincipalResolver) -> None:
+    """Name the function that finds a signed-in user's principal (identity's `console_principal`)."""
+    global _principal_resolver
+    _principal_resolver = resolver
+
+
+def _resolve_principal(user: Any) -> tuple[Any, frozenset[str]]:
+    if _principal_resolver is None:  # fail closed: no identity app, nobody gets in
+        return None, frozenset()
+    return _principal_resolver(user=user)
 
 
 def wants_fragment(request: HttpRequest) -> bool:
@@ -75,7 +92,7 @@ def capability_required(*capabilities: str) -> Callable[[View], View]:
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
                 return _to_login(request)
-            principal, held = selectors.console_principal(user=request.user)
+            principal, held = _resolve_principal(request.user)
             if principal is None:
                 return refusal_response(
                     request,

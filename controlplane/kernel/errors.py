@@ -1,10 +1,10 @@
-"""The one domain exception: every refusal carries a reason code from `controlplane.reasons`."""
+"""The one domain exception: every refusal carries a reason code from `controlplane.kernel.reasons`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from controlplane.reasons import reason
+from controlplane.kernel.reasons import reason
 
 
 class ControlPlaneError(Exception):
