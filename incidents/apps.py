@@ -7,6 +7,12 @@ class IncidentsConfig(AppConfig):
 
     def ready(self) -> None:
         from approvals.registry import register_subject
+        from controlplane.identity.capabilities import register_capabilities
+        from controlplane.kernel.replay import register_replayer
+        from incidents.capabilities import CAPABILITIES
+        from incidents.replay import INCIDENTS_REPLAYER
         from incidents.services.silences import APPROVAL_SUBJECT, resolve_silence_approval
 
         register_subject(APPROVAL_SUBJECT, resolve_silence_approval)
+        register_capabilities(CAPABILITIES)
+        register_replayer(INCIDENTS_REPLAYER)

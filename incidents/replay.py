@@ -24,7 +24,7 @@ from typing import Any
 
 from django.db.models import Q
 
-from controlplane.kernel.replay import ReplayReport
+from controlplane.kernel.replay import Replayer, ReplayReport
 from controlplane.ledger.models import LedgerEvent
 from incidents import detection
 from incidents.models import EvidenceBundle, Incident, severity_max
@@ -317,3 +317,11 @@ def replay_incidents(incident_id: str | None = None) -> ReplayReport:
         )
     report.checked = len(ledger.incidents)
     return report
+
+
+def _replay_verify(subject_id: str | None) -> ReplayReport:
+    return replay_incidents(incident_id=subject_id)
+
+
+# `manage.py replay --incident ID | --incidents`, registered from IncidentsConfig.ready().
+INCIDENTS_REPLAYER = Replayer(name="incidents", verify=_replay_verify, subject="incident", every="incidents")

@@ -5,3 +5,9 @@ class ChannelsConfig(AppConfig):
     name = "controlplane.channels"
     label = "channels"
     verbose_name = "Channels"
+
+    def ready(self) -> None:
+        from controlplane.channels.capabilities import CAPABILITIES
+        from controlplane.identity.capabilities import register_capabilities
+
+        register_capabilities(CAPABILITIES)

@@ -8,7 +8,11 @@ class IdentityConfig(AppConfig):
 
     def ready(self) -> None:
         from controlplane.identity import schema, signals  # noqa: F401  (OpenAPI schemes; sign-in events)
+        from controlplane.identity.capabilities import IDENTITY_CAPABILITIES, register_capabilities
         from controlplane.identity.selectors import console_principal
         from controlplane.kernel.pages import register_principal_resolver
+        from controlplane.ledger.capabilities import CAPABILITIES as LEDGER_CAPABILITIES
 
         register_principal_resolver(console_principal)
+        register_capabilities(IDENTITY_CAPABILITIES)
+        register_capabilities(LEDGER_CAPABILITIES)  # the ledger sits below identity

@@ -1,33 +1,31 @@
-"""The capability catalogue. A grant names one of these; a view declares which one it needs.
+"""The capability registry. A grant names a registered capability; a view declares which one it needs.
 
-Deny by default: a view that declares nothing is refused to everyone.
+Deny by default: a view that declares nothing is refused to everyone. Each app declares its capabilities
+in its own `capabilities.py` and registers them from its `AppConfig.ready()` with `register_capabilities`;
+this module holds only the registry and the identity app's own. The ledger sits below identity, so the
+identity app registers the ledger's capabilities for it.
 """
 
 from __future__ import annotations
 
-CAPABILITIES: dict[str, str] = {
-    "console.view": "Sign in to the operator console and see its pages.",
-    "ledger.read": "Read ledger events, checkpoints and verification results.",
-    "ledger.verify": "Run verification of the chain.",
-    "ledger.manage": "Make checkpoints, export bundles, manage ledger signing keys.",
-    "events.ingest": "Submit CloudEvents through POST /api/v1/events/.",
+from collections.abc import Mapping
+
+# The live catalogue: every registered capability and what it allows. Filled at start-up.
+CAPABILITIES: dict[str, str] = {}
+
+IDENTITY_CAPABILITIES: dict[str, str] = {
     "identity.manage": "Create principals, grant and revoke capabilities, issue tokens.",
-    "producers.manage": "Register event producers and their signing keys.",
-    "approvals.read": "See approval requests and their decisions.",
-    "approvals.decide": "Approve or reject approval requests.",
-    "intents.submit": "Submit plan drafts (intents) through POST /api/v1/intents/.",
-    "executions.read": "See executions, their steps, verdicts, outcomes and traces.",
-    "executions.cancel": "Cancel running executions.",
-    "killswitch.manage": "Engage and release the kill switch.",
-    "policy.read": "Read policy profiles and explain verdicts.",
-    "policy.manage": "Edit and activate policy profiles.",
     "system.read": "See readiness details (/readyz) and runtime settings.",
-    "signals.ingest": "Send alert signals (generic JSON, Alertmanager, Grafana, signal CloudEvents).",
-    "incidents.read": "See signals, detection rules, evidence, incidents, silences and timelines.",
-    "incidents.manage": "Acknowledge, mitigate, resolve, close and reopen incidents; raise their severity.",
-    "detection.manage": "Create new versions of detection rules.",
-    "silences.manage": "Create and expire silences (high and critical ones need approval).",
 }
+
+
+def register_capabilities(capabilities: Mapping[str, str]) -> None:
+    """Add an app's capabilities. A name registered twice with another description is a bug."""
+    for name, description in capabilities.items():
+        existing = CAPABILITIES.get(name)
+        if existing is not None and existing != description:
+            raise ValueError(f"capability {name!r} is already registered: {existing!r}")
+        CAPABILITIES[name] = description
 
 
 def is_known(capability: str) -> bool:

@@ -1,12 +1,14 @@
-"""The shape every replay shares: what was checked and each difference between record and rebuild.
+"""The shape every replay shares, and the registry of replays.
 
-`manage.py replay` rebuilds state from the ledger alone (runtime executions, incidents) and compares it
-with what the projection tables say and with what the recorded rules decide when run again. Each domain
-returns a `ReplayReport`; the command prints the differences and exits 1 when there is any.
+`manage.py replay` rebuilds state from the ledger alone (runtime executions, incidents, ...) and compares
+it with what the projection tables say and with what the recorded rules decide when run again. Each domain
+registers a `Replayer` from its `AppConfig.ready()` and returns a `ReplayReport`; the command prints the
+differences and exits 1 when there is any.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,3 +45,45 @@ class ReplayReport:
     ) -> None:
         if recorded != rebuilt:
             self.differences.append(Difference(subject, field_name, recorded, rebuilt, seq))
+
+
+# --- the registry of replayers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replayer:
+    """One domain's replay, as `manage.py replay` offers it.
+
+    `verify(subject_id)` rebuilds the domain from the ledger and returns its report (`subject_id` None:
+    every subject). It is chosen by `--<subject> ID` (one subject) or `--<every>` (all of them); the
+    `default` replayer also answers a bare `--verify`. `simulate(name=, version=, subject_id=)`, when
+    given, is the what-if under another policy profile (`--against-profile NAME [--version N]`); it
+    returns an object with `as_dict()` and `lines()`.
+    """
+
+    name: str
+    verify: Callable[[str | None], ReplayReport]
+    subject: str
+    every: str
+    default: bool = False
+    simulate: Callable[..., Any] | None = None
+
+
+_REPLAYERS: dict[str, Replayer] = {}
+
+
+def register_replayer(replayer: Replayer) -> None:
+    """Offer a domain's replay to `manage.py replay`. Registering a name twice differently is a bug."""
+    existing = _REPLAYERS.get(replayer.name)
+    if existing is not None and existing != replayer:
+        raise ValueError(f"replayer {replayer.name!r} is already registered")
+    _REPLAYERS[replayer.name] = replayer
+
+
+def unregister_replayer(name: str) -> Replayer | None:
+    """Take a replayer out (tests, and builds that drop a domain)."""
+    return _REPLAYERS.pop(name, None)
+
+
+def replayers() -> list[Replayer]:
+    return [_REPLAYERS[name] for name in sorted(_REPLAYERS)]

@@ -10,7 +10,13 @@ class RuntimeConfig(AppConfig):
         from django.conf import settings
 
         from approvals.registry import register_subject
+        from controlplane.identity.capabilities import register_capabilities
+        from controlplane.kernel.contracts import register_contracts
         from controlplane.kernel.periodic import register_periodic
+        from controlplane.kernel.replay import register_replayer
+        from controlplane.runtime import contracts
+        from controlplane.runtime.capabilities import CAPABILITIES
+        from controlplane.runtime.replayers import RUNTIME_REPLAYER
         from controlplane.runtime.services import APPROVAL_SUBJECT, resolve_step_approval
 
         register_subject(APPROVAL_SUBJECT, resolve_step_approval)
@@ -20,3 +26,6 @@ class RuntimeConfig(AppConfig):
             every=lambda: settings.CONTROLPLANE_SWEEP_INTERVAL_SECONDS,
             why="Re-dispatch steps whose worker died (lease expired) and publish what waits in the outbox.",
         )
+        register_capabilities(CAPABILITIES)
+        register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
+        register_replayer(RUNTIME_REPLAYER)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import sys
-import types
 from datetime import timedelta
 from io import StringIO
 
@@ -17,7 +15,6 @@ from django.core.management.base import CommandError
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
-from controlplane.kernel.replay import Difference, ReplayReport
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
 from controlplane.runtime import services
@@ -372,34 +369,6 @@ def test_refusals_name_their_reason_code():
     ):
         assert str(refused(*args)[0]).startswith("VALIDATION_FAILED: "), args
     assert str(refused("--against-profile", "nope")[0]) == "POLICY_PROFILE_NOT_FOUND: no policy profile nope"
-
-
-# --- incidents: the command calls incidents.replay.replay_incidents ------------------------------------
-
-
-def test_incident_replay_is_refused_clearly_when_the_module_is_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "incidents.replay", None)  # as if the module did not exist
-    error, _ = refused("--incidents")
-    assert str(error).startswith("REPLAY_UNAVAILABLE: incident replay (incidents.replay.replay_incidents)")
-
-
-def test_incident_replay_reports_as_the_runtime_does(monkeypatch):
-    calls = []
-
-    def replay_incidents(*, incident_id=None):
-        calls.append(incident_id)
-        report = ReplayReport(domain="incidents", checked=2)
-        if incident_id:
-            report.differences.append(Difference(f"incident/{incident_id}", "status", "open", "resolved", 7))
-        return report
-
-    monkeypatch.setitem(
-        sys.modules, "incidents.replay", types.SimpleNamespace(replay_incidents=replay_incidents)
-    )
-    assert run("--incidents") == "incidents replay: 2 checked, 0 difference(s)\n"
-    error, out = refused("--verify", "--incident", "abc")
-    assert calls == [None, "abc"] and error.returncode == 1
-    assert out.splitlines()[0] == "DIFF incident/abc status: recorded 'open', rebuilt 'resolved' (seq 7)"
 
 
 # --- policy simulation -----------------------------------------------------------------------------------

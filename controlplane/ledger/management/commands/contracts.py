@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.contracts import COMMAND, EVENT, QUERY, REGISTRY, Contract
+from controlplane.kernel.contracts import COMMAND, EVENT, QUERY, REGISTRY, Contract
 
 DOC = Path(settings.BASE_DIR) / "docs" / "contracts.md"
 _SECTIONS = ((COMMAND, "Commands"), (QUERY, "Queries"), (EVENT, "Events"))
@@ -30,7 +30,8 @@ def render() -> str:
     out = [
         "# Contracts",
         "",
-        "Generated from `controlplane/contracts.py` by `manage.py contracts docs`; do not edit by hand.",
+        "Generated from every app's `contracts.py` (gathered by `controlplane/kernel/contracts.py`) by",
+        "`manage.py contracts docs`; do not edit by hand.",
         "The control plane's commands, queries and events, each with its owner, the surfaces that implement",
         "it and a JSON Schema (draft 2020-12): for a command or query, its input; for an event, the ledger",
         "payload (`data`) of the event type `controlplane.<name>`. Event schemas are closed objects: the",
