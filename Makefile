@@ -27,7 +27,7 @@ endef
 
 help:
 	@echo "make run            quickstart on SQLite with demo data: http://127.0.0.1:8000/"
-	echo "make test           lint, Django checks and the test suite on PostgreSQL and Redis (PYTEST_ARGS=...)"
+	echo "make test           lint, import layering, Django checks and the test suite on PostgreSQL and Redis (PYTEST_ARGS=...)"
 	echo "make lint | fmt     ruff check and format check | format and fix"
 	echo "make bench          benchmarks on PostgreSQL with fsync on"
 	echo "make screenshots    console screenshots through Chromium"
@@ -54,6 +54,8 @@ test: bootstrap chromium
 	$(with_services)
 	$(RUFF) check .
 	$(RUFF) format --check .
+	# The layering (docs/architecture.md): an import that points the wrong way fails here.
+	.venv/bin/lint-imports --no-cache
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	status=0
@@ -65,6 +67,7 @@ test: bootstrap chromium
 lint: bootstrap
 	$(RUFF) check .
 	$(RUFF) format --check .
+	.venv/bin/lint-imports --no-cache
 
 # Fix first, then format: a fix (a removed import, say) can leave code the formatter would change.
 # Findings that need a human still fail the target, but only after formatting.
