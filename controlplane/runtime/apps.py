@@ -11,9 +11,11 @@ class RuntimeConfig(AppConfig):
 
         from approvals.registry import register_subject
         from controlplane.kernel.periodic import register_periodic
-        from controlplane.runtime.services import APPROVAL_SUBJECT, resolve_step_approval
+        from controlplane.runtime.executors import register_builtin_executors
+        from controlplane.runtime.services import APPROVAL_SUBJECT, step_approval_resolve
 
-        register_subject(APPROVAL_SUBJECT, resolve_step_approval)
+        register_subject(APPROVAL_SUBJECT, step_approval_resolve)
+        register_builtin_executors()
         register_periodic(
             "runtime-sweep",
             task="controlplane.runtime.tasks.runtime_sweep_task",

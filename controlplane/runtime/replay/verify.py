@@ -26,13 +26,16 @@ from controlplane.runtime.replay.fold import (
     PlanState,
     StepState,
     fold,
-    recorded_context,
     recorded_facts,
     runtime_events,
     sha256,
-    verdict_view,
 )
-from controlplane.runtime.services import policy_context
+from controlplane.runtime.verdicts import (
+    policy_context_build,
+    policy_context_from_record,
+    policy_context_record,
+    verdict_record,
+)
 from skills.models import ActionContract
 
 
@@ -349,30 +352,24 @@ def _reevaluate(report: ReplayReport, ledger: Ledger, lookups: _Lookups, executi
     if principal is None:
         report.differ(subject, "policy.principal", execution.actor, "no such principal", execution.seq)
     else:
-        rebuilt = policy_context(
+        rebuilt = policy_context_build(
             principal=principal, environment=execution.environment, plan_context=plan.context or {}
         )
         report.differ(
             subject,
             "policy.context",
             execution.context,
-            {
-                "environment": rebuilt.environment,
-                "principal_kind": str(rebuilt.principal_kind),
-                "principal": rebuilt.principal,
-                "tenant": rebuilt.tenant,
-                "labels": dict(rebuilt.labels),
-            },
+            policy_context_record(context=rebuilt),
             execution.seq,
         )
     profile = _recorded_profile(report, lookups, subject, execution.profile, execution.seq)
     if profile is False:
         return
-    context = recorded_context(execution.context)
+    context = policy_context_from_record(recorded=execution.context)
     for key, facts in recorded_facts(plan).items():
         decision = evaluate(step=facts, context=context, profile=profile)
         recorded = execution.steps[key].verdict
-        for name, value in verdict_view(decision).items():
+        for name, value in verdict_record(decision=decision).items():
             report.differ(f"{subject}/step/{key}", f"policy.{name}", recorded.get(name), value, execution.seq)
         request = ledger.step_requests.get((execution.id, key))
         if request is not None:
