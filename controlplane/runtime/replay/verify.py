@@ -16,7 +16,7 @@ from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.replay import Difference, ReplayReport
 from controlplane.policy.evaluation import Decision, evaluate
 from controlplane.policy.models import PolicyProfile
-from controlplane.runtime.compiler import PlanRejected, compile_plan
+from controlplane.runtime.compiler import PlanRejected, plan_compile
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, Runner, StepRun
 from controlplane.runtime.replay.fold import (
     ApprovalState,
@@ -153,7 +153,7 @@ def _recompile(report: ReplayReport, ledger: Ledger, lookups: _Lookups, intent: 
         answers = {(c["action"], c["version"]): c["resolved"] for c in intent.contracts}
     unrecorded: list[tuple[str, Any]] = []
     try:
-        compiled = compile_plan(intent.draft, _pinned_resolver(answers, lookups, unrecorded))
+        compiled = plan_compile(draft=intent.draft, resolve=_pinned_resolver(answers, lookups, unrecorded))
         outcome: dict[str, Any] = {
             "status": "compiled",
             "plan": compiled.plan_id,

@@ -25,7 +25,7 @@ from controlplane.ledger.services import ledger_append
 from controlplane.policy.evaluation import Context, Decision
 from controlplane.policy.models import PolicyProfile
 from controlplane.policy.selectors import active_profile
-from controlplane.runtime.compiler import CompiledPlan, PlanRejected, compile_plan
+from controlplane.runtime.compiler import CompiledPlan, PlanRejected, plan_compile
 from controlplane.runtime.models import Execution, Intent, IntentStatus, Plan, PlanStep, StepRun, Verdict
 from controlplane.runtime.services.approval_subject import step_approval_await
 from controlplane.runtime.services.common import sha256_text
@@ -158,7 +158,7 @@ def _intent_compile(*, intent: Intent, principal: Principal, at: datetime, commo
     """Compile the intent's draft; record the plan and start it, or record the refusal."""
     lookups: list[dict[str, Any]] = []
     try:
-        compiled = compile_plan(intent.draft, _recording_resolver(lookups))
+        compiled = plan_compile(draft=intent.draft, resolve=_recording_resolver(lookups))
     except PlanRejected as refusal:
         intent.status = IntentStatus.REJECTED
         intent.rejection = refusal.as_dict()

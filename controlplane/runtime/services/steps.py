@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 EARLY_TOLERANCE_SECONDS = 1
 
 
-def retry_delay_seconds(attempt: int) -> float:
+def retry_delay_seconds(*, attempt: int) -> float:
     """Exponential backoff after failed attempt n: base x 2^(n-1), capped. No jitter: retries of different
     steps are spread by when they failed, and a deterministic schedule is easier to reason about at 3 AM."""
     base = settings.CONTROLPLANE_STEP_RETRY_BACKOFF_SECONDS
@@ -284,7 +284,7 @@ def _attempt_retry(
     run: StepRun, entry: dict[str, Any], failure: executors.ExecutorError, *, at: datetime
 ) -> None:
     """A retryable failure with attempts left: back to the outbox, due after the backoff."""
-    delay = retry_delay_seconds(run.attempts)
+    delay = retry_delay_seconds(attempt=run.attempts)
     retry_at = at + timedelta(seconds=delay)
     run.attempt_log = [
         *run.attempt_log[:-1],
