@@ -71,6 +71,11 @@ def verdict_record(*, decision: Decision) -> dict[str, Any]:
     }
 
 
+def escalation_ladder(*, decision: Decision) -> list[dict[str, int]]:
+    """The escalation ladder a step's approval request is opened with (replay expects the same)."""
+    return [{"after_seconds": e.after_seconds, "level": e.level} for e in decision.escalation]
+
+
 def verdict_acting(*, verdict: dict[str, Any]) -> str:
     """What the runtime acts on, from a recorded verdict: the verdict itself, or the effective one when
     dev only warned about a deny (`enforced` false)."""

@@ -31,6 +31,7 @@ from controlplane.runtime.replay.fold import (
     sha256,
 )
 from controlplane.runtime.verdicts import (
+    escalation_ladder,
     policy_context_build,
     policy_context_from_record,
     policy_context_record,
@@ -387,7 +388,7 @@ def _check_step_approval(
     """What a step's approval request must say, given the decision that opened it."""
     decision, expires_at = expected
     subject = f"approval/{request.id}"
-    ladder = [{"after_seconds": e.after_seconds, "level": e.level} for e in decision.escalation]
+    ladder = escalation_ladder(decision=decision)
     report.differ(subject, "policy.quorum", request.quorum, max(decision.quorum, 1), request.seq)
     report.differ(subject, "policy.risk_tier", request.risk_tier, decision.tier, request.seq)
     report.differ(

@@ -18,6 +18,7 @@ from controlplane.kernel.canonical import canonical_bytes
 from controlplane.policy.evaluation import Decision
 from controlplane.runtime.models import Execution, StepRun, StepStatus
 from controlplane.runtime.services.dispatch import execution_advance, step_block
+from controlplane.runtime.verdicts import escalation_ladder
 
 APPROVAL_SUBJECT = "runtime.step"
 
@@ -64,7 +65,7 @@ def step_approval_await(*, run: StepRun, principal: Principal, decision: Decisio
         },
         reason_codes=list(decision.reason_codes),
         timeout_seconds=decision.approval_timeout_seconds or None,
-        escalation_ladder=[{"after_seconds": e.after_seconds, "level": e.level} for e in decision.escalation],
+        escalation_ladder=escalation_ladder(decision=decision),
         traceparent=run.execution.traceparent,
         at=at,
     )
