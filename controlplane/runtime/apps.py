@@ -16,10 +16,12 @@ class RuntimeConfig(AppConfig):
         from controlplane.kernel.replay import register_replayer
         from controlplane.runtime import contracts
         from controlplane.runtime.capabilities import CAPABILITIES
+        from controlplane.runtime.executors import register_builtin_executors
         from controlplane.runtime.replayers import RUNTIME_REPLAYER
-        from controlplane.runtime.services import APPROVAL_SUBJECT, resolve_step_approval
+        from controlplane.runtime.services import APPROVAL_SUBJECT, step_approval_resolve
 
-        register_subject(APPROVAL_SUBJECT, resolve_step_approval)
+        register_subject(APPROVAL_SUBJECT, step_approval_resolve)
+        register_builtin_executors()
         register_periodic(
             "runtime-sweep",
             task="controlplane.runtime.tasks.runtime_sweep_task",

@@ -139,7 +139,7 @@ def _topological_order(steps: dict[str, list[str]]) -> list[str]:
     return order
 
 
-def compile_plan(draft: Any, resolve: ContractResolver) -> CompiledPlan:
+def plan_compile(*, draft: Any, resolve: ContractResolver) -> CompiledPlan:
     """Compile a draft into a plan, or raise `PlanRejected` with the reason code and the step at fault."""
     goal, context, raw_steps = _shape(draft)
     seen: set[str] = set()

@@ -120,7 +120,7 @@ _COMMANDS = [
         "intent.submit; replay runs it again.",
         schema(DRAFT),
         api=("POST /api/v1/intents/",),
-        service="controlplane.runtime.compiler.compile_plan",
+        service="controlplane.runtime.compiler.plan_compile",
         cli=("manage.py replay --verify",),
         capability="intents.submit",
     ),
@@ -138,7 +138,7 @@ _COMMANDS = [
             )
         ),
         api=("POST /api/v1/intents/",),
-        service="controlplane.runtime.services.step_decision",
+        service="controlplane.runtime.verdicts.step_decide",
         cli=("manage.py replay --verify",),
         capability="intents.submit",
     ),
@@ -288,7 +288,7 @@ _EVENTS = [
                 "verdicts": {"type": "array", "minItems": 1, "items": STEP_VERDICT},
             }
         ),
-        f"{_RUNTIME_SERVICES}.step_decision",
+        "controlplane.runtime.verdicts.step_decide",
     ),
     event_contract(
         "execution.started",

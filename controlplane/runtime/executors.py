@@ -1,5 +1,8 @@
 """Executors perform a step's side effect, given its execution key (the idempotency key of the effect).
 
+Executors are registered by name (`register_executor`); the runtime's own, registered from
+`RuntimeConfig.ready()`:
+
 - `noop.echo` returns its inputs.
 - `http.webhook` POSTs the step to a registered runner (`Runner`), signed the Standard Webhooks way
   (`webhook-id` = the execution key, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`
@@ -7,7 +10,7 @@
   The protocol is in docs/runtime.md; `manage.py runner` is the reference runner.
 
 An executor either returns the outcome (a JSON object) or raises `ExecutorError` with a reason code and
-whether trying again may help. The worker (`execution.step_run_execute`) owns retries, validation of the
+whether trying again may help. The worker (`services.steps.step_run_execute`) owns retries, validation of the
 outcome against the action's output schema, and the ledger.
 """
 
@@ -68,7 +71,8 @@ class StepCall:
 Executor = Callable[[StepCall], dict[str, Any]]
 
 
-def _noop_echo(call: StepCall) -> dict[str, Any]:
+def noop_echo(call: StepCall) -> dict[str, Any]:
+    """`noop.echo`: the inputs back, with the execution key."""
     return {"echo": call.inputs, "execution_key": call.execution_key}
 
 
@@ -145,7 +149,8 @@ def _reply_error(status: int, raw: bytes) -> dict[str, Any]:
     }
 
 
-def _http_webhook(call: StepCall) -> dict[str, Any]:
+def http_webhook(call: StepCall) -> dict[str, Any]:
+    """`http.webhook`: POST the step, signed, to the runner its inputs name; the JSON reply is the outcome."""
     from controlplane.runtime.models import Runner
 
     name = call.inputs.get("runner", "")
@@ -219,12 +224,28 @@ def _http_webhook(call: StepCall) -> dict[str, Any]:
     return reply
 
 
-_EXECUTORS: dict[str, Executor] = {"noop.echo": _noop_echo, "http.webhook": _http_webhook}
+_EXECUTORS: dict[str, Executor] = {}
 
 
-def run(name: str, call: StepCall) -> dict[str, Any]:
-    """Perform the step with the named executor; ExecutorError when it did not (or cannot) happen."""
+def register_executor(name: str, executor: Executor) -> None:
+    """Make an executor available to steps under `name` (the built-ins register in `RuntimeConfig.ready()`;
+    a plugin or a skill registers its own from its app's). Registering a name twice with another
+    implementation is a bug."""
+    existing = _EXECUTORS.get(name)
+    if existing is not None and existing is not executor:
+        raise ValueError(f"executor {name!r} is already registered")
+    _EXECUTORS[name] = executor
+
+
+def executor_for(name: str) -> Executor:
+    """The executor registered under `name`; ExecutorError EXECUTOR_UNAVAILABLE when there is none."""
     executor = _EXECUTORS.get(name)
     if executor is None:
         raise ExecutorError("EXECUTOR_UNAVAILABLE", f"no executor {name!r} in this process")
-    return executor(call)
+    return executor
+
+
+def register_builtin_executors() -> None:
+    """The executors the runtime itself provides."""
+    register_executor("noop.echo", noop_echo)
+    register_executor("http.webhook", http_webhook)

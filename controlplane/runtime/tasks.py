@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from controlplane.runtime.execution import step_run_execute, step_runs_sweep
+from controlplane.runtime.services import step_run_execute, step_runs_sweep
 
 
 @shared_task(name="controlplane.runtime.tasks.run_step", acks_late=True)

@@ -25,7 +25,7 @@ from approvals.models import ApprovalDecision, ApprovalRequest
 from controlplane.identity.models import Tenant
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
-from controlplane.runtime.models import Execution, Intent, StepRun, StepStatus
+from controlplane.runtime.models import Execution, Intent, PlanStep, StepRun, StepStatus
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -336,6 +336,25 @@ def _step_node(
     ).record(verified)
     if run.approval_id:
         node.children.append(_approval_node(run.approval, events, decisions[run.approval_id], placed))
+    _attempts_attach(node, step, subject, events, placed)
+    if run.status == StepStatus.CANCELLED:
+        # Steps stopped with their execution have no event of their own: the execution's last one says so.
+        node.children.append(
+            TraceNode(
+                kind="outcome",
+                ref=step.execution_key,
+                title="outcome",
+                status="cancelled",
+                detail={"by": final.type if final else ""},
+            ).record(final)
+        )
+    return node
+
+
+def _attempts_attach(
+    node: TraceNode, step: PlanStep, subject: str, events: list[LedgerEvent], placed: set[int]
+) -> None:
+    """The step's own events under its node: each run (attempt), how it ended, the outcome."""
     current: TraceNode | None = None  # the latest run (attempt) of the step
     for event in events:
         if event.seq in placed or event.subject != subject or event.data.get("step") != step.key:
@@ -377,18 +396,6 @@ def _step_node(
             )
         else:
             (current or node).children.append(_event_node(event))
-    if run.status == StepStatus.CANCELLED:
-        # Steps stopped with their execution have no event of their own: the execution's last one says so.
-        node.children.append(
-            TraceNode(
-                kind="outcome",
-                ref=step.execution_key,
-                title="outcome",
-                status="cancelled",
-                detail={"by": final.type if final else ""},
-            ).record(final)
-        )
-    return node
 
 
 def _approval_node(

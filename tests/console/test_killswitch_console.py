@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from controlplane.ledger.models import LedgerEvent
-from controlplane.runtime import services
+from controlplane.runtime import selectors, services
 from controlplane.runtime.models import Execution, KillSwitch
 from tests.console.flow import submit
 from tests.factories import PrincipalFactory
@@ -78,9 +78,9 @@ def test_engage_global_stops_dispatch_and_release_lets_it_run_again(
 def test_engage_per_tenant_and_per_action(sre_client):
     change(sre_client, engaged="true", scope="tenant", target="acme", reason="tenant incident")
     change(sre_client, engaged="true", scope="action", target="http.webhook", reason="runner broken")
-    assert services.kill_switch_engaged_for(tenant="acme", action="noop.echo").scope == "tenant"
-    assert services.kill_switch_engaged_for(tenant="globex", action="http.webhook").scope == "action"
-    assert services.kill_switch_engaged_for(tenant="globex", action="noop.echo") is None
+    assert selectors.killswitch_engaged_for(tenant="acme", action="noop.echo").scope == "tenant"
+    assert selectors.killswitch_engaged_for(tenant="globex", action="http.webhook").scope == "action"
+    assert selectors.killswitch_engaged_for(tenant="globex", action="noop.echo") is None
     body = sre_client.get("/killswitch/").content.decode()
     assert 'data-switch="tenant:acme"' in body and 'data-switch="action:http.webhook"' in body
 

@@ -20,9 +20,10 @@ from controlplane.celery import app as celery_app
 from controlplane.kernel.contracts import COMMAND, EVENT, QUERY, REGISTRY
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.runtime import execution, services
+from controlplane.runtime import services
 from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable
+from controlplane.runtime.services import steps
 from tests.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed, local_runner
 
@@ -180,16 +181,14 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
             with capture(execute=True):
                 submit(principal=agent, draft=flaky_draft, idempotency_key="flaky")
             with capture(execute=True):
-                execution.step_runs_sweep(now=timezone.now() + timedelta(seconds=120))
+                services.step_runs_sweep(now=timezone.now() + timedelta(seconds=120))
             runner_disable(name="ops", actor="cli", reason="decommissioned")
         lost = submit(principal=agent, draft=draft, idempotency_key="lost")  # a worker dies mid-step
         run_ = StepRun.objects.get(execution__intent=lost, step__key="a")
-        assert execution._claim(run_.pk) is not None  # as tests/runtime/test_sweeper.py's start_and_die
+        assert steps._claim(run_.pk) is not None  # as tests/runtime/test_sweeper.py's start_and_die
         run_.refresh_from_db()
         with capture(execute=True):
-            assert (
-                execution.step_runs_sweep(now=run_.lease_expires_at + timedelta(seconds=1))["requeued"] == 1
-            )
+            assert services.step_runs_sweep(now=run_.lease_expires_at + timedelta(seconds=1))["requeued"] == 1
         services.killswitch_set(scope="global", engaged=True, reason="drill", actor="cli")
         with capture(execute=True):
             submit(principal=agent, draft=draft, idempotency_key="killed")

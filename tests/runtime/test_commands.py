@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from controlplane.ledger.models import LedgerEvent
-from controlplane.runtime.services import kill_switch_engaged_for
+from controlplane.runtime.selectors import killswitch_engaged_for
 from tests.factories import PrincipalFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -28,11 +28,11 @@ def test_killswitch_engage_status_release():
     assert run("killswitch", "engage", "--action", "noop.echo", "--reason", "bad echo") == (
         "ENGAGED action noop.echo: bad echo\n"
     )
-    assert kill_switch_engaged_for(tenant="acme", action="noop.echo") is not None
-    assert kill_switch_engaged_for(tenant="acme", action="http.webhook") is None
+    assert killswitch_engaged_for(tenant="acme", action="noop.echo") is not None
+    assert killswitch_engaged_for(tenant="acme", action="http.webhook") is None
     assert "ENGAGED\taction\tnoop.echo\tbad echo\tcli" in run("killswitch", "status")
     run("killswitch", "release", "--action", "noop.echo", "--reason", "fixed")
-    assert kill_switch_engaged_for(tenant="acme", action="noop.echo") is None
+    assert killswitch_engaged_for(tenant="acme", action="noop.echo") is None
     assert LedgerEvent.objects.filter(type__startswith="controlplane.killswitch").count() == 2
 
 

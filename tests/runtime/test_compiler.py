@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controlplane.runtime.compiler import PlanRejected, compile_plan
+from controlplane.runtime.compiler import PlanRejected, plan_compile
 from skills.core import CORE_SKILL
 
 CONTRACTS = {(a["name"], a["version"]): a for a in CORE_SKILL["actions"]}
@@ -36,8 +36,8 @@ def step(key, action="noop.echo", inputs=None, depends_on=(), **extra):
 
 
 def test_compiles_a_dag_in_dependency_order_with_derived_keys():
-    plan = compile_plan(
-        draft(step("c", depends_on=["a", "b"]), step("b", depends_on=["a"]), step("a")), resolve
+    plan = plan_compile(
+        draft=draft(step("c", depends_on=["a", "b"]), step("b", depends_on=["a"]), step("a")), resolve=resolve
     )
     assert [s.key for s in plan.steps] == ["a", "b", "c"]
     assert plan.steps[2].depends_on == ("a", "b")
@@ -46,8 +46,8 @@ def test_compiles_a_dag_in_dependency_order_with_derived_keys():
 
 
 def test_same_draft_same_ids():
-    first = compile_plan(draft(step("a"), step("b", depends_on=["a"])), resolve)
-    second = compile_plan(draft(step("a"), step("b", depends_on=["a"])), resolve)
+    first = plan_compile(draft=draft(step("a"), step("b", depends_on=["a"])), resolve=resolve)
+    second = plan_compile(draft=draft(step("a"), step("b", depends_on=["a"])), resolve=resolve)
     assert (
         first.plan_id == second.plan_id
         and first.steps == second.steps
@@ -56,10 +56,10 @@ def test_same_draft_same_ids():
 
 
 def test_any_change_changes_the_plan_id():
-    base = compile_plan(draft(step("a")), resolve).plan_id
-    assert compile_plan(draft(step("a", inputs={"message": "other"})), resolve).plan_id != base
-    assert compile_plan(draft(step("a"), goal="another goal"), resolve).plan_id != base
-    assert compile_plan(draft(step("a"), context={"ticket": "OPS-2"}), resolve).plan_id != base
+    base = plan_compile(draft=draft(step("a")), resolve=resolve).plan_id
+    assert plan_compile(draft=draft(step("a", inputs={"message": "other"})), resolve=resolve).plan_id != base
+    assert plan_compile(draft=draft(step("a"), goal="another goal"), resolve=resolve).plan_id != base
+    assert plan_compile(draft=draft(step("a"), context={"ticket": "OPS-2"}), resolve=resolve).plan_id != base
 
 
 @given(st.permutations(["a", "b", "c", "d"]))
@@ -70,8 +70,8 @@ def test_draft_order_does_not_matter(order):
         "c": step("c", depends_on=["a"]),
         "d": step("d", depends_on=["b", "c"]),
     }
-    plan = compile_plan(draft(*[steps[k] for k in order]), resolve)
-    reference = compile_plan(draft(*[steps[k] for k in "abcd"]), resolve)
+    plan = plan_compile(draft=draft(*[steps[k] for k in order]), resolve=resolve)
+    reference = plan_compile(draft=draft(*[steps[k] for k in "abcd"]), resolve=resolve)
     assert plan.plan_id == reference.plan_id
     assert [s.key for s in plan.steps] == ["a", "b", "c", "d"]
 
@@ -98,7 +98,7 @@ def test_draft_order_does_not_matter(order):
 )
 def test_refusals_name_the_code_and_the_step(bad, code, at_step):
     with pytest.raises(PlanRejected) as caught:
-        compile_plan(copy.deepcopy(bad), resolve)
+        plan_compile(draft=copy.deepcopy(bad), resolve=resolve)
     assert caught.value.code == code
     assert caught.value.step == at_step
 
@@ -112,6 +112,6 @@ def test_input_errors_name_the_schema_path():
         )
     )
     with pytest.raises(PlanRejected) as caught:
-        compile_plan(bad, resolve)
+        plan_compile(draft=bad, resolve=resolve)
     assert caught.value.extra["path"] == "inputs.target.environment"
     assert "'mars' is not one of" in caught.value.detail

@@ -20,6 +20,7 @@ from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, StepRun
 from controlplane.runtime.replay import replay_verify, simulate_profile
+from controlplane.runtime.services import intents
 from skills.models import ActionContract
 from tests.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed
@@ -269,13 +270,13 @@ def test_activating_another_profile_later_does_not_make_old_executions_differ(bu
 def test_a_recorded_verdict_the_rules_do_not_give_is_found(dev_policy, agent, monkeypatch):
     """The verdict on the ledger says allow, but the recorded profile demands approval."""
     activate("assist-all", ASSIST_ALL)
-    honest = services.step_decision
+    honest = intents.step_decide
 
     def forged(**kwargs):
         decision = honest(**kwargs)
         return dataclasses.replace(decision, verdict="allow", effective_verdict="allow", quorum=0)
 
-    monkeypatch.setattr(services, "step_decision", forged)
+    monkeypatch.setattr(intents, "step_decide", forged)
     intent = submit(agent, one_step("forged"), "forged")
     execution = execution_of(intent)
     assert StepRun.objects.get(execution=execution).verdict == "allow"
@@ -483,8 +484,8 @@ def worker_ledger(dev_policy, deployer, tmp_path, settings, django_capture_on_co
     for good, and a runner registered then disabled: each through the runtime's own code."""
     from django.utils import timezone
 
-    from controlplane.runtime import execution
     from controlplane.runtime.runners import runner_disable
+    from controlplane.runtime.services import steps
     from tests.runtime.support import local_runner
 
     capture = django_capture_on_commit_callbacks
@@ -496,7 +497,7 @@ def worker_ledger(dev_policy, deployer, tmp_path, settings, django_capture_on_co
 
     def sweep(now):
         with capture(execute=True):
-            return execution.step_runs_sweep(now=now)
+            return services.step_runs_sweep(now=now)
 
     flows = {}
     with local_runner(tmp_path) as served:
@@ -508,13 +509,13 @@ def worker_ledger(dev_policy, deployer, tmp_path, settings, django_capture_on_co
     # A worker claims a step and dies (never finishes); the sweeper sends it again once the lease is past.
     flows["lost"] = submit(deployer, three_steps("lost"), "lost")
     run_ = StepRun.objects.get(execution__intent=flows["lost"], step__key="a")
-    assert execution._claim(run_.pk) is not None  # as tests/runtime/test_sweeper.py's start_and_die
+    assert steps._claim(run_.pk) is not None  # as tests/runtime/test_sweeper.py's start_and_die
     run_.refresh_from_db()
     assert sweep(run_.lease_expires_at + timedelta(seconds=1))["requeued"] == 1
     settings.CONTROLPLANE_STEP_MAX_ATTEMPTS = 1
     flows["gone"] = submit(deployer, one_step("gone"), "gone")
     run_ = StepRun.objects.get(execution__intent=flows["gone"])
-    assert execution._claim(run_.pk) is not None
+    assert steps._claim(run_.pk) is not None
     run_.refresh_from_db()
     assert sweep(run_.lease_expires_at + timedelta(seconds=1))["failed"] == 1
     return flows

@@ -12,7 +12,7 @@ from controlplane.celery import app as celery_app
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.runtime import execution, services
+from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Intent, StepRun
 from tests.factories import PrincipalFactory, TenantFactory
 
@@ -160,7 +160,7 @@ def test_steps_needing_approval_wait_and_run_once_approved(agent, django_capture
     run = StepRun.objects.get(execution__intent=intent)
     assert run.status == "waiting_approval" and run.verdict == "require_approval"
     request = ApprovalRequest.objects.get()
-    assert request.summary["step"] == "a" and request.content_hash == services.step_content_hash(run)
+    assert request.summary["step"] == "a" and request.content_hash == services.step_content_hash(run=run)
     alice = PrincipalFactory(tenant=agent.tenant, name="alice", human=True, capabilities=["approvals.decide"])
     with django_capture_on_commit_callbacks(execute=True):
         approvals.approval_decide(
@@ -233,7 +233,7 @@ def test_the_worker_rechecks_the_kill_switch_before_the_side_effect(dev_policy, 
     run = StepRun.objects.get(execution__intent=intent, step__key="a")
     assert run.status == "ready" and run.dispatched_at is not None
     services.killswitch_set(scope="action", target="noop.echo", engaged=True, reason="bad echo", actor="cli")
-    execution.step_run_execute(step_run_id=run.pk)
+    services.step_run_execute(step_run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "blocked" and run.reason_codes[-1] == "KILL_SWITCH_ENGAGED"
     assert not LedgerEvent.objects.filter(type="controlplane.execution.step.started").exists()
@@ -242,9 +242,9 @@ def test_the_worker_rechecks_the_kill_switch_before_the_side_effect(dev_policy, 
 def test_running_a_step_twice_does_nothing_the_second_time(dev_policy, agent):
     intent = submit(agent)
     run = StepRun.objects.get(execution__intent=intent, step__key="a")
-    execution.step_run_execute(step_run_id=run.pk)
+    services.step_run_execute(step_run_id=run.pk)
     before = LedgerEvent.objects.count()
-    execution.step_run_execute(step_run_id=run.pk)
+    services.step_run_execute(step_run_id=run.pk)
     assert LedgerEvent.objects.count() == before
 
 
@@ -315,7 +315,7 @@ def test_the_worker_claims_and_finishes_with_one_append_each_after_its_writes(de
     intent = submit(agent)  # the on-commit dispatch does not run inside the test's transaction
     first = StepRun.objects.get(execution__intent=intent, step__key="a")
     with CaptureQueriesContext(connection) as queries:
-        execution.step_run_execute(step_run_id=first.pk)
+        services.step_run_execute(step_run_id=first.pk)
     claim, finish = _after_the_chain_lock(queries)
     for after in (claim, finish):
         assert [s.split()[0] for s in after] == ["SELECT", "INSERT"], after

@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.runtime import execution, services
+from controlplane.runtime import services
 from controlplane.runtime.models import Execution, StepRun
+from controlplane.runtime.services import steps
 from tests.factories import PrincipalFactory, TenantFactory, token_for
 from tests.runtime.support import broker_unreachable, core_skill_installed
 
@@ -98,28 +99,28 @@ def test_the_sweeper_publishes_the_outbox_when_the_broker_returns(
 ):
     run_ = in_outbox(operator, django_capture_on_commit_callbacks)
     step = step_of(run_)
-    later = timezone.now() + timedelta(seconds=execution.OUTBOX_GRACE_SECONDS + 1)
-    assert execution.step_runs_sweep(now=timezone.now()) == {
+    later = timezone.now() + timedelta(seconds=services.OUTBOX_GRACE_SECONDS + 1)
+    assert services.step_runs_sweep(now=timezone.now()) == {
         "requeued": 0,
         "failed": 0,
         "published": 0,
         "deferred": 0,
     }  # within the grace the on-commit publish owns it
     with broker_unreachable():
-        assert execution.step_runs_sweep(now=later)["deferred"] == 1  # still down: still in the outbox
+        assert services.step_runs_sweep(now=later)["deferred"] == 1  # still down: still in the outbox
     step.refresh_from_db()
     assert step.enqueued_at is None and queued_step_run_ids() == []
-    assert execution.step_runs_sweep(now=later)["published"] == 1
+    assert services.step_runs_sweep(now=later)["published"] == 1
     step.refresh_from_db()
     assert step.enqueued_at is not None and queued_step_run_ids() == [step.pk]
     # what the worker then does with it
     with django_capture_on_commit_callbacks(execute=True):
-        execution.step_run_execute(step_run_id=step.pk)
+        services.step_run_execute(step_run_id=step.pk)
     step.refresh_from_db()
     # (a real worker would have taken a's task off the queue; b's follows it there)
     assert step.status == "completed" and queued_step_run_ids() == [step_of(run_, "b").pk, step.pk]
     # once published, the same step is not published again by the next sweep
-    assert execution.step_runs_sweep(now=later)["published"] == 0
+    assert services.step_runs_sweep(now=later)["published"] == 0
 
 
 def test_a_task_the_broker_lost_is_published_again(operator, settings, django_capture_on_commit_callbacks):
@@ -129,14 +130,14 @@ def test_a_task_the_broker_lost_is_published_again(operator, settings, django_ca
     assert step.enqueued_at is not None and queued_step_run_ids() == [step.pk]
     redis.Redis.from_url(settings.REDIS_URL).delete("celery")  # the broker restarted without persistence
     stale = step.enqueued_at + timedelta(seconds=settings.CONTROLPLANE_STEP_REDISPATCH_AFTER_SECONDS + 1)
-    assert execution.step_runs_sweep(now=step.enqueued_at + timedelta(seconds=30))["published"] == 0
-    assert execution.step_runs_sweep(now=stale)["published"] == 1
+    assert services.step_runs_sweep(now=step.enqueued_at + timedelta(seconds=30))["published"] == 0
+    assert services.step_runs_sweep(now=stale)["published"] == 1
     assert queued_step_run_ids() == [step.pk]
 
 
 def start_and_die(step_run_id: int) -> StepRun:
     """A worker claims the step (lease taken) and dies before finishing."""
-    assert execution._claim(step_run_id) is not None
+    assert steps._claim(step_run_id) is not None
     return StepRun.objects.get(pk=step_run_id)
 
 
@@ -146,9 +147,9 @@ def test_a_step_whose_worker_died_is_sent_again_with_the_same_key(
     run_ = in_outbox(operator, django_capture_on_commit_callbacks)
     step = start_and_die(step_of(run_).pk)
     assert step.status == "running" and step.lease_expires_at > timezone.now()
-    assert execution.step_runs_sweep()["requeued"] == 0  # the lease still holds
+    assert services.step_runs_sweep()["requeued"] == 0  # the lease still holds
     with django_capture_on_commit_callbacks(execute=True):
-        counts = execution.step_runs_sweep(now=step.lease_expires_at + timedelta(seconds=1))
+        counts = services.step_runs_sweep(now=step.lease_expires_at + timedelta(seconds=1))
     assert counts["requeued"] == 1
     step.refresh_from_db()
     assert (step.status, step.attempts, step.lease_expires_at) == ("ready", 1, None)
@@ -158,7 +159,7 @@ def test_a_step_whose_worker_died_is_sent_again_with_the_same_key(
     assert requeued.data["execution_key"] == step.step.execution_key and requeued.data["attempt"] == 1
     assert queued_step_run_ids() == [step.pk]
     with django_capture_on_commit_callbacks(execute=True):
-        execution.step_run_execute(step_run_id=step.pk)
+        services.step_run_execute(step_run_id=step.pk)
     step.refresh_from_db()
     assert (step.status, step.attempts) == ("completed", 2)
     assert step.outcome["execution_key"] == step.step.execution_key
@@ -167,10 +168,10 @@ def test_a_step_whose_worker_died_is_sent_again_with_the_same_key(
 def test_the_late_result_of_a_lost_attempt_is_discarded(operator, django_capture_on_commit_callbacks):
     run_ = in_outbox(operator, django_capture_on_commit_callbacks)
     step = start_and_die(step_of(run_).pk)
-    execution.step_runs_sweep(now=step.lease_expires_at + timedelta(seconds=1))
+    services.step_runs_sweep(now=step.lease_expires_at + timedelta(seconds=1))
     start_and_die(step.pk)  # attempt 2 holds the lease now
     before = LedgerEvent.objects.count()
-    execution._finish(step.pk, 1, {"late": True}, None)  # the first worker was only slow, and comes back
+    steps._finish(step.pk, 1, {"late": True}, None)  # the first worker was only slow, and comes back
     step.refresh_from_db()
     assert (step.status, step.attempts, step.outcome) == ("running", 2, {})
     assert LedgerEvent.objects.count() == before
@@ -182,7 +183,7 @@ def test_a_step_lost_on_its_last_attempt_fails_the_execution(
     settings.CONTROLPLANE_STEP_MAX_ATTEMPTS = 1
     run_ = in_outbox(operator, django_capture_on_commit_callbacks)
     step = start_and_die(step_of(run_).pk)
-    assert execution.step_runs_sweep(now=step.lease_expires_at + timedelta(seconds=1))["failed"] == 1
+    assert services.step_runs_sweep(now=step.lease_expires_at + timedelta(seconds=1))["failed"] == 1
     step.refresh_from_db()
     run_.refresh_from_db()
     assert step.reason_codes == ["STEP_LEASE_EXPIRED", "STEP_RETRY_EXHAUSTED"]
@@ -194,7 +195,7 @@ def test_a_lost_step_of_a_cancelled_execution_is_not_sent_again(operator, django
     run_ = in_outbox(operator, django_capture_on_commit_callbacks)
     step = start_and_die(step_of(run_).pk)
     services.execution_cancel(execution=run_, actor=operator, reason="stop")
-    counts = execution.step_runs_sweep(now=step.lease_expires_at + timedelta(seconds=1))
+    counts = services.step_runs_sweep(now=step.lease_expires_at + timedelta(seconds=1))
     step.refresh_from_db()
     assert counts["failed"] == 1 and step.reason_codes == ["STEP_LEASE_EXPIRED"]
     assert queued_step_run_ids() == []
@@ -205,9 +206,9 @@ def test_the_sweeper_changes_nothing_when_run_twice(operator, django_capture_on_
     step = start_and_die(step_of(run_).pk)
     later = step.lease_expires_at + timedelta(seconds=1)
     with django_capture_on_commit_callbacks(execute=True):
-        execution.step_runs_sweep(now=later)
+        services.step_runs_sweep(now=later)
     before = LedgerEvent.objects.count()
-    assert execution.step_runs_sweep(now=later)["requeued"] == 0
+    assert services.step_runs_sweep(now=later)["requeued"] == 0
     assert LedgerEvent.objects.count() == before
 
 
@@ -219,11 +220,11 @@ def test_the_heartbeat_renews_the_lease_while_the_executor_works(operator, setti
         intent = services.intent_submit(principal=operator, draft=DRAFT, idempotency_key="k-1")
     step = start_and_die(step_of(Execution.objects.get(intent=intent)).pk)
     first = step.lease_expires_at
-    with execution._Heartbeat(step.pk, step.attempts):
+    with steps._Heartbeat(step.pk, step.attempts):
         time.sleep(0.9)  # longer than the lease itself
     step.refresh_from_db()
     assert step.lease_expires_at > first + timedelta(seconds=0.2)
-    assert execution.step_runs_sweep(now=timezone.now())["requeued"] == 0
+    assert services.step_runs_sweep(now=timezone.now())["requeued"] == 0
 
 
 def test_steps_sweep_command(operator, django_capture_on_commit_callbacks):

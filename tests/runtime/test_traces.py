@@ -18,8 +18,8 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append
 from controlplane.policy import services as policy
 from controlplane.runtime import services
-from controlplane.runtime.execution import step_runs_sweep
 from controlplane.runtime.models import Execution, Intent
+from controlplane.runtime.services import step_runs_sweep
 from tests.factories import PrincipalFactory, TenantFactory, token_for
 from tests.runtime.support import local_runner
 

@@ -21,7 +21,7 @@ from controlplane.kernel import signatures
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.runtime import execution, services
+from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Runner, StepRun
 from controlplane.runtime.runners import runner_disable, runner_register
 from skills.models import ActionContract, Skill
@@ -80,7 +80,7 @@ def events(execution_, type_):
 def sweep_due(capture):
     """Run the sweeper as beat would once the backoff has passed (retries wait in the outbox in-process)."""
     with capture(execute=True):
-        return execution.step_runs_sweep(now=timezone.now() + timedelta(seconds=120))
+        return services.step_runs_sweep(now=timezone.now() + timedelta(seconds=120))
 
 
 # --- success -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.runtime import execution, services
+from controlplane.runtime import services
 from controlplane.runtime.models import Execution, StepRun
 from tests.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import (
@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_step_the_effect_happens_once_and_the_execution_comp
         return step.lease_expires_at < timezone.now()
 
     wait_for(lease_expired, timeout=30, what="the dead worker's lease to expire")
-    assert execution.step_runs_sweep()["requeued"] == 1
+    assert services.step_runs_sweep()["requeued"] == 1
 
     assert finished(run_).status == "completed"
     assert runner.lines("effects.log") == ["restart checkout"]  # exactly once
@@ -135,8 +135,8 @@ def test_broker_down_nothing_is_lost_and_the_step_runs_when_it_returns(operator,
     step = step_of(run_)
     assert (run_.status, step.status, step.enqueued_at) == ("running", "ready", None)
     assert runner.runner.verified == 0
-    later = timezone.now() + timedelta(seconds=execution.OUTBOX_GRACE_SECONDS + 1)
-    assert execution.step_runs_sweep(now=later)["published"] == 1
+    later = timezone.now() + timedelta(seconds=services.OUTBOX_GRACE_SECONDS + 1)
+    assert services.step_runs_sweep(now=later)["published"] == 1
     assert finished(run_).status == "completed"
     assert runner.lines("e.log") == ["x"]
 
@@ -159,7 +159,7 @@ def test_the_kill_switch_reaches_a_running_worker_within_one_second(operator, ru
     switch = services.killswitch_set(
         scope="action", target="noop.echo", engaged=True, reason="drill", actor="test/operator"
     )
-    assert execution.step_publish(step_run_id=held_step.pk)  # reaches the worker right after engaging
+    assert services.step_publish(step_run_id=held_step.pk)  # reaches the worker right after engaging
 
     assert finished(held).status == "failed"
     held_step.refresh_from_db()

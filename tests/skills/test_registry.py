@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.runtime.compiler import compile_plan
+from controlplane.runtime.compiler import plan_compile
 from skills.models import ActionContract, Skill, SkillStatus
 from skills.selectors import action_get, contract_resolver
 
@@ -40,7 +40,8 @@ def test_a_disabled_skill_provides_no_actions():
 
 
 def test_compilation_resolves_through_the_registry():
-    plan = compile_plan(
-        {"goal": "g", "steps": [{"key": "a", "action": "noop.echo", "inputs": {}}]}, contract_resolver
+    plan = plan_compile(
+        draft={"goal": "g", "steps": [{"key": "a", "action": "noop.echo", "inputs": {}}]},
+        resolve=contract_resolver,
     )
     assert plan.steps[0].action_version == "1.0.0"

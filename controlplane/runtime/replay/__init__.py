@@ -6,7 +6,7 @@ Three kinds of check, each reported as a `controlplane.kernel.replay.Difference`
 1. **Projection** — a pure fold of the ledger events (`fold`) gives the state every row should have;
    each row is compared column by column (recorded = the table, rebuilt = the fold). A row with no
    events, or events with no row, is a difference too.
-2. **Compilation** — the recorded draft is compiled again (`compile_plan`) against the contract versions
+2. **Compilation** — the recorded draft is compiled again (`plan_compile`) against the contract versions
    the plan recorded (not the newest ones); the plan id, its steps and execution keys, or the refusal with
    its reason code, must come out the same (recorded = the ledger, rebuilt = the new compilation).
 3. **Policy** — every step is evaluated again (`evaluate`, pure) with the recorded context under the

@@ -5,7 +5,7 @@ Steps move as the services move them: `plan.verified` creates the execution with
 to its step by the content hash it is bound to) makes a step wait, its consumption clears it; `step.*`
 events start, complete, fail or block it; `step.retry_scheduled` and `step.requeued` (a retryable
 failure, a lost worker) put a running step back in the queue. A blocked or failed step cancels every
-step still open at that moment, as `_execution_advance` does; `execution.cancelled` cancels the rest.
+step still open at that moment, as `execution_advance` does; `execution.cancelled` cancels the rest.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 from django.db.models import Q
 
 from controlplane.ledger.models import LedgerEvent
-from controlplane.policy.evaluation import Context, Decision, StepFacts
+from controlplane.policy.evaluation import StepFacts
 from controlplane.policy.models import Verdict
 from controlplane.runtime.models import PlanStep, StepRun, StepStatus
 from controlplane.runtime.services import APPROVAL_SUBJECT, step_content_hash
+from controlplane.runtime.verdicts import verdict_acting
 
 PREFIXES = (
     "controlplane.intent.",
@@ -42,11 +43,6 @@ def iso(moment: datetime) -> str:
 
 def sha256(data: bytes | str) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
-
-
-def acting_verdict(verdict: dict[str, Any]) -> str:
-    """What the runtime acts on: the verdict, or the effective one when dev only warned about a deny."""
-    return verdict["verdict"] if verdict["enforced"] else verdict.get("effective_verdict", verdict["verdict"])
 
 
 # --- the fold: events -> state -------------------------------------------------------------------------
@@ -220,7 +216,7 @@ def _step_hash_for(plan: PlanState, execution: ExecutionState, key: str) -> str:
     run = StepRun(
         execution_id=execution.id, step=step, decision_hash=execution.steps[key].verdict["decision_hash"]
     )
-    return step_content_hash(run)
+    return step_content_hash(run=run)
 
 
 def _cancel_open_steps(execution: ExecutionState, at: datetime | None) -> None:
@@ -289,7 +285,7 @@ def _apply(ledger: Ledger, event: LedgerEvent) -> None:
         )
         ledger.executions[execution.id] = execution
         for key, step in execution.steps.items():
-            if step.verdict and acting_verdict(step.verdict) == Verdict.REQUIRE_APPROVAL:
+            if step.verdict and verdict_acting(verdict=step.verdict) == Verdict.REQUIRE_APPROVAL:
                 ledger.awaiting[_step_hash_for(plan, execution, key)] = (execution.id, key)
     elif kind.startswith("execution."):
         _apply_execution(ledger, kind, event)
@@ -320,7 +316,7 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
     if kind == "execution.started":
         execution.intent = data["intent"]
         for candidate in execution.steps.values():
-            if candidate.verdict and acting_verdict(candidate.verdict) == Verdict.ALLOW:
+            if candidate.verdict and verdict_acting(verdict=candidate.verdict) == Verdict.ALLOW:
                 candidate.status = StepStatus.READY.value
     elif kind.startswith("execution.step.") and step is None:
         ledger.anomaly(event.subject, "event", event.type, f"no step {data.get('step')!r} in the plan", seq)
@@ -429,20 +425,4 @@ def recorded_facts(plan: PlanState) -> dict[str, StepFacts]:
             action=s["action"], tier=s["risk_tier"], inputs=s["inputs"], action_version=s["action_version"]
         )
         for s in plan.steps
-    }
-
-
-def recorded_context(recorded: dict[str, Any]) -> Context:
-    return Context(**{**recorded, "labels": dict(recorded.get("labels", {}))})
-
-
-def verdict_view(decision: Decision) -> dict[str, Any]:
-    return {
-        "verdict": decision.verdict,
-        "enforced": decision.enforced,
-        "effective_verdict": decision.effective_verdict,
-        "tier": decision.tier,
-        "quorum": decision.quorum,
-        "decision_hash": decision.decision_hash,
-        "reason_codes": list(decision.reason_codes),
     }

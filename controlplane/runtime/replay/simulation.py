@@ -11,14 +11,8 @@ from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy.evaluation import ProfileContent, evaluate
 from controlplane.policy.models import Verdict
 from controlplane.policy.selectors import profile_get
-from controlplane.runtime.replay.fold import (
-    acting_verdict,
-    fold,
-    recorded_context,
-    recorded_facts,
-    runtime_events,
-    verdict_view,
-)
+from controlplane.runtime.replay.fold import fold, recorded_facts, runtime_events
+from controlplane.runtime.verdicts import policy_context_from_record, verdict_acting, verdict_record
 
 
 @dataclass
@@ -78,7 +72,7 @@ class Simulation:
 
 
 def outcome_label(verdict: dict[str, Any]) -> str:
-    acting = acting_verdict(verdict)
+    acting = verdict_acting(verdict=verdict)
     return f"{acting}({verdict['quorum']})" if acting == Verdict.REQUIRE_APPROVAL else acting
 
 
@@ -103,11 +97,11 @@ def simulate_profile(*, name: str, version: int | None = None, execution_id: str
             simulation.skipped.append(execution.id)
             continue
         simulation.executions += 1
-        context = recorded_context(execution.context)
+        context = policy_context_from_record(recorded=execution.context)
         plan = ledger.plans[execution.plan]
         for key, facts in recorded_facts(plan).items():
             recorded = execution.steps[key].verdict
-            simulated = verdict_view(evaluate(step=facts, context=context, profile=profile))
+            simulated = verdict_record(decision=evaluate(step=facts, context=context, profile=profile))
             simulation.steps += 1
             simulation.recorded_codes.update(recorded.get("reason_codes", []))
             simulation.simulated_codes.update(simulated["reason_codes"])

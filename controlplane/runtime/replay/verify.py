@@ -16,7 +16,7 @@ from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.replay import Difference, ReplayReport
 from controlplane.policy.evaluation import Decision, evaluate
 from controlplane.policy.models import PolicyProfile
-from controlplane.runtime.compiler import PlanRejected, compile_plan
+from controlplane.runtime.compiler import PlanRejected, plan_compile
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, Runner, StepRun
 from controlplane.runtime.replay.fold import (
     ApprovalState,
@@ -26,13 +26,17 @@ from controlplane.runtime.replay.fold import (
     PlanState,
     StepState,
     fold,
-    recorded_context,
     recorded_facts,
     runtime_events,
     sha256,
-    verdict_view,
 )
-from controlplane.runtime.services import policy_context
+from controlplane.runtime.verdicts import (
+    escalation_ladder,
+    policy_context_build,
+    policy_context_from_record,
+    policy_context_record,
+    verdict_record,
+)
 from skills.models import ActionContract
 
 
@@ -150,7 +154,7 @@ def _recompile(report: ReplayReport, ledger: Ledger, lookups: _Lookups, intent: 
         answers = {(c["action"], c["version"]): c["resolved"] for c in intent.contracts}
     unrecorded: list[tuple[str, Any]] = []
     try:
-        compiled = compile_plan(intent.draft, _pinned_resolver(answers, lookups, unrecorded))
+        compiled = plan_compile(draft=intent.draft, resolve=_pinned_resolver(answers, lookups, unrecorded))
         outcome: dict[str, Any] = {
             "status": "compiled",
             "plan": compiled.plan_id,
@@ -349,30 +353,24 @@ def _reevaluate(report: ReplayReport, ledger: Ledger, lookups: _Lookups, executi
     if principal is None:
         report.differ(subject, "policy.principal", execution.actor, "no such principal", execution.seq)
     else:
-        rebuilt = policy_context(
+        rebuilt = policy_context_build(
             principal=principal, environment=execution.environment, plan_context=plan.context or {}
         )
         report.differ(
             subject,
             "policy.context",
             execution.context,
-            {
-                "environment": rebuilt.environment,
-                "principal_kind": str(rebuilt.principal_kind),
-                "principal": rebuilt.principal,
-                "tenant": rebuilt.tenant,
-                "labels": dict(rebuilt.labels),
-            },
+            policy_context_record(context=rebuilt),
             execution.seq,
         )
     profile = _recorded_profile(report, lookups, subject, execution.profile, execution.seq)
     if profile is False:
         return
-    context = recorded_context(execution.context)
+    context = policy_context_from_record(recorded=execution.context)
     for key, facts in recorded_facts(plan).items():
         decision = evaluate(step=facts, context=context, profile=profile)
         recorded = execution.steps[key].verdict
-        for name, value in verdict_view(decision).items():
+        for name, value in verdict_record(decision=decision).items():
             report.differ(f"{subject}/step/{key}", f"policy.{name}", recorded.get(name), value, execution.seq)
         request = ledger.step_requests.get((execution.id, key))
         if request is not None:
@@ -390,7 +388,7 @@ def _check_step_approval(
     """What a step's approval request must say, given the decision that opened it."""
     decision, expires_at = expected
     subject = f"approval/{request.id}"
-    ladder = [{"after_seconds": e.after_seconds, "level": e.level} for e in decision.escalation]
+    ladder = escalation_ladder(decision=decision)
     report.differ(subject, "policy.quorum", request.quorum, max(decision.quorum, 1), request.seq)
     report.differ(subject, "policy.risk_tier", request.risk_tier, decision.tier, request.seq)
     report.differ(

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from controlplane.runtime.execution import step_runs_sweep
+from controlplane.runtime.services import step_runs_sweep
 
 
 class Command(BaseCommand):
