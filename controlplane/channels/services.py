@@ -34,8 +34,9 @@ from controlplane.identity.models import Principal, PrincipalKind, Tenant
 from controlplane.kernel import signatures
 from controlplane.kernel.context import parse_traceparent
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import Fidelity, LedgerEvent
-from controlplane.ledger.services import PreparedEvent, ledger_append, ledger_append_prepared, ledger_prepare
+from controlplane.ledger.services import ledger_append, ledger_append_prepared, ledger_prepare
 from controlplane.ledger.writer import AsyncChainWriter, Body, ChainBatch, ChainWriter, NoActiveKey
 from incidents.services import (
     SIGNAL_CLOUDEVENT_TYPE,

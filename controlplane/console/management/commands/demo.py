@@ -13,8 +13,9 @@ from controlplane.channels import services as channels
 from controlplane.channels.models import Producer
 from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
+from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.models import Fidelity
-from controlplane.ledger.services import checkpoint_create, ledger_append
+from controlplane.ledger.services import ledger_append
 from controlplane.ledger.verify import verification_record
 from controlplane.policy.services import profile_bootstrap
 from controlplane.runtime.services import intent_submit

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.bundle import bundle_export, bundle_verify
-from controlplane.ledger.services import checkpoint_create
+from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.verify import VerifyResult, verification_record
 
 
