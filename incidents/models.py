@@ -194,7 +194,7 @@ class ConfidenceAssessment(models.Model):
         return f"{self.model_version} {self.score_bp}bp"
 
 
-class Decision(models.TextChoices):
+class PromotionOutcome(models.TextChoices):
     PROMOTE = "PROMOTE"
     REJECT = "REJECT"
 
@@ -203,7 +203,7 @@ class PromotionDecision(models.Model):
     """The promotion gate's verdict on one evidence bundle, timed by the evidence (never the clock)."""
 
     evidence = models.OneToOneField(EvidenceBundle, on_delete=models.PROTECT, related_name="decision")
-    decision = models.CharField(max_length=8, choices=Decision.choices)
+    decision = models.CharField(max_length=8, choices=PromotionOutcome.choices)
     score_bp = models.PositiveIntegerField()
     threshold_bp = models.PositiveIntegerField()
     reason_codes = models.JSONField(default=list)

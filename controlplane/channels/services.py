@@ -276,7 +276,7 @@ def producer_key_revoke(*, key_id: str, reason: str = "", actor: Principal | str
 
 
 @dataclass(frozen=True)
-class Verdict:
+class SignatureVerdict:
     """What the signature check concluded, recorded in the event's provenance."""
 
     name: str  # verified | expired-key | unsigned | unchecked
@@ -288,7 +288,7 @@ class Verdict:
 @dataclass(frozen=True)
 class Accepted:
     event: LedgerEvent
-    verdict: Verdict
+    verdict: SignatureVerdict
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -324,17 +324,17 @@ def signature_verdict(
     webhook_signature: str | None,
     body: bytes,
     now: datetime,
-) -> Verdict:
+) -> SignatureVerdict:
     """Check a delivery's Standard Webhooks signature against the producer's keys under `mode`.
 
     Returns the verdict or raises SIGNATURE_MISSING, MALFORMED_EVENT (signing headers), STALE_TIMESTAMP,
     SIGNATURE_INVALID, KEY_UNKNOWN, KEY_REVOKED or KEY_EXPIRED.
     """
     if mode == "off":
-        return Verdict("unchecked", None, Fidelity.DEGRADED)
+        return SignatureVerdict("unchecked", None, Fidelity.DEGRADED)
     if not webhook_signature or not webhook_signature.strip():
         if mode == "allow-unsigned":
-            return Verdict("unsigned", None, Fidelity.DEGRADED, ("SIGNATURE_MISSING",))
+            return SignatureVerdict("unsigned", None, Fidelity.DEGRADED, ("SIGNATURE_MISSING",))
         raise ControlPlaneError("SIGNATURE_MISSING", f"signing mode {mode} requires webhook-signature")
     if not webhook_id:
         raise ControlPlaneError("MALFORMED_EVENT", "webhook-signature needs a webhook-id header")
@@ -378,7 +378,7 @@ def signature_verdict(
         if not matches(key):
             continue
         if key.is_valid_at(now):
-            return Verdict("verified", key.key_id, Fidelity.LIVE)
+            return SignatureVerdict("verified", key.key_id, Fidelity.LIVE)
         if key.revoked_at is not None:
             raise ControlPlaneError("KEY_REVOKED", f"signed with revoked key {key.key_id}")
         if mode == "require-valid-signature":
@@ -386,7 +386,7 @@ def signature_verdict(
                 "KEY_EXPIRED",
                 f"signed with key {key.key_id}, which is {key.status_at(now)} at {now:%Y-%m-%dT%H:%M:%SZ}",
             )
-        return Verdict("expired-key", key.key_id, Fidelity.DEGRADED, ("KEY_EXPIRED",))
+        return SignatureVerdict("expired-key", key.key_id, Fidelity.DEGRADED, ("KEY_EXPIRED",))
     raise ControlPlaneError(
         "SIGNATURE_INVALID", "no signature in webhook-signature verifies with the producer's keys"
     )
@@ -407,7 +407,7 @@ class CheckedDelivery:
     producer: Producer
     webhook_id: str
     ce_id: str
-    verdict: Verdict
+    verdict: SignatureVerdict
     event: PreparedEvent
     received_at: datetime
     signal: Any = None  # a NormalisedSignal when the event is of type io.controlplane.signal (incidents)

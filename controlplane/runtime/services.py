@@ -28,7 +28,7 @@ from controlplane.kernel.context import new_traceparent, parse_traceparent
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
-from controlplane.policy.evaluation import Context, Decision, ProfileContent, StepFacts, evaluate
+from controlplane.policy.evaluation import Context, PolicyDecision, ProfileContent, StepFacts, evaluate
 from controlplane.policy.selectors import active_profile
 from controlplane.runtime.compiler import CompiledPlan, PlanRejected, compile_plan
 from controlplane.runtime.models import (
@@ -41,9 +41,9 @@ from controlplane.runtime.models import (
     KillSwitchScope,
     Plan,
     PlanStep,
+    PolicyVerdict,
     StepRun,
     StepStatus,
-    Verdict,
 )
 from skills.selectors import contract_resolver
 
@@ -127,7 +127,7 @@ def policy_context(*, principal: Principal, environment: str, plan_context: dict
     )
 
 
-def step_decision(*, step: PlanStep, context: Context, profile: ProfileContent | None) -> Decision:
+def step_decision(*, step: PlanStep, context: Context, profile: ProfileContent | None) -> PolicyDecision:
     """The policy decision for one step under the execution's profile (replay asks again the same way).
 
     The caller reads and parses the profile once per execution, so every step of a plan is judged by the
@@ -331,9 +331,9 @@ def _execution_start(*, intent: Intent, plan: Plan, principal: Principal, at: da
     for run, decision in runs:
         # A deny that dev only warns about is not enforced: act on what the tier's mode would give instead.
         acting = decision.verdict if decision.enforced else decision.effective_verdict
-        if acting == Verdict.DENY:
+        if acting == PolicyVerdict.DENY:
             _step_block(run, codes=list(decision.reason_codes), at=at)
-        elif acting == Verdict.REQUIRE_APPROVAL:
+        elif acting == PolicyVerdict.REQUIRE_APPROVAL:
             _step_await_approval(run, principal=principal, decision=decision, at=at)
         else:
             run.clear()
@@ -361,7 +361,9 @@ def step_content_hash(run: StepRun) -> str:
     ).hexdigest()
 
 
-def _step_await_approval(run: StepRun, *, principal: Principal, decision: Decision, at: datetime) -> None:
+def _step_await_approval(
+    run: StepRun, *, principal: Principal, decision: PolicyDecision, at: datetime
+) -> None:
     step = run.step
     request = approvals.approval_request_open(
         subject_kind=APPROVAL_SUBJECT,

@@ -19,8 +19,8 @@ from typing import Any
 from django.db.models import Q
 
 from controlplane.ledger.models import LedgerEvent
-from controlplane.policy.evaluation import Context, Decision, StepFacts
-from controlplane.policy.models import Verdict
+from controlplane.policy.evaluation import Context, PolicyDecision, StepFacts
+from controlplane.policy.models import PolicyVerdict
 from controlplane.runtime.models import PlanStep, StepRun, StepStatus
 from controlplane.runtime.services import APPROVAL_SUBJECT, step_content_hash
 
@@ -289,7 +289,7 @@ def _apply(ledger: Ledger, event: LedgerEvent) -> None:
         )
         ledger.executions[execution.id] = execution
         for key, step in execution.steps.items():
-            if step.verdict and acting_verdict(step.verdict) == Verdict.REQUIRE_APPROVAL:
+            if step.verdict and acting_verdict(step.verdict) == PolicyVerdict.REQUIRE_APPROVAL:
                 ledger.awaiting[_step_hash_for(plan, execution, key)] = (execution.id, key)
     elif kind.startswith("execution."):
         _apply_execution(ledger, kind, event)
@@ -320,7 +320,7 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
     if kind == "execution.started":
         execution.intent = data["intent"]
         for candidate in execution.steps.values():
-            if candidate.verdict and acting_verdict(candidate.verdict) == Verdict.ALLOW:
+            if candidate.verdict and acting_verdict(candidate.verdict) == PolicyVerdict.ALLOW:
                 candidate.status = StepStatus.READY.value
     elif kind.startswith("execution.step.") and step is None:
         ledger.anomaly(event.subject, "event", event.type, f"no step {data.get('step')!r} in the plan", seq)
@@ -436,7 +436,7 @@ def recorded_context(recorded: dict[str, Any]) -> Context:
     return Context(**{**recorded, "labels": dict(recorded.get("labels", {}))})
 
 
-def verdict_view(decision: Decision) -> dict[str, Any]:
+def verdict_view(decision: PolicyDecision) -> dict[str, Any]:
     return {
         "verdict": decision.verdict,
         "enforced": decision.enforced,
