@@ -31,6 +31,7 @@ from controlplane.channels import cloudevents
 from controlplane.channels.models import KeyKind, Producer, ProducerKey
 from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
+from controlplane.identity.selectors import tenant_get
 from controlplane.kernel import signatures
 from controlplane.kernel.context import parse_traceparent
 from controlplane.kernel.errors import ControlPlaneError
@@ -194,7 +195,7 @@ def producer_create(
 def producer_get(*, tenant: Tenant | str, name: str) -> Producer:
     """The producer `name` of a tenant, or PRODUCER_NOT_FOUND (TENANT_NOT_FOUND for an unknown slug)."""
     if isinstance(tenant, str):
-        tenant = identity.tenant_get(slug=tenant)
+        tenant = tenant_get(slug=tenant)
     producer = Producer.objects.select_related("tenant", "principal").filter(tenant=tenant, name=name).first()
     if producer is None:
         raise ControlPlaneError("PRODUCER_NOT_FOUND", f"no producer {tenant.slug}/{name}")

@@ -20,6 +20,7 @@ def active_profile(*, environment: str) -> PolicyProfile | None:
 
 
 def profile_list(*, environment: str | None = None, name: str | None = None) -> QuerySet[PolicyProfile]:
+    """Profiles, newest version first within a name, optionally of one environment or one name."""
     profiles = PolicyProfile.objects.all()
     if environment:
         profiles = profiles.filter(environment=environment)

@@ -45,14 +45,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         profile_bootstrap(environment="dev", actor="demo")  # the shipped dev profile, activated and ledgered
         tenant = identity.tenant_create(slug=TENANT, name="Acme Corp", actor="demo")
-        identity.ensure_principal_with_grants(
+        identity.principal_ensure(
             tenant=tenant,
             name="oncall-alice",
             kind=PrincipalKind.HUMAN,
             capabilities=["console.view", "ledger.read", "ledger.verify", "approvals.decide"],
             actor="demo",
         )
-        agent = identity.ensure_principal_with_grants(
+        agent = identity.principal_ensure(
             tenant=tenant,
             name="deploy-agent",
             kind=PrincipalKind.AGENT,
