@@ -73,7 +73,7 @@ def _malformed(detail: str) -> ControlPlaneError:
     return ControlPlaneError("LEDGER_BUNDLE_MALFORMED", detail)
 
 
-def bundle_verify(bundle: Any) -> VerifyResult:
+def bundle_verify(*, bundle: Any) -> VerifyResult:
     """Check a bundle offline. Malformed input raises LEDGER_BUNDLE_MALFORMED; tampering fails the result."""
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise _malformed(f"not a {FORMAT} document")

@@ -239,7 +239,7 @@ def test_checkpoint_is_idempotent_per_seq():
 def test_bundle_round_trip_verifies_offline():
     append_events(4)
     bundle = json.loads(json.dumps(bundle_export(first=2, last=5)))
-    result = bundle_verify(bundle)
+    result = bundle_verify(bundle=bundle)
     assert result.ok and result.count == 4 and result.checkpoints_checked == 1
 
 
@@ -263,7 +263,7 @@ def test_tampered_bundle_is_found(mutate, seq, code):
     append_events(4)
     bundle = json.loads(json.dumps(bundle_export(first=2, last=5)))
     mutate(bundle)
-    result = bundle_verify(bundle)
+    result = bundle_verify(bundle=bundle)
     assert not result.ok
     assert (result.failure.seq, result.failure.code) == (seq, code)
 

@@ -47,7 +47,7 @@ class Command(BaseCommand):
                 bundle = json.loads(Path(options["bundle"]).read_text())
             except (OSError, ValueError) as exc:
                 raise ControlPlaneError("LEDGER_BUNDLE_MALFORMED", str(exc)) from exc
-            result = bundle_verify(bundle)
+            result = bundle_verify(bundle=bundle)
         else:
             result, _ = verification_record(workers=options["workers"])
         self._report(result, as_json=options["json"])
