@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from approvals import services
-from approvals.models import ApprovalRequest, Decision
+from approvals.models import ApprovalRequest, ApprovalVote
 from controlplane.kernel.errors import ControlPlaneError
 
 
@@ -53,13 +53,13 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
 
 
 class DecideSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=Decision.choices)
+    decision = serializers.ChoiceField(choices=ApprovalVote.choices)
     reason = serializers.CharField()
     content_hash = serializers.CharField(help_text="The hash of the content you reviewed.")
 
 
 class BulkDecideSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=Decision.choices)
+    decision = serializers.ChoiceField(choices=ApprovalVote.choices)
     reason = serializers.CharField()
     requests = serializers.ListField(
         child=serializers.DictField(child=serializers.CharField()),

@@ -22,7 +22,7 @@ class ApprovalStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-class Decision(models.TextChoices):
+class ApprovalVote(models.TextChoices):
     APPROVE = "approve"
     REJECT = "reject"
 
@@ -69,7 +69,7 @@ class ApprovalRequest(models.Model):
         return f"{self.subject_kind}:{self.subject_id} ({self.status})"
 
     def approvals_count(self) -> int:
-        return self.decisions.filter(decision=Decision.APPROVE).values("approver").distinct().count()
+        return self.decisions.filter(decision=ApprovalVote.APPROVE).values("approver").distinct().count()
 
     def quorum_reached(self) -> bool:
         return self.approvals_count() >= self.quorum
@@ -101,7 +101,7 @@ class ApprovalDecision(models.Model):
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="decisions")
     approver = models.ForeignKey(Principal, on_delete=models.PROTECT, related_name="approval_decisions")
-    decision = models.CharField(max_length=8, choices=Decision.choices)
+    decision = models.CharField(max_length=8, choices=ApprovalVote.choices)
     reason = models.TextField()
     content_hash = models.CharField(max_length=64)
     decided_at = models.DateTimeField()

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, Decision
+from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalVote
 from approvals.registry import resolver_for
 from controlplane.identity.models import Principal, PrincipalKind
 from controlplane.kernel.errors import ControlPlaneError
@@ -152,7 +152,7 @@ def approval_decide(
     """Record one person's decision; approve at quorum, reject at the first rejection."""
     at = at or timezone.now()
     request = _lock(request)
-    if decision not in Decision.values:
+    if decision not in ApprovalVote.values:
         raise ControlPlaneError("VALIDATION_FAILED", "decision must be approve or reject")
     if not reason or not reason.strip():
         raise ControlPlaneError("APPROVAL_REASON_REQUIRED", "every decision needs a reason")
@@ -185,7 +185,7 @@ def approval_decide(
         {"decision": decision, "approver": actor.ref, "reason": reason.strip()},
         at,
     )
-    if decision == Decision.REJECT:
+    if decision == ApprovalVote.REJECT:
         request.reject()
     elif request.quorum_reached():
         request.approve()

@@ -55,10 +55,10 @@ def _operator(tenant: Any, name: str) -> Any:
     from django.contrib.auth import get_user_model
 
     from controlplane.identity.models import PrincipalKind
-    from controlplane.identity.services import ensure_principal_with_grants
+    from controlplane.identity.services import principal_ensure
 
     user, _ = get_user_model().objects.get_or_create(username=f"{tenant.slug}-{name}")
-    return ensure_principal_with_grants(
+    return principal_ensure(
         tenant=tenant, name=name, kind=PrincipalKind.HUMAN, capabilities=OPERATOR_CAPABILITIES, user=user
     )
 
@@ -67,10 +67,10 @@ def fill_queue(*, tenant: Any, pending: int, steps_per_plan: int) -> int:
     """Submit intents until the tenant has `pending` pending requests; returns how many were opened."""
     from approvals.models import ApprovalRequest
     from controlplane.identity.models import PrincipalKind
-    from controlplane.identity.services import ensure_principal_with_grants
+    from controlplane.identity.services import principal_ensure
     from controlplane.runtime import services
 
-    requester = ensure_principal_with_grants(
+    requester = principal_ensure(
         tenant=tenant, name="bench-requester", kind=PrincipalKind.SERVICE, capabilities=["intents.submit"]
     )
     have = ApprovalRequest.objects.filter(tenant=tenant, status="pending").count()

@@ -61,9 +61,9 @@ KEY_FUNCTIONS = (
     ("group commit: queued until appended (total)", "controlplane/channels/ingest.py", "append"),
     ("group commit: a batch appended (leader)", "controlplane/channels/services.py", "deliveries_append"),
     ("earlier deliveries (duplicate check)", "controlplane/channels/services.py", "_earlier_deliveries"),
-    ("chain lock wait + head read", "controlplane/ledger/services.py", "_lock_chain_and_read_head"),
-    ("seal (hash, sign) under the lock", "controlplane/ledger/services.py", "_seal"),
-    ("ledger INSERT", "controlplane/ledger/services.py", "_insert_rows"),
+    ("chain lock wait + head read", "controlplane/ledger/chain.py", "chain_lock_and_read_head"),
+    ("seal (hash, sign) under the lock", "controlplane/ledger/chain.py", "_seal"),
+    ("ledger INSERT", "controlplane/ledger/chain.py", "_insert_rows"),
     ("COMMIT (waits for the WAL flush)", "django/db/backends/base/base.py", "commit"),
     ("refusal counter (Redis INCR)", "controlplane/channels/services.py", "rejection_record"),
 )

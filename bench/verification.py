@@ -24,8 +24,10 @@ from controlplane.kernel.canonical import canonical_bytes, format_time
 
 # The ledger's own lock and shapes: the populated rows must be the ones `ledger_append` would write.
 from controlplane.ledger import crypto
+from controlplane.ledger.chain import CHAIN_LOCK_KEY
+from controlplane.ledger.keys import key_generate
 from controlplane.ledger.models import ENVELOPE_FIELDS, GENESIS_HASH, LedgerEvent, SigningKey
-from controlplane.ledger.services import CHAIN_LOCK_KEY, key_generate, ledger_append
+from controlplane.ledger.services import ledger_append
 from controlplane.ledger.verify import verify_chain
 
 _JSON = ("reason_codes", "data", "provenance")

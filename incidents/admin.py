@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from controlplane.identity.models import Tenant
-from controlplane.identity.services import principal_for_user
+from controlplane.identity.selectors import principal_for_user
 from controlplane.kernel.errors import ControlPlaneError
 from incidents import services
 from incidents.models import (
@@ -38,7 +38,7 @@ _RULE_FIELDS = (
 
 
 def _actor(request: HttpRequest) -> str:
-    principal = principal_for_user(request.user)
+    principal = principal_for_user(user=request.user)
     return principal.ref if principal else f"user/{request.user.get_username()}"
 
 

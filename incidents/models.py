@@ -13,6 +13,7 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 
 from controlplane.identity.models import Principal, Tenant
+from controlplane.ledger.models import AppendOnlyModel
 
 
 class Severity(models.TextChoices):
@@ -102,8 +103,11 @@ class DetectionRule(models.Model):
         return self.versions.filter(version=self.current_version).first()
 
 
-class DetectionRuleVersion(models.Model):
+class DetectionRuleVersion(AppendOnlyModel):
     """One immutable version of a rule. `id` = SHA-256 of the canonical (tenant, name, version, content)."""
+
+    immutable_code = "RULE_VERSION_IMMUTABLE"
+    immutable_detail = "a rule version never changes; make a new one"
 
     id = models.CharField(primary_key=True, max_length=64)
     rule = models.ForeignKey(DetectionRule, on_delete=models.PROTECT, related_name="versions")
@@ -132,14 +136,6 @@ class DetectionRuleVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule.name} v{self.version}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            from controlplane.kernel.errors import ControlPlaneError
-
-            raise ControlPlaneError("RULE_VERSION_IMMUTABLE", "a rule version never changes; make a new one")
-        kwargs["force_insert"] = True
-        super().save(*args, **kwargs)
 
     def content(self) -> dict:
         """What the version decides with (hashed, ledgered, and used again by replay)."""
@@ -198,7 +194,7 @@ class ConfidenceAssessment(models.Model):
         return f"{self.model_version} {self.score_bp}bp"
 
 
-class Decision(models.TextChoices):
+class PromotionOutcome(models.TextChoices):
     PROMOTE = "PROMOTE"
     REJECT = "REJECT"
 
@@ -207,7 +203,7 @@ class PromotionDecision(models.Model):
     """The promotion gate's verdict on one evidence bundle, timed by the evidence (never the clock)."""
 
     evidence = models.OneToOneField(EvidenceBundle, on_delete=models.PROTECT, related_name="decision")
-    decision = models.CharField(max_length=8, choices=Decision.choices)
+    decision = models.CharField(max_length=8, choices=PromotionOutcome.choices)
     score_bp = models.PositiveIntegerField()
     threshold_bp = models.PositiveIntegerField()
     reason_codes = models.JSONField(default=list)

@@ -18,7 +18,7 @@ from django.urls import reverse
 from controlplane.channels import services
 from controlplane.channels.models import Delivery, Producer, ProducerKey
 from controlplane.identity.models import Principal
-from controlplane.identity.services import principal_for_user
+from controlplane.identity.selectors import principal_for_user
 from controlplane.kernel import signatures
 from controlplane.kernel.errors import ControlPlaneError
 
@@ -36,7 +36,7 @@ KEY_FIELDS = (
 
 
 def _actor(request: HttpRequest) -> str:
-    principal = principal_for_user(request.user)
+    principal = principal_for_user(user=request.user)
     return principal.ref if principal else f"user/{request.user.get_username()}"
 
 

@@ -31,11 +31,13 @@ from controlplane.channels import cloudevents
 from controlplane.channels.models import KeyKind, Producer, ProducerKey
 from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
+from controlplane.identity.selectors import tenant_get
 from controlplane.kernel import signatures
 from controlplane.kernel.context import parse_traceparent
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import Fidelity, LedgerEvent
-from controlplane.ledger.services import PreparedEvent, ledger_append, ledger_append_prepared, ledger_prepare
+from controlplane.ledger.services import ledger_append, ledger_append_prepared, ledger_prepare
 from controlplane.ledger.writer import AsyncChainWriter, Body, ChainBatch, ChainWriter, NoActiveKey
 from incidents.services import (
     SIGNAL_CLOUDEVENT_TYPE,
@@ -193,7 +195,7 @@ def producer_create(
 def producer_get(*, tenant: Tenant | str, name: str) -> Producer:
     """The producer `name` of a tenant, or PRODUCER_NOT_FOUND (TENANT_NOT_FOUND for an unknown slug)."""
     if isinstance(tenant, str):
-        tenant = identity.tenant_get(slug=tenant)
+        tenant = tenant_get(slug=tenant)
     producer = Producer.objects.select_related("tenant", "principal").filter(tenant=tenant, name=name).first()
     if producer is None:
         raise ControlPlaneError("PRODUCER_NOT_FOUND", f"no producer {tenant.slug}/{name}")
@@ -275,7 +277,7 @@ def producer_key_revoke(*, key_id: str, reason: str = "", actor: Principal | str
 
 
 @dataclass(frozen=True)
-class Verdict:
+class SignatureVerdict:
     """What the signature check concluded, recorded in the event's provenance."""
 
     name: str  # verified | expired-key | unsigned | unchecked
@@ -287,7 +289,7 @@ class Verdict:
 @dataclass(frozen=True)
 class Accepted:
     event: LedgerEvent
-    verdict: Verdict
+    verdict: SignatureVerdict
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -323,17 +325,17 @@ def signature_verdict(
     webhook_signature: str | None,
     body: bytes,
     now: datetime,
-) -> Verdict:
+) -> SignatureVerdict:
     """Check a delivery's Standard Webhooks signature against the producer's keys under `mode`.
 
     Returns the verdict or raises SIGNATURE_MISSING, MALFORMED_EVENT (signing headers), STALE_TIMESTAMP,
     SIGNATURE_INVALID, KEY_UNKNOWN, KEY_REVOKED or KEY_EXPIRED.
     """
     if mode == "off":
-        return Verdict("unchecked", None, Fidelity.DEGRADED)
+        return SignatureVerdict("unchecked", None, Fidelity.DEGRADED)
     if not webhook_signature or not webhook_signature.strip():
         if mode == "allow-unsigned":
-            return Verdict("unsigned", None, Fidelity.DEGRADED, ("SIGNATURE_MISSING",))
+            return SignatureVerdict("unsigned", None, Fidelity.DEGRADED, ("SIGNATURE_MISSING",))
         raise ControlPlaneError("SIGNATURE_MISSING", f"signing mode {mode} requires webhook-signature")
     if not webhook_id:
         raise ControlPlaneError("MALFORMED_EVENT", "webhook-signature needs a webhook-id header")
@@ -377,7 +379,7 @@ def signature_verdict(
         if not matches(key):
             continue
         if key.is_valid_at(now):
-            return Verdict("verified", key.key_id, Fidelity.LIVE)
+            return SignatureVerdict("verified", key.key_id, Fidelity.LIVE)
         if key.revoked_at is not None:
             raise ControlPlaneError("KEY_REVOKED", f"signed with revoked key {key.key_id}")
         if mode == "require-valid-signature":
@@ -385,7 +387,7 @@ def signature_verdict(
                 "KEY_EXPIRED",
                 f"signed with key {key.key_id}, which is {key.status_at(now)} at {now:%Y-%m-%dT%H:%M:%SZ}",
             )
-        return Verdict("expired-key", key.key_id, Fidelity.DEGRADED, ("KEY_EXPIRED",))
+        return SignatureVerdict("expired-key", key.key_id, Fidelity.DEGRADED, ("KEY_EXPIRED",))
     raise ControlPlaneError(
         "SIGNATURE_INVALID", "no signature in webhook-signature verifies with the producer's keys"
     )
@@ -406,7 +408,7 @@ class CheckedDelivery:
     producer: Producer
     webhook_id: str
     ce_id: str
-    verdict: Verdict
+    verdict: SignatureVerdict
     event: PreparedEvent
     received_at: datetime
     signal: Any = None  # a NormalisedSignal when the event is of type io.controlplane.signal (incidents)

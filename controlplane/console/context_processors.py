@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from controlplane.identity.services import principal_for_user
+from controlplane.identity.selectors import principal_for_user
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
@@ -17,7 +17,7 @@ def console(request: HttpRequest) -> dict[str, Any]:
         capabilities = request.console_capabilities
     else:
         user = getattr(request, "user", None)
-        principal = principal_for_user(user) if user is not None else None
+        principal = principal_for_user(user=user) if user is not None else None
         capabilities = frozenset()
     return {
         "cp_env": settings.CONTROLPLANE_ENV,

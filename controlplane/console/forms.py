@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 from django import forms
 
-from approvals.models import Decision
+from approvals.models import ApprovalVote
 from approvals.registry import registered_kinds
 from controlplane.console.selectors import LedgerFilters, visible_tenant_choices
 from controlplane.console.selectors_runtime import QueueFilters
@@ -115,7 +115,7 @@ class ApprovalQueueForm(forms.Form):
 class DecisionForm(forms.Form):
     """One decision on one request: the hash of what the operator saw, and a reason."""
 
-    decision = forms.ChoiceField(choices=Decision.choices)
+    decision = forms.ChoiceField(choices=ApprovalVote.choices)
     reason = forms.CharField(max_length=2000, required=False, strip=True)
     content_hash = forms.RegexField(regex=r"^[0-9a-f]{64}$")
 
@@ -141,7 +141,7 @@ class SelectedRequests(forms.Field):
 class BulkDecisionForm(forms.Form):
     """One decision and one reason for the selected requests, all or nothing."""
 
-    decision = forms.ChoiceField(choices=Decision.choices)
+    decision = forms.ChoiceField(choices=ApprovalVote.choices)
     reason = forms.CharField(max_length=2000, required=False, strip=True)
     request = SelectedRequests()
 

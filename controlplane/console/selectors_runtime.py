@@ -15,7 +15,7 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
 
-from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, Decision
+from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalVote
 from controlplane.console.selectors import EventVerification, event_verify
 from controlplane.identity.models import Principal
 from controlplane.kernel.reasons import CATALOGUE
@@ -116,7 +116,7 @@ def approval_queue(
         return QueuePage(rows=[], page=current, total=paginator.count)
     by_id = {row.request.pk: row for row in rows}
     for decision in (
-        ApprovalDecision.objects.filter(request__in=list(by_id), decision=Decision.APPROVE)
+        ApprovalDecision.objects.filter(request__in=list(by_id), decision=ApprovalVote.APPROVE)
         .select_related("approver__tenant")
         .order_by("decided_at")
     ):

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from controlplane.identity import services
+from controlplane.identity import selectors, services
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant
 
 
@@ -98,7 +98,7 @@ class GrantAdmin(admin.ModelAdmin):
 
 
 def _actor(request: HttpRequest) -> str:
-    principal = services.principal_for_user(request.user)
+    principal = selectors.principal_for_user(user=request.user)
     return principal.ref if principal else f"user/{request.user.get_username()}"
 
 

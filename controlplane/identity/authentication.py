@@ -10,7 +10,7 @@ from typing import Any
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.request import Request
 
-from controlplane.identity import services
+from controlplane.identity import selectors, services
 from controlplane.identity.models import ApiToken, Principal
 from controlplane.kernel.errors import ControlPlaneError
 
@@ -44,7 +44,7 @@ class ConsoleSessionAuthentication(SessionAuthentication):
         result: Any = super().authenticate(request)
         if result is None:
             return None
-        principal = services.principal_for_user(result[0])
+        principal = selectors.principal_for_user(user=result[0])
         if principal is None:
             raise ControlPlaneError("AUTH_NO_PRINCIPAL")
         return principal, None

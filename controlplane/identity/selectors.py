@@ -5,7 +5,35 @@ from __future__ import annotations
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
-from controlplane.identity.models import Principal
+from controlplane.identity.models import Principal, Tenant
+from controlplane.kernel.errors import ControlPlaneError
+
+
+def tenant_get(*, slug: str) -> Tenant:
+    """The tenant with this slug, or TENANT_NOT_FOUND."""
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise ControlPlaneError("TENANT_NOT_FOUND", f"no tenant {slug!r}")
+    return tenant
+
+
+def principal_get(*, tenant: Tenant, name: str) -> Principal:
+    """The principal `name` of the tenant (tenant loaded), or PRINCIPAL_NOT_FOUND."""
+    principal = Principal.objects.select_related("tenant").filter(tenant=tenant, name=name).first()
+    if principal is None:
+        raise ControlPlaneError("PRINCIPAL_NOT_FOUND", f"no principal {tenant.slug}/{name}")
+    return principal
+
+
+def principal_for_user(*, user: AbstractBaseUser | None) -> Principal | None:
+    """The active principal a signed-in Django user acts as, or None."""
+    if user is None or not user.is_authenticated:
+        return None
+    try:
+        principal = user.principal
+    except Principal.DoesNotExist:
+        return None
+    return principal if principal.is_active else None
 
 
 def console_principal(*, user: AbstractBaseUser) -> tuple[Principal | None, frozenset[str]]:

@@ -54,20 +54,6 @@ def tenant_create(*, slug: str, name: str = "", actor: Principal | str | None = 
     return tenant
 
 
-def tenant_get(*, slug: str) -> Tenant:
-    tenant = Tenant.objects.filter(slug=slug).first()
-    if tenant is None:
-        raise ControlPlaneError("TENANT_NOT_FOUND", f"no tenant {slug!r}")
-    return tenant
-
-
-def principal_get(*, tenant: Tenant, name: str) -> Principal:
-    principal = Principal.objects.select_related("tenant").filter(tenant=tenant, name=name).first()
-    if principal is None:
-        raise ControlPlaneError("PRINCIPAL_NOT_FOUND", f"no principal {tenant.slug}/{name}")
-    return principal
-
-
 @transaction.atomic
 def principal_create(
     *,
@@ -181,6 +167,8 @@ def grant_revoke(*, principal: Principal, capability: str, actor: Principal | st
 
 @dataclass(frozen=True)
 class IssuedToken:
+    """A token just issued, with the secret that is shown once."""
+
     token: ApiToken
     secret: str  # shown once, never stored
 
@@ -211,6 +199,7 @@ def token_issue(
 
 @transaction.atomic
 def token_revoke(*, prefix: str, actor: Principal | str | None = None) -> ApiToken:
+    """Revoke the token with this prefix (TOKEN_NOT_FOUND if none); revoking it again writes nothing."""
     token = (
         ApiToken.objects.select_for_update().select_related("principal__tenant").filter(prefix=prefix).first()
     )
@@ -337,11 +326,13 @@ def auth_failure_record(*, source: str, method: str, username: str = "") -> None
 
 
 def auth_failures_reset(*, source: str) -> None:
+    """Forget a source's failed sign-ins (after it signs in)."""
     cache.delete(_throttle_key(source))
 
 
 @transaction.atomic
 def signin_record(*, user: AbstractBaseUser, source: str, signed_out: bool = False) -> None:
+    """Ledger a sign-in (or, with `signed_out`, a sign-out) of a console user."""
     principal = Principal.objects.select_related("tenant").filter(user=user).first()
     ledger_append(
         type="controlplane.identity.signout.completed"
@@ -358,23 +349,13 @@ def signin_record(*, user: AbstractBaseUser, source: str, signed_out: bool = Fal
     )
 
 
-def principal_for_user(user: AbstractBaseUser | None) -> Principal | None:
-    if user is None or not user.is_authenticated:
-        return None
-    try:
-        principal = user.principal
-    except Principal.DoesNotExist:
-        return None
-    return principal if principal.is_active else None
-
-
 def client_source(meta: dict) -> str:
     """The address failures are counted against. Behind a proxy, set it to pass REMOTE_ADDR through."""
     return str(meta.get("REMOTE_ADDR") or "unknown")
 
 
 @transaction.atomic
-def ensure_principal_with_grants(
+def principal_ensure(
     *,
     tenant: Tenant,
     name: str,

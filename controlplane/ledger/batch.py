@@ -4,7 +4,7 @@
 lock is held until the transaction commits, so every database round trip a service makes after its first
 append is made while every other writer waits. Inside `with ledger_deferred():` the appends are only
 prepared (envelope, id, canonical bytes: `ledger_prepare`), and the whole batch is appended when the block
-ends — one chain lock, one head read, one INSERT (`ledger_append_prepared`) — still inside the caller's
+ends — one chain lock, one head read, one INSERT (`chain_append`) — still inside the caller's
 transaction, so the state change and its events commit together or not at all.
 
     with transaction.atomic():
@@ -52,16 +52,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 from django.db.transaction import TransactionManagementError
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.chain import PreparedEvent, chain_append
 from controlplane.ledger.models import LedgerEvent
-
-if TYPE_CHECKING:
-    from controlplane.ledger.services import PreparedEvent
 
 __all__ = ["DeferredEvent", "LedgerEventPending", "current_batch", "ledger_deferred"]
 
@@ -181,8 +179,6 @@ class _Batch:
 
     def flush(self) -> None:
         """Append every surviving event under one chain lock (in the caller's transaction)."""
-        from controlplane.ledger.services import ledger_append_prepared
-
         alive = _registered_on_commit()
         keep: list[DeferredEvent] = []
         for handle in self.events:
@@ -192,7 +188,7 @@ class _Batch:
                 handle._state = "discarded"  # its savepoint was rolled back
         if not keep:
             return
-        appended = ledger_append_prepared([h.prepared for h in keep])
+        appended = chain_append([h.prepared for h in keep])
         for handle, event in zip(keep, appended, strict=True):
             if event.id != handle.prepared.fields["id"]:
                 key = handle.prepared.idempotency_key

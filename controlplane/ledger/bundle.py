@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.ledger import services
+from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.models import GENESIS_HASH, LedgerEvent, SigningKey
 from controlplane.ledger.verify import (
     ROW_COLUMNS,
@@ -35,7 +35,7 @@ def bundle_export(*, first: int, last: int | None = None, actor: str = "system")
     last = head if last is None else last
     if head is None or first < 1 or last is None or last < first or last > head:
         raise ControlPlaneError("LEDGER_RANGE_INVALID", f"cannot export {first}..{last} (head is {head})")
-    checkpoint = services.checkpoint_create(actor=actor, at_seq=last)
+    checkpoint = checkpoint_create(actor=actor, at_seq=last)
     anchor_hash = (
         GENESIS_HASH if first == 1 else LedgerEvent.objects.values_list("hash", flat=True).get(seq=first - 1)
     )
@@ -73,7 +73,7 @@ def _malformed(detail: str) -> ControlPlaneError:
     return ControlPlaneError("LEDGER_BUNDLE_MALFORMED", detail)
 
 
-def bundle_verify(bundle: Any) -> VerifyResult:
+def bundle_verify(*, bundle: Any) -> VerifyResult:
     """Check a bundle offline. Malformed input raises LEDGER_BUNDLE_MALFORMED; tampering fails the result."""
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise _malformed(f"not a {FORMAT} document")

@@ -1,12 +1,13 @@
 """The ledger: one append-only, hash-chained, Ed25519-signed table of CloudEvents-shaped events.
 
-Rows are written only by `controlplane.ledger.services`. The model and its queryset refuse updates and
-deletes; on PostgreSQL a trigger refuses UPDATE, DELETE and TRUNCATE as well (migration 0002).
+Rows are written only by the chain (`controlplane.ledger.chain`, through `services.ledger_append`). The
+model and its queryset refuse updates and deletes; on PostgreSQL a trigger refuses UPDATE, DELETE and
+TRUNCATE as well (migration 0002).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import models
 
@@ -50,15 +51,24 @@ class Fidelity(models.TextChoices):
 
 
 class AppendOnlyQuerySet(models.QuerySet):
+    """Refuses bulk updates and deletes of an append-only model, with the model's own reason code."""
+
     def update(self, **kwargs: Any) -> int:
-        raise ControlPlaneError("LEDGER_APPEND_ONLY")
+        raise self.model.immutable_error()
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        raise ControlPlaneError("LEDGER_APPEND_ONLY")
+        raise self.model.immutable_error()
 
 
 class AppendOnlyModel(models.Model):
-    """A row that may be inserted once and never changed or removed."""
+    """A row that may be inserted once and never changed or removed (the one "never update this row"
+    base: ledger events and checkpoints, detection rule versions).
+
+    A subclass names its refusal with `immutable_code` (a reason code) and, optionally, `immutable_detail`.
+    """
+
+    immutable_code: ClassVar[str] = "LEDGER_APPEND_ONLY"
+    immutable_detail: ClassVar[str | None] = None
 
     objects = AppendOnlyQuerySet.as_manager()
 
@@ -67,12 +77,17 @@ class AppendOnlyModel(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
-            raise ControlPlaneError("LEDGER_APPEND_ONLY")
+            raise self.immutable_error()
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise ControlPlaneError("LEDGER_APPEND_ONLY")
+        raise self.immutable_error()
+
+    @classmethod
+    def immutable_error(cls) -> ControlPlaneError:
+        """The refusal of a change to a saved row of this model."""
+        return ControlPlaneError(cls.immutable_code, cls.immutable_detail)
 
 
 class LedgerEvent(AppendOnlyModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from controlplane.ledger.services import checkpoint_create
+from controlplane.ledger.checkpoints import checkpoint_create
 
 
 @shared_task(name="controlplane.ledger.tasks.ledger_checkpoint_task")

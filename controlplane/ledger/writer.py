@@ -19,7 +19,7 @@ as if nothing it sends were a duplicate), and sends BEGIN, the lock, `ledger_exp
 key)` (migration 0003), the INSERTs and COMMIT together. The lock is then held only for the server's
 own work. If anyone else appended in between (the check fails, SQLSTATE CPH01) or something sent is a
 duplicate after all (a unique violation), that transaction rolls back and the batch is appended the
-careful way, which finds the duplicates and names them. Both ways seal with `ledger.services.chain_seal`,
+careful way, which finds the duplicates and names them. Both ways seal with `ledger.chain.chain_seal`,
 like every other append, so the rows are the same.
 
 A `ChainBatch` is the transaction as statements, without I/O; `ChainWriter.run` (blocking) and
@@ -43,8 +43,7 @@ import psycopg
 from django.db import connections
 
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.ledger.models import LedgerEvent
-from controlplane.ledger.services import (
+from controlplane.ledger.chain import (
     CHAIN_COLUMNS,
     CHAIN_LOCK_KEY,
     CHAIN_LOCK_SQL,
@@ -56,6 +55,7 @@ from controlplane.ledger.services import (
     chain_seal,
     event_from_row,
 )
+from controlplane.ledger.models import LedgerEvent
 
 
 class _QuietAbortedPipeline(logging.Filter):
@@ -81,7 +81,7 @@ HEAD_MOVED = "CPH01"  # the SQLSTATE ledger_expect_head raises
 
 
 class NoActiveKey(Exception):
-    """The chain has no active signing key yet: `ledger_append_prepared` activates one (services)."""
+    """The chain has no active signing key yet: an ordinary append (`chain.chain_append`) activates one."""
 
 
 class ChainBatch:

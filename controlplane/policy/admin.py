@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from controlplane.identity.services import principal_for_user
+from controlplane.identity.selectors import principal_for_user
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy import services
 from controlplane.policy.models import PolicyProfile
@@ -35,7 +35,7 @@ READ_ONLY = (
 
 
 def _actor(request: HttpRequest) -> str:
-    principal = principal_for_user(request.user)
+    principal = principal_for_user(user=request.user)
     return principal.ref if principal else f"user/{request.user.get_username()}"
 
 

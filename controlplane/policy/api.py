@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from controlplane.identity.models import PrincipalKind
 from controlplane.policy import selectors, services
 from controlplane.policy.evaluation import Context, StepFacts
-from controlplane.policy.models import Environment, PolicyProfile, RiskTier, Verdict
+from controlplane.policy.models import Environment, PolicyProfile, PolicyVerdict, RiskTier
 
 
 class PolicyProfileSerializer(serializers.ModelSerializer):
@@ -74,9 +74,9 @@ class ProfileRefSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.Serializer):
-    verdict = serializers.ChoiceField(Verdict.choices)
+    verdict = serializers.ChoiceField(PolicyVerdict.choices)
     enforced = serializers.BooleanField()
-    effective_verdict = serializers.ChoiceField(Verdict.choices)
+    effective_verdict = serializers.ChoiceField(PolicyVerdict.choices)
     base_tier = serializers.CharField()
     tier = serializers.CharField()
     quorum = serializers.IntegerField()

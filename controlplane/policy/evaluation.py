@@ -1,6 +1,6 @@
-"""Policy evaluation: a pure function of (step, context, profile content) -> Decision.
+"""Policy evaluation: a pure function of (step, context, profile content) -> PolicyDecision.
 
-No database, no clock, no randomness: the same inputs give the same Decision, byte for byte, which is
+No database, no clock, no randomness: the same inputs give the same PolicyDecision, byte for byte, which is
 what lets replay recompute a recorded verdict and compare hashes. The order, in the manner of OPA and
 Cedar (an explicit trail of every rule considered; deny overrides):
 
@@ -163,7 +163,7 @@ class TrailEntry:
 
 
 @dataclass(frozen=True)
-class Decision:
+class PolicyDecision:
     """A policy verdict with everything that produced it. JSON-serialisable with no floats (see as_dict)."""
 
     verdict: str
@@ -272,8 +272,8 @@ def _dedupe(codes: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes))
 
 
-def _missing(step: StepFacts, code: str, entry: TrailEntry, profile: ProfileRef | None) -> Decision:
-    return Decision(
+def _missing(step: StepFacts, code: str, entry: TrailEntry, profile: ProfileRef | None) -> PolicyDecision:
+    return PolicyDecision(
         verdict=DENY,
         enforced=True,
         effective_verdict=DENY,
@@ -294,7 +294,7 @@ def _dev_fallback(tier: str, policy: TierPolicy) -> str | None:
     return None
 
 
-def evaluate(*, step: StepFacts, context: Context, profile: ProfileContent | None) -> Decision:
+def evaluate(*, step: StepFacts, context: Context, profile: ProfileContent | None) -> PolicyDecision:
     """Decide one step under one profile. Pure: see the module docstring for the order."""
     if profile is None:
         return _missing(step, "POLICY_MISSING", TrailEntry("profile", "profile", False, DENY), None)
@@ -351,7 +351,7 @@ def evaluate(*, step: StepFacts, context: Context, profile: ProfileContent | Non
             trail.append(TrailEntry("environment.dev", "environment", True, "warn_only"))
 
     approval = effective == REQUIRE_APPROVAL
-    return Decision(
+    return PolicyDecision(
         verdict=verdict,
         enforced=enforced,
         effective_verdict=effective,
@@ -372,7 +372,7 @@ __all__ = [
     "REQUIRE_APPROVAL",
     "TIERS",
     "Context",
-    "Decision",
+    "PolicyDecision",
     "ProfileContent",
     "ProfileRef",
     "StepFacts",

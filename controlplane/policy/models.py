@@ -40,7 +40,7 @@ class Mode(models.TextChoices):
     BLOCKED = "blocked"
 
 
-class Verdict(models.TextChoices):
+class PolicyVerdict(models.TextChoices):
     ALLOW = "allow"
     REQUIRE_APPROVAL = "require_approval"
     DENY = "deny"

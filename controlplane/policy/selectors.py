@@ -1,6 +1,6 @@
 """Reads of policy: the active profile, a profile by name and version, and explain.
 
-`explain` is how the runtime (plan.verify), the API and the CLI get a Decision: it picks the profile
+`explain` is how the runtime (plan.verify), the API and the CLI get a PolicyDecision: it picks the profile
 (given, or the one active for the environment) and calls the pure `evaluate`. With no active profile
 the decision is a deny with POLICY_MISSING (fail closed).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.policy.evaluation import Context, Decision, StepFacts, evaluate
+from controlplane.policy.evaluation import Context, PolicyDecision, StepFacts, evaluate
 from controlplane.policy.models import PolicyProfile, ProfileStatus
 
 
@@ -20,6 +20,7 @@ def active_profile(*, environment: str) -> PolicyProfile | None:
 
 
 def profile_list(*, environment: str | None = None, name: str | None = None) -> QuerySet[PolicyProfile]:
+    """Profiles, newest version first within a name, optionally of one environment or one name."""
     profiles = PolicyProfile.objects.all()
     if environment:
         profiles = profiles.filter(environment=environment)
@@ -44,7 +45,7 @@ def explain(
     context: Context,
     environment: str | None = None,
     profile: PolicyProfile | None = None,
-) -> Decision:
+) -> PolicyDecision:
     """The decision for a real or hypothetical step, with its rule trail.
 
     Uses `profile` when given (e.g. a draft, to see what activating it would do), otherwise the profile

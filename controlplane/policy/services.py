@@ -36,6 +36,8 @@ def _subject(profile: PolicyProfile) -> str:
 
 @dataclass(frozen=True)
 class ProfileCreation:
+    """What `profile_create` returns: the version, and whether this call created it."""
+
     profile: PolicyProfile
     created: bool
 

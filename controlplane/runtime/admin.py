@@ -12,7 +12,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from controlplane.identity.services import principal_for_user
+from controlplane.identity.selectors import principal_for_user
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.runtime.executors import runner_secret
 from controlplane.runtime.models import Runner
@@ -20,7 +20,7 @@ from controlplane.runtime.runners import runner_disable, runner_register, runner
 
 
 def _actor(request: HttpRequest) -> str:
-    principal = principal_for_user(request.user)
+    principal = principal_for_user(user=request.user)
     return principal.ref if principal else f"user/{request.user.get_username()}"
 
 

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 
 from controlplane.identity.models import Principal, Tenant
-from controlplane.policy.models import Verdict
+from controlplane.policy.models import PolicyVerdict
 
 
 class IntentStatus(models.TextChoices):
@@ -162,7 +162,7 @@ class StepRun(models.Model):
     approval = models.ForeignKey(
         "approvals.ApprovalRequest", null=True, blank=True, on_delete=models.PROTECT, related_name="step_runs"
     )
-    verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    verdict = models.CharField(max_length=20, choices=PolicyVerdict.choices)
     enforced = models.BooleanField(default=True, help_text="False when dev mode only warned about a deny.")
     effective_tier = models.CharField(max_length=16)
     quorum = models.PositiveSmallIntegerField(default=0)

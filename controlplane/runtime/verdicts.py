@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.identity.models import Principal
-from controlplane.policy.evaluation import Context, Decision, ProfileContent, StepFacts, evaluate
+from controlplane.policy.evaluation import Context, PolicyDecision, ProfileContent, StepFacts, evaluate
 from controlplane.runtime.models import PlanStep
 
 
@@ -43,7 +43,7 @@ def policy_context_from_record(*, recorded: dict[str, Any]) -> Context:
     return Context(**{**recorded, "labels": dict(recorded.get("labels", {}))})
 
 
-def step_decide(*, step: PlanStep, context: Context, profile: ProfileContent | None) -> Decision:
+def step_decide(*, step: PlanStep, context: Context, profile: ProfileContent | None) -> PolicyDecision:
     """The policy decision for one step under the execution's profile (replay asks again the same way).
 
     The caller reads and parses the profile once per execution, so every step of a plan is judged by the
@@ -58,7 +58,7 @@ def step_decide(*, step: PlanStep, context: Context, profile: ProfileContent | N
     )
 
 
-def verdict_record(*, decision: Decision) -> dict[str, Any]:
+def verdict_record(*, decision: PolicyDecision) -> dict[str, Any]:
     """A step's verdict as `plan.verified` records it (the entry also names its step)."""
     return {
         "verdict": decision.verdict,
@@ -71,7 +71,7 @@ def verdict_record(*, decision: Decision) -> dict[str, Any]:
     }
 
 
-def escalation_ladder(*, decision: Decision) -> list[dict[str, int]]:
+def escalation_ladder(*, decision: PolicyDecision) -> list[dict[str, int]]:
     """The escalation ladder a step's approval request is opened with (replay expects the same)."""
     return [{"after_seconds": e.after_seconds, "level": e.level} for e in decision.escalation]
 

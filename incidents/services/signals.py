@@ -31,8 +31,9 @@ from django.utils import timezone
 
 from controlplane.identity.models import Tenant
 from controlplane.ledger.batch import DeferredEvent, ledger_deferred
+from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import LedgerEvent
-from controlplane.ledger.services import PreparedEvent, ledger_append_prepared
+from controlplane.ledger.services import ledger_append_prepared
 from incidents.models import Signal, Silence, SilenceStatus
 from incidents.normalise import NormalisedSignal, format_time, signal_id
 from incidents.services.common import append, seq_of, seqs_settle

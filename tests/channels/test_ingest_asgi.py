@@ -22,6 +22,7 @@ from controlplane.channels import ingest_async, selectors, services
 from controlplane.channels.models import Delivery
 from controlplane.identity import services as identity
 from controlplane.kernel import signatures
+from controlplane.ledger import chain, keys
 from controlplane.ledger import services as ledger
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
@@ -230,7 +231,7 @@ def test_a_stuck_appender_refuses_new_deliveries_past_the_budget(settings, produ
     assert deliver(producer, cloudevent(id="warm"), webhook_id="m_warm").status_code == 201
     first: dict = {}
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(ledger.CHAIN_LOCK_SQL, [ledger.CHAIN_LOCK_KEY])
+        cursor.execute(chain.CHAIN_LOCK_SQL, [chain.CHAIN_LOCK_KEY])
         waiting = threading.Thread(
             target=lambda: first.update(r=deliver(producer, cloudevent(id="a"), webhook_id="m_a"))
         )
@@ -296,7 +297,7 @@ def test_a_duplicate_sent_by_the_expected_head_append_is_found_and_named(produce
 
 def test_a_key_rotated_between_batches_signs_the_next_one(producer, post):
     assert post(producer, cloudevent(id="a"), webhook_id="m_a").status_code == 201
-    rotated = ledger.key_rotate(actor="test", reason="scheduled")
+    rotated = keys.key_rotate(actor="test", reason="scheduled")
     answer = post(producer, cloudevent(id="b"), webhook_id="m_b")
 
     assert answer.status_code == 201

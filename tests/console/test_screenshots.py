@@ -12,7 +12,7 @@ import pytest
 
 from controlplane.celery import app as celery_app
 from controlplane.identity.services import grant_add
-from controlplane.ledger.services import checkpoint_create
+from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.verify import verification_record
 from controlplane.policy import services as policy
 from controlplane.runtime import services as runtime

@@ -13,7 +13,8 @@ from django.utils.html import escape
 
 from controlplane.channels import services as channels_services
 from controlplane.console import urls as console_urls
-from controlplane.ledger import services as ledger_services
+from controlplane.ledger import checkpoints as ledger_checkpoints
+from controlplane.ledger import keys as ledger_keys
 from controlplane.ledger.models import LedgerEvent, VerificationRun
 from tests.console.conftest import PASSWORD, append
 from tests.factories import PrincipalFactory, TenantFactory, UserFactory
@@ -258,7 +259,7 @@ def test_sign_out_is_a_ledgered_post(operator_client):
 def test_dashboard_full_page_shows_head_checkpoint_verification_and_recent_events(operator_client):
     append("controlplane.test.visible", tenant="acme", subject="thing/acme")
     append("controlplane.test.hidden", tenant="globex", subject="thing/globex")
-    checkpoint = ledger_services.checkpoint_create(actor="test")
+    checkpoint = ledger_checkpoints.checkpoint_create(actor="test")
     head = LedgerEvent.objects.order_by("-seq").first()
 
     response = operator_client.get("/")
@@ -527,7 +528,7 @@ def test_event_detail_reports_a_tampered_payload(operator_client):
 
 def test_event_detail_reports_a_revoked_key(operator_client):
     event = append("controlplane.test.detailed")
-    ledger_services.key_revoke(key_id=event.key_id, reason="test compromise", actor="test")
+    ledger_keys.key_revoke(key_id=event.key_id, reason="test compromise", actor="test")
 
     verification = operator_client.get(f"/ledger/{event.seq}/").context["verification"]
 

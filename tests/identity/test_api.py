@@ -114,7 +114,7 @@ def test_verify_endpoint(client):
 
 
 def test_checkpoints_endpoint(client):
-    from controlplane.ledger.services import checkpoint_create
+    from controlplane.ledger.checkpoints import checkpoint_create
 
     ledger_append(type="controlplane.test.c", subject="c", data={})
     checkpoint = checkpoint_create()

@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from controlplane.identity.models import Tenant
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import DeferredEvent, LedgerEventPending, ledger_deferred
+from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.models import LedgerEvent
-from controlplane.ledger.services import checkpoint_create, ledger_append
+from controlplane.ledger.services import ledger_append
 from controlplane.ledger.verify import verify_chain
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from controlplane.ledger import services, verify
+from controlplane.ledger import checkpoints, keys, services, verify
 from controlplane.ledger.bundle import bundle_export, bundle_verify
 from controlplane.ledger.models import STORED_COLUMNS, LedgerEvent, VerificationRun
 from controlplane.ledger.verify import verify_chain
@@ -149,7 +149,7 @@ def test_rewritten_and_resigned_event_still_breaks_the_chain_at_that_seq():
 def test_revoked_key_events_are_reported():
     append_events(3)
     old_key = LedgerEvent.objects.get(seq=2).key_id
-    services.key_revoke(key_id=old_key, reason="leaked in a log")
+    keys.key_revoke(key_id=old_key, reason="leaked in a log")
     result = verify_chain()
     assert (result.failure.seq, result.failure.code) == (1, "LEDGER_KEY_REVOKED")
 
@@ -157,7 +157,7 @@ def test_revoked_key_events_are_reported():
 def test_rotation_keeps_old_events_valid_and_new_events_use_the_new_key():
     append_events(2)
     old_key = LedgerEvent.objects.get(seq=1).key_id
-    new_key = services.key_rotate(reason="scheduled")
+    new_key = keys.key_rotate(reason="scheduled")
     after = append_events(2)
     assert after[-1].key_id == new_key.key_id != old_key
     assert verify_chain().ok
@@ -216,7 +216,7 @@ def test_break_in_a_later_chunk_is_found_by_parallel_verification(monkeypatch, s
 
 def test_checkpoints_are_verified_against_the_chain():
     append_events(3)
-    checkpoint = services.checkpoint_create()
+    checkpoint = checkpoints.checkpoint_create()
     assert verify_chain().checkpoints_checked == 1
     with pytest.raises(Exception, match="LEDGER_APPEND_ONLY"):
         from django.db import connection, transaction
@@ -228,8 +228,8 @@ def test_checkpoints_are_verified_against_the_chain():
 
 def test_checkpoint_is_idempotent_per_seq():
     append_events(2)
-    first = services.checkpoint_create(at_seq=2)
-    again = services.checkpoint_create(at_seq=2)
+    first = checkpoints.checkpoint_create(at_seq=2)
+    again = checkpoints.checkpoint_create(at_seq=2)
     assert first.pk == again.pk
 
 
@@ -239,7 +239,7 @@ def test_checkpoint_is_idempotent_per_seq():
 def test_bundle_round_trip_verifies_offline():
     append_events(4)
     bundle = json.loads(json.dumps(bundle_export(first=2, last=5)))
-    result = bundle_verify(bundle)
+    result = bundle_verify(bundle=bundle)
     assert result.ok and result.count == 4 and result.checkpoints_checked == 1
 
 
@@ -263,7 +263,7 @@ def test_tampered_bundle_is_found(mutate, seq, code):
     append_events(4)
     bundle = json.loads(json.dumps(bundle_export(first=2, last=5)))
     mutate(bundle)
-    result = bundle_verify(bundle)
+    result = bundle_verify(bundle=bundle)
     assert not result.ok
     assert (result.failure.seq, result.failure.code) == (seq, code)
 

@@ -24,7 +24,7 @@ call_command("demo", stdout=open("/dev/null", "w"))
 from django.test import Client
 from controlplane.identity import services as identity
 from controlplane.identity.models import Tenant, PrincipalKind
-agent = identity.ensure_principal_with_grants(
+agent = identity.principal_ensure(
     tenant=Tenant.objects.get(slug="acme"), name="qs-agent", kind=PrincipalKind.AGENT,
     capabilities=["intents.submit", "executions.read"], actor="test",
 )

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from approvals import services
 from approvals.models import ApprovalRequest
-from controlplane.identity.services import principal_get, tenant_get
+from controlplane.identity.selectors import principal_get, tenant_get
 from controlplane.kernel.errors import ControlPlaneError
 
 

@@ -20,7 +20,7 @@ from django.db.models import Q
 
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy.evaluation import StepFacts
-from controlplane.policy.models import Verdict
+from controlplane.policy.models import PolicyVerdict
 from controlplane.runtime.models import PlanStep, StepRun, StepStatus
 from controlplane.runtime.services import APPROVAL_SUBJECT, step_content_hash
 from controlplane.runtime.verdicts import verdict_acting
@@ -285,7 +285,7 @@ def _apply(ledger: Ledger, event: LedgerEvent) -> None:
         )
         ledger.executions[execution.id] = execution
         for key, step in execution.steps.items():
-            if step.verdict and verdict_acting(verdict=step.verdict) == Verdict.REQUIRE_APPROVAL:
+            if step.verdict and verdict_acting(verdict=step.verdict) == PolicyVerdict.REQUIRE_APPROVAL:
                 ledger.awaiting[_step_hash_for(plan, execution, key)] = (execution.id, key)
     elif kind.startswith("execution."):
         _apply_execution(ledger, kind, event)
@@ -316,7 +316,7 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
     if kind == "execution.started":
         execution.intent = data["intent"]
         for candidate in execution.steps.values():
-            if candidate.verdict and verdict_acting(verdict=candidate.verdict) == Verdict.ALLOW:
+            if candidate.verdict and verdict_acting(verdict=candidate.verdict) == PolicyVerdict.ALLOW:
                 candidate.status = StepStatus.READY.value
     elif kind.startswith("execution.step.") and step is None:
         ledger.anomaly(event.subject, "event", event.type, f"no step {data.get('step')!r} in the plan", seq)

@@ -9,7 +9,7 @@ from typing import Any
 
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy.evaluation import ProfileContent, evaluate
-from controlplane.policy.models import Verdict
+from controlplane.policy.models import PolicyVerdict
 from controlplane.policy.selectors import profile_get
 from controlplane.runtime.replay.fold import fold, recorded_facts, runtime_events
 from controlplane.runtime.verdicts import policy_context_from_record, verdict_acting, verdict_record
@@ -73,7 +73,7 @@ class Simulation:
 
 def outcome_label(verdict: dict[str, Any]) -> str:
     acting = verdict_acting(verdict=verdict)
-    return f"{acting}({verdict['quorum']})" if acting == Verdict.REQUIRE_APPROVAL else acting
+    return f"{acting}({verdict['quorum']})" if acting == PolicyVerdict.REQUIRE_APPROVAL else acting
 
 
 def simulate_profile(*, name: str, version: int | None = None, execution_id: str | None = None) -> Simulation:

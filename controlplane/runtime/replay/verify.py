@@ -14,7 +14,7 @@ from controlplane.identity.models import Principal
 from controlplane.kernel.canonical import canonical_bytes
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.replay import Difference, ReplayReport
-from controlplane.policy.evaluation import Decision, evaluate
+from controlplane.policy.evaluation import PolicyDecision, evaluate
 from controlplane.policy.models import PolicyProfile
 from controlplane.runtime.compiler import PlanRejected, plan_compile
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, Runner, StepRun
@@ -49,7 +49,7 @@ class _Lookups:
     contracts: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     principals: dict[str, Principal | None] = field(default_factory=dict)
     # approval request id -> (the decision that opened it, the expiry that decision gives)
-    step_approvals: dict[str, tuple[Decision, datetime | None]] = field(default_factory=dict)
+    step_approvals: dict[str, tuple[PolicyDecision, datetime | None]] = field(default_factory=dict)
 
     def profile(self, name: str, version: Any) -> PolicyProfile | None:
         if (name, version) not in self.profiles:
@@ -383,7 +383,7 @@ def _check_step_approval(
     report: ReplayReport,
     request: ApprovalState,
     row: ApprovalRequest,
-    expected: tuple[Decision, datetime | None],
+    expected: tuple[PolicyDecision, datetime | None],
 ) -> None:
     """What a step's approval request must say, given the decision that opened it."""
     decision, expires_at = expected

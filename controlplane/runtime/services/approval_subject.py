@@ -15,7 +15,7 @@ from approvals import services as approvals
 from approvals.models import ApprovalRequest, ApprovalStatus
 from controlplane.identity.models import Principal
 from controlplane.kernel.canonical import canonical_bytes
-from controlplane.policy.evaluation import Decision
+from controlplane.policy.evaluation import PolicyDecision
 from controlplane.runtime.models import Execution, StepRun, StepStatus
 from controlplane.runtime.services.dispatch import execution_advance, step_block
 from controlplane.runtime.verdicts import escalation_ladder
@@ -42,7 +42,9 @@ def step_content_hash(*, run: StepRun) -> str:
     ).hexdigest()
 
 
-def step_approval_await(*, run: StepRun, principal: Principal, decision: Decision, at: datetime) -> None:
+def step_approval_await(
+    *, run: StepRun, principal: Principal, decision: PolicyDecision, at: datetime
+) -> None:
     """Open the approval request the step's decision demands and make the step wait for it."""
     step = run.step
     request = approvals.approval_request_open(

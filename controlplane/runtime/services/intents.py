@@ -22,11 +22,11 @@ from controlplane.kernel.context import new_traceparent, parse_traceparent
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
-from controlplane.policy.evaluation import Context, Decision
-from controlplane.policy.models import PolicyProfile
+from controlplane.policy.evaluation import Context, PolicyDecision
+from controlplane.policy.models import PolicyProfile, PolicyVerdict
 from controlplane.policy.selectors import active_profile
 from controlplane.runtime.compiler import CompiledPlan, PlanRejected, plan_compile
-from controlplane.runtime.models import Execution, Intent, IntentStatus, Plan, PlanStep, StepRun, Verdict
+from controlplane.runtime.models import Execution, Intent, IntentStatus, Plan, PlanStep, StepRun
 from controlplane.runtime.services.approval_subject import step_approval_await
 from controlplane.runtime.services.common import sha256_text
 from controlplane.runtime.services.dispatch import execution_advance, step_block
@@ -233,9 +233,9 @@ def execution_start(*, intent: Intent, plan: Plan, principal: Principal, at: dat
     for run, decision, verdict in runs:
         # A deny that dev only warns about is not enforced: act on what the tier's mode would give instead.
         acting = verdict_acting(verdict=verdict)
-        if acting == Verdict.DENY:
+        if acting == PolicyVerdict.DENY:
             step_block(run=run, codes=list(decision.reason_codes), at=at)
-        elif acting == Verdict.REQUIRE_APPROVAL:
+        elif acting == PolicyVerdict.REQUIRE_APPROVAL:
             step_approval_await(run=run, principal=principal, decision=decision, at=at)
         else:
             run.clear()
@@ -264,7 +264,7 @@ def _execution_create(
 
 def _step_runs_verify(
     *, execution: Execution, plan: Plan, context: Context, profile: PolicyProfile | None
-) -> list[tuple[StepRun, Decision, dict[str, Any]]]:
+) -> list[tuple[StepRun, PolicyDecision, dict[str, Any]]]:
     """A step run per plan step, with its policy decision and the verdict as recorded."""
     content = profile.as_content() if profile else None
     runs = []

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.identity.services import principal_get, tenant_get
+from controlplane.identity.selectors import principal_get, tenant_get
 from controlplane.kernel.errors import ControlPlaneError
 from incidents import selectors, services
 from incidents.models import Incident, IncidentStatus

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from controlplane.channels import selectors, services
-from controlplane.identity.services import tenant_get
+from controlplane.identity.selectors import tenant_get
 from controlplane.kernel.errors import ControlPlaneError
 
 ACTOR = "cli"

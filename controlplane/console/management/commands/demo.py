@@ -13,8 +13,9 @@ from controlplane.channels import services as channels
 from controlplane.channels.models import Producer
 from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
+from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.models import Fidelity
-from controlplane.ledger.services import checkpoint_create, ledger_append
+from controlplane.ledger.services import ledger_append
 from controlplane.ledger.verify import verification_record
 from controlplane.policy.services import profile_bootstrap
 from controlplane.runtime.services import intent_submit
@@ -44,14 +45,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         profile_bootstrap(environment="dev", actor="demo")  # the shipped dev profile, activated and ledgered
         tenant = identity.tenant_create(slug=TENANT, name="Acme Corp", actor="demo")
-        identity.ensure_principal_with_grants(
+        identity.principal_ensure(
             tenant=tenant,
             name="oncall-alice",
             kind=PrincipalKind.HUMAN,
             capabilities=["console.view", "ledger.read", "ledger.verify", "approvals.decide"],
             actor="demo",
         )
-        agent = identity.ensure_principal_with_grants(
+        agent = identity.principal_ensure(
             tenant=tenant,
             name="deploy-agent",
             kind=PrincipalKind.AGENT,

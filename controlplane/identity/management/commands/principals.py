@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from controlplane.identity import services
+from controlplane.identity import selectors, services
 from controlplane.identity.models import Principal, PrincipalKind
 from controlplane.kernel.errors import ControlPlaneError
 
@@ -61,8 +61,8 @@ class Command(BaseCommand):
             raise CommandError(f"{exc.code}: {exc.detail}") from exc
 
     def _principal(self, options: dict[str, Any]) -> Principal:
-        return services.principal_get(
-            tenant=services.tenant_get(slug=options["tenant"]), name=options["name"]
+        return selectors.principal_get(
+            tenant=selectors.tenant_get(slug=options["tenant"]), name=options["name"]
         )
 
     def _create(self, options: dict[str, Any]) -> None:

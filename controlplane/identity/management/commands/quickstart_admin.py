@@ -34,7 +34,7 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         tenant = services.tenant_create(slug=options["tenant"], actor="quickstart")
-        services.ensure_principal_with_grants(
+        services.principal_ensure(
             tenant=tenant,
             name=options["username"],
             kind=PrincipalKind.HUMAN,

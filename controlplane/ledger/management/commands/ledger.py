@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.bundle import bundle_export, bundle_verify
-from controlplane.ledger.services import checkpoint_create
+from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.verify import VerifyResult, verification_record
 
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
                 bundle = json.loads(Path(options["bundle"]).read_text())
             except (OSError, ValueError) as exc:
                 raise ControlPlaneError("LEDGER_BUNDLE_MALFORMED", str(exc)) from exc
-            result = bundle_verify(bundle)
+            result = bundle_verify(bundle=bundle)
         else:
             result, _ = verification_record(workers=options["workers"])
         self._report(result, as_json=options["json"])

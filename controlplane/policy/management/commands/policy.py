@@ -13,7 +13,7 @@ from controlplane.identity.models import PrincipalKind
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy import selectors, services
 from controlplane.policy.content import content_hash, profile_content_validate
-from controlplane.policy.evaluation import Context, Decision, StepFacts
+from controlplane.policy.evaluation import Context, PolicyDecision, StepFacts
 from controlplane.policy.models import Environment, RiskTier
 
 ACTOR = "cli"
@@ -141,7 +141,7 @@ class Command(BaseCommand):
             return
         self._print_decision(decision)
 
-    def _print_decision(self, decision: Decision) -> None:
+    def _print_decision(self, decision: PolicyDecision) -> None:
         enforcement = "enforced" if decision.enforced else "NOT ENFORCED: dev warning only"
         self.stdout.write(f"verdict {decision.verdict} -> {decision.effective_verdict} ({enforcement})")
         self.stdout.write(f"tier {decision.base_tier} -> {decision.tier}")
