@@ -6,8 +6,10 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Approvals"
 
     def ready(self) -> None:
+        from approvals import views
         from approvals.registry import register_subject
         from approvals.subjects import POLICY_ACTIVATE, resolve_policy_activation
+        from controlplane.kernel.navigation import register_nav, register_panel
         from controlplane.kernel.periodic import register_periodic
 
         register_subject(POLICY_ACTIVATE, resolve_policy_activation)
@@ -16,4 +18,18 @@ class ApprovalsConfig(AppConfig):
             task="approvals.tasks.approvals_sweep_task",
             every=30.0,
             why="Expire overdue approval requests (fail closed) and escalate along each request's ladder.",
+        )
+        register_nav(
+            app="approvals",
+            label="Approvals",
+            url_name="approvals:queue",
+            capability="approvals.read",
+            order=20,
+        )
+        register_panel(
+            name="approvals",
+            template="approvals/panel.html",
+            context=views.panel_context,
+            capability="approvals.read",
+            order=10,
         )

@@ -7,6 +7,23 @@ class IncidentsConfig(AppConfig):
 
     def ready(self) -> None:
         from approvals.registry import register_subject
+        from controlplane.kernel.navigation import register_nav, register_panel
+        from incidents import views
         from incidents.services.silences import APPROVAL_SUBJECT, resolve_silence_approval
 
         register_subject(APPROVAL_SUBJECT, resolve_silence_approval)
+        register_nav(
+            app="incidents",
+            label="Incidents",
+            url_name="incidents:board",
+            capability="incidents.read",
+            order=40,
+            current=["incidents:detail", "incidents:signals", "incidents:silences"],
+        )
+        register_panel(
+            name="incidents",
+            template="incidents/panel.html",
+            context=views.panel_context,
+            capability="incidents.read",
+            order=20,
+        )

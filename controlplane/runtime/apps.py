@@ -10,7 +10,10 @@ class RuntimeConfig(AppConfig):
         from django.conf import settings
 
         from approvals.registry import register_subject
+        from approvals.selectors import register_queue_context
+        from controlplane.kernel.navigation import register_banner, register_nav, register_panel
         from controlplane.kernel.periodic import register_periodic
+        from controlplane.runtime import selectors, views
         from controlplane.runtime.services import APPROVAL_SUBJECT, resolve_step_approval
 
         register_subject(APPROVAL_SUBJECT, resolve_step_approval)
@@ -19,4 +22,35 @@ class RuntimeConfig(AppConfig):
             task="controlplane.runtime.tasks.runtime_sweep_task",
             every=lambda: settings.CONTROLPLANE_SWEEP_INTERVAL_SECONDS,
             why="Re-dispatch steps whose worker died (lease expired) and publish what waits in the outbox.",
+        )
+        register_queue_context(APPROVAL_SUBJECT, selectors.approval_queue_context)
+        register_nav(
+            app="runtime",
+            label="Executions",
+            url_name="runtime:executions",
+            capability="executions.read",
+            order=30,
+            current=["runtime:trace", "runtime:trace-event"],
+        )
+        register_nav(
+            app="runtime",
+            label="Kill switch",
+            url_name="runtime:killswitch",
+            capability="killswitch.manage",
+            order=50,
+        )
+        register_panel(
+            name="executions",
+            template="runtime/panel.html",
+            context=views.panel_context,
+            capability="executions.read",
+            order=30,
+        )
+        # The pages rendering `{% banners %}` (the dashboard, the approval queue) shout an engaged switch.
+        register_banner(
+            name="killswitch",
+            template="runtime/_killswitch_banner.html",
+            context=views.killswitch_banner_context,
+            capability=None,
+            order=0,
         )

@@ -17,7 +17,7 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Intent
-from incidents import console_urls, normalise, services, views
+from incidents import normalise, services, urls_console, views
 from incidents.models import Incident, Silence
 from incidents.services import lifecycle
 from tests.factories import PrincipalFactory, TenantFactory, UserFactory
@@ -118,18 +118,18 @@ def transition(client, incident, verb, htmx=True, **data):
 def test_every_incidents_page_is_guarded_by_its_capability():
     guarded = {
         p.name: getattr(p.callback, "required_capabilities", None)
-        for p in console_urls.urlpatterns
+        for p in urls_console.urlpatterns
         if isinstance(p, URLPattern)
     }
     assert guarded == {
-        "incidents": ("console.view", "incidents.read"),
+        "board": ("console.view", "incidents.read"),
         "signals": ("console.view", "incidents.read"),
         "silences": ("console.view", "incidents.read"),
         "silence-create": ("console.view", "silences.manage"),
         "silence-expire": ("console.view", "silences.manage"),
-        "incident": ("console.view", "incidents.read"),
-        "incident-severity": ("console.view", "incidents.manage"),
-        "incident-transition": ("console.view", "incidents.manage"),
+        "detail": ("console.view", "incidents.read"),
+        "severity": ("console.view", "incidents.manage"),
+        "transition": ("console.view", "incidents.manage"),
     }
 
 
