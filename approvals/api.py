@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import django_filters
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -12,7 +11,6 @@ from rest_framework.response import Response
 
 from approvals import services
 from approvals.models import ApprovalRequest, ApprovalVote
-from controlplane.kernel.errors import ControlPlaneError
 
 
 class ApprovalRequestSerializer(serializers.ModelSerializer):
@@ -64,7 +62,7 @@ class BulkDecideSerializer(serializers.Serializer):
     requests = serializers.ListField(
         child=serializers.DictField(child=serializers.CharField()),
         min_length=1,
-        max_length=200,
+        max_length=services.BULK_LIMIT,
         help_text="[{id, content_hash}, ...]",
     )
 
@@ -115,24 +113,11 @@ class ApprovalRequestViewSet(viewsets.ReadOnlyModelViewSet):
         payload = BulkDecideSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        visible = {
-            r.pk: r for r in self.get_queryset().filter(pk__in=[i.get("id") for i in data["requests"]])
-        }
-        with transaction.atomic():
-            for item in data["requests"]:
-                target = visible.get(item.get("id"))
-                if target is None:
-                    raise ControlPlaneError("APPROVAL_NOT_FOUND", f"no approval request {item.get('id')!r}")
-                try:
-                    services.approval_decide(
-                        request=target,
-                        actor=request.user,
-                        decision=data["decision"],
-                        reason=data["reason"],
-                        content_hash=item.get("content_hash", ""),
-                    )
-                except ControlPlaneError as exc:
-                    exc.extra["request"] = target.pk
-                    raise
+        services.approvals_bulk_decide(
+            items=[(item.get("id"), item.get("content_hash", "")) for item in data["requests"]],
+            actor=request.user,
+            decision=data["decision"],
+            reason=data["reason"],
+        )
         ids = [item["id"] for item in data["requests"]]
         return Response(ApprovalRequestSerializer(self.get_queryset().filter(pk__in=ids), many=True).data)

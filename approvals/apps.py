@@ -6,12 +6,13 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Approvals"
 
     def ready(self) -> None:
-        from approvals import contracts
+        from approvals import contracts, views
         from approvals.capabilities import CAPABILITIES
         from approvals.registry import register_subject
         from approvals.subjects import POLICY_ACTIVATE, resolve_policy_activation
         from controlplane.identity.capabilities import register_capabilities
         from controlplane.kernel.contracts import register_contracts
+        from controlplane.kernel.navigation import register_nav, register_panel
         from controlplane.kernel.periodic import register_periodic
 
         register_subject(POLICY_ACTIVATE, resolve_policy_activation)
@@ -23,3 +24,17 @@ class ApprovalsConfig(AppConfig):
         )
         register_capabilities(CAPABILITIES)
         register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
+        register_nav(
+            app="approvals",
+            label="Approvals",
+            url_name="approvals:queue",
+            capability="approvals.read",
+            order=20,
+        )
+        register_panel(
+            name="approvals",
+            template="approvals/panel.html",
+            context=views.panel_context,
+            capability="approvals.read",
+            order=10,
+        )

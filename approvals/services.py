@@ -26,6 +26,7 @@ from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
 
 DECIDE_CAPABILITY = "approvals.decide"
+BULK_LIMIT = 200  # approvals one bulk decision may name (the API and the console)
 
 
 def request_id_for(*, subject_kind: str, subject_id: str, content_hash: str) -> str:
@@ -33,25 +34,15 @@ def request_id_for(*, subject_kind: str, subject_id: str, content_hash: str) -> 
     return hashlib.sha256(f"{subject_kind}\n{subject_id}\n{content_hash}".encode()).hexdigest()
 
 
-def _append(
-    request: ApprovalRequest, verb: str, actor: str, data: dict[str, Any], at: datetime, codes=()
-) -> None:
-    ledger_append(
-        type=f"controlplane.approval.request.{verb}",
-        subject=f"approval/{request.id}",
-        data={
-            "request": request.id,
-            "subject_kind": request.subject_kind,
-            "subject_id": request.subject_id,
-            "content_hash": request.content_hash,
-            **data,
-        },
-        tenant=request.tenant.slug,
-        actor=actor,
-        time=at,
-        reason_codes=list(codes),
-        traceparent=request.traceparent or None,
-    )
+def _event_data(approval: ApprovalRequest, **data: Any) -> dict[str, Any]:
+    """The payload every event of an approval carries (what is approved), with the event's own fields."""
+    return {
+        "request": approval.id,
+        "subject_kind": approval.subject_kind,
+        "subject_id": approval.subject_id,
+        "content_hash": approval.content_hash,
+        **data,
+    }
 
 
 @transaction.atomic
@@ -80,12 +71,12 @@ def approval_request_open(
     if quorum < 1:
         raise ControlPlaneError("VALIDATION_FAILED", "an approval needs a quorum of at least one")
     at = at or timezone.now()
-    request_id = request_id_for(subject_kind=subject_kind, subject_id=subject_id, content_hash=content_hash)
-    existing = ApprovalRequest.objects.filter(pk=request_id).first()
+    approval_id = request_id_for(subject_kind=subject_kind, subject_id=subject_id, content_hash=content_hash)
+    existing = ApprovalRequest.objects.filter(pk=approval_id).first()
     if existing:
         return existing
-    request = ApprovalRequest.objects.create(
-        id=request_id,
+    approval = ApprovalRequest.objects.create(
+        id=approval_id,
         tenant=requested_by.tenant,
         subject_kind=subject_kind,
         subject_id=subject_id,
@@ -100,27 +91,29 @@ def approval_request_open(
         created_at=at,
         expires_at=at + timedelta(seconds=timeout_seconds) if timeout_seconds else None,
     )
-    _append(
-        request,
-        "opened",
-        requested_by.ref,
-        {"quorum": quorum, "risk_tier": risk_tier, "requested_by": requested_by.ref},
-        at,
-        reason_codes,
+    ledger_append(
+        type="controlplane.approval.request.opened",
+        subject=f"approval/{approval.id}",
+        data=_event_data(approval, quorum=quorum, risk_tier=risk_tier, requested_by=requested_by.ref),
+        tenant=approval.tenant.slug,
+        actor=requested_by.ref,
+        time=at,
+        reason_codes=list(reason_codes),
+        traceparent=approval.traceparent or None,
     )
-    return request
+    return approval
 
 
-def _lock(request: ApprovalRequest) -> ApprovalRequest:
+def _lock(approval: ApprovalRequest) -> ApprovalRequest:
     return (
         ApprovalRequest.objects.select_for_update()
         .select_related("tenant", "requested_by")
-        .get(pk=request.pk)
+        .get(pk=approval.pk)
     )
 
 
-def _refuse_unless_may_decide(request: ApprovalRequest, actor: Principal) -> None:
-    if actor.tenant_id != request.tenant_id:
+def _refuse_unless_may_decide(approval: ApprovalRequest, actor: Principal) -> None:
+    if actor.tenant_id != approval.tenant_id:
         raise ControlPlaneError("NOT_FOUND", "no such approval request in your tenant")
     if actor.kind != PrincipalKind.HUMAN:
         raise ControlPlaneError(
@@ -128,14 +121,14 @@ def _refuse_unless_may_decide(request: ApprovalRequest, actor: Principal) -> Non
         )
     if not actor.has_capability(DECIDE_CAPABILITY):
         raise ControlPlaneError("CAPABILITY_MISSING", f"{actor.ref} lacks {DECIDE_CAPABILITY!r}")
-    if actor.pk == request.requested_by_id:
+    if actor.pk == approval.requested_by_id:
         raise ControlPlaneError("APPROVAL_SELF_APPROVAL", "nobody approves their own request")
 
 
-def _resolve(request: ApprovalRequest) -> None:
-    resolver = resolver_for(request.subject_kind)
+def _resolve(approval: ApprovalRequest) -> None:
+    resolver = resolver_for(approval.subject_kind)
     if resolver is not None:
-        resolver(request)
+        resolver(approval)
 
 
 @transaction.atomic
@@ -149,27 +142,30 @@ def approval_decide(
     content_hash: str,
     at: datetime | None = None,
 ) -> ApprovalRequest:
-    """Record one person's decision; approve at quorum, reject at the first rejection."""
+    """Record one person's decision; approve at quorum, reject at the first rejection.
+
+    `request` is the approval request decided (the keyword its callers across the apps use).
+    """
     at = at or timezone.now()
-    request = _lock(request)
+    approval = _lock(request)
     if decision not in ApprovalVote.values:
         raise ControlPlaneError("VALIDATION_FAILED", "decision must be approve or reject")
     if not reason or not reason.strip():
         raise ControlPlaneError("APPROVAL_REASON_REQUIRED", "every decision needs a reason")
-    _refuse_unless_may_decide(request, actor)
-    if request.status != ApprovalStatus.PENDING:
-        code = "APPROVAL_EXPIRED" if request.status == ApprovalStatus.EXPIRED else "APPROVAL_NOT_PENDING"
-        raise ControlPlaneError(code, f"the request is {request.status}")
-    if request.expires_at and at >= request.expires_at:
+    _refuse_unless_may_decide(approval, actor)
+    if approval.status != ApprovalStatus.PENDING:
+        code = "APPROVAL_EXPIRED" if approval.status == ApprovalStatus.EXPIRED else "APPROVAL_NOT_PENDING"
+        raise ControlPlaneError(code, f"the request is {approval.status}")
+    if approval.expires_at and at >= approval.expires_at:
         raise ControlPlaneError("APPROVAL_EXPIRED", "the request expired before this decision")
-    if content_hash != request.content_hash:
+    if content_hash != approval.content_hash:
         raise ControlPlaneError(
             "APPROVAL_CONTENT_CHANGED", "what you saw is not what is being approved; reload it"
         )
     try:
         with transaction.atomic():
             ApprovalDecision.objects.create(
-                request=request,
+                request=approval,
                 approver=actor,
                 decision=decision,
                 reason=reason.strip(),
@@ -178,98 +174,183 @@ def approval_decide(
             )
     except IntegrityError as exc:
         raise ControlPlaneError("APPROVAL_DUPLICATE_DECISION", f"{actor.ref} has already decided") from exc
-    _append(
-        request,
-        "decided",
-        actor.ref,
-        {"decision": decision, "approver": actor.ref, "reason": reason.strip()},
-        at,
+    ledger_append(
+        type="controlplane.approval.request.decided",
+        subject=f"approval/{approval.id}",
+        data=_event_data(approval, decision=decision, approver=actor.ref, reason=reason.strip()),
+        tenant=approval.tenant.slug,
+        actor=actor.ref,
+        time=at,
+        reason_codes=[],
+        traceparent=approval.traceparent or None,
     )
     if decision == ApprovalVote.REJECT:
-        request.reject()
-    elif request.quorum_reached():
-        request.approve()
+        approval.reject()
+    elif approval.quorum_reached():
+        approval.approve()
     else:
-        return request
-    request.decided_at = at
-    request.save(update_fields=["status", "decided_at"])
-    _append(
-        request,
-        request.status,
-        actor.ref,
-        {"approvals": request.approvals_count(), "quorum": request.quorum},
-        at,
+        return approval
+    approval.decided_at = at
+    approval.save(update_fields=["status", "decided_at"])
+    ledger_append(
+        type=f"controlplane.approval.request.{approval.status}",
+        subject=f"approval/{approval.id}",
+        data=_event_data(approval, approvals=approval.approvals_count(), quorum=approval.quorum),
+        tenant=approval.tenant.slug,
+        actor=actor.ref,
+        time=at,
+        reason_codes=[],
+        traceparent=approval.traceparent or None,
     )
-    _resolve(request)
-    return request
+    _resolve(approval)
+    return approval
+
+
+@transaction.atomic
+def approvals_bulk_decide(
+    *,
+    items: list[tuple[str, str]],
+    actor: Principal,
+    decision: str,
+    reason: str,
+) -> list[ApprovalRequest]:
+    """One decision and one reason for several approvals, each named with the content hash its decider saw
+    (`(approval id, content hash)` pairs): all of them, or none.
+
+    An id outside the actor's tenant is APPROVAL_NOT_FOUND; any refusal of one decision refuses the whole
+    batch with that decision's code, and carries the id at fault in `extra["request"]`. The API and the
+    console both call this.
+    """
+    if len(items) > BULK_LIMIT:
+        raise ControlPlaneError("VALIDATION_FAILED", f"at most {BULK_LIMIT} approvals at once")
+    visible = {
+        approval.pk: approval
+        for approval in ApprovalRequest.objects.filter(
+            tenant_id=actor.tenant_id, pk__in=[approval_id for approval_id, _ in items]
+        )
+    }
+    decided = []
+    for approval_id, content_hash in items:
+        approval = visible.get(approval_id)
+        if approval is None:
+            raise ControlPlaneError("APPROVAL_NOT_FOUND", f"no approval request {approval_id!r}")
+        try:
+            decided.append(
+                approval_decide(
+                    request=approval, actor=actor, decision=decision, reason=reason, content_hash=content_hash
+                )
+            )
+        except ControlPlaneError as refusal:
+            refusal.extra["request"] = approval.pk
+            raise
+    return decided
 
 
 @transaction.atomic
 def approval_consume(
     *, request: ApprovalRequest, content_hash: str, at: datetime | None = None
 ) -> ApprovalRequest:
-    """Use a granted approval, once, for exactly the content it approved."""
+    """Use a granted approval (`request`), once, for exactly the content it approved."""
     at = at or timezone.now()
-    request = _lock(request)
-    if request.status != ApprovalStatus.APPROVED:
-        raise ControlPlaneError("APPROVAL_NOT_GRANTED", f"the request is {request.status}")
-    if content_hash != request.content_hash:
+    approval = _lock(request)
+    if approval.status != ApprovalStatus.APPROVED:
+        raise ControlPlaneError("APPROVAL_NOT_GRANTED", f"the request is {approval.status}")
+    if content_hash != approval.content_hash:
         raise ControlPlaneError("APPROVAL_CONTENT_CHANGED", "the approval was for other content")
-    if request.consumed_at is not None:
+    if approval.consumed_at is not None:
         raise ControlPlaneError("APPROVAL_ALREADY_CONSUMED", "a granted approval is used once")
-    request.consumed_at = at
-    request.save(update_fields=["consumed_at"])
-    _append(request, "consumed", "system", {}, at)
-    return request
+    approval.consumed_at = at
+    approval.save(update_fields=["consumed_at"])
+    ledger_append(
+        type="controlplane.approval.request.consumed",
+        subject=f"approval/{approval.id}",
+        data=_event_data(approval),
+        tenant=approval.tenant.slug,
+        actor="system",
+        time=at,
+        reason_codes=[],
+        traceparent=approval.traceparent or None,
+    )
+    return approval
 
 
 @transaction.atomic
 def approval_cancel(
     *, request: ApprovalRequest, actor: str, reason: str, at: datetime | None = None
 ) -> ApprovalRequest:
+    """Withdraw a pending approval (`request`), e.g. because its execution ended."""
     at = at or timezone.now()
-    request = _lock(request)
-    if request.status != ApprovalStatus.PENDING:
-        raise ControlPlaneError("APPROVAL_NOT_PENDING", f"the request is {request.status}")
-    request.cancel()
-    request.decided_at = at
-    request.save(update_fields=["status", "decided_at"])
-    _append(request, "cancelled", actor, {"reason": reason}, at)
-    _resolve(request)
-    return request
+    approval = _lock(request)
+    if approval.status != ApprovalStatus.PENDING:
+        raise ControlPlaneError("APPROVAL_NOT_PENDING", f"the request is {approval.status}")
+    approval.cancel()
+    approval.decided_at = at
+    approval.save(update_fields=["status", "decided_at"])
+    ledger_append(
+        type="controlplane.approval.request.cancelled",
+        subject=f"approval/{approval.id}",
+        data=_event_data(approval, reason=reason),
+        tenant=approval.tenant.slug,
+        actor=actor,
+        time=at,
+        reason_codes=[],
+        traceparent=approval.traceparent or None,
+    )
+    _resolve(approval)
+    return approval
 
 
 def approvals_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """Expire overdue requests (failing closed) and raise escalation levels as the ladder passes.
+    """Expire overdue approvals (failing closed) and raise escalation levels as the ladder passes.
 
-    Each request is handled in its own transaction under a row lock, so running it twice, or from two
+    Each approval is handled in its own transaction under a row lock, so running it twice, or from two
     beat processes, changes nothing the second time.
     """
     now = now or timezone.now()
     expired = escalated = 0
-    for request_id in ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).values_list(
+    for approval_id in ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).values_list(
         "pk", flat=True
     ):
         with transaction.atomic(), ledger_deferred():  # as approval_decide: the chain's lock last
-            request = ApprovalRequest.objects.select_for_update().select_related("tenant").get(pk=request_id)
-            if request.status != ApprovalStatus.PENDING:
+            approval = (
+                ApprovalRequest.objects.select_for_update().select_related("tenant").get(pk=approval_id)
+            )
+            if approval.status != ApprovalStatus.PENDING:
                 continue
-            if request.expires_at and now >= request.expires_at:
-                request.expire()
-                request.decided_at = now
-                request.save(update_fields=["status", "decided_at"])
-                _append(request, "expired", "system", {}, now, ["APPROVAL_EXPIRED"])
-                _resolve(request)
+            if approval.expires_at and now >= approval.expires_at:
+                approval.expire()
+                approval.decided_at = now
+                approval.save(update_fields=["status", "decided_at"])
+                ledger_append(
+                    type="controlplane.approval.request.expired",
+                    subject=f"approval/{approval.id}",
+                    data=_event_data(approval),
+                    tenant=approval.tenant.slug,
+                    actor="system",
+                    time=now,
+                    reason_codes=["APPROVAL_EXPIRED"],
+                    traceparent=approval.traceparent or None,
+                )
+                _resolve(approval)
                 expired += 1
                 continue
-            age = (now - request.created_at).total_seconds()
+            age = (now - approval.created_at).total_seconds()
             level = max(
-                (step["level"] for step in request.escalation_ladder if age >= step["after_seconds"]),
+                (step["level"] for step in approval.escalation_ladder if age >= step["after_seconds"]),
                 default=0,
             )
-            if level > request.escalation_level:
-                request.escalation_level = level
-                request.save(update_fields=["escalation_level"])
-                _append(request, "escalated", "system", {"level": level}, now)
+            if level > approval.escalation_level:
+                approval.escalation_level = level
+                approval.save(update_fields=["escalation_level"])
+                ledger_append(
+                    type="controlplane.approval.request.escalated",
+                    subject=f"approval/{approval.id}",
+                    data=_event_data(approval, level=level),
+                    tenant=approval.tenant.slug,
+                    actor="system",
+                    time=now,
+                    reason_codes=[],
+                    traceparent=approval.traceparent or None,
+                )
                 escalated += 1
     return {"expired": expired, "escalated": escalated}

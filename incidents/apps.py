@@ -8,7 +8,9 @@ class IncidentsConfig(AppConfig):
     def ready(self) -> None:
         from approvals.registry import register_subject
         from controlplane.identity.capabilities import register_capabilities
+        from controlplane.kernel.navigation import register_nav, register_panel
         from controlplane.kernel.replay import register_replayer
+        from incidents import views
         from incidents.capabilities import CAPABILITIES
         from incidents.replay import INCIDENTS_REPLAYER
         from incidents.services.silences import APPROVAL_SUBJECT, resolve_silence_approval
@@ -16,3 +18,18 @@ class IncidentsConfig(AppConfig):
         register_subject(APPROVAL_SUBJECT, resolve_silence_approval)
         register_capabilities(CAPABILITIES)
         register_replayer(INCIDENTS_REPLAYER)
+        register_nav(
+            app="incidents",
+            label="Incidents",
+            url_name="incidents:board",
+            capability="incidents.read",
+            order=40,
+            current=["incidents:detail", "incidents:signals", "incidents:silences"],
+        )
+        register_panel(
+            name="incidents",
+            template="incidents/panel.html",
+            context=views.panel_context,
+            capability="incidents.read",
+            order=20,
+        )

@@ -15,8 +15,8 @@ import orjson
 from django import forms
 
 from controlplane.kernel.errors import ControlPlaneError
-from incidents.console_selectors import SignalFilters
 from incidents.models import Severity, SignalStatus
+from incidents.selectors import SignalFilters
 
 SUPPRESSED_CHOICES = [("", "any"), ("yes", "suppressed"), ("no", "not suppressed")]
 

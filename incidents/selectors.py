@@ -1,22 +1,36 @@
-"""Reads for the API, the console and the CLI: lists, the board, details, and the timeline."""
+"""Reads of the incidents app for the API, the console and the CLI: lists, the board, details, the
+timeline; the rows the console pages show (board columns, an incident's detail with its timeline, evidence,
+confidence and decision reasons, the signals view, the silences list); and the dashboard's panel.
+
+Every read is scoped to a tenant.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from controlplane.identity.models import Tenant
+from controlplane.kernel.reasons import CATALOGUE
 from controlplane.ledger.models import LedgerEvent
+from controlplane.runtime.models import Intent
 from incidents.models import (
+    OPEN_STATUSES,
+    SEVERITY_RANK,
     DetectionRule,
     EvidenceBundle,
     Incident,
     IncidentStatus,
     Signal,
     Silence,
+    SilenceStatus,
 )
+from incidents.services import allowed_transitions, silence_state
 
 
 def incident_queryset(*, tenant: Tenant) -> QuerySet[Incident]:
@@ -143,3 +157,362 @@ def silence_list(*, tenant: Tenant, status: str | None = None) -> QuerySet[Silen
     if status:
         silences = silences.filter(status=status)
     return silences
+
+
+# --- Console rows ---------------------------------------------------------------------------------------
+
+SIGNALS_PER_PAGE = 50
+REMEDIATION_CHOICES = 20
+
+
+# --- Board ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    status: str
+    label: str
+    incidents: list[Incident]
+
+
+COLUMN_LABELS = {
+    IncidentStatus.OPEN: "Open",
+    IncidentStatus.ACKNOWLEDGED: "Acknowledged",
+    IncidentStatus.MITIGATING: "Mitigating",
+    IncidentStatus.RESOLVED: "Resolved",
+    IncidentStatus.CLOSED: "Closed (recent)",
+}
+
+
+def board_columns(*, tenant: Tenant, closed_limit: int = 20) -> list[Column]:
+    """The board: one column per state in lifecycle order; only the latest closed incidents."""
+    board = incident_board(tenant=tenant, closed_limit=closed_limit)
+    return [Column(status, COLUMN_LABELS[status], incidents) for status, incidents in board.items()]
+
+
+# --- Incident detail ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One ledger event of the incident, with what the operator reads at a glance."""
+
+    event: LedgerEvent
+    kind: str  # signal | evidence | incident
+    what: str
+    summary: str
+    reasons: list[tuple[str, str]]
+
+
+def _reasons(codes: list[str]) -> list[tuple[str, str]]:
+    return [(code, CATALOGUE[code].description if code in CATALOGUE else "") for code in codes or []]
+
+
+def _summary(event: LedgerEvent) -> tuple[str, str]:
+    """(what, summary) of one timeline event, from its recorded data."""
+    data = event.data or {}
+    verb = event.type.removeprefix("controlplane.")
+    if event.type == "controlplane.signal.received":
+        suppressed = (
+            f" — suppressed by silence {data['suppressed_by'][:12]}" if data.get("suppressed_by") else ""
+        )
+        return (
+            "signal received",
+            f"{data.get('source', '')}: {data.get('name', '')} on {data.get('service', '')}, "
+            f"{data.get('severity', '')} (raw {data.get('severity_raw') or '—'}), {data.get('status', '')}"
+            f"{suppressed}",
+        )
+    if event.type == "controlplane.evidence.assembled":
+        window = data.get("window", {})
+        return (
+            "evidence assembled",
+            f"{len(data.get('signals', []))} signals of rule {data.get('rule', '')} "
+            f"v{data.get('rule_version_number', '')} in {window.get('start', '')} → {window.get('end', '')}",
+        )
+    if event.type == "controlplane.confidence.assessed":
+        return (
+            "confidence assessed",
+            f"{_bp(data.get('score_bp'))} under model {data.get('model_version', '')}",
+        )
+    if event.type == "controlplane.promotion.decided":
+        return (
+            "promotion decided",
+            f"{data.get('decision', '')}: {_bp(data.get('score_bp'))} "
+            f"against the threshold {_bp(data.get('threshold_bp'))}",
+        )
+    if event.type == "controlplane.incident.opened":
+        return "incident opened", f"{data.get('title', '')}, {data.get('severity', '')}"
+    if event.type == "controlplane.incident.evidence.attached":
+        return (
+            "evidence attached",
+            f"evidence {str(data.get('evidence', ''))[:12]}, now {data.get('severity', '')}",
+        )
+    if event.type == "controlplane.incident.severity.raised":
+        return "severity raised", f"{data.get('from', '')} → {data.get('to', '')}: {data.get('reason', '')}"
+    if event.type.startswith("controlplane.incident."):
+        what = verb.removeprefix("incident.")
+        text = f"{data.get('from', '')} → {data.get('to', '')}"
+        if data.get("reason"):
+            text += f": {data['reason']}"
+        if data.get("intent"):
+            text += f" (remediation intent {data['intent'][:12]})"
+        return what, text
+    return verb, ""
+
+
+def _bp(value: Any) -> str:
+    """Basis points as the 0-1 score people read (6000 -> 0.60)."""
+    if not isinstance(value, int):
+        return "—"
+    return f"{value / 10_000:.2f}"
+
+
+def timeline_rows(*, incident: Incident) -> list[TimelineRow]:
+    """Every ledger event of the incident (its own, its evidence's and their signals'), in seq order."""
+    rows = []
+    for event in incident_timeline(incident=incident):
+        what, summary = _summary(event)
+        rows.append(
+            TimelineRow(
+                event=event,
+                kind=event.subject.split("/", 1)[0],
+                what=what,
+                summary=summary,
+                reasons=_reasons(event.reason_codes),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class FactorRow:
+    name: str
+    value_bp: int
+    weight_bp: int
+    contribution_bp: int
+
+    @property
+    def value(self) -> str:
+        return _bp(self.value_bp)
+
+    @property
+    def weight(self) -> str:
+        return _bp(self.weight_bp)
+
+    @property
+    def contribution(self) -> str:
+        return f"{self.contribution_bp / 10_000:.4f}"
+
+
+@dataclass(frozen=True)
+class EvidenceView:
+    """One evidence bundle as the detail page shows it: its signals, confidence factors and decision."""
+
+    evidence: EvidenceBundle
+    signals: list[Signal]
+    factors: list[FactorRow]
+    model_version: str
+    score: str
+    decision: str
+    threshold: str
+    reasons: list[tuple[str, str]]
+
+
+def evidence_views(*, incident: Incident) -> list[EvidenceView]:
+    """The incident's evidence, oldest first (prefetched by `incident_get`), with its signals."""
+    bundles = list(incident.evidence.all())
+    ids = {sid for bundle in bundles for sid in bundle.signal_ids}
+    signals = {s.pk: s for s in Signal.objects.filter(pk__in=ids).select_related("suppressed_by")}
+    views = []
+    for bundle in bundles:
+        assessment = getattr(bundle, "assessment", None)
+        decision = getattr(bundle, "decision", None)
+        views.append(
+            EvidenceView(
+                evidence=bundle,
+                signals=sorted(
+                    (signals[sid] for sid in bundle.signal_ids if sid in signals), key=lambda s: s.seq
+                ),
+                factors=[
+                    FactorRow(f["name"], f["value_bp"], f["weight_bp"], f["contribution_bp"])
+                    for f in (assessment.factors if assessment else [])
+                ],
+                model_version=assessment.model_version if assessment else "",
+                score=_bp(assessment.score_bp) if assessment else "—",
+                decision=decision.decision if decision else "",
+                threshold=_bp(decision.threshold_bp) if decision else "—",
+                reasons=_reasons(decision.reason_codes if decision else []),
+            )
+        )
+    return views
+
+
+def incident_detail(*, tenant: Tenant, incident_id: str) -> dict[str, Any] | None:
+    """Everything the detail page shows of one incident, or None when the tenant has no such incident."""
+    incident = incident_get(tenant=tenant, incident_id=incident_id)
+    if incident is None:
+        return None
+    return {
+        "incident": incident,
+        "allowed": allowed_transitions(incident),
+        "timeline": timeline_rows(incident=incident),
+        "evidence": evidence_views(incident=incident),
+    }
+
+
+def remediation_intents(*, tenant: Tenant, limit: int = REMEDIATION_CHOICES) -> list[Intent]:
+    """The tenant's latest accepted intents: what an operator may link when mitigating."""
+    return list(
+        Intent.objects.filter(tenant=tenant)
+        .exclude(status="rejected")
+        .select_related("plan", "principal__tenant")
+        .order_by("-received_at")[:limit]
+    )
+
+
+# --- Signals --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignalFilters:
+    service: str = ""
+    name: str = ""
+    source: str = ""
+    status: str = ""
+    severity: str = ""
+    suppressed: bool | None = None
+    silence: str = ""
+
+
+@dataclass
+class SignalRow:
+    signal: Signal
+    evidence: list[EvidenceBundle] = field(default_factory=list)
+
+    @property
+    def dedup_key(self) -> dict[str, str]:
+        """What the signal id hashes (`incidents.normalise.signal_id`): a redelivery maps to the same id."""
+        return {
+            "source": self.signal.source,
+            "fingerprint": self.signal.fingerprint,
+            "status": self.signal.status,
+            "starts_at": self.signal.starts_at.isoformat(),
+        }
+
+
+def signal_page(*, tenant: Tenant, filters: SignalFilters, page: int = 1) -> tuple[Page, list[SignalRow]]:
+    """A page of signals, newest first, each with its silence and the evidence bundles that counted it."""
+    signals = signal_list(
+        tenant=tenant,
+        service=filters.service or None,
+        status=filters.status or None,
+        suppressed=filters.suppressed,
+        source=filters.source or None,
+    )
+    if filters.name:
+        signals = signals.filter(name=filters.name)
+    if filters.severity:
+        signals = signals.filter(severity=filters.severity)
+    if filters.silence:
+        signals = signals.filter(suppressed_by_id=filters.silence)
+    paged = Paginator(signals, SIGNALS_PER_PAGE).get_page(page)
+    rows = [SignalRow(s) for s in paged.object_list]
+    if rows:
+        # One query, portable (SQLite in the quickstart has no JSON containment): the bundles of these
+        # services whose window can hold one of these signals; membership is checked here.
+        by_signal = {row.signal.pk: row for row in rows}
+        observed = [row.signal.observed_at for row in rows]
+        candidates = (
+            EvidenceBundle.objects.filter(
+                tenant=tenant,
+                service__in={row.signal.service for row in rows},
+                window_end__gte=min(observed),
+                window_start__lte=max(observed),
+            )
+            .select_related("decision", "rule_version__rule")
+            .order_by("seq")
+        )
+        for bundle in candidates:
+            for sid in bundle.signal_ids:
+                if sid in by_signal:
+                    by_signal[sid].evidence.append(bundle)
+    return paged, rows
+
+
+def signal_sources(*, tenant: Tenant) -> list[str]:
+    return list(
+        Signal.objects.filter(tenant=tenant).values_list("source", flat=True).distinct().order_by("source")
+    )
+
+
+# --- Silences -------------------------------------------------------------------------------------------
+
+SILENCE_GROUPS = OrderedDict(
+    [
+        ("pending_approval", "Pending approval"),
+        ("active", "Active"),
+        ("scheduled", "Scheduled"),
+        ("expired", "Expired"),
+        ("rejected", "Rejected"),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SilenceRow:
+    silence: Silence
+    state: str
+
+
+def silence_groups(
+    *, tenant: Tenant, now: datetime, ended_limit: int = 20
+) -> OrderedDict[str, list[SilenceRow]]:
+    """Silences by what a person sees: pending approval, active, scheduled (by the clock), and the latest
+    expired (expired by a person, or past their end) and rejected ones."""
+    silences = silence_list(tenant=tenant)
+    running = Q(status=SilenceStatus.ACTIVE, ends_at__gt=now)
+    ended = Q(status=SilenceStatus.EXPIRED) | Q(status=SilenceStatus.ACTIVE, ends_at__lte=now)
+    groups: OrderedDict[str, list[SilenceRow]] = OrderedDict((state, []) for state in SILENCE_GROUPS)
+    queries = [
+        silences.filter(status=SilenceStatus.PENDING_APPROVAL).order_by("created_at", "id"),
+        silences.filter(running).order_by("ends_at", "id"),
+        silences.filter(ended).order_by("-ends_at", "id")[:ended_limit],
+        silences.filter(status=SilenceStatus.REJECTED).order_by("-created_at", "id")[:ended_limit],
+    ]
+    for query in queries:
+        for silence in query:
+            state = silence_state(silence, now)
+            groups[state].append(SilenceRow(silence, state))
+    return groups
+
+
+# --- Dashboard panel ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenIncidents:
+    """The tenant's incidents still open (open, acknowledged, mitigating), counted by severity and state."""
+
+    states: list[str]
+    rows: list[tuple[str, list[int]]]  # (severity, a count per state), most severe first, only those with any
+
+    @property
+    def total(self) -> int:
+        return sum(sum(counts) for _, counts in self.rows)
+
+
+def open_incident_counts(*, tenant: Tenant) -> OpenIncidents:
+    """Open incidents by severity and state; one query."""
+    states = [str(s) for s in OPEN_STATUSES]
+    counted = {
+        (row["severity"], row["status"]): row["count"]
+        for row in Incident.objects.filter(tenant=tenant, status__in=states)
+        .order_by()
+        .values("severity", "status")
+        .annotate(count=Count("id"))
+    }
+    severities = sorted({severity for severity, _ in counted}, key=SEVERITY_RANK.__getitem__, reverse=True)
+    return OpenIncidents(
+        states=states,
+        rows=[(severity, [counted.get((severity, state), 0) for state in states]) for severity in severities],
+    )

@@ -1,7 +1,7 @@
 """Console pages of the incident flow: the board, an incident's detail and transitions, the signals view,
 and silence management.
 
-Same rules as the console shell (`controlplane/console/views.py`): every view is wrapped in
+Same rules as every console page: every view is wrapped in
 `capability_required`, serves its whole page or the fragment an htmx request swaps (`render_page`), and
 answers a refusal with its reason code (`refusal_response`: nothing is written, the code is the API's).
 Every write is one call of an `incidents.services` function, which locks, checks, transitions and ledgers.
@@ -21,9 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.pages import capability_required, refusal_response, render_page, wants_fragment
-from incidents import console_selectors as selectors
-from incidents import selectors as incident_selectors
-from incidents import services
+from incidents import selectors, services
 from incidents.forms import (
     ExpireForm,
     MitigateForm,
@@ -96,7 +94,7 @@ def board(request: HttpRequest) -> HttpResponse:
 
 def _incident(request: HttpRequest, incident_id: str) -> Incident:
     tenant = request.console_principal.tenant
-    found = incident_selectors.incident_queryset(tenant=tenant).filter(pk=incident_id).first()
+    found = selectors.incident_queryset(tenant=tenant).filter(pk=incident_id).first()
     if found is None:
         raise ControlPlaneError("INCIDENT_NOT_FOUND", f"no incident {incident_id!r}")
     return found
@@ -143,7 +141,7 @@ def incident_detail(request: HttpRequest, incident_id: str) -> HttpResponse:
 def _after_change(request: HttpRequest, incident_id: str, message: str) -> HttpResponse:
     """htmx: the refreshed incident with a notice; without htmx: back to the page (post/redirect/get)."""
     if not wants_fragment(request):
-        return redirect("console:incident", incident_id=incident_id)
+        return redirect("incidents:detail", incident_id=incident_id)
     context = _detail_context(request, incident_id, changed=message)
     return render_page(request, "incidents/detail.html", "incident", context)
 
@@ -206,7 +204,7 @@ def signals(request: HttpRequest) -> HttpResponse:
     page, rows = selectors.signal_page(
         tenant=tenant, filters=form.filters(), page=form.cleaned_data["page"] or 1
     )
-    base = reverse("console:signals")
+    base = reverse("incidents:signals")
     context = {
         "form": form,
         "page": page,
@@ -253,7 +251,7 @@ def silences(request: HttpRequest) -> HttpResponse:
 
 def _after_silence(request: HttpRequest, message: str) -> HttpResponse:
     if not wants_fragment(request):
-        return redirect("console:silences")
+        return redirect("incidents:silences")
     return render_page(
         request, "incidents/silences.html", "silences", _silences_context(request, changed=message)
     )
@@ -299,3 +297,11 @@ def silence_expire(request: HttpRequest, silence_id: str) -> HttpResponse:
     except ControlPlaneError as refusal:
         return refusal_response(request, refusal)
     return _after_silence(request, f"Silence {silence.pk[:12]} expired.")
+
+
+# --- Dashboard panel ------------------------------------------------------------------------------------
+
+
+def panel_context(request: HttpRequest) -> dict[str, Any]:
+    """The dashboard's incidents panel: open incidents by severity and state; one query."""
+    return {"open": selectors.open_incident_counts(tenant=request.console_principal.tenant)}

@@ -1,4 +1,5 @@
-"""Context every page gets: the environment badge, the signed-in principal and what it may do."""
+"""Context every page gets: the environment badge, the signed-in principal, what it may do, and the
+navigation the apps registered (`controlplane.kernel.navigation`) that it may see."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.urls import reverse
 
 from controlplane.identity.selectors import principal_for_user
+from controlplane.kernel import navigation
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
@@ -23,4 +26,14 @@ def console(request: HttpRequest) -> dict[str, Any]:
         "cp_env": settings.CONTROLPLANE_ENV,
         "cp_principal": principal,
         "cp_capabilities": capabilities,
+        "cp_nav": _nav(request, capabilities),
     }
+
+
+def _nav(request: HttpRequest, capabilities: frozenset[str]) -> list[dict[str, Any]]:
+    match = getattr(request, "resolver_match", None)
+    current = match.view_name if match else ""
+    return [
+        {"label": entry.label, "href": reverse(entry.url_name), "current": current in entry.current}
+        for entry in navigation.nav_entries(capabilities=capabilities)
+    ]

@@ -1,4 +1,4 @@
-"""Reads behind the console pages: the signed-in principal, the dashboard's status, ledger pages.
+"""Reads behind the console shell's pages: the dashboard's ledger panels and the ledger explorer.
 
 Ledger reads are restricted like the API's: a principal sees its own tenant's events and the
 tenant-less (system) ones, never another tenant's.
@@ -6,17 +6,14 @@ tenant-less (system) ones, never another tenant's.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from django.db.models import QuerySet
 
 from controlplane.channels.selectors import RejectionCount, rejection_counts
 from controlplane.identity.models import Principal
-from controlplane.ledger.models import GENESIS_HASH, Checkpoint, LedgerEvent, VerificationRun
-from controlplane.ledger.verify import ROW_COLUMNS, KeyInfo, load_keys, verify_rows
+from controlplane.ledger.models import Checkpoint, LedgerEvent, VerificationRun
 
 LEDGER_PAGE_SIZE = 25
 RECENT_EVENTS = 10
@@ -137,104 +134,8 @@ def ledger_page(
 # --- One event -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EventCheck:
-    """One verification step as the detail page lists it: "passed", "failed" or "not reached"."""
-
-    label: str
-    outcome: str
-
-
-@dataclass(frozen=True)
-class EventVerification:
-    ok: bool
-    code: str
-    detail: str
-    checks: list[EventCheck]
-    key_status: str
-    linked: bool  # False when the predecessor is missing, so the link could not be checked
-
-
-# The steps `verify_rows` runs, in order, and the reason codes each one reports.
-_CHECK_STEPS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("prev_hash is the hash of the event before", frozenset({"LEDGER_SEQ_GAP", "LEDGER_CHAIN_BROKEN"})),
-    (
-        "hash = SHA-256(prev_hash || canonical), and every column matches the canonical bytes",
-        frozenset({"LEDGER_HASH_MISMATCH"}),
-    ),
-    (
-        "signing key is known, unrevoked and valid at this seq",
-        frozenset({"LEDGER_KEY_UNKNOWN", "LEDGER_KEY_REVOKED", "LEDGER_KEY_NOT_VALID"}),
-    ),
-    ("Ed25519 signature over the hash verifies", frozenset({"LEDGER_SIGNATURE_INVALID"})),
-)
-
-
 def event_get(*, principal: Principal, seq: int) -> LedgerEvent | None:
     return visible_events(principal=principal).filter(seq=seq).first()
-
-
-def event_verify(
-    *,
-    event: LedgerEvent,
-    prev_hashes: dict[int, str] | None = None,
-    keys: dict[str, KeyInfo] | None = None,
-) -> EventVerification:
-    """Verify one stored event with the chain verifier itself (`verify_rows` over a one-row iterable).
-
-    Verifying many events (a trace), pass the predecessors' hashes (seq -> hash) and the loaded keys, so
-    each event costs no query.
-    """
-    row = {name: getattr(event, name) for name in ROW_COLUMNS}
-    for name in ("reason_codes", "data", "provenance"):
-        row[name] = orjson.dumps(row[name])  # the verifier reads JSON columns as their stored text
-    if event.seq == 1:
-        expected_prev: str | None = GENESIS_HASH
-    elif prev_hashes is not None:
-        expected_prev = prev_hashes.get(event.seq - 1)
-    else:
-        expected_prev = LedgerEvent.objects.filter(seq=event.seq - 1).values_list("hash", flat=True).first()
-    keys = load_keys() if keys is None else keys
-    failure = verify_rows([row], keys, expected_seq=event.seq, expected_prev_hash=expected_prev).failure
-    failed_step = next(
-        (i for i, (_, codes) in enumerate(_CHECK_STEPS) if failure and failure.code in codes), None
-    )
-    checks = []
-    for i, (label, _) in enumerate(_CHECK_STEPS):
-        if failed_step is not None and i > failed_step:
-            outcome = "not reached"
-        elif i == failed_step:
-            outcome = "failed"
-        elif i == 0 and expected_prev is None:
-            outcome = "not checked: the previous event is missing"
-        else:
-            outcome = "passed"
-        checks.append(EventCheck(label, outcome))
-    key = _key_status(event.key_id, keys)
-    return EventVerification(
-        ok=failure is None,
-        code=failure.code if failure else "",
-        detail=failure.detail if failure else "",
-        checks=checks,
-        key_status=key,
-        linked=expected_prev is not None,
-    )
-
-
-def _key_status(key_id: str, keys: dict[str, KeyInfo]) -> str:
-    """The key's status as the trust store holds it (active, retired, standby, revoked, or unknown)."""
-    key = keys.get(key_id)
-    if key is None:
-        return "unknown"
-    if key.revoked:
-        return "revoked"
-    if key.valid_from_seq is None:
-        return "standby"
-    return "active" if key.valid_until_seq is None else "retired"
-
-
-def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def visible_tenant_choices(*, principal: Principal) -> list[tuple[str, str]]:

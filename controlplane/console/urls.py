@@ -1,24 +1,27 @@
+"""The console's URLconf: the shell's own pages (namespace `console`), and each app's console pages under
+the app's namespace (`approvals:`, `runtime:`, `incidents:`), at the paths they have always had.
+
+Adding an app's pages is one include here; its navigation entry and dashboard panel it registers itself
+(`controlplane.kernel.navigation`).
+"""
+
 from django.urls import include, path
 
-from controlplane.console import views, views_runtime
+from controlplane.console import views
 
-app_name = "console"
-
-urlpatterns = [
+shell = [
     path("", views.dashboard, name="dashboard"),
+    path("panels/<slug:name>/", views.panel, name="panel"),
     path("verify/", views.verify, name="verify"),
     path("ledger/", views.ledger, name="ledger"),
     path("ledger/<int:seq>/", views.event, name="event"),
-    path("approvals/", views_runtime.approvals_queue, name="approvals"),
-    path("approvals/bulk/", views_runtime.approvals_bulk_decide, name="approvals-bulk"),
-    path("approvals/<str:request_id>/decide/", views_runtime.approval_decide, name="approval-decide"),
-    path("executions/", views_runtime.executions, name="executions"),
-    path("traces/", views_runtime.trace_find, name="trace-find"),
-    path("traces/<str:trace_id>/", views_runtime.trace, name="trace"),
-    path("traces/<str:trace_id>/events/<int:seq>/", views_runtime.trace_event, name="trace-event"),
-    path("killswitch/", views_runtime.killswitch, name="killswitch"),
-    path("killswitch/change/", views_runtime.killswitch_change, name="killswitch-change"),
-    path("incidents/", include("incidents.console_urls")),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
+]
+
+urlpatterns = [
+    path("", include((shell, "console"))),
+    path("approvals/", include("approvals.urls_console")),
+    path("", include("controlplane.runtime.urls_console")),
+    path("incidents/", include("incidents.urls_console")),
 ]

@@ -1,7 +1,8 @@
-"""The console shell: sign-in, the dashboard and the ledger explorer.
+"""The console shell: sign-in, the dashboard (the panels the apps register) and the ledger explorer.
 
-Each view serves its whole page, or just the fragment an htmx request swaps (`access.render_page`).
-Every view but sign-in and sign-out is wrapped in `capability_required` (deny by default).
+Each view serves its whole page, or just the fragment an htmx request swaps (`kernel.pages.render_page`).
+Every view but sign-in and sign-out is wrapped in `capability_required` (deny by default). The apps' own
+pages live in the apps (`<app>/views.py`, `urls_console.py`, `templates/<app>/`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.console import selectors
 from controlplane.console.forms import LedgerFilterForm
-from controlplane.console.selectors_runtime import killswitch_engaged_for_principal
 from controlplane.identity import services as identity_services
+from controlplane.kernel import navigation
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.pages import (
     capability_required,
@@ -28,6 +29,7 @@ from controlplane.kernel.pages import (
     render_page,
     wants_fragment,
 )
+from controlplane.ledger.selectors import event_verify, pretty_json
 from controlplane.ledger.verify import verification_record
 
 # --- Sign-in ---------------------------------------------------------------------------------------
@@ -73,8 +75,11 @@ logout = auth_views.LogoutView.as_view()  # POST only (Django 5); ledgered by th
 
 # --- Dashboard -------------------------------------------------------------------------------------
 
+INTEGRITY_TEMPLATE = "console/panels/integrity.html"
 
-def _integrity_context(request: HttpRequest) -> dict[str, Any]:
+
+def integrity_context(request: HttpRequest) -> dict[str, Any]:
+    """The ledger integrity panel: chain head, last checkpoint, last verification (three queries)."""
     can_read = "ledger.read" in request.console_capabilities
     return {
         "status": selectors.chain_status() if can_read else None,
@@ -83,18 +88,54 @@ def _integrity_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+def recent_events_context(request: HttpRequest) -> dict[str, Any]:
+    """The recent events panel: the last events the viewer may read (one query)."""
+    return {"recent": selectors.recent_events(principal=request.console_principal)}
+
+
+def ingest_rejections_context(request: HttpRequest) -> dict[str, Any]:
+    """The ingest refusals panel: counters of the viewer's tenant and of unknown senders."""
+    return {"rejections": selectors.ingest_rejections(principal=request.console_principal)}
+
+
 @require_GET
 @capability_required()
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Chain integrity (head, checkpoint, last verification), recent events, ingest refusals, and — loudly —
-    any engaged kill switch."""
-    context = _integrity_context(request)
-    if not wants_fragment(request):  # the polled fragment is the integrity panel alone
-        if context["can_read_ledger"]:
-            context["recent"] = selectors.recent_events(principal=request.console_principal)
-        context["rejections"] = selectors.ingest_rejections(principal=request.console_principal)
-        context["killswitches"] = killswitch_engaged_for_principal(principal=request.console_principal)
-    return render_page(request, "console/dashboard.html", "integrity", context)
+    """What needs the viewer now: every panel the apps registered that the viewer may see (pending
+    approvals, open incidents, executions, ledger integrity, recent events, ingest refusals), and — loudly,
+    as a banner — any engaged kill switch.
+
+    The panels' contexts are merged into the page's (each panel names its own keys), so each panel's
+    fragment renders in the page exactly as its `/panels/<name>/` fragment does.
+    """
+    if wants_fragment(request):  # the polled fragment of `/` is the integrity panel alone, as it always was
+        return render_page(request, INTEGRITY_TEMPLATE, "panel", integrity_context(request))
+    shown = navigation.panels(capabilities=request.console_capabilities)
+    context: dict[str, Any] = {}
+    for shown_panel in shown:
+        context.update(shown_panel.context(request))
+    context["panel_templates"] = [f"{shown_panel.template}#panel" for shown_panel in shown]
+    return render_page(request, "console/dashboard.html", "panels", context)
+
+
+@require_GET
+@capability_required()
+def panel(request: HttpRequest, name: str) -> HttpResponse:
+    """One dashboard panel: the fragment its htmx poll swaps, or a page holding it alone.
+
+    Refused (CAPABILITY_MISSING) when the viewer lacks the panel's capability, as its page would be.
+    """
+    found = navigation.panel_get(name)
+    if found is None:
+        return refusal_response(request, ControlPlaneError("NOT_FOUND", f"no dashboard panel {name!r}"))
+    if found.capability is not None and found.capability not in request.console_capabilities:
+        return refusal_response(
+            request,
+            ControlPlaneError(
+                "CAPABILITY_MISSING", f"{request.console_principal.ref} lacks {found.capability!r}"
+            ),
+        )
+    return render_page(request, found.template, "panel", found.context(request))
 
 
 @require_POST
@@ -104,9 +145,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     verification_record()
     if not wants_fragment(request):
         return redirect("console:dashboard")
-    return render_page(
-        request, "console/dashboard.html", "integrity", {**_integrity_context(request), "oob": True}
-    )
+    return render_page(request, INTEGRITY_TEMPLATE, "panel", {**integrity_context(request), "oob": True})
 
 
 # --- Ledger explorer -------------------------------------------------------------------------------
@@ -147,9 +186,9 @@ def event(request: HttpRequest, seq: int) -> HttpResponse:
         return refusal_response(request, ControlPlaneError("NOT_FOUND", f"no visible ledger event {seq}"))
     context = {
         "event": found,
-        "data_json": selectors.pretty_json(found.data),
-        "provenance_json": selectors.pretty_json(found.provenance),
-        "verification": selectors.event_verify(event=found),
+        "data_json": pretty_json(found.data),
+        "provenance_json": pretty_json(found.provenance),
+        "verification": event_verify(event=found),
     }
     return render_page(request, "console/event.html", "event", context)
 

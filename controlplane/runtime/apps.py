@@ -10,11 +10,13 @@ class RuntimeConfig(AppConfig):
         from django.conf import settings
 
         from approvals.registry import register_subject
+        from approvals.selectors import register_queue_context
         from controlplane.identity.capabilities import register_capabilities
         from controlplane.kernel.contracts import register_contracts
+        from controlplane.kernel.navigation import register_banner, register_nav, register_panel
         from controlplane.kernel.periodic import register_periodic
         from controlplane.kernel.replay import register_replayer
-        from controlplane.runtime import contracts
+        from controlplane.runtime import contracts, selectors, views
         from controlplane.runtime.capabilities import CAPABILITIES
         from controlplane.runtime.executors import register_builtin_executors
         from controlplane.runtime.replayers import RUNTIME_REPLAYER
@@ -31,3 +33,34 @@ class RuntimeConfig(AppConfig):
         register_capabilities(CAPABILITIES)
         register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
         register_replayer(RUNTIME_REPLAYER)
+        register_queue_context(APPROVAL_SUBJECT, selectors.approval_queue_context)
+        register_nav(
+            app="runtime",
+            label="Executions",
+            url_name="runtime:executions",
+            capability="executions.read",
+            order=30,
+            current=["runtime:trace", "runtime:trace-event"],
+        )
+        register_nav(
+            app="runtime",
+            label="Kill switch",
+            url_name="runtime:killswitch",
+            capability="killswitch.manage",
+            order=50,
+        )
+        register_panel(
+            name="executions",
+            template="runtime/panel.html",
+            context=views.panel_context,
+            capability="executions.read",
+            order=30,
+        )
+        # The pages rendering `{% banners %}` (the dashboard, the approval queue) shout an engaged switch.
+        register_banner(
+            name="killswitch",
+            template="runtime/_killswitch_banner.html",
+            context=views.killswitch_banner_context,
+            capability=None,
+            order=0,
+        )

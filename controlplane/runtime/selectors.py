@@ -1,10 +1,38 @@
-"""Reads of the runtime for the services, the API, the console and the CLI."""
+"""Reads of the runtime for the services, the API, the console and the CLI: which kill switch covers a
+step; and behind the runtime's console pages: executions, the trace explorer, the kill switch; what the
+approval queue shows of a plan step; and the dashboard's executions panel.
+
+Everything is restricted to the principal's tenant, like the API. Every page costs a fixed number of
+queries however many steps a plan has (tests pin the counts).
+"""
 
 from __future__ import annotations
 
-from django.db.models import Q
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from controlplane.runtime.models import KillSwitch, KillSwitchScope
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Q
+
+from approvals.selectors import QueueRow, SiblingStep
+from controlplane.identity.models import Principal
+from controlplane.ledger.models import LedgerEvent
+from controlplane.ledger.selectors import EventVerification, event_verify
+from controlplane.ledger.verify import load_keys
+from controlplane.runtime.models import (
+    Execution,
+    ExecutionStatus,
+    KillSwitch,
+    KillSwitchScope,
+    StepRun,
+    StepStatus,
+)
+from controlplane.runtime.traces import Trace, TraceNode
+
+EXECUTIONS_PAGE_SIZE = 25
+FAILED_WINDOW = timedelta(hours=24)  # the dashboard counts the failures of the last day
+
 
 # --- Runtime reads -------------------------------------------------------------------------------------
 
@@ -20,4 +48,210 @@ def killswitch_engaged_for(*, tenant: str, action: str) -> KillSwitch | None:
         )
         .order_by("scope")
         .first()
+    )
+
+
+# --- The approval queue's plan steps -------------------------------------------------------------------
+
+
+def approval_queue_context(rows: list[QueueRow]) -> None:
+    """What the approval queue shows of approvals of plan steps: the plan around each, its trace, and the
+    policy rules that matched. Two queries for the page: the steps of the plans around the page's steps,
+    and those steps' policy trails."""
+    step_rows = {int(row.approval.subject_id): row for row in rows}
+    for row in rows:
+        row.is_step = True
+    executions = {row.summary.get("execution") for row in step_rows.values()} - {None}
+    plan_steps: dict[str, list[StepRun]] = defaultdict(list)
+    for run in (
+        StepRun.objects.filter(execution_id__in=executions)
+        .select_related("step", "execution")
+        .only(
+            "id",
+            "status",
+            "verdict",
+            "effective_tier",
+            "execution_id",
+            "execution__trace_id",
+            "step__key",
+            "step__action",
+            "step__position",
+        )
+        .order_by("execution_id", "step__position")
+    ):
+        plan_steps[run.execution_id].append(run)
+    trails = dict(StepRun.objects.filter(pk__in=list(step_rows)).order_by().values_list("pk", "decision"))
+    for run_id, row in step_rows.items():
+        runs = plan_steps.get(row.summary.get("execution"), [])
+        row.siblings = [
+            SiblingStep(
+                key=run.step.key,
+                action=run.step.action,
+                status=run.status,
+                verdict=run.verdict,
+                tier=run.effective_tier,
+                is_subject=run.pk == run_id,
+            )
+            for run in runs
+        ]
+        row.trace_id = runs[0].execution.trace_id if runs else ""
+        row.trail = [entry for entry in (trails.get(run_id) or {}).get("trail", []) if entry["matched"]]
+
+
+# --- Executions --------------------------------------------------------------------------------------
+
+
+def executions_page(*, principal: Principal, status: str, page: int) -> Page:
+    """The tenant's executions, newest first, with their intent's goal; two queries a page."""
+    executions = (
+        Execution.objects.filter(tenant_id=principal.tenant_id)
+        .select_related("plan", "intent__principal__tenant")
+        .only(
+            "id",
+            "status",
+            "trace_id",
+            "started_at",
+            "finished_at",
+            "reason_codes",
+            "environment",
+            "profile_name",
+            "profile_version",
+            "plan__goal",
+            "intent__principal__name",
+            "intent__principal__tenant__slug",
+        )
+        .order_by("-started_at", "id")
+    )
+    if status:
+        executions = executions.filter(status=status)
+    return Paginator(executions, EXECUTIONS_PAGE_SIZE).get_page(page)
+
+
+# --- Traces ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TraceVerification:
+    """Each of the trace's events checked by the chain verifier, one by one."""
+
+    results: dict[int, EventVerification]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.results.values())
+
+    @property
+    def failed(self) -> list[int]:
+        return sorted(seq for seq, result in self.results.items() if not result.ok)
+
+
+def trace_verify(*, trace: Trace) -> TraceVerification:
+    """Verify every event the trace's nodes name (hash, columns, link to its predecessor, key, signature).
+
+    Three queries: the events, their predecessors' hashes, and the keys; then each event goes through
+    the same `verify_rows` the event page and `manage.py ledger verify` use.
+    """
+    seqs = trace.seqs()
+    events = list(LedgerEvent.objects.filter(seq__in=seqs).order_by("seq"))
+    previous = dict(LedgerEvent.objects.filter(seq__in=[s - 1 for s in seqs]).values_list("seq", "hash"))
+    keys = load_keys()
+    return TraceVerification(
+        results={event.seq: event_verify(event=event, prev_hashes=previous, keys=keys) for event in events}
+    )
+
+
+@dataclass
+class TraceRow:
+    """A node of the tree as the explorer draws it: the node, its event's verification, its children."""
+
+    node: TraceNode
+    check: EventVerification | None
+    children: list[TraceRow]
+
+
+def trace_rows(*, trace: Trace, verification: TraceVerification) -> list[TraceRow]:
+    def row(node: TraceNode) -> TraceRow:
+        check = verification.results.get(node.seq) if node.seq is not None else None
+        return TraceRow(node=node, check=check, children=[row(child) for child in node.children])
+
+    return [row(root) for root in trace.roots]
+
+
+def trace_outcomes(*, trace: Trace) -> list[str]:
+    """What became of each intent of the trace: its execution's status, or `rejected`."""
+    return [
+        node.status
+        for node in trace.nodes()
+        if node.kind == "execution" or (node.kind == "plan" and node.status == "rejected")
+    ]
+
+
+def trace_event_get(*, trace: Trace, seq: int) -> LedgerEvent | None:
+    """An event the trace names (the trace was already restricted to the principal's tenant)."""
+    if seq not in set(trace.seqs()):
+        return None
+    return LedgerEvent.objects.filter(seq=seq).first()
+
+
+# --- Kill switch -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KillSwitchStatus:
+    switches: list[KillSwitch]
+
+    @property
+    def engaged(self) -> list[KillSwitch]:
+        return [s for s in self.switches if s.engaged]
+
+
+def killswitch_status() -> KillSwitchStatus:
+    return KillSwitchStatus(switches=list(KillSwitch.objects.order_by("scope", "target")))
+
+
+def killswitch_engaged_for_principal(*, principal: Principal) -> list[KillSwitch]:
+    """The engaged switches that hold this principal's tenant: global, its tenant, or any action."""
+    return list(
+        KillSwitch.objects.filter(engaged=True)
+        .filter(
+            Q(scope=KillSwitchScope.GLOBAL)
+            | Q(scope=KillSwitchScope.TENANT, target=principal.tenant.slug)
+            | Q(scope=KillSwitchScope.ACTION)
+        )
+        .order_by("scope", "target")
+    )
+
+
+# --- Dashboard panel -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecutionCounts:
+    """What the dashboard's executions panel shows."""
+
+    running: int  # running, no step waiting for a person
+    waiting: int  # running, with a step waiting for approval
+    failed: int  # failed within FAILED_WINDOW
+
+
+def execution_counts(*, principal: Principal, now: datetime) -> ExecutionCounts:
+    """The tenant's executions running, waiting for approval, and failed in the last day; one query."""
+    counted = (
+        Execution.objects.filter(tenant_id=principal.tenant_id)
+        .filter(
+            Q(status=ExecutionStatus.RUNNING)
+            | Q(status=ExecutionStatus.FAILED, finished_at__gte=now - FAILED_WINDOW)
+        )
+        .aggregate(
+            running=Count("id", filter=Q(status=ExecutionStatus.RUNNING), distinct=True),
+            waiting=Count(
+                "id",
+                filter=Q(status=ExecutionStatus.RUNNING, step_runs__status=StepStatus.WAITING_APPROVAL),
+                distinct=True,
+            ),
+            failed=Count("id", filter=Q(status=ExecutionStatus.FAILED), distinct=True),
+        )
+    )
+    return ExecutionCounts(
+        running=counted["running"] - counted["waiting"], waiting=counted["waiting"], failed=counted["failed"]
     )

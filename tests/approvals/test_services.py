@@ -216,3 +216,56 @@ def test_racing_decisions_stay_consistent():
     assert sorted(outcomes) == ["APPROVAL_NOT_PENDING", "APPROVAL_NOT_PENDING", "ok", "ok"]
     assert LedgerEvent.objects.filter(type="controlplane.approval.request.approved").count() == 1
     assert RESOLVED == [("step-1", "approved")]
+
+
+# --- Bulk decisions -----------------------------------------------------------------------------------
+
+
+def test_bulk_decide_decides_every_named_approval_with_one_reason(tenant, requester):
+    first = open_request(requester, subject_id="step-1")
+    second = open_request(requester, subject_id="step-2")
+
+    decided = services.approvals_bulk_decide(
+        items=[(first.pk, "a" * 64), (second.pk, "a" * 64)],
+        actor=approver(tenant, "alice"),
+        decision="approve",
+        reason="batch ok",
+    )
+
+    assert [a.pk for a in decided] == [first.pk, second.pk]
+    assert [a.status for a in decided] == [ApprovalStatus.APPROVED, ApprovalStatus.APPROVED]
+    assert set(ApprovalDecision.objects.values_list("reason", flat=True)) == {"batch ok"}
+
+
+def test_bulk_decide_is_all_or_nothing_and_names_the_approval_at_fault(tenant, requester):
+    first = open_request(requester, subject_id="step-1")
+    second = open_request(requester, subject_id="step-2")
+    alice = approver(tenant, "alice")
+    before = LedgerEvent.objects.count()
+
+    with pytest.raises(ControlPlaneError) as refused:
+        services.approvals_bulk_decide(
+            items=[(first.pk, "a" * 64), (second.pk, "b" * 64)],
+            actor=alice,
+            decision="approve",
+            reason="batch ok",
+        )
+
+    assert refused.value.code == "APPROVAL_CONTENT_CHANGED"
+    assert refused.value.extra == {"request": second.pk}
+    assert LedgerEvent.objects.count() == before and not ApprovalDecision.objects.exists()
+    assert set(ApprovalRequest.objects.values_list("status", flat=True)) == {ApprovalStatus.PENDING}
+
+
+def test_bulk_decide_refuses_an_approval_of_another_tenant_as_not_found(tenant, requester):
+    theirs = open_request(PrincipalFactory(tenant=TenantFactory(slug="globex"), agent=True))
+    alice = approver(tenant, "alice")
+    before = LedgerEvent.objects.count()
+
+    with pytest.raises(ControlPlaneError) as refused:
+        services.approvals_bulk_decide(
+            items=[(theirs.pk, "a" * 64)], actor=alice, decision="approve", reason="x"
+        )
+
+    assert (refused.value.code, refused.value.extra) == ("APPROVAL_NOT_FOUND", {})
+    assert LedgerEvent.objects.count() == before

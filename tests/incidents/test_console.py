@@ -17,7 +17,7 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Intent
-from incidents import console_urls, normalise, services, views
+from incidents import normalise, services, urls_console, views
 from incidents.models import Incident, Silence
 from incidents.services import lifecycle
 from tests.factories import PrincipalFactory, TenantFactory, UserFactory
@@ -118,18 +118,18 @@ def transition(client, incident, verb, htmx=True, **data):
 def test_every_incidents_page_is_guarded_by_its_capability():
     guarded = {
         p.name: getattr(p.callback, "required_capabilities", None)
-        for p in console_urls.urlpatterns
+        for p in urls_console.urlpatterns
         if isinstance(p, URLPattern)
     }
     assert guarded == {
-        "incidents": ("console.view", "incidents.read"),
+        "board": ("console.view", "incidents.read"),
         "signals": ("console.view", "incidents.read"),
         "silences": ("console.view", "incidents.read"),
         "silence-create": ("console.view", "silences.manage"),
         "silence-expire": ("console.view", "silences.manage"),
-        "incident": ("console.view", "incidents.read"),
-        "incident-severity": ("console.view", "incidents.manage"),
-        "incident-transition": ("console.view", "incidents.manage"),
+        "detail": ("console.view", "incidents.read"),
+        "severity": ("console.view", "incidents.manage"),
+        "transition": ("console.view", "incidents.manage"),
     }
 
 
@@ -669,3 +669,61 @@ def test_a_pending_silence_approved_in_the_queue_becomes_active(console, tenant,
     assert silence.status == "active"
     html = console.get("/incidents/silences/").content.decode()
     assert f'data-silence="{silence.pk}" data-state="active"' in html
+
+
+# --- The dashboard's panel ------------------------------------------------------------------------------
+
+
+def open_counts(html: str) -> dict[str, list[str]]:
+    """severity -> the counts per state (open, acknowledged, mitigating) of the incidents panel."""
+    return {
+        severity: re.findall(r'<td class="num">(\d+)</td>', cells)
+        for severity, cells in re.findall(r'<tr data-severity="([a-z]+)">(.*?)</tr>', html)
+    }
+
+
+def test_the_panel_counts_open_incidents_by_severity_and_state(console, tenant, incident, operator):
+    make_rule(tenant, name="search-errors", match_service="search", severity="critical")
+    acknowledged = open_incident(tenant, service="search", start=30)
+    services.incident_acknowledge(incident=acknowledged, actor=operator)
+    make_rule(tenant, name="cart-errors", match_service="cart")
+    resolved = open_incident(tenant, service="cart", start=60)
+    services.incident_resolve(incident=resolved, actor=operator, reason="fixed")
+    make_rule(tenant, name="pay-errors", match_service="pay")
+    raised = open_incident(tenant, service="pay", start=90)
+    services.incident_raise_severity(incident=raised, actor=operator, severity="critical", reason="pager")
+    globex = TenantFactory(slug="globex")
+    make_rule(globex, name="checkout-errors")
+    open_incident(globex, service="checkout")
+
+    fragment = console.get("/panels/incidents/", headers=HTMX)
+    full = console.get("/panels/incidents/")
+
+    html = fragment.content.decode()
+    assert b"<html" not in fragment.content and b"<html" in full.content
+    assert '<th class="num">open</th><th class="num">acknowledged</th><th class="num">mitigating</th>' in html
+    assert open_counts(html) == {"critical": ["1", "1", "0"], "high": ["1", "0", "0"]}
+    assert '<td class="num" id="incidents-open" colspan="3">3</td>' in html
+    assert '<a href="/incidents/">Board →</a>' in html
+
+
+def test_the_panel_says_when_nothing_is_open(console):
+    html = console.get("/panels/incidents/", headers=HTMX).content.decode()
+    assert '<p class="muted" id="incidents-open">No open incidents.</p>' in html
+
+
+def test_without_incidents_read_there_is_no_panel_and_its_fragment_is_refused(client, tenant, incident):
+    viewer = PrincipalFactory(tenant=tenant, human=True, capabilities=["console.view"])
+    client.force_login(viewer.user)
+    assert b'id="panel-incidents"' not in client.get("/").content
+    response = client.get("/panels/incidents/", headers=HTMX)
+    assert response.status_code == 403 and refusal_code(response) == "CAPABILITY_MISSING"
+
+
+def test_the_panel_costs_one_query(console, tenant, rule, django_assert_max_num_queries):
+    for n in range(4):
+        make_rule(tenant, name=f"rule-{n}", match_service=f"svc-{n}")
+        open_incident(tenant, service=f"svc-{n}", start=n)
+    with django_assert_max_num_queries(5):  # session, user, principal, grants; the counts
+        response = console.get("/panels/incidents/", headers=HTMX)
+    assert open_counts(response.content.decode()) == {"high": ["4", "0", "0"]}

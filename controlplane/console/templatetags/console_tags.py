@@ -1,4 +1,4 @@
-"""Template filters of the console pages."""
+"""Template tags and filters of the console pages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 from django import template
+from django.template.loader import render_to_string
+from django.utils.html import format_html_join
 
+from controlplane.kernel import navigation
 from controlplane.kernel.reasons import CATALOGUE
 
 register = template.Library()
@@ -28,3 +31,18 @@ def reason_description(code: str) -> str:
 @register.filter
 def get_item(mapping: dict, key: Any) -> Any:
     return mapping.get(key) if mapping else None
+
+
+@register.simple_tag(takes_context=True)
+def banners(context: template.Context) -> str:
+    """The page-wide banners the apps registered (an engaged kill switch), for the viewer's capabilities.
+
+    Each banner's template decides whether it shows anything; its reads run here, once per render.
+    """
+    request = context.get("request")
+    held = getattr(request, "console_capabilities", frozenset())
+    rendered = [
+        render_to_string(banner.template, banner.context(request), request=request)
+        for banner in navigation.banners(capabilities=held)
+    ]
+    return format_html_join("", "{}", ((html,) for html in rendered))

@@ -393,3 +393,70 @@ def test_bulk_refusals_write_nothing(dora_client, agent):
     no_reason = bulk(dora_client, [request], reason="", **HTMX)
     assert no_reason.status_code == 400 and b'data-code="APPROVAL_REASON_REQUIRED"' in no_reason.content
     assert ledger_count() == before and ApprovalRequest.objects.get(pk=request.pk).status == "pending"
+
+
+# --- The dashboard's panel ---------------------------------------------------------------------------
+
+
+def tier_rows(html: str) -> dict[str, tuple[str, str]]:
+    """tier -> (pending count, the oldest's age as shown) of the approvals panel."""
+    return {
+        tier: (count, age)
+        for tier, count, age in re.findall(
+            r'<tr data-tier="([a-z]+)">.*?<td class="num">(\d+)</td><td>(.*?)</td></tr>', html
+        )
+    }
+
+
+def test_the_panel_counts_pending_approvals_by_tier_with_the_oldest_waiting(dora_client, agent, decider):
+    now = timezone.now()
+    open_test_request(agent, tier="critical", at=now - timedelta(hours=3), n=1)
+    open_test_request(agent, tier="critical", at=now - timedelta(minutes=5), n=2)
+    open_test_request(agent, tier="high", at=now - timedelta(days=2), n=3)
+    decided = open_test_request(agent, tier="low", n=4)
+    approvals.approval_decide(
+        request=decided, actor=decider, decision="approve", reason="ok", content_hash=decided.content_hash
+    )
+    open_test_request(PrincipalFactory(tenant=TenantFactory(slug="globex"), agent=True), tier="medium", n=5)
+
+    fragment = dora_client.get("/panels/approvals/", headers={"HX-Request": "true"})
+    full = dora_client.get("/panels/approvals/")
+
+    html = fragment.content.decode()
+    assert b"<html" not in fragment.content and b"<html" in full.content
+    rows = tier_rows(html)
+    assert {tier: count for tier, (count, _) in rows.items()} == {
+        "critical": "2",
+        "high": "1",
+        "medium": "0",
+        "low": "0",
+    }
+    assert "3\xa0hours" in rows["critical"][1] and "2\xa0days" in rows["high"][1]
+    assert rows["medium"][1] == rows["low"][1] == "—"
+    assert '<td class="num" id="approvals-pending">3</td>' in html
+    assert '<a href="/approvals/?tier=critical">' in html and '<a href="/approvals/">Queue →</a>' in html
+
+
+def test_the_panel_says_when_nothing_waits(dora_client):
+    html = dora_client.get("/panels/approvals/", headers={"HX-Request": "true"}).content.decode()
+    assert '<p class="muted" id="approvals-pending">Nothing is waiting for a decision.</p>' in html
+
+
+def test_without_approvals_read_there_is_no_panel_and_its_fragment_is_refused(client, agent):
+    viewer = PrincipalFactory(
+        tenant=agent.tenant, human=True, capabilities=["console.view", "executions.read"]
+    )
+    open_test_request(agent)
+    client.force_login(viewer.user)
+
+    assert b'id="panel-approvals"' not in client.get("/").content
+    response = client.get("/panels/approvals/", headers={"HX-Request": "true"})
+    assert response.status_code == 403 and b'data-code="CAPABILITY_MISSING"' in response.content
+    assert b"approvals.read" in response.content
+
+
+def test_the_panel_costs_one_query_however_many_wait(dora_client, agent, django_assert_num_queries):
+    for n in range(30):
+        open_test_request(agent, tier=["low", "medium", "high", "critical"][n % 4], n=n)
+    with django_assert_num_queries(5):  # session, user, principal, grants; the counts by tier
+        dora_client.get("/panels/approvals/", headers={"HX-Request": "true"})

@@ -1,0 +1,121 @@
+"""What each app contributes to the console shell: navigation entries, dashboard panels and page banners.
+
+Model-free, like the rest of the kernel. Apps register from their `AppConfig.ready()`; the console's layout
+(a context processor), its dashboard and its banner tag read the registries. The console therefore names no
+app: adding an app's page or panel touches only that app.
+
+- `register_nav(app=..., label=..., url_name=..., capability=..., order=...)`: a link in the top bar, shown to
+  a viewer holding `capability` (None: any console user).
+- `register_panel(name=..., template=..., context=..., capability=..., order=...)`: a dashboard panel. The
+  template is a whole page with a `{% partialdef panel %}`: the dashboard includes the fragment, and
+  `/panels/<name>/` serves page or fragment (`kernel.pages.render_page`) for its htmx refresh.
+- `register_banner(name=..., template=..., context=..., capability=..., order=...)`: something every page that
+  renders `{% banners %}` must shout (an engaged kill switch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+
+PanelContext = Callable[[HttpRequest], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """A link of the console's top bar."""
+
+    app: str
+    label: str
+    url_name: str  # "namespace:name", reversed without arguments
+    capability: str | None
+    order: int
+    current: tuple[str, ...]  # the view names ("namespace:name") under which the entry is the current page
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A dashboard panel: a template with a `panel` partial, and the reads that fill it."""
+
+    name: str
+    template: str
+    context: PanelContext
+    capability: str | None
+    order: int
+
+
+@dataclass(frozen=True)
+class Banner:
+    """A page-wide alert: a template, and the reads that fill it (an empty template renders nothing)."""
+
+    name: str
+    template: str
+    context: PanelContext
+    capability: str | None
+    order: int
+
+
+_nav: dict[str, NavEntry] = {}
+_panels: dict[str, Panel] = {}
+_banners: dict[str, Banner] = {}
+
+
+def register_nav(
+    *,
+    app: str,
+    label: str,
+    url_name: str,
+    capability: str | None,
+    order: int,
+    current: Iterable[str] = (),
+) -> None:
+    """Add a top-bar link to `url_name`; `current` lists further view names that highlight it."""
+    _nav[url_name] = NavEntry(
+        app=app,
+        label=label,
+        url_name=url_name,
+        capability=capability,
+        order=order,
+        current=(url_name, *current),
+    )
+
+
+def register_panel(
+    *, name: str, template: str, context: PanelContext, capability: str | None, order: int
+) -> None:
+    """Add a dashboard panel, shown (and served at `/panels/<name>/`) to a viewer holding `capability`."""
+    _panels[name] = Panel(name=name, template=template, context=context, capability=capability, order=order)
+
+
+def register_banner(
+    *, name: str, template: str, context: PanelContext, capability: str | None, order: int
+) -> None:
+    """Add a page-wide banner, rendered where a page asks for `{% banners %}`."""
+    _banners[name] = Banner(name=name, template=template, context=context, capability=capability, order=order)
+
+
+def _visible(entries: Iterable[Any], capabilities: frozenset[str]) -> list[Any]:
+    shown = [e for e in entries if e.capability is None or e.capability in capabilities]
+    return sorted(shown, key=lambda e: (e.order, getattr(e, "name", getattr(e, "url_name", ""))))
+
+
+def nav_entries(*, capabilities: frozenset[str]) -> list[NavEntry]:
+    """The links a viewer holding `capabilities` sees, in order."""
+    return _visible(_nav.values(), capabilities)
+
+
+def panels(*, capabilities: frozenset[str]) -> list[Panel]:
+    """The dashboard panels a viewer holding `capabilities` sees, in order."""
+    return _visible(_panels.values(), capabilities)
+
+
+def panel_get(name: str) -> Panel | None:
+    return _panels.get(name)
+
+
+def banners(*, capabilities: frozenset[str]) -> list[Banner]:
+    """The banners a viewer holding `capabilities` is shown, in order."""
+    return _visible(_banners.values(), capabilities)

@@ -1,0 +1,179 @@
+"""Console pages of the runtime: executions, the trace explorer, the kill switch; the executions panel
+and the kill switch banner.
+
+Same rules as every console page: every view is wrapped in `capability_required`, serves its whole
+page or the fragment an htmx request swaps (`render_page`), and answers a refusal with its reason code
+(`refusal_response`). Every write goes through the owning app's services, in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.pages import capability_required, refusal_response, render_page, wants_fragment
+from controlplane.ledger.selectors import event_verify, pretty_json
+from controlplane.runtime import selectors
+from controlplane.runtime import services as runtime
+from controlplane.runtime.forms import ExecutionFilterForm, KillSwitchForm
+from controlplane.runtime.traces import TRACE_ID, trace_get
+
+READ = "executions.read"
+KILLSWITCH = "killswitch.manage"
+
+
+def _invalid(form: Any) -> ControlPlaneError:
+    errors = [
+        f"{form.fields[name].label or name}: {message}" if name in form.fields else message
+        for name, messages in form.errors.items()
+        for message in messages
+    ]
+    return ControlPlaneError("VALIDATION_FAILED", "; ".join(errors))
+
+
+# --- Executions --------------------------------------------------------------------------------------
+
+
+@require_GET
+@capability_required(READ)
+def executions(request: HttpRequest) -> HttpResponse:
+    """The tenant's executions, newest first; each links to its trace."""
+    form = ExecutionFilterForm(request.GET)
+    if not form.is_valid():
+        return refusal_response(request, _invalid(form))
+    status = form.cleaned_data["status"] or ""
+    page = selectors.executions_page(
+        principal=request.console_principal, status=status, page=form.cleaned_data["page"] or 1
+    )
+    base = reverse("runtime:executions")
+    prefix = f"{base}?status={status}&" if status else f"{base}?"
+    context = {
+        "form": form,
+        "page": page,
+        "prev_href": f"{prefix}page={page.previous_page_number()}" if page.has_previous() else "",
+        "next_href": f"{prefix}page={page.next_page_number()}" if page.has_next() else "",
+    }
+    return render_page(request, "runtime/executions.html", "results", context)
+
+
+# --- Traces ------------------------------------------------------------------------------------------
+
+
+@require_GET
+@capability_required(READ)
+def trace_find(request: HttpRequest) -> HttpResponse:
+    """The trace id form: go to `/traces/<id>/`."""
+    trace_id = request.GET.get("trace_id", "").strip().lower()
+    if not TRACE_ID.match(trace_id):
+        return refusal_response(
+            request, ControlPlaneError("TRACE_ID_INVALID", "a trace id is 32 lowercase hex digits")
+        )
+    return redirect("runtime:trace", trace_id=trace_id)
+
+
+@require_GET
+@capability_required(READ)
+def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """The trace explorer: the tree as a timeline, every node's ledger event verified."""
+    try:
+        found = trace_get(trace_id=trace_id, tenant=request.console_principal.tenant)
+    except ControlPlaneError as refusal:
+        return refusal_response(request, refusal)
+    verification = selectors.trace_verify(trace=found)
+    seqs = found.seqs()
+    context = {
+        "trace": found,
+        "verification": verification,
+        "rows": selectors.trace_rows(trace=found, verification=verification),
+        "outcomes": selectors.trace_outcomes(trace=found),
+        "first_seq": seqs[0] if seqs else None,
+        "last_seq": seqs[-1] if seqs else None,
+    }
+    return render_page(request, "runtime/trace.html", "trace", context)
+
+
+@require_GET
+@capability_required(READ)
+def trace_event(request: HttpRequest, trace_id: str, seq: int) -> HttpResponse:
+    """One node's ledger event, expanded in place: its payload and its verification."""
+    try:
+        found = trace_get(trace_id=trace_id, tenant=request.console_principal.tenant)
+    except ControlPlaneError as refusal:
+        return refusal_response(request, refusal)
+    event = selectors.trace_event_get(trace=found, seq=seq)
+    if event is None:
+        return refusal_response(
+            request, ControlPlaneError("NOT_FOUND", f"event {seq} is not part of trace {found.trace_id}")
+        )
+    context = {
+        "trace": found,
+        "event": event,
+        "data_json": pretty_json(event.data),
+        "verification": event_verify(event=event),
+    }
+    return render_page(request, "runtime/trace_event.html", "event", context)
+
+
+# --- Kill switch -------------------------------------------------------------------------------------
+
+
+def _killswitch_context(**extra: Any) -> dict[str, Any]:
+    return {"status": selectors.killswitch_status(), "scopes": ["global", "tenant", "action"], **extra}
+
+
+@require_GET
+@capability_required(KILLSWITCH)
+def killswitch(request: HttpRequest) -> HttpResponse:
+    """Every switch and its state; engage (with a scope and a reason) or release."""
+    return render_page(request, "runtime/killswitch.html", "switches", _killswitch_context())
+
+
+@require_POST
+@capability_required(KILLSWITCH)
+def killswitch_change(request: HttpRequest) -> HttpResponse:
+    """Engage or release one switch through `runtime.services.killswitch_set` (ledgered, reasoned)."""
+    form = KillSwitchForm(request.POST)
+    if not form.is_valid():
+        return refusal_response(request, _invalid(form))
+    data = form.cleaned_data
+    target = "" if data["scope"] == "global" else data["target"]
+    try:
+        switch = runtime.killswitch_set(
+            scope=data["scope"],
+            target=target,
+            engaged=data["engaged"],
+            reason=data["reason"],
+            actor=request.console_principal.ref,
+        )
+    except ControlPlaneError as refusal:
+        return refusal_response(request, refusal)
+    if not wants_fragment(request):
+        return redirect("runtime:killswitch")
+    state = "engaged" if switch.engaged else "released"
+    message = f"Kill switch {switch.scope}:{switch.target or '*'} {state}."
+    return render_page(request, "runtime/killswitch.html", "switches", _killswitch_context(changed=message))
+
+
+# --- Dashboard panel and banner ------------------------------------------------------------------------
+
+
+def panel_context(request: HttpRequest) -> dict[str, Any]:
+    """The dashboard's executions panel: running, waiting for approval, failed in the last day; one query."""
+    return {
+        "counts": selectors.execution_counts(principal=request.console_principal, now=timezone.now()),
+        "failed_window_hours": int(selectors.FAILED_WINDOW.total_seconds() // 3600),
+    }
+
+
+def killswitch_banner_context(request: HttpRequest) -> dict[str, Any]:
+    """The engaged switches holding the viewer's tenant, for the banner pages shout them with; one query."""
+    principal = getattr(request, "console_principal", None)
+    if principal is None:
+        return {"killswitches": []}
+    return {"killswitches": selectors.killswitch_engaged_for_principal(principal=principal)}
