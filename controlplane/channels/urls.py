@@ -3,8 +3,9 @@
 from django.urls import path
 
 from controlplane.channels import api
+from controlplane.channels.ingest.view import EventIngestView
 
 urlpatterns = [
-    path("events/", api.EventIngestView.as_view(), name="events-ingest"),
+    path("events/", EventIngestView.as_view(), name="events-ingest"),
     path("events/rejections/", api.RejectionCountsView.as_view(), name="events-rejections"),
 ]
