@@ -107,5 +107,6 @@ class EventIngestView(APIView):
         },
     )
     def post(self, request: Request) -> HttpResponse:
-        """Documents the endpoint; `dispatch` sends every POST to `lean.ingest_post` directly."""
+        """Documents the endpoint; `dispatch` sends every POST to `ingest.ingest_post` directly."""
+        # (That docstring is the POST's description in the OpenAPI schema, `ingest` meaning this package.)
         return lean.ingest_post(request._request)

@@ -3,7 +3,9 @@
 - producers:  `producer_create`, `producer_get`, `producer_key_rotate`, `producer_key_revoke`
 - ingest:     `event_check`, `signature_verdict`, `event_ingest`, `deliveries_append` and its pipelined
               forms (the serving paths of `POST /api/v1/events/` live in controlplane.channels.ingest)
-- rejections: `rejection_record`, `rejection_flush`, `rejection_key` (the ingest refusal counters)
+- rejections: `rejection_record`, `rejection_flush`, `rejection_key` (the ingest refusal counters),
+              `webhook_rejection_record` (the webhook view's)
+- webhooks:   `webhook_delivery_accept` (a verified delivery to its adapter, once per delivery id)
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ from controlplane.channels.services.rejections import (
     rejection_flush,
     rejection_key,
     rejection_record,
+    webhook_rejection_key,
+    webhook_rejection_record,
 )
+from controlplane.channels.services.webhooks import webhook_delivery_accept, webhook_idempotency_key
 
 __all__ = [
     "DEFAULT_OVERLAP_SECONDS",
@@ -66,4 +71,8 @@ __all__ = [
     "rejection_key",
     "rejection_record",
     "signature_verdict",
+    "webhook_delivery_accept",
+    "webhook_idempotency_key",
+    "webhook_rejection_key",
+    "webhook_rejection_record",
 ]

@@ -1,8 +1,9 @@
-"""Counters of the ingest endpoint's refusals, per (producer or "unknown", code), kept in the cache.
+"""Counters of refusals, kept in the cache: the ingest endpoint's per (producer or "unknown", code), and
+the webhook view's per (adapter, code).
 
 Best effort by design: an operational signal, not a record (the ledger records what was accepted), so a
 cache outage is logged and never turns a refusal into a server error. Read by
-`controlplane.channels.selectors.rejection_counts`.
+`controlplane.channels.selectors.rejection_counts` and `webhook_rejection_counts`.
 """
 
 from __future__ import annotations
@@ -92,3 +93,12 @@ def rejection_flush() -> None:
         _flush_timer = None
     for key, delta in pending.items():
         _count(key, delta)
+
+
+def webhook_rejection_key(adapter: str, code: str) -> str:
+    return f"channels:webhook-rejections:{adapter}:{code}"
+
+
+def webhook_rejection_record(*, adapter: str, code: str) -> None:
+    """Count one refusal of the webhook view per (adapter, code) in the cache; best effort, as above."""
+    _count(webhook_rejection_key(adapter, code), 1)
