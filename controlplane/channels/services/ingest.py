@@ -225,6 +225,33 @@ def event_check(
         signal = signal_cloudevent_normalise(
             principal=producer.principal, ce_source=event.source, data=event.data if event.has_data else None
         )
+    prepared = _ledger_event(
+        producer=producer, event=event, verdict=verdict, webhook_id=webhook_id, mode=mode, body=body, now=now
+    )
+    return CheckedDelivery(
+        producer=producer,
+        webhook_id=webhook_id,
+        ce_id=event.id,
+        verdict=verdict,
+        event=prepared,
+        received_at=now,
+        signal=signal,
+    )
+
+
+def _ledger_event(
+    *,
+    producer: Producer,
+    event: cloudevents.CloudEvent,
+    verdict: Verdict,
+    webhook_id: str,
+    mode: str,
+    body: bytes,
+    now: datetime,
+) -> PreparedEvent:
+    """The ledger event of a checked CloudEvent: its data where it fits (an object), the rest and how it
+    was verified in its provenance (docs/ingest.md, "What lands on the ledger"); MALFORMED_EVENT when it
+    cannot be canonicalised."""
     original = dict(event.attributes)
     if event.has_data and isinstance(event.data, dict):
         data, data_location = event.data, "ledger.data"
@@ -250,7 +277,7 @@ def event_check(
     if not (isinstance(traceparent, str) and parse_traceparent(traceparent)):
         traceparent = None
     try:
-        prepared = ledger_prepare(
+        return ledger_prepare(
             type=event.type,
             source=event.source,
             subject=event.subject,
@@ -271,15 +298,6 @@ def event_check(
                 "MALFORMED_EVENT", f"the event cannot be canonicalised: {exc.detail}"
             ) from exc
         raise
-    return CheckedDelivery(
-        producer=producer,
-        webhook_id=webhook_id,
-        ce_id=event.id,
-        verdict=verdict,
-        event=prepared,
-        received_at=now,
-        signal=signal,
-    )
 
 
 def event_ingest(
