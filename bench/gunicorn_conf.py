@@ -15,7 +15,7 @@ serving `controlplane.asgi:application`, one worker process, on a 2-core machine
   two processes, and the `gthread`-based `controlplane.serving.QueueTimeWorker`, for comparison;
 - refusing past saturation comes from the product: a loop running later than
   CONTROLPLANE_INGEST_QUEUE_BUDGET_MS, or a batch waiting longer than that, is answered 503 before any
-  other work (controlplane.channels.ingest_async).
+  other work (controlplane.channels.ingest.event_loop).
 
 With BENCH_PROFILE_DIR set, the worker runs under cProfile once the first request carrying an
 `X-Bench-Profile` header arrives (WSGI workers: one profiler per thread, around those requests only;

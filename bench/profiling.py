@@ -37,35 +37,47 @@ _AREAS = (
 KEY_FUNCTIONS = (
     (
         "whole request (the ASGI ingest handler; on-loop time only)",
-        "controlplane/channels/ingest_async.py",
+        "controlplane/channels/ingest/event_loop.py",
         "handle",
     ),
     (
         "ingest checks (ASGI: authentication, signature, CloudEvent, prepare)",
-        "controlplane/channels/ingest.py",
+        "controlplane/channels/ingest/checks.py",
         "ingest_check",
     ),
     (
         "a batch appended on the loop (ASGI appender, on-loop time)",
-        "controlplane/channels/services.py",
+        "controlplane/channels/services/ingest.py",
         "deliveries_append_pipelined_async",
     ),
     ("whole request (the WSGI application)", "controlplane/serving.py", "__call__"),
-    ("ingest view (total)", "controlplane/channels/ingest.py", "ingest_post"),
-    ("authentication (cached token, producer, keys)", "controlplane/channels/ingest.py", "_authenticate"),
+    ("ingest view (total)", "controlplane/channels/ingest/lean.py", "ingest_post"),
+    (
+        "authentication (cached token, producer, keys)",
+        "controlplane/channels/ingest/checks.py",
+        "_authenticate",
+    ),
     ("authentication: token lookup (cache miss)", "controlplane/identity/services.py", "token_authenticate"),
     ("producer and keys lookup (cache miss)", "controlplane/channels/selectors.py", "producer_for_principal"),
-    ("checks: signature, CloudEvent, prepare", "controlplane/channels/services.py", "event_check"),
-    ("signature verdict (HMAC)", "controlplane/channels/services.py", "signature_verdict"),
+    ("checks: signature, CloudEvent, prepare", "controlplane/channels/services/ingest.py", "event_check"),
+    ("signature verdict (HMAC)", "controlplane/channels/services/ingest.py", "signature_verdict"),
     ("prepare the ledger event (before the lock)", "controlplane/ledger/services.py", "ledger_prepare"),
-    ("group commit: queued until appended (total)", "controlplane/channels/ingest.py", "append"),
-    ("group commit: a batch appended (leader)", "controlplane/channels/services.py", "deliveries_append"),
-    ("earlier deliveries (duplicate check)", "controlplane/channels/services.py", "_earlier_deliveries"),
+    ("group commit: queued until appended (total)", "controlplane/channels/ingest/lean.py", "append"),
+    (
+        "group commit: a batch appended (leader)",
+        "controlplane/channels/services/ingest.py",
+        "deliveries_append",
+    ),
+    (
+        "earlier deliveries (duplicate check)",
+        "controlplane/channels/services/ingest.py",
+        "_earlier_deliveries",
+    ),
     ("chain lock wait + head read", "controlplane/ledger/chain.py", "chain_lock_and_read_head"),
     ("seal (hash, sign) under the lock", "controlplane/ledger/chain.py", "_seal"),
     ("ledger INSERT", "controlplane/ledger/chain.py", "_insert_rows"),
     ("COMMIT (waits for the WAL flush)", "django/db/backends/base/base.py", "commit"),
-    ("refusal counter (Redis INCR)", "controlplane/channels/services.py", "rejection_record"),
+    ("refusal counter (Redis INCR)", "controlplane/channels/services/rejections.py", "rejection_record"),
 )
 
 

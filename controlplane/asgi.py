@@ -4,8 +4,8 @@ Serve it with gunicorn's uvicorn worker (docs/operations.md):
 
     gunicorn -k uvicorn_worker.UvicornWorker controlplane.asgi:application
 
- Ingest deliveries take controlplane.channels.ingest_async (same checks and answers
-as the WSGI path, appended by a group commit on the loop); every other request goes to Django's ASGI
+Ingest deliveries take controlplane.channels.ingest.event_loop (same checks and answers as the WSGI
+path, appended by a group commit on the loop); every other request goes to Django's ASGI
 handler unchanged. Prints the start-up banner once per process.
 """
 
@@ -20,7 +20,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
 django_application = get_asgi_application()
 
-from controlplane.channels import ingest_async  # noqa: E402  (needs the app registry)
+from controlplane.channels.ingest import event_loop as ingest_event_loop  # noqa: E402  (app registry)
 from controlplane.serving import INGEST_PATH, freeze_startup_objects  # noqa: E402
 from controlplane.startup import log_banner  # noqa: E402
 
@@ -30,7 +30,7 @@ class IngestRouter:
 
     def __init__(self, django_app: Any) -> None:
         self.django_app = django_app
-        self.fast = ingest_async.phases_match_settings()
+        self.fast = ingest_event_loop.phases_match_settings()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -41,7 +41,7 @@ class IngestRouter:
             and scope["path"] == INGEST_PATH
             and scope["method"] == "POST"
         ):
-            await ingest_async.handle(scope, receive, send)
+            await ingest_event_loop.handle(scope, receive, send)
         else:
             await self.django_app(scope, receive, send)
 
@@ -52,7 +52,7 @@ class IngestRouter:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await ingest_async.group_commit.writer.close()
+                await ingest_event_loop.group_commit.writer.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -2,9 +2,10 @@
 
 `controlplane.wsgi.application` is `IngestFastPath` around Django's WSGI handler. It sends
 `POST /api/v1/events/` — the one endpoint that is hit thousands of times a second — through a lean
-Django handler: the same view (`EventIngestView`), but without URL resolving and without the middleware
-a bearer-token JSON endpoint has no use for (static files, sessions, CSRF, the session user, messages,
-htmx). Every other middleware in `settings.MIDDLEWARE` (security headers, ALLOWED_HOSTS through
+Django handler: the same view (`EventIngestView`, controlplane.channels.ingest.view), but without URL
+resolving and without the middleware a bearer-token JSON endpoint has no use for (static files,
+sessions, CSRF, the session user, messages, htmx; `controlplane.channels.ingest.lean.LEAN_SKIP`).
+Every other middleware in `settings.MIDDLEWARE` (security headers, ALLOWED_HOSTS through
 CommonMiddleware, the request id, X-Frame-Options, ...) still runs, in the same order. Every other
 request goes to Django unchanged.
 
@@ -44,10 +45,10 @@ class LeanChainMixin:
     """A handler whose chain is the lean middleware around the ingest view, with no URL resolving."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        from controlplane.channels.api import EventIngestView
+        from controlplane.channels.ingest.lean import lean_middleware  # after the apps are loaded
+        from controlplane.channels.ingest.view import EventIngestView
 
         handler = convert_exception_to_response(EventIngestView.as_view())
-        from controlplane.channels.ingest import lean_middleware  # after the apps are loaded
 
         for path in reversed(lean_middleware()):
             try:

@@ -1,6 +1,6 @@
 """WSGI entry point (gunicorn, runserver). Prints the start-up banner once per process.
 
-Ingest POSTs take a lean path (controlplane.serving); run gunicorn with
+Ingest POSTs take a lean path (controlplane.serving, controlplane.channels.ingest.lean); run gunicorn with
 `-k controlplane.serving.QueueTimeWorker` so that past saturation they are refused fast.
 """
 

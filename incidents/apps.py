@@ -10,10 +10,12 @@ class IncidentsConfig(AppConfig):
         from controlplane.identity.capabilities import register_capabilities
         from controlplane.kernel.navigation import register_nav, register_panel
         from controlplane.kernel.replay import register_replayer
+        from controlplane.kernel.webhooks import register_webhook_adapter
         from incidents import views
         from incidents.capabilities import CAPABILITIES
         from incidents.replay import INCIDENTS_REPLAYER
         from incidents.services.silences import APPROVAL_SUBJECT, resolve_silence_approval
+        from incidents.webhooks import ALERTMANAGER, GRAFANA
 
         register_subject(APPROVAL_SUBJECT, resolve_silence_approval)
         register_capabilities(CAPABILITIES)
@@ -33,3 +35,5 @@ class IncidentsConfig(AppConfig):
             capability="incidents.read",
             order=20,
         )
+        register_webhook_adapter(ALERTMANAGER)
+        register_webhook_adapter(GRAFANA)

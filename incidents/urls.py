@@ -1,19 +1,16 @@
-"""Incidents endpoints under /api/v1/. The two webhook paths come before the router's `signals/{id}/`."""
+"""Incidents endpoints under /api/v1/. Alertmanager's and Grafana's webhooks (`signals/alertmanager/`,
+`signals/grafana/`) are adapters (incidents/webhooks.py) whose URLs the channels app serves; its URLs are
+included before these, so they come before the router's `signals/{id}/`."""
 
-from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from incidents import api
+from incidents.api import incidents, rules, signals, silences
 
 router = SimpleRouter()
-router.register("signals", api.SignalViewSet, basename="signal")
-router.register("detection-rules", api.DetectionRuleViewSet, basename="detection-rule")
-router.register("evidence", api.EvidenceViewSet, basename="evidence")
-router.register("incidents", api.IncidentViewSet, basename="incident")
-router.register("silences", api.SilenceViewSet, basename="silence")
+router.register("signals", signals.SignalViewSet, basename="signal")
+router.register("detection-rules", rules.DetectionRuleViewSet, basename="detection-rule")
+router.register("evidence", incidents.EvidenceViewSet, basename="evidence")
+router.register("incidents", incidents.IncidentViewSet, basename="incident")
+router.register("silences", silences.SilenceViewSet, basename="silence")
 
-urlpatterns = [
-    path("signals/alertmanager/", api.AlertmanagerIngestView.as_view(), name="signals-alertmanager"),
-    path("signals/grafana/", api.GrafanaIngestView.as_view(), name="signals-grafana"),
-    *router.urls,
-]
+urlpatterns = [*router.urls]

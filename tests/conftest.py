@@ -118,7 +118,7 @@ def _chain_writers_closed(django_db_setup, django_db_blocker):
     """Ingest's chain writers hold database connections of their own: close them before the test
     database is dropped."""
     yield
-    from controlplane.channels import ingest
+    from controlplane.channels.ingest import lean
 
     with django_db_blocker.unblock():
-        ingest.group_commit.writer.close()
+        lean.group_commit.writer.close()

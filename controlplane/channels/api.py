@@ -1,112 +1,18 @@
-"""Signed CloudEvents ingest (`POST /api/v1/events/`) and its refusal counters.
+"""The counters of signed ingest's refusals (`GET /api/v1/events/rejections/`).
 
-A POST to the ingest view never enters DRF: `controlplane.channels.ingest` serves it (the hot path, with
-the same checks and answers). DRF serves the other methods (405, counted) and documents the endpoint.
+The ingest endpoint itself, `POST /api/v1/events/`, is served by controlplane.channels.ingest (its view
+is `controlplane.channels.ingest.view.EventIngestView`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.http import HttpRequest, HttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.channels import ingest, selectors, services
-from controlplane.channels.models import Producer
-from controlplane.identity.authentication import BearerTokenAuthentication
-
-
-class CloudEventsParser(BaseParser):
-    """Declares the accepted media types for content negotiation and the schema; the view reads the raw
-    bytes itself, so this parser never runs on the hot path."""
-
-    media_type = "application/cloudevents+json"
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> bytes:
-        return stream.read()
-
-
-class JsonBytesParser(CloudEventsParser):
-    media_type = "application/json"
-
-
-_SIGNATURE_HEADERS = [
-    OpenApiParameter("webhook-id", str, OpenApiParameter.HEADER, description="Unique delivery id."),
-    OpenApiParameter("webhook-timestamp", str, OpenApiParameter.HEADER, description="Unix seconds."),
-    OpenApiParameter(
-        "webhook-signature",
-        str,
-        OpenApiParameter.HEADER,
-        description="Space-separated `v1,<base64 HMAC-SHA256>` and/or `v1a,<base64 Ed25519>` signatures.",
-    ),
-]
-
-_ACCEPTED = inline_serializer(
-    "EventAccepted",
-    {
-        "seq": serializers.IntegerField(),
-        "id": serializers.CharField(),
-        "hash": serializers.CharField(),
-        "verdict": serializers.ChoiceField(["verified", "expired-key", "unsigned", "unchecked"]),
-        "key_id": serializers.CharField(allow_null=True),
-        "fidelity": serializers.CharField(),
-    },
-)
-_REFUSED = inline_serializer(
-    "EventRefused",
-    {
-        "detail": serializers.CharField(),
-        "code": serializers.CharField(),
-        "request_id": serializers.CharField(),
-        "seq": serializers.IntegerField(required=False, allow_null=True),
-    },
-)
-
-
-class EventIngestView(APIView):
-    """Append one signed CloudEvent from a registered producer to the ledger."""
-
-    authentication_classes = [BearerTokenAuthentication]
-    parser_classes = [CloudEventsParser, JsonBytesParser]
-    required_capability = services.INGEST_CAPABILITY
-    producer: Producer | None = None
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method == "POST":  # the hot path, without DRF (controlplane.channels.ingest)
-            return ingest.ingest_post(request)
-        return super().dispatch(request, *args, **kwargs)
-
-    def handle_exception(self, exc: Exception) -> Response:
-        response = super().handle_exception(exc)
-        code = response.data.get("code") if isinstance(response.data, dict) else None
-        if code:
-            services.rejection_record(producer=self.producer, code=code)
-        return response
-
-    @extend_schema(
-        request={
-            "application/cloudevents+json": OpenApiTypes.OBJECT,
-            "application/json": OpenApiTypes.OBJECT,
-        },
-        parameters=_SIGNATURE_HEADERS,
-        responses={
-            201: _ACCEPTED,
-            400: _REFUSED,
-            401: _REFUSED,
-            403: _REFUSED,
-            409: OpenApiResponse(_REFUSED, description="DUPLICATE_EVENT; `seq` names the original."),
-            503: OpenApiResponse(_REFUSED, description="INGEST_OVERLOADED (with Retry-After: 1)."),
-        },
-    )
-    def post(self, request: Request) -> HttpResponse:
-        """Documents the endpoint; `dispatch` sends every POST to `ingest.ingest_post` directly."""
-        return ingest.ingest_post(request._request)
+from controlplane.channels import selectors
 
 
 class RejectionCountsView(APIView):

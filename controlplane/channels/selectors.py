@@ -9,9 +9,16 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from controlplane.channels.models import Producer, ProducerKey
-from controlplane.channels.services import REJECTION_CODES, UNKNOWN_PRODUCER, rejection_flush, rejection_key
+from controlplane.channels.services import (
+    REJECTION_CODES,
+    UNKNOWN_PRODUCER,
+    rejection_flush,
+    rejection_key,
+    webhook_rejection_key,
+)
 from controlplane.identity.models import Principal, Tenant
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.reasons import CATALOGUE
 
 _KEY_COLUMNS = (
     "id",
@@ -99,3 +106,10 @@ def rejection_counts(*, tenant: Tenant | None = None) -> list[RejectionCount]:
         for key, (ref, code) in keys.items()
         if values.get(key)
     ]
+
+
+def webhook_rejection_counts(*, adapter: str) -> dict[str, int]:
+    """Non-zero refusal counters of the webhook adapter `adapter`, per code (one cache round trip)."""
+    keys = {webhook_rejection_key(adapter, code): code for code in CATALOGUE}
+    values = cache.get_many(list(keys))
+    return {code: int(values[key]) for key, code in keys.items() if values.get(key)}

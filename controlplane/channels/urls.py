@@ -1,10 +1,15 @@
-"""Channel endpoints under /api/v1/: signed event ingest and its refusal counters."""
+"""Channel endpoints under /api/v1/: signed event ingest, its refusal counters, and one URL per registered
+inbound webhook adapter (controlplane.kernel.webhooks; e.g. incidents' `signals/alertmanager/`). The
+project includes these before the apps' own URLs, so an adapter's path wins over a router's `{id}/`."""
 
 from django.urls import path
 
 from controlplane.channels import api
+from controlplane.channels.ingest.view import EventIngestView
+from controlplane.channels.webhooks import webhook_urlpatterns
 
 urlpatterns = [
-    path("events/", api.EventIngestView.as_view(), name="events-ingest"),
+    path("events/", EventIngestView.as_view(), name="events-ingest"),
     path("events/rejections/", api.RejectionCountsView.as_view(), name="events-rejections"),
+    *webhook_urlpatterns(),
 ]

@@ -1,12 +1,10 @@
-"""What every incidents service shares: ledger appends, actor checks, the clock-free time format, and the
+"""What every incidents service shares: actor checks, the clock-free time format, and the
 seq of projection rows written before their (deferred) event is on the chain."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
 
 from django.db import connection, models
 
@@ -14,12 +12,10 @@ from controlplane.identity.models import Principal, PrincipalKind
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import DeferredEvent
 from controlplane.ledger.models import LedgerEvent
-from controlplane.ledger.services import ledger_append
 from incidents.normalise import format_time
 
 __all__ = [
     "actor_ref",
-    "append",
     "format_time",
     "require_human",
     "require_reason",
@@ -32,35 +28,6 @@ def actor_ref(actor: Principal | str | None) -> str:
     if actor is None:
         return "system"
     return actor if isinstance(actor, str) else actor.ref
-
-
-def append(
-    type_: str,
-    *,
-    subject: str,
-    data: dict[str, Any],
-    tenant: str,
-    actor: str,
-    at: datetime,
-    codes: list[str] | tuple[str, ...] = (),
-    causation_id: str = "",
-    correlation_id: str = "",
-    idempotency_key: str | None = None,
-    event_id: str | None = None,
-) -> LedgerEvent:
-    return ledger_append(
-        type=type_,
-        subject=subject,
-        data=data,
-        tenant=tenant,
-        actor=actor,
-        time=at,
-        reason_codes=list(codes),
-        causation_id=causation_id,
-        correlation_id=correlation_id,
-        idempotency_key=idempotency_key,
-        event_id=event_id,
-    )
 
 
 def seq_of(event: LedgerEvent | DeferredEvent) -> int:

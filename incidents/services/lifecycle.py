@@ -15,9 +15,10 @@ from django_fsm import can_proceed
 
 from controlplane.identity.models import Principal
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.services import ledger_append
 from controlplane.runtime.models import Intent, IntentStatus
 from incidents.models import SEVERITY_RANK, Incident, IncidentStatus
-from incidents.services.common import append, format_time, require_human, require_reason
+from incidents.services.common import format_time, require_human, require_reason
 
 INTENT_CAPABILITY = "intents.submit"
 
@@ -77,8 +78,8 @@ def _transition(
         fields.append("remediation_intent")
     incident.updated_at = at
     incident.save(update_fields=fields)
-    append(
-        f"controlplane.incident.{event_verb}",
+    ledger_append(
+        type=f"controlplane.incident.{event_verb}",
         subject=f"incident/{incident.id}",
         data={
             "incident": incident.id,
@@ -90,7 +91,7 @@ def _transition(
         },
         tenant=incident.tenant.slug,
         actor=actor.ref,
-        at=at,
+        time=at,
         correlation_id=incident.id,
     )
     return incident
@@ -220,8 +221,8 @@ def incident_raise_severity(
     incident.severity_raised_to = severity
     incident.updated_at = at
     incident.save(update_fields=["severity", "severity_raised_to", "updated_at"])
-    append(
-        "controlplane.incident.severity.raised",
+    ledger_append(
+        type="controlplane.incident.severity.raised",
         subject=f"incident/{incident.id}",
         data={
             "incident": incident.id,
@@ -232,7 +233,7 @@ def incident_raise_severity(
         },
         tenant=incident.tenant.slug,
         actor=actor.ref,
-        at=at,
+        time=at,
         correlation_id=incident.id,
     )
     return incident

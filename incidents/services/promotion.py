@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from django.utils import timezone
 
 from controlplane.ledger.batch import DeferredEvent
 from controlplane.ledger.models import LedgerEvent
-from controlplane.ledger.services import ledger_append_prepared, ledger_prepare
+from controlplane.ledger.services import PreparedEvent, ledger_append_prepared, ledger_prepare
 from incidents import detection
 from incidents.models import (
     OPEN_STATUSES,
@@ -139,6 +140,63 @@ def _evidence_and_decision(
     severity = detection.evidence_severity(content)
     assessed = detection.assess(content, chosen)
     verdict = detection.promote(assessed.score_bp)
+    events = _decision_events(
+        rv=rv,
+        trigger=trigger,
+        eid=eid,
+        ids=ids,
+        window=(start, end),
+        severity=severity,
+        assessed=assessed,
+        verdict=verdict,
+        tenant=tenant,
+        causation_id=causation_id,
+    )
+    incident, opened = None, False
+    if verdict.decision == "PROMOTE":
+        incident, opened, event = _open_or_attach(
+            rv=rv,
+            trigger=trigger,
+            eid=eid,
+            severity=severity,
+            at=end,
+            tenant=tenant,
+            evidence_event=events[0].fields["id"],
+        )
+        events.append(event)
+    appended = ledger_append_prepared(events)
+    if opened:
+        incident.save(force_insert=True)
+    evidence, assessment, decision = _evidence_rows(
+        rv=rv,
+        trigger=trigger,
+        eid=eid,
+        ids=ids,
+        window=(start, end),
+        severity=severity,
+        incident=incident,
+        assessed=assessed,
+        verdict=verdict,
+        seq=seq_of(appended[0]),  # provisional while deferred; signal_ingest settles it
+    )
+    return Outcome(evidence, assessment, decision, incident, opened, appended[0])
+
+
+def _decision_events(
+    *,
+    rv: DetectionRuleVersion,
+    trigger: Signal,
+    eid: str,
+    ids: list[str],
+    window: tuple[datetime, datetime],
+    severity: str,
+    assessed: detection.Assessment,
+    verdict: detection.Promotion,
+    tenant: str,
+    causation_id: str,
+) -> list[PreparedEvent]:
+    """evidence.assembled, then confidence.assessed and promotion.decided (caused by the first)."""
+    start, end = window
     subject = f"evidence/{eid}"
     assembled = _prepare(
         "controlplane.evidence.assembled",
@@ -160,7 +218,7 @@ def _evidence_and_decision(
         causation_id=causation_id,
     )
     evidence_event = assembled.fields["id"]
-    events = [
+    return [
         assembled,
         _prepare(
             "controlplane.confidence.assessed",
@@ -191,75 +249,98 @@ def _evidence_and_decision(
             causation_id=evidence_event,
         ),
     ]
-    incident, opened = None, False
-    if verdict.decision == "PROMOTE":
-        # One open incident per (service, rule): the detection lock of the service serialises the
-        # deliveries that could open it, so this read is current; a partial unique constraint backs it.
-        incident = (
-            Incident.objects.select_for_update()
-            .filter(
-                tenant_id=trigger.tenant_id,
-                service=trigger.service,
-                rule_id=rv.rule_id,
-                status__in=OPEN_STATUSES,
-            )
-            .first()
+
+
+def _open_or_attach(
+    *,
+    rv: DetectionRuleVersion,
+    trigger: Signal,
+    eid: str,
+    severity: str,
+    at: datetime,
+    tenant: str,
+    evidence_event: str,
+) -> tuple[Incident, bool, PreparedEvent]:
+    """The incident promoted evidence belongs to: the open one of its (service, rule), its severity raised
+    to the evidence's (saved now), or a new one (saved by the caller after the append); with its event
+    and whether it was opened."""
+    # One open incident per (service, rule): the detection lock of the service serialises the
+    # deliveries that could open it, so this read is current; a partial unique constraint backs it.
+    incident = (
+        Incident.objects.select_for_update()
+        .filter(
+            tenant_id=trigger.tenant_id,
+            service=trigger.service,
+            rule_id=rv.rule_id,
+            status__in=OPEN_STATUSES,
         )
-        if incident is None:
-            opened = True
-            incident = Incident(
-                id=detection.incident_id(service=trigger.service, evidence=eid),
-                tenant_id=trigger.tenant_id,
-                service=trigger.service,
-                rule_id=rv.rule_id,
-                title=f"{rv.rule.name}: {trigger.service}",
-                severity=severity,
-                opened_at=end,
-                updated_at=timezone.now(),
-            )
-            events.append(
-                _prepare(
-                    "controlplane.incident.opened",
-                    subject=f"incident/{incident.id}",
-                    data={
-                        "incident": incident.id,
-                        "service": trigger.service,
-                        "rule": rv.rule.name,
-                        "rule_version": rv.id,
-                        "evidence": eid,
-                        "severity": severity,
-                        "status": incident.status,
-                        "title": incident.title,
-                        "opened_at": format_time(end),
-                    },
-                    tenant=tenant,
-                    at=end,
-                    codes=["THRESHOLD_MET", "CONFIDENCE_MET"],
-                    causation_id=evidence_event,
-                    correlation_id=incident.id,
-                )
-            )
-        else:
-            raised = severity_max(incident.severity, severity)
-            events.append(
-                _prepare(
-                    "controlplane.incident.evidence.attached",
-                    subject=f"incident/{incident.id}",
-                    data={"incident": incident.id, "evidence": eid, "severity": raised},
-                    tenant=tenant,
-                    at=end,
-                    codes=["EVIDENCE_ATTACHED_TO_OPEN_INCIDENT"],
-                    causation_id=evidence_event,
-                    correlation_id=incident.id,
-                )
-            )
-            if raised != incident.severity:
-                incident.severity = raised
-                incident.updated_at = timezone.now()
-                incident.save(update_fields=["severity", "updated_at"])
-    appended = ledger_append_prepared(events)
-    if opened:
-        incident.save(force_insert=True)
+        .first()
+    )
+    if incident is None:
+        incident = Incident(
+            id=detection.incident_id(service=trigger.service, evidence=eid),
+            tenant_id=trigger.tenant_id,
+            service=trigger.service,
+            rule_id=rv.rule_id,
+            title=f"{rv.rule.name}: {trigger.service}",
+            severity=severity,
+            opened_at=at,
+            updated_at=timezone.now(),
+        )
+        opened = _prepare(
+            "controlplane.incident.opened",
+            subject=f"incident/{incident.id}",
+            data={
+                "incident": incident.id,
+                "service": trigger.service,
+                "rule": rv.rule.name,
+                "rule_version": rv.id,
+                "evidence": eid,
+                "severity": severity,
+                "status": incident.status,
+                "title": incident.title,
+                "opened_at": format_time(at),
+            },
+            tenant=tenant,
+            at=at,
+            codes=["THRESHOLD_MET", "CONFIDENCE_MET"],
+            causation_id=evidence_event,
+            correlation_id=incident.id,
+        )
+        return incident, True, opened
+    raised = severity_max(incident.severity, severity)
+    attached = _prepare(
+        "controlplane.incident.evidence.attached",
+        subject=f"incident/{incident.id}",
+        data={"incident": incident.id, "evidence": eid, "severity": raised},
+        tenant=tenant,
+        at=at,
+        codes=["EVIDENCE_ATTACHED_TO_OPEN_INCIDENT"],
+        causation_id=evidence_event,
+        correlation_id=incident.id,
+    )
+    if raised != incident.severity:
+        incident.severity = raised
+        incident.updated_at = timezone.now()
+        incident.save(update_fields=["severity", "updated_at"])
+    return incident, False, attached
+
+
+def _evidence_rows(
+    *,
+    rv: DetectionRuleVersion,
+    trigger: Signal,
+    eid: str,
+    ids: list[str],
+    window: tuple[datetime, datetime],
+    severity: str,
+    incident: Incident | None,
+    assessed: detection.Assessment,
+    verdict: detection.Promotion,
+    seq: int,
+) -> tuple[EvidenceBundle, ConfidenceAssessment, PromotionDecision]:
+    """The projection rows of one evidence bundle: the bundle, its assessment and its decision."""
+    start, end = window
     evidence = EvidenceBundle.objects.create(
         id=eid,
         tenant_id=trigger.tenant_id,
@@ -271,7 +352,7 @@ def _evidence_and_decision(
         trigger_signal=trigger,
         severity=severity,
         incident=incident,
-        seq=seq_of(appended[0]),  # provisional while deferred; signal_ingest settles it
+        seq=seq,
     )
     assessment = ConfidenceAssessment.objects.create(
         evidence=evidence,
@@ -287,4 +368,4 @@ def _evidence_and_decision(
         reason_codes=list(verdict.reason_codes),
         decided_at=end,
     )
-    return Outcome(evidence, assessment, decision, incident, opened, appended[0])
+    return evidence, assessment, decision

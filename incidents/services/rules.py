@@ -14,8 +14,9 @@ from django.utils import timezone
 from controlplane.identity.models import Principal, Tenant
 from controlplane.kernel.canonical import canonical_bytes
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.services import ledger_append
 from incidents.models import SEVERITY_RANK, DetectionRule, DetectionRuleVersion
-from incidents.services.common import actor_ref, append
+from incidents.services.common import actor_ref
 
 MAX_WINDOW_SECONDS = 7 * 24 * 3600
 MAX_THRESHOLD = 10_000
@@ -129,8 +130,8 @@ def rule_version_create(
     rv.save()
     rule.current_version = version
     rule.save(update_fields=["current_version"])
-    append(
-        "controlplane.detection.rule.versioned",
+    ledger_append(
+        type="controlplane.detection.rule.versioned",
         subject=f"rule/{tenant.slug}/{name}",
         data={
             "rule": name,
@@ -142,7 +143,7 @@ def rule_version_create(
         },
         tenant=tenant.slug,
         actor=actor_ref(actor),
-        at=at,
+        time=at,
     )
     return rv
 

@@ -33,10 +33,10 @@ from controlplane.identity.models import Tenant
 from controlplane.ledger.batch import DeferredEvent, ledger_deferred
 from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import LedgerEvent
-from controlplane.ledger.services import ledger_append_prepared
+from controlplane.ledger.services import ledger_append, ledger_append_prepared
 from incidents.models import Signal, Silence, SilenceStatus
 from incidents.normalise import NormalisedSignal, format_time, signal_id
-from incidents.services.common import append, seq_of, seqs_settle
+from incidents.services.common import seq_of, seqs_settle
 from incidents.services.promotion import Outcome, signal_evaluate
 from incidents.services.rules import current_rule_versions
 
@@ -152,14 +152,14 @@ def _store_one(
         return existing, True, None
     silence = silence_matching(tenant_id=tenant.pk, signal=signal)
     event_id = uuid.uuid4().hex
-    event = append(
-        SIGNAL_EVENT,
+    event = ledger_append(
+        type=SIGNAL_EVENT,
         subject=f"signal/{sid}",
         data=signal_event_data(sid, signal, silence.id if silence else None),
         tenant=tenant.slug,
         actor=actor,
-        at=signal.observed_at,
-        codes=["SUPPRESSED_BY_SILENCE"] if silence else [],
+        time=signal.observed_at,
+        reason_codes=["SUPPRESSED_BY_SILENCE"] if silence else [],
         causation_id=causation_id,
         idempotency_key=f"signal:{sid}",
         event_id=event_id,

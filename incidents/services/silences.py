@@ -21,8 +21,9 @@ from approvals.models import ApprovalRequest, ApprovalStatus
 from controlplane.identity.models import Principal
 from controlplane.kernel.canonical import canonical_bytes
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.services import ledger_append
 from incidents.models import OPEN_STATUSES, Incident, Silence, SilenceStatus, severity_max
-from incidents.services.common import append, format_time, require_human, require_reason
+from incidents.services.common import format_time, require_human, require_reason
 from incidents.services.rules import current_rule_versions
 
 APPROVAL_SUBJECT = "incidents.silence"
@@ -80,21 +81,8 @@ def silence_create(
     reason = require_reason(reason, "a silence")
     at = at or timezone.now()
     starts_at = starts_at or at
-    labels = match_labels or {}
-    if not isinstance(labels, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise _refuse("match_labels", "must be an object of strings")
-    match_service, match_name = (match_service or "").strip(), (match_name or "").strip()
-    if not (match_service or match_name or labels):
-        raise _refuse("match_service", "a silence needs at least one matcher (service, name or a label)")
-    if ends_at <= starts_at:
-        raise _refuse("ends_at", "must be after starts_at")
-    if ends_at <= at:
-        raise _refuse("ends_at", "must be in the future")
-    limit = settings.CONTROLPLANE_SILENCE_MAX_SECONDS
-    if (ends_at - starts_at).total_seconds() > limit:
-        raise _refuse("ends_at", f"a silence lasts at most {limit} seconds", code="SILENCE_TOO_LONG")
+    match_service, match_name, labels = _matchers_or_refuse(match_service, match_name, match_labels)
+    _window_or_refuse(starts_at=starts_at, ends_at=ends_at, at=at)
     criticality = silence_criticality(tenant_id=actor.tenant_id, service=match_service)
     identity = {
         "tenant": actor.tenant.slug,
@@ -124,41 +112,74 @@ def silence_create(
         return Silence.objects.get(pk=silence.id)
     silence.save(force_insert=True)
     codes = ["SILENCE_REQUIRES_APPROVAL"] if silence.status == SilenceStatus.PENDING_APPROVAL else []
-    append(
-        "controlplane.silence.created",
+    ledger_append(
+        type="controlplane.silence.created",
         subject=f"silence/{silence.id}",
         data={**content, "status": silence.status, "content_hash": silence.content_hash},
         tenant=actor.tenant.slug,
         actor=actor.ref,
-        at=at,
-        codes=codes,
+        time=at,
+        reason_codes=codes,
     )
     if codes:
-        from approvals.services import approval_request_open
-
-        request = approval_request_open(
-            subject_kind=APPROVAL_SUBJECT,
-            subject_id=silence.id,
-            content_hash=silence.content_hash,
-            requested_by=actor,
-            risk_tier=criticality,
-            quorum=2 if criticality == "critical" else 1,
-            summary={
-                "what": "silence",
-                "service": match_service or "(every service)",
-                "name": match_name,
-                "labels": labels,
-                "starts_at": content["starts_at"],
-                "ends_at": content["ends_at"],
-                "criticality": criticality,
-                "reason": reason,
-            },
-            reason_codes=codes,
-            at=at,
-        )
-        silence.approval = request
+        silence.approval = _approval_open(silence=silence, content=content, actor=actor, codes=codes, at=at)
         silence.save(update_fields=["approval"])
     return silence
+
+
+def _matchers_or_refuse(
+    match_service: str, match_name: str, match_labels: dict[str, str] | None
+) -> tuple[str, str, dict[str, str]]:
+    """The silence's matchers, stripped; SILENCE_INVALID unless the labels are strings and one is set."""
+    labels = match_labels or {}
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise _refuse("match_labels", "must be an object of strings")
+    match_service, match_name = (match_service or "").strip(), (match_name or "").strip()
+    if not (match_service or match_name or labels):
+        raise _refuse("match_service", "a silence needs at least one matcher (service, name or a label)")
+    return match_service, match_name, labels
+
+
+def _window_or_refuse(*, starts_at: datetime, ends_at: datetime, at: datetime) -> None:
+    """SILENCE_INVALID unless the silence ends after it starts and after now; SILENCE_TOO_LONG past the
+    limit."""
+    if ends_at <= starts_at:
+        raise _refuse("ends_at", "must be after starts_at")
+    if ends_at <= at:
+        raise _refuse("ends_at", "must be in the future")
+    limit = settings.CONTROLPLANE_SILENCE_MAX_SECONDS
+    if (ends_at - starts_at).total_seconds() > limit:
+        raise _refuse("ends_at", f"a silence lasts at most {limit} seconds", code="SILENCE_TOO_LONG")
+
+
+def _approval_open(
+    *, silence: Silence, content: dict, actor: Principal, codes: list[str], at: datetime
+) -> ApprovalRequest:
+    """The approval a silence that could hide high or critical signals waits for (quorum 2 for critical)."""
+    from approvals.services import approval_request_open
+
+    return approval_request_open(
+        subject_kind=APPROVAL_SUBJECT,
+        subject_id=silence.id,
+        content_hash=silence.content_hash,
+        requested_by=actor,
+        risk_tier=silence.criticality,
+        quorum=2 if silence.criticality == "critical" else 1,
+        summary={
+            "what": "silence",
+            "service": silence.match_service or "(every service)",
+            "name": silence.match_name,
+            "labels": silence.match_labels,
+            "starts_at": content["starts_at"],
+            "ends_at": content["ends_at"],
+            "criticality": silence.criticality,
+            "reason": silence.reason,
+        },
+        reason_codes=codes,
+        at=at,
+    )
 
 
 def resolve_silence_approval(request: ApprovalRequest) -> None:
@@ -178,14 +199,14 @@ def resolve_silence_approval(request: ApprovalRequest) -> None:
         silence.reject()
         verb, codes = "rejected", [f"APPROVAL_{request.status.upper()}"]
     silence.save(update_fields=["status"])
-    append(
-        f"controlplane.silence.{verb}",
+    ledger_append(
+        type=f"controlplane.silence.{verb}",
         subject=f"silence/{silence.id}",
         data={"silence": silence.id, "approval": request.id, "status": silence.status},
         tenant=silence.tenant.slug,
         actor=f"approval/{request.id}",
-        at=at,
-        codes=codes,
+        time=at,
+        reason_codes=codes,
     )
 
 
@@ -202,13 +223,13 @@ def silence_expire(*, silence: Silence, actor: Principal, reason: str, at: datet
     silence.expire()
     silence.ends_at = max(at, silence.starts_at)
     silence.save(update_fields=["status", "ends_at"])
-    append(
-        "controlplane.silence.expired",
+    ledger_append(
+        type="controlplane.silence.expired",
         subject=f"silence/{silence.id}",
         data={"silence": silence.id, "reason": reason, "ends_at": format_time(silence.ends_at)},
         tenant=silence.tenant.slug,
         actor=actor.ref,
-        at=at,
+        time=at,
     )
     return silence
 

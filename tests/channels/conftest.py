@@ -149,10 +149,10 @@ def asgi_loop(django_db_setup, django_db_blocker):
     closed (on the loop) before the test database goes."""
     loop = LoopThread()
     yield loop
-    from controlplane.channels import ingest_async
+    from controlplane.channels.ingest import event_loop
 
     with django_db_blocker.unblock():
-        loop.run(ingest_async.group_commit.writer.close())
+        loop.run(event_loop.group_commit.writer.close())
         loop.run(sync_to_async(connections.close_all, thread_sensitive=True)())  # the ORM's thread
     loop.stop()
 
@@ -161,7 +161,7 @@ def asgi_loop(django_db_setup, django_db_blocker):
 def deliver(request, client) -> Deliver:
     """Every delivery test runs three times: through Django's full stack (URL conf, all middleware), the
     lean WSGI chain (controlplane.serving) and the ASGI application's own ingest path
-    (controlplane.channels.ingest_async). All must answer alike. The ASGI path appends on a connection
+    (controlplane.channels.ingest.event_loop). All must answer alike. The ASGI path appends on a connection
     of its own, as in production, so its tests commit (transactional_db)."""
     if request.param == "asgi":
         deliver = make_deliver(AsgiClient(request.getfixturevalue("asgi_loop")))

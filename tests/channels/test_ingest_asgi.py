@@ -1,5 +1,5 @@
-"""The ASGI application's ingest path (controlplane.asgi, controlplane.channels.ingest_async) and the chain
-writers it appends with (controlplane.ledger.writer).
+"""The ASGI application's ingest path (controlplane.asgi, controlplane.channels.ingest.event_loop) and the
+chain writers it appends with (controlplane.ledger.writer).
 
 Every delivery case of test_api.py also runs through this path (the `deliver` fixture's "asgi"
 variant); these tests cover what is particular to it: the middleware phases it runs, the routing,
@@ -18,7 +18,8 @@ import pytest
 from django.db import connection, transaction
 
 from controlplane.asgi import IngestRouter, application, django_application
-from controlplane.channels import ingest_async, selectors, services
+from controlplane.channels import selectors, services
+from controlplane.channels.ingest import event_loop
 from controlplane.channels.models import Delivery
 from controlplane.identity import services as identity
 from controlplane.kernel import signatures
@@ -112,7 +113,7 @@ def test_the_asgi_path_keeps_allowed_hosts(producer, asgi_loop):
 
 
 def test_the_phases_run_are_the_lean_middleware():
-    assert ingest_async.phases_match_settings()
+    assert event_loop.phases_match_settings()
 
 
 def test_with_other_middleware_ingest_goes_to_django_and_still_answers(settings, producer, asgi_loop):
@@ -266,7 +267,7 @@ def test_concurrent_deliveries_make_one_gap_free_chain(settings, producer, asgi_
 def test_the_writer_appends_after_the_head_it_left_and_falls_back_when_another_writer_moved_it(
     producer, post
 ):
-    writer = ingest_async.group_commit.writer
+    writer = event_loop.group_commit.writer
     first = post(producer, cloudevent(id="a"), webhook_id="m_a").json()
     assert writer.expected is not None and writer.expected.seq == first["seq"]  # next: one round trip
 
@@ -282,7 +283,7 @@ def test_the_writer_appends_after_the_head_it_left_and_falls_back_when_another_w
 
 def test_a_duplicate_sent_by_the_expected_head_append_is_found_and_named(producer, post):
     first = post(producer, cloudevent(id="a"), webhook_id="m_a").json()
-    assert ingest_async.group_commit.writer.expected is not None
+    assert event_loop.group_commit.writer.expected is not None
     before = written()
     again = post(producer, cloudevent(id="a"), webhook_id="m_other")
 

@@ -1,5 +1,5 @@
 """The ingest hot path: the WSGI fast path and queue-time shedding, the auth cache and its bound, and
-group commit (controlplane.serving, controlplane.channels.ingest)."""
+group commit (controlplane.serving, controlplane.channels.ingest.lean)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from django.test import Client
 from django.utils import timezone
 
 from controlplane import serving
-from controlplane.channels import ingest, selectors, services
+from controlplane.channels import selectors, services
+from controlplane.channels.ingest import checks
+from controlplane.channels.ingest import lean as lean_path
 from controlplane.channels.models import Delivery, KeyKind, ProducerKey
 from controlplane.identity.models import ApiToken
 from controlplane.identity.services import principal_set_active, token_revoke
@@ -136,8 +138,8 @@ def test_a_request_within_the_budget_or_with_the_budget_off_is_served(settings, 
 
 
 def test_the_lean_chain_is_the_project_middleware_without_the_page_machinery(settings):
-    lean = ingest.lean_middleware()
-    assert lean == [m for m in settings.MIDDLEWARE if m not in ingest.LEAN_SKIP]
+    lean = lean_path.lean_middleware()
+    assert lean == [m for m in settings.MIDDLEWARE if m not in lean_path.LEAN_SKIP]
     assert "controlplane.middleware.RequestIdMiddleware" in lean
     assert "django.middleware.security.SecurityMiddleware" in lean
     assert "django.contrib.sessions.middleware.SessionMiddleware" not in lean
@@ -149,7 +151,7 @@ def test_the_lean_chain_is_the_project_middleware_without_the_page_machinery(set
 @pytest.fixture
 def long_cache(settings):
     settings.CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS = 60
-    ingest.auth_cache.clear()
+    checks.auth_cache.clear()
 
 
 def test_a_token_revoked_in_this_process_is_refused_at_once(long_cache, producer, deliver):
@@ -221,11 +223,11 @@ def _queued_while_the_leader_is_held(created, deliveries):
             connection.close()
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(deliveries))]
-    with ingest.group_commit._leader:
+    with lean_path.group_commit._leader:
         deadline = time.monotonic() + 30
         for queued, thread in enumerate(threads, start=1):  # one at a time: the queue keeps this order
             thread.start()
-            while len(ingest.group_commit._queue) < queued:  # bounded by the deadline
+            while len(lean_path.group_commit._queue) < queued:  # bounded by the deadline
                 assert time.monotonic() < deadline, "the deliveries were not queued"
                 time.sleep(0.005)
     for thread in threads:

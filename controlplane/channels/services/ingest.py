@@ -1,9 +1,10 @@
-"""Every write of the channels app: producers and their keys, signed event ingest, rejection counters.
+"""Signed CloudEvents ingest: verify a delivery, check its event, append it with its `Delivery` row.
 
-Producer and key changes are ledgered in the same transaction (never with a secret in the event).
-`event_ingest` verifies a Standard Webhooks signature over the raw body according to the signing mode,
-checks the CloudEvent, and appends it to the ledger together with its `Delivery` row; a refusal raises
-`ControlPlaneError` and writes nothing. See docs/ingest.md for the modes and the order of the checks.
+`event_check` verifies a Standard Webhooks signature over the raw body according to the signing mode and
+checks the CloudEvent, writing nothing; `deliveries_append` (and its pipelined forms, for the group
+commits of controlplane.channels.ingest) appends checked deliveries; `event_ingest` is the two in one.
+A refusal raises `ControlPlaneError` and writes nothing. See docs/ingest.md for the modes and the order
+of the checks.
 """
 
 from __future__ import annotations
@@ -11,33 +12,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import secrets
-import threading
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from controlplane.channels import cloudevents
 from controlplane.channels.models import KeyKind, Producer, ProducerKey
-from controlplane.identity import services as identity
-from controlplane.identity.models import Principal, PrincipalKind, Tenant
-from controlplane.identity.selectors import tenant_get
 from controlplane.kernel import signatures
 from controlplane.kernel.context import parse_traceparent
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import Fidelity, LedgerEvent
-from controlplane.ledger.services import ledger_append, ledger_append_prepared, ledger_prepare
+from controlplane.ledger.services import ledger_append_prepared, ledger_prepare
 from controlplane.ledger.writer import AsyncChainWriter, Body, ChainBatch, ChainWriter, NoActiveKey
 from incidents.services import (
     SIGNAL_CLOUDEVENT_TYPE,
@@ -49,231 +43,9 @@ from incidents.services import (
 logger = logging.getLogger(__name__)
 
 SIGNING_MODES = ("off", "allow-unsigned", "require-signed", "require-valid-signature")
-DEFAULT_OVERLAP_SECONDS = 24 * 3600
-INGEST_CAPABILITY = "events.ingest"
-UNKNOWN_PRODUCER = "unknown"
-# Every code the ingest endpoint can answer with; each refusal is counted per (producer, code).
-REJECTION_CODES = (
-    "AUTH_REQUIRED",
-    "AUTH_INVALID_TOKEN",
-    "AUTH_THROTTLED",
-    "CAPABILITY_MISSING",
-    "METHOD_NOT_ALLOWED",
-    "PRODUCER_UNKNOWN",
-    "SIGNATURE_MISSING",
-    "SIGNATURE_INVALID",
-    "KEY_UNKNOWN",
-    "KEY_REVOKED",
-    "KEY_EXPIRED",
-    "STALE_TIMESTAMP",
-    "MALFORMED_EVENT",
-    "EVENT_TYPE_RESERVED",
-    "DUPLICATE_EVENT",
-    "INGEST_OVERLOADED",
-    "LEDGER_WRITE_FAILED",
-    "LEDGER_KEY_UNAVAILABLE",
-)
-
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 # Printable ASCII without "." (the separator of the signed content) and without spaces.
 _WEBHOOK_ID = re.compile(r"^[\x21-\x2d\x2f-\x7e]{1,200}$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
-
-
-def _actor_ref(actor: Principal | str | None) -> str:
-    if actor is None:
-        return "system"
-    return actor if isinstance(actor, str) else actor.ref
-
-
-# --- producers and keys ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreatedProducer:
-    """A new producer with its secrets. The token and the HMAC secret exist nowhere else in the clear
-    except the key row the verifier needs; show them once."""
-
-    producer: Producer
-    token_secret: str
-    hmac_secret: str | None  # `whsec_...`; None when the producer signs with Ed25519
-    key_id: str
-
-
-@dataclass(frozen=True)
-class RotatedKey:
-    key: ProducerKey
-    hmac_secret: str | None
-    retired: list[ProducerKey]
-
-
-def principal_name_for(name: str) -> str:
-    """The service principal behind producer `name` (prefixed so it cannot clash with people)."""
-    return f"producer-{name}"
-
-
-def _public_key_or_refuse(text: str | None) -> str | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        return signatures.ed25519_public_key_normalise(text)
-    except ValueError as exc:
-        raise ControlPlaneError("VALIDATION_FAILED", f"--ed25519-public-key: {exc}") from exc
-
-
-def _key_create(
-    *, producer: Producer, public_key: str | None, now: datetime
-) -> tuple[ProducerKey, str | None]:
-    key_id = f"pk_{secrets.token_hex(8)}"
-    if public_key:
-        key = ProducerKey.objects.create(
-            producer=producer, key_id=key_id, kind=KeyKind.ED25519, public_key=public_key, valid_from=now
-        )
-        return key, None
-    secret = signatures.hmac_secret_generate()
-    key = ProducerKey.objects.create(
-        producer=producer, key_id=key_id, kind=KeyKind.HMAC, secret=secret, valid_from=now
-    )
-    return key, secret
-
-
-def _key_data(key: ProducerKey) -> dict[str, Any]:
-    data = {"key_id": key.key_id, "kind": key.kind, "valid_from": key.valid_from.isoformat()}
-    if key.kind == KeyKind.ED25519:
-        data["public_key"] = key.public_key  # public; the HMAC secret never goes on the ledger
-    return data
-
-
-@transaction.atomic
-def producer_create(
-    *,
-    tenant: Tenant | str,
-    name: str,
-    ed25519_public_key: str | None = None,
-    actor: Principal | str = "system",
-) -> CreatedProducer:
-    """Register a producer: a `service` principal holding `events.ingest`, its API token and one key.
-
-    The key is an HMAC key with a fresh `whsec_` secret, or, given `ed25519_public_key` (base64 of the
-    32 raw bytes, optionally `whpk_`), an Ed25519 key. `tenant` may be a Tenant or a slug (created if
-    new). Refused with VALIDATION_FAILED, PRODUCER_EXISTS or PRINCIPAL_EXISTS, writing nothing.
-    """
-    if not _NAME.match(name):
-        raise ControlPlaneError(
-            "VALIDATION_FAILED", "a producer name is 1-80 lower-case letters, digits and inner hyphens"
-        )
-    public_key = _public_key_or_refuse(ed25519_public_key)
-    if isinstance(tenant, str):
-        tenant = identity.tenant_create(slug=tenant, actor=actor)
-    if Producer.objects.filter(tenant=tenant, name=name).exists():
-        raise ControlPlaneError("PRODUCER_EXISTS", f"producer {tenant.slug}/{name} exists")
-    principal = identity.principal_create(
-        tenant=tenant, name=principal_name_for(name), kind=PrincipalKind.SERVICE, actor=actor
-    )
-    identity.grant_add(principal=principal, capability=INGEST_CAPABILITY, actor=actor)
-    issued = identity.token_issue(principal=principal, name=f"producer {name}", actor=actor)
-    now = timezone.now()
-    producer = Producer.objects.create(tenant=tenant, name=name, principal=principal, created_at=now)
-    key, hmac_secret = _key_create(producer=producer, public_key=public_key, now=now)
-    ledger_append(
-        type="controlplane.channels.producer.created",
-        subject=f"producer/{producer.ref}",
-        data={
-            "producer": producer.ref,
-            "principal": principal.ref,
-            "token_prefix": issued.token.prefix,
-            "key": _key_data(key),
-        },
-        tenant=tenant.slug,
-        actor=_actor_ref(actor),
-    )
-    return CreatedProducer(
-        producer=producer, token_secret=issued.secret, hmac_secret=hmac_secret, key_id=key.key_id
-    )
-
-
-def producer_get(*, tenant: Tenant | str, name: str) -> Producer:
-    """The producer `name` of a tenant, or PRODUCER_NOT_FOUND (TENANT_NOT_FOUND for an unknown slug)."""
-    if isinstance(tenant, str):
-        tenant = tenant_get(slug=tenant)
-    producer = Producer.objects.select_related("tenant", "principal").filter(tenant=tenant, name=name).first()
-    if producer is None:
-        raise ControlPlaneError("PRODUCER_NOT_FOUND", f"no producer {tenant.slug}/{name}")
-    return producer
-
-
-@transaction.atomic
-def producer_key_rotate(
-    *,
-    producer: Producer,
-    ed25519_public_key: str | None = None,
-    overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
-    actor: Principal | str = "system",
-) -> RotatedKey:
-    """Add a new key, valid now, and end every open key after `overlap_seconds` (default 24 hours).
-
-    During the overlap both keys verify, so a producer can send both signatures and switch at leisure.
-    """
-    if overlap_seconds < 0:
-        raise ControlPlaneError("VALIDATION_FAILED", "--overlap-seconds may not be negative")
-    public_key = _public_key_or_refuse(ed25519_public_key)
-    producer = Producer.objects.select_for_update().select_related("tenant").get(pk=producer.pk)
-    now = timezone.now()
-    until = now + timedelta(seconds=overlap_seconds)
-    retired = [
-        key
-        for key in producer.keys.filter(revoked_at__isnull=True)
-        if key.valid_until is None or key.valid_until > until
-    ]
-    for key in retired:
-        key.valid_until = until
-        key.save(update_fields=["valid_until"])
-    key, hmac_secret = _key_create(producer=producer, public_key=public_key, now=now)
-    ledger_append(
-        type="controlplane.channels.producer.key.rotated",
-        subject=f"producer/{producer.ref}",
-        data={
-            "producer": producer.ref,
-            "key": _key_data(key),
-            "overlap_seconds": overlap_seconds,
-            "retired": [{"key_id": k.key_id, "valid_until": until.isoformat()} for k in retired],
-        },
-        tenant=producer.tenant.slug,
-        actor=_actor_ref(actor),
-    )
-    return RotatedKey(key=key, hmac_secret=hmac_secret, retired=retired)
-
-
-@transaction.atomic
-def producer_key_revoke(*, key_id: str, reason: str = "", actor: Principal | str = "system") -> ProducerKey:
-    """Revoke a key at once (compromise): its signatures are refused in every mode from now on.
-
-    Revoking a revoked key returns it unchanged and writes nothing. Unknown: PRODUCER_KEY_NOT_FOUND.
-    """
-    key = (
-        ProducerKey.objects.select_for_update(of=("self",))
-        .select_related("producer__tenant")
-        .filter(key_id=key_id)
-        .first()
-    )
-    if key is None:
-        raise ControlPlaneError("PRODUCER_KEY_NOT_FOUND", f"no producer key {key_id!r}")
-    if key.revoked_at is not None:
-        return key
-    key.revoked_at = timezone.now()
-    key.save(update_fields=["revoked_at"])
-    ledger_append(
-        type="controlplane.channels.producer.key.revoked",
-        subject=f"producer/{key.producer.ref}",
-        data={"producer": key.producer.ref, "key_id": key.key_id, "kind": key.kind, "reason": reason},
-        tenant=key.producer.tenant.slug,
-        actor=_actor_ref(actor),
-        reason_codes=["KEY_REVOKED"],
-    )
-    return key
-
-
-# --- signed ingest ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -454,6 +226,33 @@ def event_check(
         signal = signal_cloudevent_normalise(
             principal=producer.principal, ce_source=event.source, data=event.data if event.has_data else None
         )
+    prepared = _ledger_event(
+        producer=producer, event=event, verdict=verdict, webhook_id=webhook_id, mode=mode, body=body, now=now
+    )
+    return CheckedDelivery(
+        producer=producer,
+        webhook_id=webhook_id,
+        ce_id=event.id,
+        verdict=verdict,
+        event=prepared,
+        received_at=now,
+        signal=signal,
+    )
+
+
+def _ledger_event(
+    *,
+    producer: Producer,
+    event: cloudevents.CloudEvent,
+    verdict: SignatureVerdict,
+    webhook_id: str,
+    mode: str,
+    body: bytes,
+    now: datetime,
+) -> PreparedEvent:
+    """The ledger event of a checked CloudEvent: its data where it fits (an object), the rest and how it
+    was verified in its provenance (docs/ingest.md, "What lands on the ledger"); MALFORMED_EVENT when it
+    cannot be canonicalised."""
     original = dict(event.attributes)
     if event.has_data and isinstance(event.data, dict):
         data, data_location = event.data, "ledger.data"
@@ -479,7 +278,7 @@ def event_check(
     if not (isinstance(traceparent, str) and parse_traceparent(traceparent)):
         traceparent = None
     try:
-        prepared = ledger_prepare(
+        return ledger_prepare(
             type=event.type,
             source=event.source,
             subject=event.subject,
@@ -500,15 +299,6 @@ def event_check(
                 "MALFORMED_EVENT", f"the event cannot be canonicalised: {exc.detail}"
             ) from exc
         raise
-    return CheckedDelivery(
-        producer=producer,
-        webhook_id=webhook_id,
-        ce_id=event.id,
-        verdict=verdict,
-        event=prepared,
-        received_at=now,
-        signal=signal,
-    )
 
 
 def event_ingest(
@@ -766,59 +556,3 @@ async def deliveries_append_pipelined_async(
         return await writer.run(*_pipelined(deliveries))
     except (NoActiveKey, psycopg.Error) as exc:
         return await sync_to_async(_pipelined_failed, thread_sensitive=False)(deliveries, exc)
-
-
-# --- rejection counters ----------------------------------------------------------------------------
-
-
-def rejection_key(label: str, code: str) -> str:
-    return f"channels:ingest-rejections:{label}:{code}"
-
-
-def rejection_record(*, producer: Producer | None, code: str, deferred: bool = False) -> None:
-    """Count one refusal of the ingest endpoint per (producer or "unknown", code) in the cache (Redis).
-
-    Counting is best effort: a cache outage is logged and never turns a refusal into a server error.
-    `deferred` counts in this process and writes to the cache within a second (refusals under overload
-    must cost next to nothing); the counters' readers flush this process's pending counts first.
-    """
-    if code not in REJECTION_CODES:
-        return
-    key = rejection_key(str(producer.pk) if producer is not None else UNKNOWN_PRODUCER, code)
-    if deferred:
-        with _pending_lock:
-            _pending[key] += 1
-            global _flush_timer
-            if _flush_timer is None:
-                _flush_timer = threading.Timer(1.0, rejection_flush)
-                _flush_timer.daemon = True
-                _flush_timer.start()
-        return
-    _count(key, 1)
-
-
-def _count(key: str, delta: int) -> None:
-    try:
-        try:
-            cache.incr(key, delta)
-        except ValueError:
-            cache.add(key, 0, timeout=None)
-            cache.incr(key, delta)
-    except Exception:
-        logger.warning("could not count ingest rejections %s", key, exc_info=True)
-
-
-_pending: Counter[str] = Counter()
-_pending_lock = threading.Lock()
-_flush_timer: threading.Timer | None = None
-
-
-def rejection_flush() -> None:
-    """Write this process's deferred refusal counts to the cache."""
-    global _flush_timer
-    with _pending_lock:
-        pending = dict(_pending)
-        _pending.clear()
-        _flush_timer = None
-    for key, delta in pending.items():
-        _count(key, delta)

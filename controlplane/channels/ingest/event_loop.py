@@ -3,13 +3,13 @@
 Served by gunicorn's uvicorn worker (`-k uvicorn_worker.UvicornWorker controlplane.asgi:application`,
 docs/operations.md), a delivery is handled by one coroutine on the worker's single thread: no thread
 pool, no lock handed between threads, no thread waiting for the GIL while it holds the chain's lock.
-What it does is the WSGI path's, step for step and code for code:
+What it does is the WSGI path's (controlplane.channels.ingest.lean), step for step and code for code:
 
-- **The same checks and answers.** The request is Django's own `ASGIRequest`; `ingest.ingest_check`
+- **The same checks and answers.** The request is Django's own `ASGIRequest`; `checks.ingest_check`
   authenticates and checks it (with `offline=True`: where the check would read the database or the
   cache server — a cache miss, a signature only fresh keys might verify — it is run again on a thread);
-  the answer is made by `ingest.json_response` / `ingest.refusal`. The middleware the WSGI lean path runs
-  (`ingest.lean_middleware()`: security headers, ALLOWED_HOSTS, the request id, X-Frame-Options) are
+  the answer is made by `checks.json_response` / `checks.refusal`. The middleware the WSGI lean path runs
+  (`lean.lean_middleware()`: security headers, ALLOWED_HOSTS, the request id, X-Frame-Options) are
   run here as their request and response phases (`LEAN_PHASES`); a test holds the two lists equal.
 - **Group commit on the loop.** Checked deliveries queue on the loop; whatever has queued when the chain
   writer is free is appended as one chain transaction (`AsyncChainWriter`, controlplane/ledger/writer.py:
@@ -43,7 +43,8 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 
-from controlplane.channels import ingest, services
+from controlplane.channels import services
+from controlplane.channels.ingest import checks, lean
 from controlplane.kernel.context import clean_request_id, parse_traceparent, request_context
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.writer import AsyncChainWriter
@@ -54,7 +55,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-# The lean middleware (controlplane.channels.ingest.lean_middleware), in order, whose phases run here.
+# The lean middleware (controlplane.channels.ingest.lean.lean_middleware), in order, whose phases run here.
 LEAN_PHASES = (
     "django.middleware.security.SecurityMiddleware",
     "controlplane.middleware.RequestIdMiddleware",
@@ -139,14 +140,14 @@ class AsyncGroupCommit:
                         future.set_result(outcome)
 
     async def _outcomes(self, deliveries: list[services.CheckedDelivery]) -> list[services.Outcome]:
-        """As `ingest.append_batch`: plain events on the loop's own connection; signals and SQLite on a
+        """As `lean.append_batch`: plain events on the loop's own connection; signals and SQLite on a
         thread. Never raises."""
-        if ingest.takes_orm_path(deliveries):
-            return await _in_thread(ingest.append_batch)(deliveries, writer=None)
+        if lean.takes_orm_path(deliveries):
+            return await _in_thread(lean.append_batch)(deliveries, writer=None)
         try:
             return await services.deliveries_append_pipelined_async(deliveries, writer=self.writer)
         except Exception as exc:  # never leave a waiting request without an answer
-            return ingest.failed_batch(deliveries, exc)
+            return lean.failed_batch(deliveries, exc)
 
 
 group_commit = AsyncGroupCommit()
@@ -224,10 +225,8 @@ def _lean_phases() -> _Phases:
 def phases_match_settings() -> bool:
     """Whether the lean middleware are exactly those whose phases this path runs. When they are not
     (or the quickstart's in-process periodic work is on), controlplane.asgi sends ingest to Django."""
-    from controlplane.channels.ingest import lean_middleware
-
     inprocess = "controlplane.runtime.inprocess.InProcessPeriodicMiddleware"  # not used unless enabled
-    configured = tuple(path for path in lean_middleware() if path != inprocess)
+    configured = tuple(path for path in lean.lean_middleware() if path != inprocess)
     return not settings.CONTROLPLANE_INPROCESS_PERIODIC and configured == LEAN_PHASES
 
 
@@ -257,7 +256,7 @@ async def _send(send: Send, response: HttpResponse) -> None:
 
 def _overloaded(request_id: str) -> HttpResponse:
     services.rejection_record(producer=None, code="INGEST_OVERLOADED", deferred=True)
-    return ingest.refusal(ControlPlaneError("INGEST_OVERLOADED"), request_id)
+    return checks.refusal(ControlPlaneError("INGEST_OVERLOADED"), request_id)
 
 
 class _Inflight:
@@ -300,15 +299,15 @@ async def handle(scope: Scope, receive: Receive, send: Send) -> None:
 async def _ingest(request: ASGIRequest, request_id: str) -> HttpResponse:
     header = request.META.get("HTTP_TRACEPARENT")
     traceparent = header.strip() if header and parse_traceparent(header) else None
-    attempt = ingest.Attempt()
+    attempt = checks.Attempt()
     with request_context(request_id=request_id, traceparent=traceparent):
         try:
             try:
-                checked = ingest.ingest_check(request, attempt, offline=True)
-            except ingest.NeedsDatabase:
-                checked = await _in_thread(ingest.ingest_check)(request, attempt)
+                checked = checks.ingest_check(request, attempt, offline=True)
+            except checks.NeedsDatabase:
+                checked = await _in_thread(checks.ingest_check)(request, attempt)
             accepted = await group_commit.append(checked)
-            return ingest.json_response(accepted.as_dict(), 201)
+            return checks.json_response(accepted.as_dict(), 201)
         except ControlPlaneError as exc:
             services.rejection_record(producer=attempt.producer, code=exc.code, deferred=True)
-            return ingest.refusal(exc, request_id)
+            return checks.refusal(exc, request_id)

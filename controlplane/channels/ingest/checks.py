@@ -1,11 +1,6 @@
-"""The hot path of `POST /api/v1/events/`: a plain Django view, short-lived caches and group commit.
+"""What every serving path of `POST /api/v1/events/` runs first: authentication with a short-lived
+cache, the checks of `services.event_check`, and the answers' bytes.
 
-Every delivery goes through the same checks, in the same order, with the same reason codes and bodies
-as before (tests/channels/test_api.py is the contract; docs/ingest.md the description). What makes it
-fast (docs/benchmarks.md has the measurements):
-
-- **No DRF on POST.** `EventIngestView.dispatch` hands a POST to `ingest_post`, which reads the raw body
-  and answers with bytes made by orjson. DRF still serves the other methods and the OpenAPI schema.
 - **Short-lived per-process caches** of what authentication reads: the token with its principal,
   tenant and capabilities, and the producer with its keys (`CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS`,
   default 1 s), and of "this source is not throttled" (the same bound). Only successful lookups are
@@ -14,30 +9,22 @@ fast (docs/benchmarks.md has the measurements):
   works at once. Revocations — of a token, a grant, a key, a principal — reach this process at once
   when made in it (a model signal clears the cache) and within the cache's lifetime otherwise: **a
   revocation takes effect on ingest within `CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS`**.
-- **Group commit.** A checked delivery is queued; one request thread at a time (the leader) takes
-  everything queued, appends it under one chain lock with one INSERT for the events and one for their
-  Delivery rows, commits once (one WAL flush), and wakes the others with their results. A 201 still
-  means the event is durably on the chain. Inside a caller's transaction (tests, shells) a delivery is
-  appended at once in that transaction instead.
-- **Refusing early.** The in-flight limit (`CONTROLPLANE_INGEST_MAX_INFLIGHT`) as before, and, under
-  gunicorn with `controlplane.serving.QueueTimeWorker`, a budget on the time a request waited for a
-  worker thread (`CONTROLPLANE_INGEST_QUEUE_BUDGET_MS`): past it the request is answered
-  503 INGEST_OVERLOADED before any other work (see `controlplane.serving`).
+- `ingest_check(..., offline=True)` never reads the database or the cache server: the event loop's path
+  (controlplane.channels.ingest.event_loop) runs it on the loop and again on a thread only when it raises
+  `NeedsDatabase`.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import connection
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 
@@ -46,28 +33,8 @@ from controlplane.channels.models import Producer, ProducerKey
 from controlplane.identity import services as identity
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant, hash_token
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.ledger.writer import ChainWriter
-
-logger = logging.getLogger(__name__)
 
 _WWW_AUTHENTICATE = 'Bearer realm="api"'
-
-# Middleware that does nothing for a bearer-token JSON API (its work is for pages, sessions and forms).
-LEAN_SKIP = frozenset(
-    {
-        "whitenoise.middleware.WhiteNoiseMiddleware",
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "django.contrib.messages.middleware.MessageMiddleware",
-        "django_htmx.middleware.HtmxMiddleware",
-    }
-)
-
-
-def lean_middleware() -> list[str]:
-    """settings.MIDDLEWARE without LEAN_SKIP, in order."""
-    return [path for path in settings.MIDDLEWARE if path not in LEAN_SKIP]
 
 
 # --- responses ------------------------------------------------------------------------------------------
@@ -83,30 +50,6 @@ def refusal(error: ControlPlaneError, request_id: str | None) -> HttpResponse:
     if error.code == "INGEST_OVERLOADED":
         headers["Retry-After"] = "1"
     return json_response({**error.as_dict(), "request_id": request_id}, error.status, headers)
-
-
-# --- the in-flight limit --------------------------------------------------------------------------------
-
-
-class _InflightLimit:
-    """A per-process bound on concurrent ingests, rebuilt if the setting changes (tests lower it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._limit: int | None = None
-        self._semaphore = threading.BoundedSemaphore(1)
-
-    def semaphore(self) -> threading.BoundedSemaphore:
-        limit = max(int(settings.CONTROLPLANE_INGEST_MAX_INFLIGHT), 0)
-        if limit != self._limit:
-            with self._lock:
-                if limit != self._limit:
-                    self._semaphore = threading.BoundedSemaphore(limit)
-                    self._limit = limit
-        return self._semaphore
-
-
-inflight = _InflightLimit()
 
 
 # --- authentication with a short-lived cache -------------------------------------------------------------
@@ -266,109 +209,3 @@ def ingest_check(
         if offline:
             raise NeedsDatabase from exc
         return services.event_check(keys=_fresh_keys(found), **arguments)
-
-
-# --- group commit ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Waiting:
-    delivery: services.CheckedDelivery
-    outcome: services.Accepted | ControlPlaneError | None = None
-    done: bool = False
-
-
-@dataclass
-class _GroupCommit:
-    """Appends queued deliveries in batches: one leader thread at a time, one transaction per batch."""
-
-    max_batch: int = 64
-    writer: ChainWriter = field(default_factory=ChainWriter)
-    _queue: list[_Waiting] = field(default_factory=list)
-    _queue_lock: threading.Lock = field(default_factory=threading.Lock)
-    _leader: threading.Lock = field(default_factory=threading.Lock)
-
-    def append(self, delivery: services.CheckedDelivery) -> services.Accepted:
-        waiting = _Waiting(delivery)
-        with self._queue_lock:
-            self._queue.append(waiting)
-        while not waiting.done:
-            with self._leader:  # whoever holds it appends what is queued; the others wait here
-                while not waiting.done:
-                    with self._queue_lock:
-                        batch = self._queue[: self.max_batch]
-                        del self._queue[: self.max_batch]
-                    self._append_batch(batch)
-        if isinstance(waiting.outcome, ControlPlaneError):
-            raise waiting.outcome
-        assert waiting.outcome is not None
-        return waiting.outcome
-
-    def _append_batch(self, batch: list[_Waiting]) -> None:
-        outcomes = append_batch([w.delivery for w in batch], writer=self.writer)
-        for waiting, outcome in zip(batch, outcomes, strict=True):
-            waiting.outcome, waiting.done = outcome, True
-
-
-def append_batch(
-    deliveries: list[services.CheckedDelivery], *, writer: ChainWriter
-) -> list[services.Outcome]:
-    """Append a group commit's batch and return each delivery's outcome, in order; never raises.
-
-    Plain events on `writer`'s own connection (two round trips); signals, whose detection runs through
-    the ORM in the same transaction, SQLite, and everything when `writer` is None, on this thread's
-    Django connection.
-    """
-    try:
-        if writer is None or takes_orm_path(deliveries):
-            return services.deliveries_append(deliveries)
-        return services.deliveries_append_pipelined(deliveries, writer=writer)
-    except Exception as exc:  # never leave a waiting request without an answer
-        return failed_batch(deliveries, exc)
-
-
-def takes_orm_path(deliveries: list[services.CheckedDelivery]) -> bool:
-    """Signals (detection runs through the ORM in the append's transaction) and SQLite."""
-    return connection.vendor != "postgresql" or any(d.signal is not None for d in deliveries)
-
-
-def failed_batch(deliveries: list[services.CheckedDelivery], exc: Exception) -> list[services.Outcome]:
-    """Every delivery of a batch that could not be appended gets the refusal (LEDGER_WRITE_FAILED when
-    the failure was not one of ours, logged)."""
-    if not isinstance(exc, ControlPlaneError):
-        logger.error("group commit of %d deliveries failed", len(deliveries), exc_info=exc)
-        exc = ControlPlaneError("LEDGER_WRITE_FAILED")
-    return [exc] * len(deliveries)
-
-
-group_commit = _GroupCommit()
-
-
-def _append(delivery: services.CheckedDelivery) -> services.Accepted:
-    if connection.in_atomic_block:  # the caller's transaction decides: append in it, alone
-        outcome = services.deliveries_append([delivery])[0]
-        if isinstance(outcome, ControlPlaneError):
-            raise outcome
-        return outcome
-    return group_commit.append(delivery)
-
-
-# --- the view -------------------------------------------------------------------------------------------
-
-
-def ingest_post(request: HttpRequest) -> HttpResponse:
-    """`POST /api/v1/events/`: append one signed CloudEvent, or refuse with a reason code (counted)."""
-    request_id = getattr(request, "request_id", None)
-    semaphore = inflight.semaphore()
-    if not semaphore.acquire(blocking=False):
-        services.rejection_record(producer=None, code="INGEST_OVERLOADED")
-        return refusal(ControlPlaneError("INGEST_OVERLOADED"), request_id)
-    attempt = Attempt()
-    try:
-        accepted = _append(ingest_check(request, attempt))
-        return json_response(accepted.as_dict(), 201)
-    except ControlPlaneError as exc:
-        services.rejection_record(producer=attempt.producer, code=exc.code)
-        return refusal(exc, request_id)
-    finally:
-        semaphore.release()

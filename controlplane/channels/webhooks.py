@@ -1,0 +1,87 @@
+"""The one view that serves every inbound webhook adapter (controlplane.kernel.webhooks).
+
+Each registered adapter gets a URL at its `path` under /api/v1/ (controlplane/channels/urls.py) and the
+same treatment, in this order: the bearer token, the adapter's capability, `verify`, `delivery_id` and
+`accept` (controlplane.channels.services.webhook_delivery_accept). Every refusal answers
+`{detail, code, request_id}` through the API's exception handler and is counted per (adapter, code).
+
+Signed CloudEvents ingest (`POST /api/v1/events/`) does not come through here: it has its own fast
+paths (controlplane.channels.ingest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.urls import URLPattern, path
+from drf_spectacular.utils import extend_schema
+from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.channels import services
+from controlplane.identity.authentication import BearerTokenAuthentication
+from controlplane.kernel.webhooks import WebhookAdapter, webhook_adapter, webhook_adapters
+
+
+class RawJsonParser(BaseParser):
+    """Declares application/json for content negotiation and the schema; adapters read the raw bytes
+    themselves (signatures are over them)."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> bytes:
+        return stream.read()
+
+
+class WebhookView(APIView):
+    """Serves the adapter named `adapter_name` (one subclass per adapter, made by `webhook_view`)."""
+
+    authentication_classes = [BearerTokenAuthentication]
+    parser_classes = [RawJsonParser]
+    adapter_name = ""
+    required_capability: str | None = None
+
+    # No docstring on `post`: the schema describes each endpoint with its adapter's docstring.
+    def post(self, request: Request) -> Response:
+        adapter = webhook_adapter(self.adapter_name)
+        http_request = request._request  # adapters see Django's request: the raw body, the headers
+        adapter.verify(http_request)
+        body = services.webhook_delivery_accept(
+            adapter=adapter,
+            request=http_request,
+            principal=request.user,
+            delivery_id=adapter.delivery_id(http_request),
+        )
+        return Response(body, status=200)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        code = response.data.get("code") if isinstance(response.data, dict) else None
+        if code:
+            services.webhook_rejection_record(adapter=self.adapter_name, code=code)
+        return response
+
+
+def webhook_view(adapter: WebhookAdapter) -> Callable[..., Any]:
+    """The view function serving `adapter`: a `WebhookView` named and documented after it."""
+    view_class = type(
+        f"{type(adapter).__name__}View",
+        (WebhookView,),
+        {
+            "__doc__": type(adapter).__doc__,
+            "__module__": __name__,
+            "adapter_name": adapter.name,
+            "required_capability": adapter.capability or None,
+        },
+    )
+    if adapter.openapi:
+        view_class = extend_schema(**adapter.openapi)(view_class)
+    return view_class.as_view()
+
+
+def webhook_urlpatterns() -> list[URLPattern]:
+    """One URL per registered adapter, at its path (relative to /api/v1/)."""
+    return [path(a.path, webhook_view(a), name=a.route_name()) for a in webhook_adapters()]

@@ -1,0 +1,169 @@
+"""Evidence bundles, and incidents with their transitions and timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlplane.kernel.errors import ControlPlaneError
+from incidents import selectors, services
+from incidents.api import MANAGE, READ
+from incidents.api.serializers import (
+    EvidenceSerializer,
+    IncidentDetailSerializer,
+    IncidentSerializer,
+    MitigateSerializer,
+    RaiseSeveritySerializer,
+    TimelineEntrySerializer,
+    TransitionSerializer,
+)
+from incidents.models import EvidenceBundle, Incident
+
+
+class EvidenceFilter(django_filters.FilterSet):
+    service = django_filters.CharFilter()
+    incident = django_filters.CharFilter(field_name="incident_id")
+    decision = django_filters.CharFilter(field_name="decision__decision")
+
+    class Meta:
+        model = EvidenceBundle
+        fields = ["service", "incident", "decision"]
+
+
+class EvidenceViewSet(viewsets.ReadOnlyModelViewSet):
+    """Evidence bundles with their confidence (factors and weights) and promotion decision."""
+
+    serializer_class = EvidenceSerializer
+    filterset_class = EvidenceFilter
+    required_capability = READ
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return EvidenceBundle.objects.none()
+        return (
+            EvidenceBundle.objects.filter(tenant=self.request.user.tenant)
+            .select_related("assessment", "decision", "rule_version__rule")
+            .order_by("-seq")
+        )
+
+
+class IncidentFilter(django_filters.FilterSet):
+    status = django_filters.CharFilter()
+    service = django_filters.CharFilter()
+    severity = django_filters.CharFilter()
+    rule = django_filters.CharFilter(field_name="rule__name")
+
+    class Meta:
+        model = Incident
+        fields = ["status", "service", "severity", "rule"]
+
+
+class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
+    """Incidents (filters status, service, severity, rule), their transitions and their timeline."""
+
+    filterset_class = IncidentFilter
+    required_capabilities = {
+        "list": READ,
+        "retrieve": READ,
+        "timeline": READ,
+        "acknowledge": MANAGE,
+        "mitigate": MANAGE,
+        "resolve": MANAGE,
+        "close": MANAGE,
+        "reopen": MANAGE,
+        "raise_severity": MANAGE,
+    }
+
+    def get_serializer_class(self):
+        return IncidentDetailSerializer if self.action == "retrieve" else IncidentSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Incident.objects.none()
+        incidents = selectors.incident_queryset(tenant=self.request.user.tenant)
+        if self.action == "retrieve":
+            incidents = incidents.prefetch_related(
+                "evidence__assessment", "evidence__decision", "evidence__rule_version__rule"
+            )
+        return incidents
+
+    def _incident(self) -> Incident:
+        incident = (
+            selectors.incident_queryset(tenant=self.request.user.tenant).filter(pk=self.kwargs["pk"]).first()
+        )
+        if incident is None:
+            raise ControlPlaneError("INCIDENT_NOT_FOUND", f"no incident {self.kwargs['pk']!r}")
+        return incident
+
+    def _answer(self, incident: Incident) -> Response:
+        return Response(
+            IncidentSerializer(selectors.incident_queryset(tenant=incident.tenant).get(pk=incident.pk)).data
+        )
+
+    def _simple(self, request: Request, service: Any) -> Response:
+        payload = TransitionSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        incident = service(
+            incident=self._incident(), actor=request.user, reason=payload.validated_data["reason"]
+        )
+        return self._answer(incident)
+
+    @extend_schema(request=TransitionSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        return self._simple(request, services.incident_acknowledge)
+
+    @extend_schema(request=MitigateSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def mitigate(self, request: Request, pk: str | None = None) -> Response:
+        payload = MitigateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        incident = services.incident_mitigate(
+            incident=self._incident(),
+            actor=request.user,
+            reason=data["reason"],
+            remediation=data.get("remediation"),
+            intent_id=data.get("intent"),
+        )
+        return self._answer(incident)
+
+    @extend_schema(request=TransitionSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        return self._simple(request, services.incident_resolve)
+
+    @extend_schema(request=TransitionSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def close(self, request: Request, pk: str | None = None) -> Response:
+        return self._simple(request, services.incident_close)
+
+    @extend_schema(request=TransitionSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def reopen(self, request: Request, pk: str | None = None) -> Response:
+        return self._simple(request, services.incident_reopen)
+
+    @extend_schema(request=RaiseSeveritySerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"], url_path="raise-severity")
+    def raise_severity(self, request: Request, pk: str | None = None) -> Response:
+        payload = RaiseSeveritySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        incident = services.incident_raise_severity(
+            incident=self._incident(), actor=request.user, **payload.validated_data
+        )
+        return self._answer(incident)
+
+    @extend_schema(responses=TimelineEntrySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def timeline(self, request: Request, pk: str | None = None) -> Response:
+        """Every ledger event of the incident, its evidence and their signals, in chain order."""
+        events = selectors.incident_timeline(incident=self._incident())
+        return Response(
+            TimelineEntrySerializer([selectors.timeline_entry(e) for e in events], many=True).data
+        )

@@ -1,0 +1,133 @@
+"""Alertmanager's and Grafana's webhooks, as adapters of the channels' one webhook view
+(controlplane.kernel.webhooks). Registered from `IncidentsConfig.ready()`; served at
+`/api/v1/signals/alertmanager/` and `/api/v1/signals/grafana/` (docs/incidents.md).
+
+Neither provider names its deliveries, so `delivery_id` is None: a redelivered alert maps to the same
+signal id (a content hash) and is stored once by `signal_ingest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+
+from controlplane.identity.models import Principal
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.webhooks import WebhookAdapter
+from incidents import normalise, services
+from incidents.api import INGEST
+from incidents.api.serializers import INGESTED, REFUSED
+from incidents.api.signals import json_body
+
+_GRAFANA_OTHER_DEFAULT = "X-Grafana-Alert-Signature"
+
+
+def _signals_ingest(principal: Principal, signals: list[normalise.NormalisedSignal]) -> dict[str, Any]:
+    result = services.signal_ingest(
+        tenant=principal.tenant, signals=signals, actor=principal.ref, causation_id=""
+    )
+    return result.as_dict()
+
+
+class AlertmanagerWebhook(WebhookAdapter):
+    """Prometheus Alertmanager's webhook (payload version 4). Every alert of the group becomes a signal;
+    redeliveries (Alertmanager retries, HA peers) are stored once. Answers 200 so Alertmanager stops."""
+
+    name = "alertmanager"
+    path = "signals/alertmanager/"
+    url_name = "signals-alertmanager"
+    capability = INGEST
+    openapi = {"request": OpenApiTypes.OBJECT, "responses": {200: INGESTED, 400: REFUSED, 401: REFUSED}}
+
+    def verify(self, request: HttpRequest) -> None:
+        """Alertmanager signs nothing: its bearer token is its authentication."""
+
+    def accept(self, request: HttpRequest, principal: Principal) -> dict[str, Any]:
+        signals = normalise.from_alertmanager(json_body(request), source=f"alertmanager/{principal.name}")
+        return _signals_ingest(principal, signals)
+
+
+def grafana_signature_check(*, headers: Any, body: bytes, now: int | None = None) -> None:
+    """Grafana's optional HMAC: hex HMAC-SHA256 of the body, or of `timestamp:body` when Grafana is
+    configured with a timestamp header. Checked only when CONTROLPLANE_GRAFANA_HMAC_SECRET is set."""
+    secret = settings.CONTROLPLANE_GRAFANA_HMAC_SECRET
+    if not secret:
+        return
+    # Grafana's UI and docs name the default header X-Grafana-Alerting-Signature; some releases' HTTP
+    # client defaults to X-Grafana-Alert-Signature. The configured one is read first.
+    signature = (
+        (
+            headers.get(settings.CONTROLPLANE_GRAFANA_SIGNATURE_HEADER)
+            or headers.get(_GRAFANA_OTHER_DEFAULT)
+            or ""
+        )
+        .strip()
+        .lower()
+    )
+    if not signature:
+        raise ControlPlaneError(
+            "SIGNAL_SOURCE_SIGNATURE_MISSING", f"{settings.CONTROLPLANE_GRAFANA_SIGNATURE_HEADER} is required"
+        )
+    timestamp = (headers.get(settings.CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER) or "").strip()
+    signed = body
+    if timestamp:
+        if not timestamp.isdigit() or len(timestamp) > 12:
+            raise ControlPlaneError("STALE_TIMESTAMP", "the signature timestamp is not unix seconds")
+        skew = int(timestamp) - (now if now is not None else int(timezone.now().timestamp()))
+        tolerance = settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS
+        if abs(skew) > tolerance:
+            raise ControlPlaneError(
+                "STALE_TIMESTAMP",
+                f"the signature timestamp is {abs(skew)}s off; the tolerance is {tolerance}s",
+            )
+        signed = timestamp.encode() + b":" + body
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        raise ControlPlaneError(
+            "SIGNAL_SOURCE_SIGNATURE_INVALID", "the Grafana HMAC signature does not verify"
+        )
+
+
+class GrafanaWebhook(WebhookAdapter):
+    """Grafana Alerting's webhook contact point (payload version 1), with its optional HMAC signature."""
+
+    name = "grafana"
+    path = "signals/grafana/"
+    url_name = "signals-grafana"
+    capability = INGEST
+    openapi = {
+        "request": OpenApiTypes.OBJECT,
+        "parameters": [
+            OpenApiParameter(
+                "X-Grafana-Alerting-Signature",
+                str,
+                OpenApiParameter.HEADER,
+                description="Hex HMAC-SHA256 (required when CONTROLPLANE_GRAFANA_HMAC_SECRET is set).",
+            ),
+            OpenApiParameter(
+                "X-Grafana-Alerting-Signature-Timestamp",
+                str,
+                OpenApiParameter.HEADER,
+                description="Unix seconds, signed as `timestamp:body` (optional).",
+            ),
+        ],
+        "responses": {200: INGESTED, 400: REFUSED, 401: REFUSED},
+    }
+
+    def verify(self, request: HttpRequest) -> None:
+        grafana_signature_check(headers=request.headers, body=request.body)
+
+    def accept(self, request: HttpRequest, principal: Principal) -> dict[str, Any]:
+        signals = normalise.from_grafana(json_body(request), source=f"grafana/{principal.name}")
+        return _signals_ingest(principal, signals)
+
+
+ALERTMANAGER = AlertmanagerWebhook()
+GRAFANA = GrafanaWebhook()
