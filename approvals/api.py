@@ -102,7 +102,7 @@ class ApprovalRequestViewSet(viewsets.ReadOnlyModelViewSet):
         payload = DecideSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         decided = services.approval_decide(
-            request=self.get_object(), actor=request.user, **payload.validated_data
+            approval=self.get_object(), actor=request.user, **payload.validated_data
         )
         return Response(ApprovalRequestSerializer(self.get_queryset().get(pk=decided.pk)).data)
 

@@ -135,19 +135,16 @@ def _resolve(approval: ApprovalRequest) -> None:
 @ledger_deferred()  # the chain's lock after the subject's row locks (the resolver's), not before them
 def approval_decide(
     *,
-    request: ApprovalRequest,
+    approval: ApprovalRequest,
     actor: Principal,
     decision: str,
     reason: str,
     content_hash: str,
     at: datetime | None = None,
 ) -> ApprovalRequest:
-    """Record one person's decision; approve at quorum, reject at the first rejection.
-
-    `request` is the approval request decided (the keyword its callers across the apps use).
-    """
+    """Record one person's decision on `approval`; approve at quorum, reject at the first rejection."""
     at = at or timezone.now()
-    approval = _lock(request)
+    approval = _lock(approval)
     if decision not in ApprovalVote.values:
         raise ControlPlaneError("VALIDATION_FAILED", "decision must be approve or reject")
     if not reason or not reason.strip():
@@ -237,7 +234,11 @@ def approvals_bulk_decide(
         try:
             decided.append(
                 approval_decide(
-                    request=approval, actor=actor, decision=decision, reason=reason, content_hash=content_hash
+                    approval=approval,
+                    actor=actor,
+                    decision=decision,
+                    reason=reason,
+                    content_hash=content_hash,
                 )
             )
         except ControlPlaneError as refusal:
@@ -248,11 +249,11 @@ def approvals_bulk_decide(
 
 @transaction.atomic
 def approval_consume(
-    *, request: ApprovalRequest, content_hash: str, at: datetime | None = None
+    *, approval: ApprovalRequest, content_hash: str, at: datetime | None = None
 ) -> ApprovalRequest:
-    """Use a granted approval (`request`), once, for exactly the content it approved."""
+    """Use a granted approval, once, for exactly the content it approved."""
     at = at or timezone.now()
-    approval = _lock(request)
+    approval = _lock(approval)
     if approval.status != ApprovalStatus.APPROVED:
         raise ControlPlaneError("APPROVAL_NOT_GRANTED", f"the request is {approval.status}")
     if content_hash != approval.content_hash:
@@ -276,11 +277,11 @@ def approval_consume(
 
 @transaction.atomic
 def approval_cancel(
-    *, request: ApprovalRequest, actor: str, reason: str, at: datetime | None = None
+    *, approval: ApprovalRequest, actor: str, reason: str, at: datetime | None = None
 ) -> ApprovalRequest:
-    """Withdraw a pending approval (`request`), e.g. because its execution ended."""
+    """Withdraw a pending approval, e.g. because its execution ended."""
     at = at or timezone.now()
-    approval = _lock(request)
+    approval = _lock(approval)
     if approval.status != ApprovalStatus.PENDING:
         raise ControlPlaneError("APPROVAL_NOT_PENDING", f"the request is {approval.status}")
     approval.cancel()

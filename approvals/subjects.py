@@ -38,14 +38,14 @@ def policy_activation_request(
     )
 
 
-def resolve_policy_activation(request: ApprovalRequest) -> None:
-    if request.status != ApprovalStatus.APPROVED:
+def resolve_policy_activation(approval: ApprovalRequest) -> None:
+    if approval.status != ApprovalStatus.APPROVED:
         return
-    profile = PolicyProfile.objects.get(pk=int(request.subject_id))
-    approval_consume(request=request, content_hash=request.content_hash, at=request.decided_at)
+    profile = PolicyProfile.objects.get(pk=int(approval.subject_id))
+    approval_consume(approval=approval, content_hash=approval.content_hash, at=approval.decided_at)
     profile_activate(
         profile=profile,
-        actor=f"approval/{request.pk}",
-        reason=request.summary.get("reason", "approved"),
-        expected_hash=request.content_hash,
+        actor=f"approval/{approval.pk}",
+        reason=approval.summary.get("reason", "approved"),
+        expected_hash=approval.content_hash,
     )

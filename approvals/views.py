@@ -101,7 +101,7 @@ def decide(request: HttpRequest, approval_id: str) -> HttpResponse:
     data = form.cleaned_data
     try:
         decided = services.approval_decide(
-            request=approval,
+            approval=approval,
             actor=request.console_principal,
             decision=data["decision"],
             reason=data["reason"],

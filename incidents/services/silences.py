@@ -182,29 +182,29 @@ def _approval_open(
     )
 
 
-def resolve_silence_approval(request: ApprovalRequest) -> None:
-    """The approvals app calls this when a silence's request is final: approved activates it (the grant
+def resolve_silence_approval(approval: ApprovalRequest) -> None:
+    """The approvals app calls this when a silence's approval is final: approved activates it (the grant
     is consumed once, bound to the content hash); rejected, expired or cancelled rejects it."""
     from approvals.services import approval_consume
 
-    silence = Silence.objects.select_for_update().select_related("tenant").get(pk=request.subject_id)
+    silence = Silence.objects.select_for_update().select_related("tenant").get(pk=approval.subject_id)
     if silence.status != SilenceStatus.PENDING_APPROVAL:
         return
-    at = request.decided_at or timezone.now()
-    if request.status == ApprovalStatus.APPROVED:
-        approval_consume(request=request, content_hash=silence.content_hash, at=at)
+    at = approval.decided_at or timezone.now()
+    if approval.status == ApprovalStatus.APPROVED:
+        approval_consume(approval=approval, content_hash=silence.content_hash, at=at)
         silence.activate()
         verb, codes = "activated", []
     else:
         silence.reject()
-        verb, codes = "rejected", [f"APPROVAL_{request.status.upper()}"]
+        verb, codes = "rejected", [f"APPROVAL_{approval.status.upper()}"]
     silence.save(update_fields=["status"])
     ledger_append(
         type=f"controlplane.silence.{verb}",
         subject=f"silence/{silence.id}",
-        data={"silence": silence.id, "approval": request.id, "status": silence.status},
+        data={"silence": silence.id, "approval": approval.id, "status": silence.status},
         tenant=silence.tenant.slug,
-        actor=f"approval/{request.id}",
+        actor=f"approval/{approval.id}",
         time=at,
         reason_codes=codes,
     )

@@ -62,7 +62,7 @@ def open_request(requester, quorum=1, **kwargs):
 
 def decide(request, actor, decision="approve", reason="looks right", content_hash="a" * 64, **kwargs):
     return services.approval_decide(
-        request=request, actor=actor, decision=decision, reason=reason, content_hash=content_hash, **kwargs
+        approval=request, actor=actor, decision=decision, reason=reason, content_hash=content_hash, **kwargs
     )
 
 
@@ -142,17 +142,17 @@ def test_a_human_requester_cannot_approve_their_own_request(tenant):
 def test_granted_approval_is_consumed_once_for_its_content(tenant, requester):
     request = decide(open_request(requester), approver(tenant, "alice"))
     with pytest.raises(ControlPlaneError) as caught:
-        services.approval_consume(request=request, content_hash="b" * 64)
+        services.approval_consume(approval=request, content_hash="b" * 64)
     assert caught.value.code == "APPROVAL_CONTENT_CHANGED"
-    services.approval_consume(request=request, content_hash="a" * 64)
+    services.approval_consume(approval=request, content_hash="a" * 64)
     with pytest.raises(ControlPlaneError) as caught:
-        services.approval_consume(request=request, content_hash="a" * 64)
+        services.approval_consume(approval=request, content_hash="a" * 64)
     assert caught.value.code == "APPROVAL_ALREADY_CONSUMED"
 
 
 def test_a_pending_request_cannot_be_consumed(requester):
     with pytest.raises(ControlPlaneError) as caught:
-        services.approval_consume(request=open_request(requester), content_hash="a" * 64)
+        services.approval_consume(approval=open_request(requester), content_hash="a" * 64)
     assert caught.value.code == "APPROVAL_NOT_GRANTED"
 
 

@@ -26,7 +26,7 @@ def test_an_approved_activation_activates_exactly_that_profile():
     assert active_profile(environment="dev") is None
     with pytest.raises(ControlPlaneError) as caught:
         services.approval_decide(
-            request=request,
+            approval=request,
             actor=author,
             decision="approve",
             reason="mine",
@@ -34,7 +34,7 @@ def test_an_approved_activation_activates_exactly_that_profile():
         )
     assert caught.value.code == "APPROVAL_SELF_APPROVAL"
     services.approval_decide(
-        request=request,
+        approval=request,
         actor=approver,
         decision="approve",
         reason="reviewed",

@@ -415,7 +415,7 @@ def test_the_panel_counts_pending_approvals_by_tier_with_the_oldest_waiting(dora
     open_test_request(agent, tier="high", at=now - timedelta(days=2), n=3)
     decided = open_test_request(agent, tier="low", n=4)
     approvals.approval_decide(
-        request=decided, actor=decider, decision="approve", reason="ok", content_hash=decided.content_hash
+        approval=decided, actor=decider, decision="approve", reason="ok", content_hash=decided.content_hash
     )
     open_test_request(PrincipalFactory(tenant=TenantFactory(slug="globex"), agent=True), tier="medium", n=5)
 

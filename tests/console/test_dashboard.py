@@ -149,7 +149,7 @@ def test_the_executions_panel_counts_running_waiting_and_recently_failed(
     submit(agent, echo_draft("runs"), "r0")  # cleared at once; no worker runs it here
     rejected = submit(agent, prod_step_draft("rejected"), "x0")
     approvals.approval_decide(
-        request=ApprovalRequest.objects.get(summary__goal="rejected"),
+        approval=ApprovalRequest.objects.get(summary__goal="rejected"),
         actor=decider,
         decision="reject",
         reason="not now",
@@ -157,7 +157,7 @@ def test_the_executions_panel_counts_running_waiting_and_recently_failed(
     )
     old = submit(agent, prod_step_draft("failed long ago"), "x1")
     approvals.approval_decide(
-        request=ApprovalRequest.objects.get(summary__goal="failed long ago"),
+        approval=ApprovalRequest.objects.get(summary__goal="failed long ago"),
         actor=decider,
         decision="reject",
         reason="not then",

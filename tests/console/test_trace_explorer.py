@@ -36,7 +36,11 @@ def approved_run(agent, decider, django_capture_on_commit_callbacks):
     request = ApprovalRequest.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
         approvals.approval_decide(
-            request=request, actor=decider, decision="approve", reason="go", content_hash=request.content_hash
+            approval=request,
+            actor=decider,
+            decision="approve",
+            reason="go",
+            content_hash=request.content_hash,
         )
     return Execution.objects.get(intent=intent)
 

@@ -97,7 +97,7 @@ def test_silencing_a_high_service_waits_for_approval(client, tenant, rule, oncal
     assert send(tenant, soon).suppressed_by_id is None  # not silenced while pending
     bob = PrincipalFactory(tenant=tenant, name="bob", human=True, capabilities=["approvals.decide"])
     approvals.approval_decide(
-        request=request, actor=bob, decision="approve", reason="ok for 2h", content_hash=request.content_hash
+        approval=request, actor=bob, decision="approve", reason="ok for 2h", content_hash=request.content_hash
     )
     quiet = Silence.objects.get(pk=body["id"])
     assert quiet.status == "active"
@@ -115,7 +115,7 @@ def test_critical_needs_two_approvers_and_a_rejection_rejects(tenant, oncall):
     assert (request.quorum, request.risk_tier) == (2, "critical")
     carol = PrincipalFactory(tenant=tenant, name="carol", human=True, capabilities=["approvals.decide"])
     approvals.approval_decide(
-        request=request,
+        approval=request,
         actor=carol,
         decision="reject",
         reason="not during peak",

@@ -205,7 +205,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
         approvals.approvals_sweep(now=request.created_at + timedelta(seconds=61))  # escalated
         with capture(execute=True):
             approvals.approval_decide(
-                request=request,
+                approval=request,
                 actor=alice,
                 decision="approve",
                 reason="ok",
@@ -213,7 +213,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
             )
         request = waiting("rejected")
         approvals.approval_decide(
-            request=request, actor=alice, decision="reject", reason="no", content_hash=request.content_hash
+            approval=request, actor=alice, decision="reject", reason="no", content_hash=request.content_hash
         )
         request = waiting("expired")
         approvals.approvals_sweep(now=request.created_at + timedelta(seconds=601))

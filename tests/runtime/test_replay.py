@@ -156,7 +156,7 @@ def busy_ledger(dev_policy, agent, deployer, people, django_capture_on_commit_ca
     with capture(execute=True):
         for person in (alice, bob):  # the agent's step is raised to critical: two people
             approvals.approval_decide(
-                request=request,
+                approval=request,
                 actor=person,
                 decision="approve",
                 reason="ok",
@@ -165,7 +165,7 @@ def busy_ledger(dev_policy, agent, deployer, people, django_capture_on_commit_ca
     flows["rejected"] = submit(deployer, three_steps("rejected"), "rejected")
     request = pending_request(flows["rejected"])
     approvals.approval_decide(
-        request=request, actor=alice, decision="reject", reason="no", content_hash=request.content_hash
+        approval=request, actor=alice, decision="reject", reason="no", content_hash=request.content_hash
     )
     flows["expired"] = submit(deployer, one_step("expired"), "expired")
     request = pending_request(flows["expired"])

@@ -164,7 +164,7 @@ def test_steps_needing_approval_wait_and_run_once_approved(agent, django_capture
     alice = PrincipalFactory(tenant=agent.tenant, name="alice", human=True, capabilities=["approvals.decide"])
     with django_capture_on_commit_callbacks(execute=True):
         approvals.approval_decide(
-            request=request, actor=alice, decision="approve", reason="ok", content_hash=request.content_hash
+            approval=request, actor=alice, decision="approve", reason="ok", content_hash=request.content_hash
         )
     run.refresh_from_db()
     request.refresh_from_db()
@@ -182,7 +182,7 @@ def test_a_rejected_approval_blocks_the_step_and_fails_the_execution(agent):
     )
     alice = PrincipalFactory(tenant=agent.tenant, name="alice", human=True, capabilities=["approvals.decide"])
     approvals.approval_decide(
-        request=request, actor=alice, decision="reject", reason="no", content_hash=request.content_hash
+        approval=request, actor=alice, decision="reject", reason="no", content_hash=request.content_hash
     )
     execution = Execution.objects.get(intent=intent)
     assert execution.status == "failed" and execution.reason_codes == ["APPROVAL_REJECTED"]
@@ -357,7 +357,7 @@ def test_approving_a_step_while_the_worker_holds_the_execution_does_not_deadlock
     def approve() -> None:
         try:
             approvals.approval_decide(
-                request=request,
+                approval=request,
                 actor=alice,
                 decision="approve",
                 reason="ok",

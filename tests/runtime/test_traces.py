@@ -82,7 +82,7 @@ def run_approved(agent, alice, capture) -> Intent:
     request = ApprovalRequest.objects.get(status="pending")
     with capture(execute=True):
         approvals.approval_decide(
-            request=request,
+            approval=request,
             actor=alice,
             decision="approve",
             reason="change window open",

@@ -31,23 +31,23 @@ class Command(BaseCommand):
                 requests = ApprovalRequest.objects.filter(status=options["status"]).select_related(
                     "requested_by__tenant"
                 )
-                for request in requests:
+                for approval in requests:
                     self.stdout.write(
-                        f"{request.pk}\t{request.status}\t{request.risk_tier}\tquorum={request.quorum}\t"
-                        f"{request.subject_kind}:{request.subject_id}\t{request.requested_by.ref}"
+                        f"{approval.pk}\t{approval.status}\t{approval.risk_tier}\tquorum={approval.quorum}\t"
+                        f"{approval.subject_kind}:{approval.subject_id}\t{approval.requested_by.ref}"
                     )
                 return
             tenant_slug, _, name = options["actor"].partition("/")
             actor = principal_get(tenant=tenant_get(slug=tenant_slug), name=name)
-            request = ApprovalRequest.objects.filter(pk=options["id"], tenant=actor.tenant).first()
-            if request is None:
+            approval = ApprovalRequest.objects.filter(pk=options["id"], tenant=actor.tenant).first()
+            if approval is None:
                 raise ControlPlaneError("APPROVAL_NOT_FOUND", f"no approval request {options['id']}")
             decided = services.approval_decide(
-                request=request,
+                approval=approval,
                 actor=actor,
                 decision=options["action"],
                 reason=options["reason"],
-                content_hash=request.content_hash,
+                content_hash=approval.content_hash,
             )
             self.stdout.write(f"{decided.pk} {decided.status} ({decided.approvals_count()}/{decided.quorum})")
         except ControlPlaneError as exc:

@@ -91,7 +91,7 @@ def step_approval_resolve(approval: ApprovalRequest, /) -> None:
         return
     at = approval.decided_at or timezone.now()
     if approval.status == ApprovalStatus.APPROVED:
-        approvals.approval_consume(request=approval, content_hash=step_content_hash(run=run), at=at)
+        approvals.approval_consume(approval=approval, content_hash=step_content_hash(run=run), at=at)
         run.clear()
         run.save(update_fields=["status"])
     else:

@@ -96,7 +96,7 @@ def _execution_wind_down(execution: Execution, runs: list[StepRun], *, at: datet
                 approval = run.approval
                 if approval.status == ApprovalStatus.PENDING:
                     approvals.approval_cancel(
-                        request=approval, actor="system", reason="execution failed", at=at
+                        approval=approval, actor="system", reason="execution failed", at=at
                     )
     if any(run.status == StepStatus.RUNNING for run in runs):
         return

@@ -334,7 +334,7 @@ def execution_cancel(*, execution: Execution, actor: Principal, reason: str) -> 
             run.finished_at = at
             run.save(update_fields=["status", "finished_at"])
             if run.approval_id and run.approval.status == ApprovalStatus.PENDING:
-                approvals.approval_cancel(request=run.approval, actor=actor.ref, reason=reason, at=at)
+                approvals.approval_cancel(approval=run.approval, actor=actor.ref, reason=reason, at=at)
     execution.cancel()
     execution.finished_at = at
     execution.save(update_fields=["status", "finished_at"])
