@@ -92,7 +92,7 @@ def _mismatch(
 ) -> None:
     """A re-taken value that differs from the recorded one; the rebuilt side names the reason code."""
     if recorded != rebuilt:
-        report.differences.append(Difference(subject, name, recorded, f"{code}: {rebuilt!r}", seq))
+        report.differences.append(Difference(subject, name, recorded, f"{code}: {rebuilt}", seq))
 
 
 def promotion_threshold_bp(rule: dict[str, Any], model_version: str) -> int | None:
@@ -264,6 +264,7 @@ class _Ledger:
         self.signals: dict[str, _SignalRecord] = {}
         self.by_service: dict[tuple[str, str], list[detection.SignalFacts]] = defaultdict(list)
         self.silences: dict[str, _SilenceState] = {}
+        self.tenant_silences: dict[str, list[_SilenceState]] = defaultdict(list)
         self.rules: dict[str, dict[str, Any]] = {}
         self.rule_events: dict[str, LedgerEvent] = {}
         self.evidence: dict[str, _Evidence] = {}
@@ -278,14 +279,14 @@ class _Ledger:
     def _silence_for(self, tenant: str, data: dict[str, Any]) -> str | None:
         """The first silence in force (oldest first, as ingest orders them) that covers the signal."""
         observed = _time(data["observed_at"])
-        in_force = [s for s in self.silences.values() if s.tenant == tenant and s.covers(data, observed)]
+        in_force = [s for s in self.tenant_silences[tenant] if s.covers(data, observed)]
         return min(in_force, key=lambda s: (s.created_at, s.id)).id if in_force else None
 
     def _read_silence(self, event: LedgerEvent) -> None:
         data, verb = event.data, event.type.removeprefix(_SILENCE_PREFIX)
         if verb == "created":
             match = data["match"]
-            self.silences[data["silence"]] = _SilenceState(
+            silence = self.silences[data["silence"]] = _SilenceState(
                 id=data["silence"],
                 tenant=event.tenant,
                 created_at=event.time,
@@ -296,6 +297,7 @@ class _Ledger:
                 ends_at=_time(data["ends_at"]),
                 status=data["status"],
             )
+            self.tenant_silences[event.tenant].append(silence)
             return
         silence = self.silences.get(data.get("silence"))
         if silence is None:

@@ -173,7 +173,7 @@ def test_a_decision_at_a_threshold_the_decision_event_made_up_is_found(tenant, m
         (subject, "decision.reason_codes", "REPLAY_DECISION_MISMATCH"),
     }
     found = {(d.subject, d.field): d for d in report.differences}
-    assert found[(subject, "decision")].rebuilt == "REPLAY_DECISION_MISMATCH: 'REJECT'"
+    assert found[(subject, "decision")].rebuilt == "REPLAY_DECISION_MISMATCH: REJECT"
     assert found[(f"incident/{incident.pk}", "opening decision")].rebuilt == "REJECT"
 
 
