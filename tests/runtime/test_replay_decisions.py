@@ -192,7 +192,7 @@ def test_an_approval_by_a_non_human_is_found(assist_all, deployer, agent, captur
     found = {d.field: d for d in replay_verify().differences}
     assert found["approval.approver"].seq == decided_seq(request, agent)
     assert found["approval.approver"].recorded == f"{agent.ref} approve"
-    assert found["approval.approver"].rebuilt == f"APPROVAL_APPROVER_NOT_HUMAN: {agent.ref} is a agent"
+    assert found["approval.approver"].rebuilt == f"APPROVAL_APPROVER_NOT_HUMAN: {agent.ref} is of kind agent"
     assert found["approval.quorum"].rebuilt == (
         "APPROVAL_QUORUM_NOT_MET: 0 valid approval(s) by distinct people, quorum 1"
     )

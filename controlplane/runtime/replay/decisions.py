@@ -66,7 +66,9 @@ def _judge_decision(
             "approval.approver",
             recorded,
             "APPROVAL_APPROVER_NOT_HUMAN",
-            f"{approver} is {'a ' + kind if kind else 'no principal the ledger or the tables know'}",
+            f"{approver} is of kind {kind}"
+            if kind
+            else f"{approver} is no principal the ledger or tables know",
             seq,
         )
         valid = False
@@ -117,7 +119,7 @@ def _judge_decision(
     return valid
 
 
-def check_approval(
+def _approval_check(
     report: ReplayReport,
     request: ApprovalState,
     *,
@@ -204,7 +206,7 @@ def check_approval(
             )
 
 
-def check_start(report: ReplayReport, start: StepStart, ledger: Ledger) -> None:
+def _start_check(report: ReplayReport, start: StepStart, ledger: Ledger) -> None:
     """Re-take one dispatch: no covering switch engaged, the approval granted and used, not denied."""
     subject = f"execution/{start.execution}/step/{start.step}"
     recorded = f"started (attempt {start.attempt})"
@@ -256,10 +258,10 @@ def check_start(report: ReplayReport, start: StepStart, ledger: Ledger) -> None:
         )
 
 
-def check_decisions(
+def decisions_check(
+    *,
     report: ReplayReport,
     ledger: Ledger,
-    *,
     approvals: set[str],
     executions: set[str],
     kind_of: Callable[[str], str | None],
@@ -277,9 +279,9 @@ def check_decisions(
             if request_id in step_approvals:
                 decision, expires_at = step_approvals[request_id]
                 quorum = max(decision.quorum, 1)
-        check_approval(
+        _approval_check(
             report, request, kind_of=kind_of, requesters=requesters, quorum=quorum, expires_at=expires_at
         )
     for start in ledger.starts:
         if start.execution in executions:
-            check_start(report, start, ledger)
+            _start_check(report, start, ledger)

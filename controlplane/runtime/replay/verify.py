@@ -19,7 +19,7 @@ from controlplane.policy.evaluation import Decision, evaluate
 from controlplane.policy.models import PolicyProfile
 from controlplane.runtime.compiler import PlanRejected, plan_compile
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, Runner, StepRun
-from controlplane.runtime.replay.decisions import check_decisions
+from controlplane.runtime.replay.decisions import decisions_check
 from controlplane.runtime.replay.fold import (
     ApprovalState,
     ExecutionState,
@@ -548,9 +548,9 @@ def replay_verify(*, execution_id: str | None = None) -> ReplayReport:
     _check_plans(report, ledger, plans)
     _check_executions(report, ledger, lookups, executions)
     _check_approvals(report, ledger, lookups, approvals)
-    check_decisions(
-        report,
-        ledger,
+    decisions_check(
+        report=report,
+        ledger=ledger,
         approvals=approvals,
         executions=executions,
         kind_of=lambda ref: lookups.principal_kind(ledger, ref),
