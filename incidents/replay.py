@@ -1,18 +1,25 @@
 """Incident replay: rebuild incidents from the ledger alone and re-run every deterministic decision.
 
-From the recorded events only (`controlplane.signal.received`, `.detection.rule.versioned`,
-`.evidence.assembled`, `.confidence.assessed`, `.promotion.decided`, `.incident.*`), for each evidence
-bundle it recomputes, with the *recorded* rule version and model version:
+From the recorded events only (`controlplane.signal.received`, `.silence.*`, `.detection.rule.versioned`,
+`.evidence.assembled`, `.confidence.assessed`, `.promotion.decided`, `.incident.*`):
 
-- which signals the rule selects (those recorded up to the trigger, in the window, matching the rule),
-  the window, and the evidence id;
-- the confidence factors and score, and the promotion decision with its reason codes;
+- for each signal, the silences in force when it was recorded (folded from the silence events before its
+  seq: active, its time inside their range, their matchers), oldest first as ingest applies them; the
+  signal's own `suppressed_by` is checked against that, never taken from it (REPLAY_SUPPRESSION_MISMATCH);
+- for each evidence bundle, with the *recorded* rule version and model version: which signals the rule
+  selects (those recorded up to the trigger, in the window, matching the rule, not suppressed by the
+  rebuilt silences), the window and the evidence id; the confidence factors and score
+  (REPLAY_CONFIDENCE_MISMATCH); the promotion decision with its reason codes under the threshold the
+  recorded rule and model versions give, not the one the decision event states (REPLAY_DECISION_MISMATCH);
+- for each incident: its id (SHA-256(service + opening evidence id)), that the opening decision was
+  PROMOTE, every recorded transition judged against the incident state machine (the model's own
+  django-fsm transitions: INCIDENT_TRANSITION_NOT_ALLOWED, INCIDENT_SEVERITY_NOT_RAISED), and its state
+  (status, severity, evidence, timestamps, remediation) by folding its events.
 
-and for each incident: its id (SHA-256(service + opening evidence id)), that the opening decision was
-PROMOTE, and its state (status, severity, evidence, timestamps, remediation) by folding its events.
 Each recomputed value is compared with what the ledger recorded and with the projection rows; every
-disagreement is a `Difference`. A rule changed later cannot alter an old decision: decisions name the
-version they used, and replay uses that version's recorded content.
+disagreement is a `Difference` (a re-taken decision's rebuilt side starts with its reason code). A rule
+changed later cannot alter an old decision: decisions name the version they used, and replay uses that
+version's recorded content.
 """
 
 from __future__ import annotations
@@ -24,10 +31,18 @@ from typing import Any
 
 from django.db.models import Q
 
-from controlplane.kernel.replay import Replayer, ReplayReport
+from controlplane.kernel.replay import Difference, Replayer, ReplayReport
 from controlplane.ledger.models import LedgerEvent
 from incidents import detection
-from incidents.models import EvidenceBundle, Incident, severity_max
+from incidents.models import (
+    OPEN_STATUSES,
+    SEVERITY_RANK,
+    EvidenceBundle,
+    Incident,
+    IncidentStatus,
+    SilenceStatus,
+    severity_max,
+)
 from incidents.normalise import format_time
 from incidents.services.rules import rule_version_id
 
@@ -39,6 +54,7 @@ _TYPES = (
     "controlplane.promotion.decided",
 )
 _INCIDENT_PREFIX = "controlplane.incident."
+_SILENCE_PREFIX = "controlplane.silence."
 _STAMPS = {
     "acknowledged": "acknowledged_at",
     "mitigating": "mitigating_at",
@@ -47,11 +63,71 @@ _STAMPS = {
 }
 
 
+# The promotion threshold each confidence model version promotes at. A rule version whose recorded content
+# names its own (`promotion_threshold_bp`) overrides it; the decision event's `threshold_bp` is checked
+# against this, never used.
+MODEL_THRESHOLDS_BP = {detection.MODEL_VERSION: detection.PROMOTE_THRESHOLD_BP}
+
+# The incident state machine, read from the model's own transitions: (transition, source, target).
+_LEGAL = {
+    (t.name, str(t.source), str(t.target))
+    for t in Incident._meta.get_field("status").get_all_transitions(Incident)
+}
+# The ledger verb of each transition (incidents.services.lifecycle writes `controlplane.incident.<verb>`).
+_VERB_TRANSITION = {
+    "acknowledged": "acknowledge",
+    "mitigating": "mitigate",
+    "resolved": "resolve",
+    "closed": "close",
+    "reopened": "reopen",
+}
+
+
 def _time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def _facts(seq: int, data: dict[str, Any]) -> detection.SignalFacts:
+def _mismatch(
+    report: ReplayReport, subject: str, name: str, recorded: Any, rebuilt: Any, code: str, seq: int | None
+) -> None:
+    """A re-taken value that differs from the recorded one; the rebuilt side names the reason code."""
+    if recorded != rebuilt:
+        report.differences.append(Difference(subject, name, recorded, f"{code}: {rebuilt}", seq))
+
+
+def promotion_threshold_bp(rule: dict[str, Any], model_version: str) -> int | None:
+    """The threshold the recorded rule version and model version promote at (None: an unknown model)."""
+    if "promotion_threshold_bp" in rule:
+        return rule["promotion_threshold_bp"]
+    return MODEL_THRESHOLDS_BP.get(model_version)
+
+
+@dataclass
+class _SilenceState:
+    """A silence as its events say it is (what `signals.silence_matching` reads from the table)."""
+
+    id: str
+    tenant: str
+    created_at: datetime
+    service: str
+    name: str
+    labels: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    status: str
+
+    def covers(self, data: dict[str, Any], observed: datetime) -> bool:
+        """In force at the signal's own time, and every matcher of it matches the signal."""
+        if self.status != SilenceStatus.ACTIVE or not self.starts_at <= observed < self.ends_at:
+            return False
+        if self.service and self.service != data["service"]:
+            return False
+        if self.name and self.name != data["name"]:
+            return False
+        return all(data["labels"].get(k) == v for k, v in self.labels.items())
+
+
+def _facts(seq: int, data: dict[str, Any], suppressed: bool) -> detection.SignalFacts:
     return detection.SignalFacts(
         id=data["signal"],
         seq=seq,
@@ -62,7 +138,7 @@ def _facts(seq: int, data: dict[str, Any]) -> detection.SignalFacts:
         labels=data["labels"],
         status=data["status"],
         observed_at=_time(data["observed_at"]),
-        suppressed=data.get("suppressed_by") is not None,
+        suppressed=suppressed,
     )
 
 
@@ -77,7 +153,8 @@ class _Evidence:
 
 @dataclass
 class _IncidentState:
-    """An incident as its events say it is."""
+    """An incident as its events say it is, and every recorded change the state machine does not allow
+    (`violations`: field, recorded, rebuilt, seq)."""
 
     id: str
     seq: int
@@ -89,6 +166,10 @@ class _IncidentState:
     stamps: dict[str, str | None] = field(default_factory=dict)
     remediation_intent: str | None = None
     raised: list[str] = field(default_factory=list)
+    violations: list[tuple[str, Any, str, int]] = field(default_factory=list)
+
+    def refuse(self, name: str, recorded: Any, code: str, detail: str, seq: int) -> None:
+        self.violations.append((name, recorded, f"{code}: {detail}", seq))
 
     def apply(self, event: LedgerEvent) -> None:
         verb = event.type.removeprefix(_INCIDENT_PREFIX)
@@ -98,12 +179,22 @@ class _IncidentState:
             self.evidence.append(data["evidence"])
             self.stamps = dict.fromkeys(_STAMPS.values())
         elif verb == "evidence.attached":
+            if self.status not in OPEN_STATUSES:
+                self.refuse(
+                    "lifecycle.evidence",
+                    data["evidence"],
+                    "INCIDENT_TRANSITION_NOT_ALLOWED",
+                    f"evidence attached to an incident that is {self.status}",
+                    event.seq,
+                )
             self.evidence.append(data["evidence"])
             self.severity = data["severity"]
         elif verb == "severity.raised":
+            self._judge_raise(data, event.seq)
             self.severity = data["to"]
             self.raised.append(data["to"])
-        else:
+        elif verb in _VERB_TRANSITION or "to" in data:
+            self._judge_transition(verb, data, event.seq)
             self.status = data["to"]
             if verb in _STAMPS:
                 self.stamps[_STAMPS[verb]] = data["at"]
@@ -112,26 +203,118 @@ class _IncidentState:
             if verb == "mitigating":
                 self.remediation_intent = data.get("intent")
 
+    def _judge_transition(self, verb: str, data: dict[str, Any], seq: int) -> None:
+        """The recorded transition against the model's state machine, from the state the events gave."""
+        name = _VERB_TRANSITION.get(verb, verb)
+        recorded = f"{data.get('from')} -> {data.get('to')} ({verb})"
+        if (name, self.status, data.get("to")) not in _LEGAL:
+            sources = sorted({source for n, source, _target in _LEGAL if n == name})
+            detail = f"an incident that is {self.status} cannot be {verb}" + (
+                f" ({name} goes from {', '.join(sources)})" if sources else " (not a transition of the model)"
+            )
+            self.refuse("lifecycle.transition", recorded, "INCIDENT_TRANSITION_NOT_ALLOWED", detail, seq)
+        elif data.get("from") != self.status:
+            self.refuse(
+                "lifecycle.transition",
+                recorded,
+                "INCIDENT_TRANSITION_NOT_ALLOWED",
+                f"the incident was {self.status}, not {data.get('from')}",
+                seq,
+            )
+
+    def _judge_raise(self, data: dict[str, Any], seq: int) -> None:
+        """Only up, never on a closed incident (incident_raise_severity's rules)."""
+        recorded = f"{data.get('from')} -> {data.get('to')}"
+        if self.status == IncidentStatus.CLOSED:
+            self.refuse(
+                "lifecycle.severity",
+                recorded,
+                "INCIDENT_TRANSITION_NOT_ALLOWED",
+                "a closed incident does not change",
+                seq,
+            )
+        if SEVERITY_RANK.get(data.get("to"), -1) <= SEVERITY_RANK[self.severity]:
+            self.refuse(
+                "lifecycle.severity",
+                recorded,
+                "INCIDENT_SEVERITY_NOT_RAISED",
+                f"the incident was {self.severity} already",
+                seq,
+            )
+
+
+@dataclass
+class _SignalRecord:
+    """A recorded signal: its event, and the silence replay finds in force for it (None: none)."""
+
+    seq: int
+    tenant: str
+    data: dict[str, Any]
+    silence: str | None
+
+    @property
+    def facts(self) -> detection.SignalFacts:
+        return _facts(self.seq, self.data, self.silence is not None)
+
 
 class _Ledger:
     """The incident-related part of the ledger, read once, in seq order."""
 
     def __init__(self) -> None:
-        self.signals: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.signals: dict[str, _SignalRecord] = {}
         self.by_service: dict[tuple[str, str], list[detection.SignalFacts]] = defaultdict(list)
+        self.silences: dict[str, _SilenceState] = {}
+        self.tenant_silences: dict[str, list[_SilenceState]] = defaultdict(list)
         self.rules: dict[str, dict[str, Any]] = {}
         self.rule_events: dict[str, LedgerEvent] = {}
         self.evidence: dict[str, _Evidence] = {}
         self.incidents: dict[str, _IncidentState] = {}
-        query = Q(type__in=_TYPES) | Q(type__startswith=_INCIDENT_PREFIX)
+        self.open_by_key: dict[tuple[str, str, str], str] = {}  # (tenant, service, rule) -> open incident
+        query = (
+            Q(type__in=_TYPES) | Q(type__startswith=_INCIDENT_PREFIX) | Q(type__startswith=_SILENCE_PREFIX)
+        )
         for event in LedgerEvent.objects.filter(query).order_by("seq").iterator(chunk_size=2000):
             self._read(event)
+
+    def _silence_for(self, tenant: str, data: dict[str, Any]) -> str | None:
+        """The first silence in force (oldest first, as ingest orders them) that covers the signal."""
+        observed = _time(data["observed_at"])
+        in_force = [s for s in self.tenant_silences[tenant] if s.covers(data, observed)]
+        return min(in_force, key=lambda s: (s.created_at, s.id)).id if in_force else None
+
+    def _read_silence(self, event: LedgerEvent) -> None:
+        data, verb = event.data, event.type.removeprefix(_SILENCE_PREFIX)
+        if verb == "created":
+            match = data["match"]
+            silence = self.silences[data["silence"]] = _SilenceState(
+                id=data["silence"],
+                tenant=event.tenant,
+                created_at=event.time,
+                service=match["service"],
+                name=match["name"],
+                labels=match["labels"],
+                starts_at=_time(data["starts_at"]),
+                ends_at=_time(data["ends_at"]),
+                status=data["status"],
+            )
+            self.tenant_silences[event.tenant].append(silence)
+            return
+        silence = self.silences.get(data.get("silence"))
+        if silence is None:
+            return
+        if verb in ("activated", "rejected"):
+            silence.status = data["status"]
+        elif verb == "expired":
+            silence.status, silence.ends_at = SilenceStatus.EXPIRED, _time(data["ends_at"])
 
     def _read(self, event: LedgerEvent) -> None:
         data = event.data
         if event.type == "controlplane.signal.received":
-            self.signals[data["signal"]] = (event.seq, data)
-            self.by_service[(event.tenant, data["service"])].append(_facts(event.seq, data))
+            record = _SignalRecord(event.seq, event.tenant, data, self._silence_for(event.tenant, data))
+            self.signals[data["signal"]] = record
+            self.by_service[(event.tenant, data["service"])].append(record.facts)
+        elif event.type.startswith(_SILENCE_PREFIX):
+            self._read_silence(event)
         elif event.type == "controlplane.detection.rule.versioned":
             self.rules[data["rule_version"]] = data["content"]
             self.rule_events[data["rule_version"]] = event
@@ -142,10 +325,61 @@ class _Ledger:
         elif event.type == "controlplane.promotion.decided":
             self.evidence[data["evidence"]].decided = event
         elif event.type == f"{_INCIDENT_PREFIX}opened":
-            self.incidents[data["incident"]] = _IncidentState(data["incident"], event.seq, event.tenant, data)
-            self.incidents[data["incident"]].apply(event)
+            state = _IncidentState(data["incident"], event.seq, event.tenant, data)
+            key = (event.tenant, data["service"], data["rule"])
+            if key in self.open_by_key:
+                state.refuse(
+                    "lifecycle.opened",
+                    data["incident"],
+                    "INCIDENT_TRANSITION_NOT_ALLOWED",
+                    f"incident {self.open_by_key[key]} of the same service and rule was open",
+                    event.seq,
+                )
+            self.incidents[data["incident"]] = state
+            state.apply(event)
+            self._track(state)
         elif data.get("incident") in self.incidents:
-            self.incidents[data["incident"]].apply(event)
+            state = self.incidents[data["incident"]]
+            key = (state.tenant, state.data["service"], state.data["rule"])
+            if (
+                event.type == f"{_INCIDENT_PREFIX}reopened"
+                and self.open_by_key.get(key, state.id) != state.id
+            ):
+                state.refuse(
+                    "lifecycle.transition",
+                    "resolved -> open (reopened)",
+                    "INCIDENT_TRANSITION_NOT_ALLOWED",
+                    f"incident {self.open_by_key[key]} of the same service and rule was open",
+                    event.seq,
+                )
+            state.apply(event)
+            self._track(state)
+
+    def _track(self, state: _IncidentState) -> None:
+        """One open incident per (tenant, service, rule): remember which one is open now."""
+        key = (state.tenant, state.data["service"], state.data["rule"])
+        if state.status in OPEN_STATUSES:
+            self.open_by_key.setdefault(key, state.id)
+        elif self.open_by_key.get(key) == state.id:
+            del self.open_by_key[key]
+
+
+def _check_suppression(report: ReplayReport, ledger: _Ledger, signals: list[str]) -> None:
+    """Each signal's recorded suppression against the silences replay found in force at its time."""
+    for sid in signals:
+        record = ledger.signals[sid]
+        recorded = record.data.get("suppressed_by")
+        if recorded != record.silence:
+            rebuilt = f"silence {record.silence} was in force" if record.silence else "no silence in force"
+            report.differences.append(
+                Difference(
+                    f"signal/{sid}",
+                    "suppressed_by",
+                    recorded,
+                    f"REPLAY_SUPPRESSION_MISMATCH: {rebuilt}",
+                    record.seq,
+                )
+            )
 
 
 def _check_evidence(report: ReplayReport, ledger: _Ledger, eid: str) -> str | None:
@@ -177,7 +411,7 @@ def _check_evidence(report: ReplayReport, ledger: _Ledger, eid: str) -> str | No
     if trigger_record is None:
         report.differ(subject, "trigger", data["trigger"], "no recorded signal", seq)
         return None
-    trigger = _facts(*trigger_record)
+    trigger = trigger_record.facts
     chosen = detection.select(rule, trigger, ledger.by_service[(record.tenant, trigger.service)]) or []
     start, end = detection.window_of(rule, trigger)
     report.differ(subject, "signals", data["signals"], sorted(s.id for s in chosen), seq)
@@ -199,15 +433,39 @@ def _check_evidence(report: ReplayReport, ledger: _Ledger, eid: str) -> str | No
     if record.assessed is None or record.decided is None:
         report.differ(subject, "ledger", "assessed and decided events", "missing", seq)
         return None
-    assessed = detection.assess(rule, chosen, model_version=record.assessed["model_version"])
-    report.differ(subject, "confidence.factors", record.assessed["factors"], assessed.factors_data(), seq)
-    report.differ(subject, "confidence.score_bp", record.assessed["score_bp"], assessed.score_bp, seq)
-    verdict = detection.promote(assessed.score_bp, threshold_bp=record.decided.data["threshold_bp"])
-    decided = record.decided
-    report.differ(subject, "decision", decided.data["decision"], verdict.decision, decided.seq)
-    report.differ(
-        subject, "decision.reason_codes", decided.reason_codes, list(verdict.reason_codes), decided.seq
-    )
+    model_version, decided = record.assessed["model_version"], record.decided
+    threshold = promotion_threshold_bp(rule, model_version)
+    if model_version not in detection.MODELS or threshold is None:
+        report.differences.append(
+            Difference(
+                subject,
+                "confidence.model_version",
+                model_version,
+                "REPLAY_CONFIDENCE_MISMATCH: no such confidence model version",
+                seq,
+            )
+        )
+        return None
+    # Confidence, again, under the recorded model version, from the signals replay selected.
+    assessed = detection.assess(rule, chosen, model_version=model_version)
+    confidence = [
+        ("confidence.factors", record.assessed["factors"], assessed.factors_data(), seq),
+        ("confidence.score_bp", record.assessed["score_bp"], assessed.score_bp, seq),
+        ("decision.score_bp", decided.data["score_bp"], assessed.score_bp, decided.seq),
+        ("decision.model_version", decided.data.get("model_version"), model_version, decided.seq),
+    ]
+    for name, recorded, rebuilt, at_seq in confidence:
+        _mismatch(report, subject, name, recorded, rebuilt, "REPLAY_CONFIDENCE_MISMATCH", at_seq)
+    # The decision, again, at the threshold of the recorded rule and model versions (the decision event's
+    # own `threshold_bp` is what is checked, not what decides).
+    verdict = detection.promote(assessed.score_bp, threshold_bp=threshold)
+    promotion = [
+        ("decision", decided.data["decision"], verdict.decision),
+        ("decision.threshold_bp", decided.data["threshold_bp"], threshold),
+        ("decision.reason_codes", decided.reason_codes, list(verdict.reason_codes)),
+    ]
+    for name, recorded, rebuilt in promotion:
+        _mismatch(report, subject, name, recorded, rebuilt, "REPLAY_DECISION_MISMATCH", decided.seq)
     _check_evidence_rows(report, eid, data, record.assessed, decided)
     return verdict.decision
 
@@ -256,6 +514,8 @@ def _check_incident(report: ReplayReport, ledger: _Ledger, state: _IncidentState
         detection.incident_id(service=data["service"], evidence=data["evidence"]),
         state.seq,
     )
+    for name, recorded, rebuilt, seq in state.violations:
+        report.differences.append(Difference(subject, name, recorded, rebuilt, seq))
     decisions = {eid: _check_evidence(report, ledger, eid) for eid in state.evidence}
     report.differ(subject, "opening decision", "PROMOTE", decisions.get(data["evidence"]), state.seq)
     opening = ledger.evidence.get(data["evidence"])
@@ -298,9 +558,16 @@ def replay_incidents(incident_id: str | None = None) -> ReplayReport:
                 "no controlplane.incident.opened event",
             )
             return report
+        service = (state.tenant, state.data["service"])
+        _check_suppression(
+            report,
+            ledger,
+            [sid for sid, r in ledger.signals.items() if (r.tenant, r.data["service"]) == service],
+        )
         _check_incident(report, ledger, state)
         report.checked = 1
         return report
+    _check_suppression(report, ledger, list(ledger.signals))
     for state in ledger.incidents.values():
         _check_incident(report, ledger, state)
     in_incidents = {e for s in ledger.incidents.values() for e in s.evidence}

@@ -163,6 +163,23 @@ _CATALOGUE = [
     Reason("SILENCE_TOO_LONG", 400, "The silence lasts longer than CONTROLPLANE_SILENCE_MAX_SECONDS."),
     Reason("SILENCE_REQUIRES_APPROVAL", 202, "It could hide high or critical signals: people approve it."),
     Reason("SILENCE_NOT_ACTIVE", 409, "The silence is not active (pending, rejected or already expired)."),
+    # Replay: decisions re-taken from the recorded inputs (docs/replay.md)
+    Reason("APPROVAL_QUORUM_NOT_MET", 409, "Fewer distinct people than the quorum validly approved it."),
+    Reason(
+        "REPLAY_SUPPRESSION_MISMATCH",
+        409,
+        "A signal's recorded suppression is not what the silences in force at its time give.",
+    ),
+    Reason(
+        "REPLAY_CONFIDENCE_MISMATCH",
+        409,
+        "The recorded confidence is not what the recorded model version computes from the evidence.",
+    ),
+    Reason(
+        "REPLAY_DECISION_MISMATCH",
+        409,
+        "The recorded promotion decision is not what the recorded rule and model versions give.",
+    ),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

@@ -1,7 +1,7 @@
 """Replay of the action flow: rebuild intents, plans, executions, steps, approvals and kill switches from
 the ledger alone, compare them with the projection tables, and re-run the deterministic decisions.
 
-Three kinds of check, each reported as a `controlplane.kernel.replay.Difference` (recorded vs rebuilt):
+Four kinds of check, each reported as a `controlplane.kernel.replay.Difference` (recorded vs rebuilt):
 
 1. **Projection** — a pure fold of the ledger events (`fold`) gives the state every row should have;
    each row is compared column by column (recorded = the table, rebuilt = the fold). A row with no
@@ -13,6 +13,10 @@ Three kinds of check, each reported as a `controlplane.kernel.replay.Difference`
    *recorded* profile version, looked up by name and version and checked against the recorded content
    hash; activating another profile later changes nothing here. Verdict, tier, quorum, reason codes and
    the decision hash must match (recorded = the ledger, rebuilt = the new evaluation).
+4. **Decisions** — every approval is re-taken from its recorded events (quorum of distinct human
+   approvers, none of them the requester, before the deadline, on the content hash of the step it
+   released) and every recorded step start is judged against the kill switches engaged before its seq
+   (`decisions`); each violation's rebuilt side starts with its reason code.
 
 `simulate_profile` is the what-if (like OPA's or Cedar's policy simulation): the recorded steps evaluated
 under another profile, reporting which verdicts would change, counted by reason code.

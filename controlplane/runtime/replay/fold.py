@@ -22,6 +22,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.policy.evaluation import StepFacts
 from controlplane.policy.models import PolicyVerdict
 from controlplane.runtime.models import PlanStep, StepRun, StepStatus
+from controlplane.runtime.selectors import killswitch_covers
 from controlplane.runtime.services import APPROVAL_SUBJECT, step_content_hash
 from controlplane.runtime.verdicts import verdict_acting
 
@@ -33,6 +34,9 @@ PREFIXES = (
     "controlplane.killswitch.",
     "controlplane.runner.",
 )
+# The one identity event the fold reads: the kind a principal was created with (replay judges approvers
+# by it: only people approve).
+PRINCIPAL_CREATED = "controlplane.identity.principal.created"
 _OPEN = (StepStatus.PENDING.value, StepStatus.WAITING_APPROVAL.value, StepStatus.READY.value)
 
 
@@ -136,6 +140,38 @@ class ApprovalState:
     consumed_at: datetime | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
     step: tuple[str, str] | None = None  # (execution id, step key) for runtime.step requests
+    # Every later event of the request as the ledger recorded it (seq, verb, time, actor, data), in seq
+    # order: replay re-takes the approval from these (replay/decisions.py).
+    events: list[RequestEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One recorded event of an approval request after it was opened."""
+
+    seq: int
+    verb: str
+    at: datetime
+    actor: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StepStart:
+    """A recorded `execution.step.started` and what held at that seq: the kill switch covering the step
+    (None when none was engaged) and, for a step that needed people, its request and whether it had been
+    consumed (granted and used) by then."""
+
+    execution: str
+    step: str
+    seq: int
+    attempt: int
+    execution_key: str | None
+    acting: str
+    verdict: dict[str, Any]
+    switch: KillSwitchState | None
+    request: str | None
+    consumed: bool
 
 
 @dataclass
@@ -173,6 +209,8 @@ class Ledger:
     anomalies: list[tuple[str, str, Any, Any, int]] = field(default_factory=list)
     awaiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # content hash -> (execution, step)
     step_requests: dict[tuple[str, str], ApprovalState] = field(default_factory=dict)  # (execution, step) ->
+    principal_kinds: dict[str, str] = field(default_factory=dict)  # ref -> kind, as identity recorded it
+    starts: list[StepStart] = field(default_factory=list)
 
     def anomaly(self, subject: str, name: str, recorded: Any, rebuilt: Any, seq: int) -> None:
         self.anomalies.append((subject, name, recorded, rebuilt, seq))
@@ -180,7 +218,7 @@ class Ledger:
 
 def runtime_events() -> Iterator[LedgerEvent]:
     """The ledger events of the action flow, in seq order."""
-    query = Q()
+    query = Q(type=PRINCIPAL_CREATED)
     for prefix in PREFIXES:
         query |= Q(type__startswith=prefix)
     return (
@@ -242,7 +280,9 @@ def fold(events: Iterable[LedgerEvent]) -> Ledger:
 
 def _apply(ledger: Ledger, event: LedgerEvent) -> None:
     kind, data, at, seq = event.type.removeprefix("controlplane."), event.data, event.time, event.seq
-    if kind == "intent.received":
+    if event.type == PRINCIPAL_CREATED:
+        ledger.principal_kinds[data["principal"]] = data["kind"]
+    elif kind == "intent.received":
         ledger.intents[data["intent"]] = IntentState(
             id=data["intent"],
             seq=seq,
@@ -325,6 +365,7 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
         step.reason_codes = list(dict.fromkeys([*step.reason_codes, *event.reason_codes]))
         execution.first_failure_at = execution.first_failure_at or at
     elif kind == "execution.step.started":
+        ledger.starts.append(_step_start(ledger, execution, step, event))
         step.status, step.attempts, step.started_at = StepStatus.RUNNING.value, data["attempt"], at
         step.attempt_log.append({"attempt": data["attempt"], "started_at": iso(at)})
     elif kind == "execution.step.completed":
@@ -365,6 +406,33 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
         ledger.anomaly(event.subject, "event", event.type, "an event type replay does not know", seq)
 
 
+def _step_start(ledger: Ledger, execution: ExecutionState, step: StepState, event: LedgerEvent) -> StepStart:
+    """What held when the step started: the switch covering it (events before this seq), its approval."""
+    action = next(s["action"] for s in ledger.plans[execution.plan].steps if s["key"] == step.key)
+    switch = next(
+        (
+            s
+            for s in sorted(ledger.killswitches.values(), key=lambda s: (s.scope, s.target))
+            if s.engaged
+            and killswitch_covers(scope=s.scope, target=s.target, tenant=execution.tenant, action=action)
+        ),
+        None,
+    )
+    request = ledger.step_requests.get((execution.id, step.key))
+    return StepStart(
+        execution=execution.id,
+        step=step.key,
+        seq=event.seq,
+        attempt=event.data["attempt"],
+        execution_key=event.data.get("execution_key"),
+        acting=verdict_acting(verdict=step.verdict) if step.verdict else "",
+        verdict=step.verdict,
+        switch=switch,
+        request=request.id if request else None,
+        consumed=request is not None and request.consumed_at is not None,
+    )
+
+
 def _apply_approval(ledger: Ledger, verb: str, event: LedgerEvent) -> None:
     data, at, seq = event.data, event.time, event.seq
     if verb == "opened":
@@ -395,6 +463,7 @@ def _apply_approval(ledger: Ledger, verb: str, event: LedgerEvent) -> None:
     if request is None:
         ledger.anomaly(event.subject, "event", event.type, "no approval.request.opened before it", seq)
         return
+    request.events.append(RequestEvent(seq, verb, at, event.actor, data))
     if verb == "decided":
         request.decisions.append(
             {

@@ -1,6 +1,7 @@
-"""`replay --verify`: compare the fold with the projection tables, re-run compilation and policy.
+"""`replay --verify`: compare the fold with the projection tables, re-run compilation and policy, and
+re-take every approval and dispatch (`decisions.py`).
 
-See the package docstring for the three kinds of check and docs/replay.md for what each field means.
+See the package docstring for the kinds of check and docs/replay.md for what each field means.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from controlplane.policy.evaluation import PolicyDecision, evaluate
 from controlplane.policy.models import PolicyProfile
 from controlplane.runtime.compiler import PlanRejected, plan_compile
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, Runner, StepRun
+from controlplane.runtime.replay.decisions import decisions_check
 from controlplane.runtime.replay.fold import (
     ApprovalState,
     ExecutionState,
@@ -62,6 +64,14 @@ class _Lookups:
             row = ActionContract.objects.filter(name=name, version=version).first()
             self.contracts[(name, version)] = row.as_contract() if row else None
         return self.contracts[(name, version)]
+
+    def principal_kind(self, ledger: Ledger, ref: str) -> str | None:
+        """The kind a principal was created with, as the ledger recorded it; for one created without that
+        event (a fixture, an import), its row's kind, which no service changes. None: nobody knows it."""
+        if ref in ledger.principal_kinds:
+            return ledger.principal_kinds[ref]
+        row = self.principal(ref)
+        return row.kind if row is not None else None
 
     def principal(self, ref: str) -> Principal | None:
         if ref not in self.principals:
@@ -538,6 +548,14 @@ def replay_verify(*, execution_id: str | None = None) -> ReplayReport:
     _check_plans(report, ledger, plans)
     _check_executions(report, ledger, lookups, executions)
     _check_approvals(report, ledger, lookups, approvals)
+    decisions_check(
+        report=report,
+        ledger=ledger,
+        approvals=approvals,
+        executions=executions,
+        kind_of=lambda ref: lookups.principal_kind(ledger, ref),
+        step_approvals=lookups.step_approvals,
+    )
     if execution_id is None:
         _check_killswitches(report, ledger)
         _check_runners(report, ledger)
