@@ -57,3 +57,41 @@ def ledger_signed_head(size: int | None = None) -> dict:
     signer = crypto.signer_for(active.key_id)
     statement = tree_head_for_tree(tree, head_hash=hashes[size - 1], size=size)
     return tree_head_sign(statement, key_id=active.key_id, signer=signer)
+
+
+def rechain(bundle: dict, signer, key_id: str, *, change=None) -> dict:
+    """Rewrite a bundle's events, re-hashed, re-linked and re-signed by `signer` as `key_id`, and its
+    checkpoint; `change(seq, body)` may alter a signed body first (a rewritten history)."""
+    import copy
+
+    from controlplane.kernel.canonical import canonical_bytes
+    from controlplane.ledger.models import ENVELOPE_FIELDS
+
+    bundle = copy.deepcopy(bundle)
+    previous = bundle["anchor"]["hash"]
+    for event in bundle["events"]:
+        import orjson
+
+        body = orjson.loads(event["canonical"])
+        body["key_id"], body["prev_hash"] = key_id, previous
+        if change:
+            change(event["seq"], body)
+        canonical = canonical_bytes(body).decode()
+        event_hash = hashlib.sha256(previous.encode() + canonical.encode()).hexdigest()
+        for name in ENVELOPE_FIELDS:
+            event[name] = body[name]
+        event.update(
+            canonical=canonical, hash=event_hash, signature=crypto.b64(signer.sign(bytes.fromhex(event_hash)))
+        )
+        previous = event_hash
+    statement = {
+        "ledger": bundle["checkpoint"]["ledger"],
+        "seq": bundle["range"]["to"],
+        "head_hash": previous,
+    }
+    bundle["checkpoint"] = {
+        **statement,
+        "key_id": key_id,
+        "signature": crypto.b64(signer.sign(canonical_bytes(statement))),
+    }
+    return bundle
