@@ -25,7 +25,9 @@ the hashes of the complete (power-of-two, aligned) subtrees, each level in one c
 buffer (32 bytes a node, about 64 MB for a million leaves). A node of a complete subtree is then a slice
 and the hash of any other subtree (the right edge of a tree whose size is not a power of two) costs at
 most log2(n) lookups and hashes, so the root of any size and each proof cost O(log n) after one
-O(n) build; `extend` adds leaves and hashes only the complete subtrees they close. A left sibling
+O(n) build; `extend` adds leaves and hashes only the complete subtrees they close. The few incomplete
+subtrees on the right edge of each tree size asked for (the checkpoints' sizes) are cached by
+(start, size): leaves are append-only, so a cached hash never goes stale. A left sibling
 `left || right` is a 64-byte slice of its level, so building a level is one SHA-256 call a node.
 """
 
@@ -74,13 +76,17 @@ class MerkleTree:
     (the sizes of older checkpoints included) are answered from the same levels.
     """
 
-    __slots__ = ("_levels",)
+    __slots__ = ("_edges", "_levels")
 
     # Leaves are taken this many at a time, so a large iterable is never held as a list of objects.
     _CHUNK = 1 << 16
+    # Incomplete subtrees (the right edges of the tree sizes asked for: checkpoints) cached at most.
+    _EDGE_CACHE = 4096
 
     def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
         self._levels: list[bytearray] = [bytearray()]
+        # (start, size) -> MTH of an incomplete subtree. Leaves are append-only, so an entry never goes stale.
+        self._edges: dict[tuple[int, int], bytes] = {}
         self.extend(leaf_hashes)
 
     @classmethod
@@ -136,20 +142,18 @@ class MerkleTree:
             raise IndexError(f"subtree {start}+{size} is outside a tree of {self.size}")
         if size == 0:
             return EMPTY_ROOT
-        # Right edges first, joined on the way back up: iterative so a deep tree never recurses.
-        pending: list[bytes] = []
-        while True:
-            if size & (size - 1) == 0 and start % size == 0:
-                height = size.bit_length() - 1
-                offset = (start >> height) * HASH_SIZE
-                result = bytes(self._levels[height][offset : offset + HASH_SIZE])
-                break
+        if size & (size - 1) == 0 and start % size == 0:
+            height = size.bit_length() - 1
+            offset = (start >> height) * HASH_SIZE
+            return bytes(self._levels[height][offset : offset + HASH_SIZE])
+        cached = self._edges.get((start, size))
+        if cached is None:
             k = _split(size)
-            pending.append(self.subtree_hash(start, k))
-            start, size = start + k, size - k
-        while pending:
-            result = node_hash(pending.pop(), result)
-        return result
+            cached = node_hash(self.subtree_hash(start, k), self.subtree_hash(start + k, size - k))
+            if len(self._edges) >= self._EDGE_CACHE:
+                self._edges.clear()
+            self._edges[(start, size)] = cached
+        return cached
 
     def root(self, size: int | None = None) -> bytes:
         """The tree head hash MTH(D[0:size]) (default: every leaf)."""

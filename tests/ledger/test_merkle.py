@@ -444,3 +444,15 @@ def naive_root_of_leaf_hashes(leaves: list[bytes]) -> bytes:
             paired.append(level[-1])
         level = paired
     return level[0]
+
+
+def test_a_full_edge_cache_is_emptied_and_answers_stay_the_same():
+    class TinyCache(MerkleTree):
+        _EDGE_CACHE = 2
+
+    leaves = [leaf_hash(i.to_bytes(2, "big")) for i in range(100)]
+    small, plain = TinyCache(leaves), MerkleTree(leaves)
+    for size in range(1, 101):
+        assert small.root(size) == plain.root(size) == naive_root_of_leaf_hashes(leaves[:size])
+        assert small.inclusion_proof(size // 2, size) == plain.inclusion_proof(size // 2, size)
+    assert len(small._edges) <= 2
