@@ -57,6 +57,32 @@ _CATALOGUE = [
         409,
         "A concurrent request appended an event with the same idempotency key first; nothing was changed.",
     ),
+    # Ledger: proofs to an outsider (witness, pinned trust, receipts)
+    Reason("LEDGER_TRUNCATED", 409, "A checkpoint or witness record names a seq beyond the chain's head."),
+    Reason(
+        "LEDGER_FORKED",
+        409,
+        "The chain differs from a signed checkpoint or witness record at a seq, or a tree head does not "
+        "extend the last one the witness cosigned.",
+    ),
+    Reason(
+        "LEDGER_KEY_UNTRUSTED",
+        409,
+        "A key is not pinned in the trusted-keys file, or its public key or validity differs from the pin.",
+    ),
+    Reason("LEDGER_TRUSTED_KEYS_MALFORMED", 400, "The trusted-keys file is not a readable pinned key set."),
+    Reason("LEDGER_WITNESS_INVALID", 409, "The witness log or a witness cosignature does not verify."),
+    Reason(
+        "LEDGER_WITNESS_UNAVAILABLE",
+        503,
+        "The witness (its key, its log or its URL) is unavailable; the checkpoint is not cosigned.",
+    ),
+    Reason("LEDGER_PROOF_INVALID", 409, "A Merkle inclusion or consistency proof is missing or wrong."),
+    Reason(
+        "RECEIPT_INVALID",
+        409,
+        "The receipt does not prove its event: malformed, or a hash, proof or signature does not verify.",
+    ),
     # Event ingest
     Reason("SIGNATURE_MISSING", 401, "The signing mode requires a signature and none was sent."),
     Reason("SIGNATURE_INVALID", 401, "No signature in webhook-signature verifies for this delivery."),
