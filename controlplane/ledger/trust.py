@@ -243,7 +243,7 @@ def bundle_verify_pinned(bundle: Any, trusted: TrustedKeys, *, min_witnesses: in
     Malformed bundles raise LEDGER_BUNDLE_MALFORMED as `bundle_verify` does.
     """
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
-        return bundle_verify(bundle)  # raises LEDGER_BUNDLE_MALFORMED
+        return bundle_verify(bundle=bundle)  # raises LEDGER_BUNDLE_MALFORMED
     try:
         ledger = bundle["checkpoint"].get("ledger")
         failure = _untrusted_key(bundle, trusted)
@@ -323,7 +323,7 @@ def bundle_extends(
     `consistency.proof`): LEDGER_FORKED if it fails, LEDGER_PROOF_INVALID if there is none.
     """
     for name, bundle in (("older", old), ("newer", new)):
-        result = bundle_verify_pinned(bundle, trusted) if trusted else bundle_verify(bundle)
+        result = bundle_verify_pinned(bundle, trusted) if trusted else bundle_verify(bundle=bundle)
         if not result.ok:
             failure = result.failure or Failure(0, "LEDGER_BUNDLE_MALFORMED", "bundle does not verify")
             return ExtendsResult(

@@ -19,8 +19,9 @@ from datetime import datetime
 from django.utils import timezone
 
 from controlplane.ledger.batch import DeferredEvent
+from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import LedgerEvent
-from controlplane.ledger.services import PreparedEvent, ledger_append_prepared, ledger_prepare
+from controlplane.ledger.services import ledger_append_prepared, ledger_prepare
 from incidents import detection
 from incidents.models import (
     OPEN_STATUSES,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.ledger import crypto, services
+from controlplane.ledger import crypto, keys
 from controlplane.ledger.bundle import bundle_export, bundle_verify
 from controlplane.ledger.merkle import proof_hex
 from controlplane.ledger.models import SigningKey
@@ -47,9 +47,9 @@ def _pinned(witness_keys=()) -> TrustedKeys:
 def test_the_document_lists_every_key_with_its_validity_and_loads_back(tmp_path):
     append_events(3)
     first = _active()
-    services.key_rotate(reason="scheduled")
+    keys.key_rotate(reason="scheduled")
     append_events(2)
-    services.key_revoke(key_id=first.key_id, reason="lost laptop")
+    keys.key_revoke(key_id=first.key_id, reason="lost laptop")
     wit = make_key()
     document = trusted_keys_export(witness_keys=[wit.public_key])
     assert document["format"] == FORMAT and document["ledger"] == "controlplane"
@@ -165,13 +165,13 @@ def test_a_validity_in_the_bundle_that_differs_from_the_pin_is_untrusted(field, 
 def test_a_revocation_removed_from_the_bundle_is_untrusted():
     append_events(3)
     first = _active()
-    services.key_rotate(reason="scheduled")
-    services.key_revoke(key_id=first.key_id, reason="compromised")
+    keys.key_rotate(reason="scheduled")
+    keys.key_revoke(key_id=first.key_id, reason="compromised")
     trusted = _pinned()
     bundle = _export(1, 3)
     for entry in bundle["keys"]:
         entry["revoked"] = False
-    assert bundle_verify(bundle).ok
+    assert bundle_verify(bundle=bundle).ok
     result = bundle_verify_pinned(bundle, trusted)
     assert result.failure.code == "LEDGER_KEY_UNTRUSTED" and first.key_id in result.failure.detail
 

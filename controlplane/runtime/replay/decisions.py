@@ -30,8 +30,8 @@ from datetime import datetime
 
 from controlplane.identity.models import PrincipalKind
 from controlplane.kernel.replay import Difference, ReplayReport
-from controlplane.policy.evaluation import Decision
-from controlplane.policy.models import Verdict
+from controlplane.policy.evaluation import PolicyDecision
+from controlplane.policy.models import PolicyVerdict
 from controlplane.runtime.replay.fold import ApprovalState, Ledger, RequestEvent, StepStart
 from controlplane.runtime.services import APPROVAL_SUBJECT
 
@@ -222,7 +222,7 @@ def _start_check(report: ReplayReport, start: StepStart, ledger: Ledger) -> None
             f"{switch.changed_at.isoformat()}",
             start.seq,
         )
-    if start.acting == Verdict.REQUIRE_APPROVAL:
+    if start.acting == PolicyVerdict.REQUIRE_APPROVAL:
         if not start.consumed:
             _violation(
                 report,
@@ -245,7 +245,7 @@ def _start_check(report: ReplayReport, start: StepStart, ledger: Ledger) -> None
                 f"the approval covers execution key {expected['execution_key']}",
                 start.seq,
             )
-    elif start.acting == Verdict.DENY:
+    elif start.acting == PolicyVerdict.DENY:
         codes = [c for c in start.verdict.get("reason_codes", []) if c.startswith("POLICY_")]
         _violation(
             report,
@@ -265,7 +265,7 @@ def decisions_check(
     approvals: set[str],
     executions: set[str],
     kind_of: Callable[[str], str | None],
-    step_approvals: dict[str, tuple[Decision, datetime | None]],
+    step_approvals: dict[str, tuple[PolicyDecision, datetime | None]],
 ) -> None:
     """Re-take every approval in `approvals` and every recorded start of a step of `executions`."""
     for request_id in sorted(approvals):
