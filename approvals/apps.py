@@ -12,7 +12,7 @@ class ApprovalsConfig(AppConfig):
         from approvals.subjects import POLICY_ACTIVATE, resolve_policy_activation
         from controlplane.identity.capabilities import register_capabilities
         from controlplane.kernel.contracts import register_contracts
-        from controlplane.kernel.navigation import register_nav, register_panel
+        from controlplane.kernel.navigation import register_console_urls, register_nav, register_panel
         from controlplane.kernel.periodic import register_periodic
 
         register_subject(POLICY_ACTIVATE, resolve_policy_activation)
@@ -38,3 +38,4 @@ class ApprovalsConfig(AppConfig):
             capability="approvals.read",
             order=10,
         )
+        register_console_urls(app="approvals", prefix="approvals/", urlconf="approvals.urls_console")

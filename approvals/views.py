@@ -19,20 +19,17 @@ from django.views.decorators.http import require_GET, require_POST
 from approvals import selectors, services
 from approvals.forms import ApprovalQueueForm, BulkDecisionForm, DecisionForm
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.kernel.pages import capability_required, refusal_response, render_page, wants_fragment
+from controlplane.kernel.pages import (
+    capability_required,
+    form_refusal,
+    refusal_response,
+    render_page,
+    wants_fragment,
+)
 
 READ = "approvals.read"
 DECIDE = "approvals.decide"
 QUEUE_POLL_SECONDS = 5
-
-
-def _invalid(form: Any) -> ControlPlaneError:
-    errors = [
-        f"{form.fields[name].label or name}: {message}" if name in form.fields else message
-        for name, messages in form.errors.items()
-        for message in messages
-    ]
-    return ControlPlaneError("VALIDATION_FAILED", "; ".join(errors))
 
 
 def _queue_context(request: HttpRequest, form: ApprovalQueueForm) -> dict[str, Any]:
@@ -66,7 +63,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     """
     form = ApprovalQueueForm(request.GET, principal=request.console_principal)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     return render_page(request, "approvals/queue.html", "queue", _queue_context(request, form))
 
 
@@ -92,7 +89,7 @@ def decide(request: HttpRequest, approval_id: str) -> HttpResponse:
     """Approve or reject one approval, bound to the content hash the operator saw."""
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     approval = selectors.queue_approval_get(principal=request.console_principal, approval_id=approval_id)
     if approval is None:
         return refusal_response(
@@ -120,7 +117,7 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     """One decision and one reason for every selected approval: all of them, or none (like the API)."""
     form = BulkDecisionForm(request.POST)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     data = form.cleaned_data
     items = data["request"]
     try:

@@ -8,7 +8,7 @@ class IncidentsConfig(AppConfig):
     def ready(self) -> None:
         from approvals.registry import register_subject
         from controlplane.identity.capabilities import register_capabilities
-        from controlplane.kernel.navigation import register_nav, register_panel
+        from controlplane.kernel.navigation import register_console_urls, register_nav, register_panel
         from controlplane.kernel.replay import register_replayer
         from controlplane.kernel.webhooks import register_webhook_adapter
         from incidents import views
@@ -37,3 +37,4 @@ class IncidentsConfig(AppConfig):
         )
         register_webhook_adapter(ALERTMANAGER)
         register_webhook_adapter(GRAFANA)
+        register_console_urls(app="incidents", prefix="incidents/", urlconf="incidents.urls_console")

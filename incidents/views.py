@@ -20,7 +20,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.kernel.pages import capability_required, refusal_response, render_page, wants_fragment
+from controlplane.kernel.pages import (
+    capability_required,
+    form_refusal,
+    refusal_response,
+    render_page,
+    wants_fragment,
+)
 from incidents import selectors, services
 from incidents.forms import (
     ExpireForm,
@@ -64,15 +70,6 @@ SERVICES = {
     "close": services.incident_close,
     "reopen": services.incident_reopen,
 }
-
-
-def _invalid(form: Any) -> ControlPlaneError:
-    errors = [
-        f"{form.fields[name].label or name}: {message}" if name in form.fields else message
-        for name, messages in form.errors.items()
-        for message in messages
-    ]
-    return ControlPlaneError("VALIDATION_FAILED", "; ".join(errors))
 
 
 # --- Board ----------------------------------------------------------------------------------------------
@@ -154,7 +151,7 @@ def incident_transition(request: HttpRequest, incident_id: str, verb: str) -> Ht
         return refusal_response(request, ControlPlaneError("NOT_FOUND", f"no transition {verb!r}"))
     form = (MitigateForm if verb == "mitigate" else TransitionForm)(request.POST)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     try:
         incident = _incident(request, incident_id)
         arguments: dict[str, Any] = {
@@ -176,7 +173,7 @@ def incident_raise_severity(request: HttpRequest, incident_id: str) -> HttpRespo
     """Raise the severity above what the evidence says: a person, with a reason; never down."""
     form = RaiseSeverityForm(request.POST)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     try:
         changed = services.incident_raise_severity(
             incident=_incident(request, incident_id),
@@ -199,7 +196,7 @@ def signals(request: HttpRequest) -> HttpResponse:
     deduplicated, and the evidence that counted it."""
     form = SignalFilterForm(request.GET)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     tenant = request.console_principal.tenant
     page, rows = selectors.signal_page(
         tenant=tenant, filters=form.filters(), page=form.cleaned_data["page"] or 1
@@ -263,7 +260,7 @@ def silence_create(request: HttpRequest) -> HttpResponse:
     """Create a silence through `silence_create`: active now, or pending approval (high/critical)."""
     form = SilenceForm(request.POST)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     try:
         silence = services.silence_create(
             actor=request.console_principal, **form.service_arguments(now=timezone.now())
@@ -286,7 +283,7 @@ def silence_expire(request: HttpRequest, silence_id: str) -> HttpResponse:
     """End an active silence now (`silence_expire`); anything else is SILENCE_NOT_ACTIVE."""
     form = ExpireForm(request.POST)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     silence = Silence.objects.filter(tenant=request.console_principal.tenant, pk=silence_id).first()
     if silence is None:
         return refusal_response(request, ControlPlaneError("NOT_FOUND", f"no silence {silence_id!r}"))

@@ -10,6 +10,9 @@ from django.core.cache import cache
 
 from controlplane.ledger import crypto
 
+# Fixtures every app's tests share: the browser (Playwright and Debian's Chromium).
+pytest_plugins = ["tests.browser"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     engine = settings.DATABASES["default"]["ENGINE"]

@@ -1,13 +1,13 @@
 """The console's URLconf: the shell's own pages (namespace `console`), and each app's console pages under
-the app's namespace (`approvals:`, `runtime:`, `incidents:`), at the paths they have always had.
-
-Adding an app's pages is one include here; its navigation entry and dashboard panel it registers itself
-(`controlplane.kernel.navigation`).
+the app's namespace, mounted where the app registered them (`controlplane.kernel.navigation.
+register_console_urls`), at the paths they have always had. The console names no app: an app adds its
+pages, navigation entry and dashboard panel from its own `AppConfig.ready()`.
 """
 
 from django.urls import include, path
 
 from controlplane.console import views
+from controlplane.kernel.navigation import console_urls
 
 shell = [
     path("", views.dashboard, name="dashboard"),
@@ -21,7 +21,5 @@ shell = [
 
 urlpatterns = [
     path("", include((shell, "console"))),
-    path("approvals/", include("approvals.urls_console")),
-    path("", include("controlplane.runtime.urls_console")),
-    path("incidents/", include("incidents.urls_console")),
+    *(path(prefix, include(urlconf)) for prefix, urlconf in console_urls()),
 ]

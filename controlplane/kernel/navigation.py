@@ -11,6 +11,8 @@ app: adding an app's page or panel touches only that app.
   `/panels/<name>/` serves page or fragment (`kernel.pages.render_page`) for its htmx refresh.
 - `register_banner(name=..., template=..., context=..., capability=..., order=...)`: something every page that
   renders `{% banners %}` must shout (an engaged kill switch).
+- `register_console_urls(app=..., prefix=..., urlconf=...)`: where the app's console pages are mounted; the
+  console's URLconf includes them, so an app adds its pages without editing the console.
 """
 
 from __future__ import annotations
@@ -119,3 +121,23 @@ def panel_get(name: str) -> Panel | None:
 def banners(*, capabilities: frozenset[str]) -> list[Banner]:
     """The banners a viewer holding `capabilities` is shown, in order."""
     return _visible(_banners.values(), capabilities)
+
+
+# --- console pages ------------------------------------------------------------------------------------
+
+_CONSOLE_URLS: dict[str, tuple[str, str]] = {}
+
+
+def register_console_urls(*, app: str, prefix: str, urlconf: str) -> None:
+    """Mount an app's console pages (`urlconf`, e.g. "approvals.urls_console") at `prefix` ("approvals/";
+    "" for pages at the top level). The console's URLconf includes every registered app, in the order the
+    apps were registered (INSTALLED_APPS), under the app's own namespace."""
+    existing = _CONSOLE_URLS.get(app)
+    if existing is not None and existing != (prefix, urlconf):
+        raise ValueError(f"console pages of {app!r} are already mounted at {existing[0]!r}")
+    _CONSOLE_URLS[app] = (prefix, urlconf)
+
+
+def console_urls() -> list[tuple[str, str]]:
+    """(prefix, urlconf) of every app's console pages, in registration order."""
+    return list(_CONSOLE_URLS.values())

@@ -122,3 +122,13 @@ def _to_login(request: HttpRequest) -> HttpResponse:
         current = request.htmx.current_url_abs_path or request.get_full_path()
         return HttpResponseClientRedirect(redirect_to_login(current).url)
     return redirect_to_login(request.get_full_path())
+
+
+def form_refusal(form: Any) -> ControlPlaneError:
+    """A form's errors as one VALIDATION_FAILED refusal, each prefixed with its field's label."""
+    errors = [
+        f"{form.fields[name].label or name}: {message}" if name in form.fields else message
+        for name, messages in form.errors.items()
+        for message in messages
+    ]
+    return ControlPlaneError("VALIDATION_FAILED", "; ".join(errors))

@@ -13,7 +13,12 @@ class RuntimeConfig(AppConfig):
         from approvals.selectors import register_queue_context
         from controlplane.identity.capabilities import register_capabilities
         from controlplane.kernel.contracts import register_contracts
-        from controlplane.kernel.navigation import register_banner, register_nav, register_panel
+        from controlplane.kernel.navigation import (
+            register_banner,
+            register_console_urls,
+            register_nav,
+            register_panel,
+        )
         from controlplane.kernel.periodic import register_periodic
         from controlplane.kernel.replay import register_replayer
         from controlplane.runtime import contracts, selectors, views
@@ -64,3 +69,4 @@ class RuntimeConfig(AppConfig):
             capability=None,
             order=0,
         )
+        register_console_urls(app="runtime", prefix="", urlconf="controlplane.runtime.urls_console")

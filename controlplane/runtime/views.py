@@ -17,7 +17,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.kernel.pages import capability_required, refusal_response, render_page, wants_fragment
+from controlplane.kernel.pages import (
+    capability_required,
+    form_refusal,
+    refusal_response,
+    render_page,
+    wants_fragment,
+)
 from controlplane.ledger.selectors import event_verify, pretty_json
 from controlplane.runtime import selectors
 from controlplane.runtime import services as runtime
@@ -26,15 +32,6 @@ from controlplane.runtime.traces import TRACE_ID, trace_get
 
 READ = "executions.read"
 KILLSWITCH = "killswitch.manage"
-
-
-def _invalid(form: Any) -> ControlPlaneError:
-    errors = [
-        f"{form.fields[name].label or name}: {message}" if name in form.fields else message
-        for name, messages in form.errors.items()
-        for message in messages
-    ]
-    return ControlPlaneError("VALIDATION_FAILED", "; ".join(errors))
 
 
 # --- Executions --------------------------------------------------------------------------------------
@@ -46,7 +43,7 @@ def executions(request: HttpRequest) -> HttpResponse:
     """The tenant's executions, newest first; each links to its trace."""
     form = ExecutionFilterForm(request.GET)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     status = form.cleaned_data["status"] or ""
     page = selectors.executions_page(
         principal=request.console_principal, status=status, page=form.cleaned_data["page"] or 1
@@ -140,7 +137,7 @@ def killswitch_change(request: HttpRequest) -> HttpResponse:
     """Engage or release one switch through `runtime.services.killswitch_set` (ledgered, reasoned)."""
     form = KillSwitchForm(request.POST)
     if not form.is_valid():
-        return refusal_response(request, _invalid(form))
+        return refusal_response(request, form_refusal(form))
     data = form.cleaned_data
     target = "" if data["scope"] == "global" else data["target"]
     try:

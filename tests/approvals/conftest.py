@@ -1,4 +1,4 @@
-"""Fixtures of the approvals console tests: the console's tenant, agent and decider, and its browser."""
+"""Fixtures of the approvals console tests: the console's tenant, agent and decider (the browser comes from
+tests/browser.py)."""
 
-from tests.console.conftest import browser, page  # noqa: F401  (fixtures)
 from tests.console.flow import acme, agent, decider, dev_policy, eager_tasks  # noqa: F401  (fixtures)

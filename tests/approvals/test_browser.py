@@ -6,9 +6,9 @@ import pytest
 
 from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
-from tests.console.conftest import sign_in
+from tests.browser import sign_in
 from tests.console.flow import DECIDER, prod_step_draft, submit
-from tests.factories import PrincipalFactory
+from tests.identity.factories import PrincipalFactory
 
 pytestmark = [
     pytest.mark.browser,

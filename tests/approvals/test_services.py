@@ -13,7 +13,7 @@ from approvals import registry, services
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy import services as policy
 from controlplane.policy.selectors import active_profile
 from controlplane.policy.shipped import DEV_CONTENT
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 

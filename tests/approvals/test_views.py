@@ -15,7 +15,7 @@ from approvals.models import ApprovalDecision, ApprovalRequest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Execution, StepRun
 from tests.console.flow import pending, prod_step_draft, submit
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("dev_policy", "eager_tasks")]
 

@@ -9,8 +9,8 @@ from controlplane.channels import services
 from controlplane.channels.models import Producer, ProducerKey
 from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
-from tests.channels.conftest import written
-from tests.factories import TenantFactory, UserFactory
+from tests.channels.support import written
+from tests.identity.factories import TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -20,8 +20,8 @@ from controlplane.identity.services import grant_revoke
 from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
-from tests.channels.conftest import UNSET, URL, cloudevent, make_deliver, written
-from tests.factories import PrincipalFactory, TenantFactory, token_for
+from tests.channels.support import UNSET, URL, cloudevent, make_deliver, written
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from controlplane.channels.models import Producer, ProducerKey
 from controlplane.identity.models import ApiToken, Principal, hash_token
 from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
-from tests.channels.conftest import written
+from tests.channels.support import written
 
 pytestmark = pytest.mark.django_db
 

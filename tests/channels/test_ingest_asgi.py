@@ -29,10 +29,10 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from incidents.models import Incident, Signal
 from tests.channels.asgi import AsgiClient, asgi_request
-from tests.channels.conftest import URL, accepted_answer, cloudevent, make_deliver, written
+from tests.channels.support import URL, accepted_answer, cloudevent, make_deliver, written
 from tests.channels.test_ingest_path import wsgi_post
-from tests.factories import TenantFactory
-from tests.incidents.conftest import at, generic, make_rule
+from tests.identity.factories import TenantFactory
+from tests.incidents.factories import at, generic, make_rule
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

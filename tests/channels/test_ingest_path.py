@@ -26,8 +26,8 @@ from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from controlplane.wsgi import application
-from tests.channels.conftest import URL, accepted_answer, cloudevent, make_deliver, written
-from tests.factories import TenantFactory
+from tests.channels.support import URL, accepted_answer, cloudevent, make_deliver, written
+from tests.identity.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 

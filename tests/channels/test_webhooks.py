@@ -29,7 +29,7 @@ from controlplane.kernel.webhooks import (
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append
 from incidents.webhooks import ALERTMANAGER, GRAFANA
-from tests.factories import PrincipalFactory, token_for
+from tests.identity.factories import PrincipalFactory, token_for
 
 SECRET = b"echo-secret"
 TOLERANCE = 300

@@ -13,7 +13,7 @@ from controlplane.identity.models import Principal
 from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.models import Intent
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"

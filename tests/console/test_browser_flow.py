@@ -20,7 +20,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Execution
 from tests.console.conftest import sign_in
 from tests.console.flow import DECIDER, TRACE, TRACEPARENT
-from tests.factories import PrincipalFactory, token_for
+from tests.identity.factories import PrincipalFactory, token_for
 from tests.runtime.support import Worker, local_runner, wait_for, worker_env
 
 pytestmark = [

@@ -18,7 +18,7 @@ from approvals.models import ApprovalRequest
 from controlplane.kernel import navigation
 from controlplane.runtime.models import Execution
 from tests.console.flow import prod_step_draft, submit
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("dev_policy")]
 

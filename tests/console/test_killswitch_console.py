@@ -9,7 +9,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime import selectors, services
 from controlplane.runtime.models import Execution, KillSwitch
 from tests.console.flow import submit
-from tests.factories import PrincipalFactory
+from tests.identity.factories import PrincipalFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("dev_policy", "eager_tasks")]
 

@@ -18,7 +18,7 @@ from controlplane.policy import services as policy
 from controlplane.runtime import services as runtime
 from tests.console.conftest import append, sign_in
 from tests.console.flow import core_skill_installed
-from tests.factories import PrincipalFactory
+from tests.identity.factories import PrincipalFactory
 from tests.incidents.screenshots import shoot_incidents
 
 pytestmark = [

@@ -14,7 +14,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime import traces
 from controlplane.runtime.models import Execution
 from tests.console.flow import TRACE, TRACEPARENT, prod_step_draft, submit
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("dev_policy", "eager_tasks")]
 

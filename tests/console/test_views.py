@@ -17,7 +17,7 @@ from controlplane.ledger import checkpoints as ledger_checkpoints
 from controlplane.ledger import keys as ledger_keys
 from controlplane.ledger.models import LedgerEvent, VerificationRun
 from tests.console.conftest import PASSWORD, append
-from tests.factories import PrincipalFactory, TenantFactory, UserFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 
 from controlplane.identity.models import Grant, Principal
 from controlplane.ledger.models import LedgerEvent
-from tests.factories import PrincipalFactory, TenantFactory, UserFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from controlplane.identity import services
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append
-from tests.factories import PrincipalFactory, TenantFactory, token_for
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from controlplane.identity.models import ApiToken, Principal
 from controlplane.identity.services import token_authenticate
 from controlplane.ledger.models import LedgerEvent
-from tests.factories import UserFactory
+from tests.identity.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from controlplane.identity import services
 from controlplane.identity.models import ApiToken, Grant, Principal, hash_token
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,8 @@ from django.core.management import CommandError, call_command
 
 from controlplane.ledger.models import LedgerEvent
 from incidents.models import DetectionRuleVersion, Incident
-from tests.factories import UserFactory
-
-from .conftest import open_incident
+from tests.identity.factories import UserFactory
+from tests.incidents.factories import open_incident
 
 pytestmark = pytest.mark.django_db
 

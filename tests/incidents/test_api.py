@@ -7,9 +7,8 @@ import pytest
 from controlplane.ledger.models import LedgerEvent
 from incidents import services
 from incidents.models import DetectionRuleVersion
-from tests.factories import token_for
-
-from .conftest import auth, make_rule, open_incident
+from tests.identity.factories import token_for
+from tests.incidents.factories import auth, make_rule, open_incident
 
 pytestmark = pytest.mark.django_db
 

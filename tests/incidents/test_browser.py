@@ -13,10 +13,9 @@ import pytest
 from controlplane.ledger.models import LedgerEvent
 from incidents import normalise, services, views
 from incidents.models import Incident
-from tests.console.conftest import browser, page, sign_in  # noqa: F401  (fixtures)
-from tests.factories import PrincipalFactory, TenantFactory, token_for
-
-from .conftest import am_alert, am_payload, make_rule
+from tests.browser import sign_in
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
+from tests.incidents.factories import am_alert, am_payload, make_rule
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +36,7 @@ def post_alertmanager(base_url: str, token: str, payload: dict) -> dict:
 
 
 def test_alertmanager_alerts_become_an_incident_an_operator_acknowledges_and_resolves(
-    page,  # noqa: F811
+    page,
     live_server,
     monkeypatch,
 ):
@@ -160,7 +159,7 @@ def test_alertmanager_alerts_become_an_incident_an_operator_acknowledges_and_res
     expect(page.locator("#col-open")).to_contain_text("None.")
 
 
-def test_the_detail_refreshes_itself_but_not_under_a_half_typed_reason(page, live_server, monkeypatch):  # noqa: F811
+def test_the_detail_refreshes_itself_but_not_under_a_half_typed_reason(page, live_server, monkeypatch):
     monkeypatch.setattr(views, "DETAIL_POLL_SECONDS", 1)
     acme = TenantFactory(slug="acme")
     PrincipalFactory(

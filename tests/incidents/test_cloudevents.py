@@ -11,9 +11,8 @@ from controlplane.identity import services as identity
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from incidents.models import Incident, Signal
-from tests.channels.conftest import cloudevent, make_deliver
-
-from .conftest import at, generic, make_rule, written
+from tests.channels.support import cloudevent, make_deliver
+from tests.incidents.factories import at, generic, make_rule, written
 
 pytestmark = pytest.mark.django_db
 
@@ -133,7 +132,7 @@ def test_a_person_acting_on_an_incident_while_a_cloudevent_adds_evidence_does_no
     from django.test import Client
 
     from incidents import services
-    from tests.incidents.conftest import open_incident
+    from tests.incidents.factories import open_incident
     from tests.incidents.test_concurrency import _until, _waiting
 
     make_rule(tenant, threshold=3, window_seconds=600)

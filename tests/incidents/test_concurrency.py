@@ -15,8 +15,7 @@ from controlplane.ledger.verify import verify_chain
 from incidents import normalise, services
 from incidents.models import EvidenceBundle, Incident, Signal
 from incidents.replay import replay_incidents
-
-from .conftest import at, generic, make_rule, open_incident
+from tests.incidents.factories import at, generic, make_rule, open_incident
 
 THREADS = 8
 SIGNALS = 40

@@ -20,9 +20,8 @@ from controlplane.runtime.models import Intent
 from incidents import normalise, services, urls_console, views
 from incidents.models import Incident, Silence
 from incidents.services import lifecycle
-from tests.factories import PrincipalFactory, TenantFactory, UserFactory
-
-from .conftest import at, generic, make_rule
+from tests.identity.factories import PrincipalFactory, TenantFactory, UserFactory
+from tests.incidents.factories import at, generic, make_rule
 
 pytestmark = pytest.mark.django_db
 

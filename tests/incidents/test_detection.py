@@ -15,8 +15,7 @@ from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from incidents import normalise, services
 from incidents.models import ConfidenceAssessment, DetectionRuleVersion, EvidenceBundle, Incident, Signal
-
-from .conftest import at, generic, make_rule
+from tests.incidents.factories import at, generic, make_rule
 
 pytestmark = pytest.mark.django_db
 
@@ -254,8 +253,7 @@ def test_when_the_delivery_cannot_be_chained_nothing_of_it_is_written(tenant, ru
     import shutil
 
     from controlplane.ledger import crypto
-
-    from .conftest import written
+    from tests.incidents.factories import written
 
     send(tenant, starts=at(0))
     send(tenant, starts=at(30))

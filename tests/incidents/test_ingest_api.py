@@ -12,9 +12,8 @@ import pytest
 
 from controlplane.ledger.models import LedgerEvent
 from incidents.models import Signal
-from tests.factories import PrincipalFactory, token_for
-
-from .conftest import T0, am_alert, am_payload, at, auth, generic, iso, written
+from tests.identity.factories import PrincipalFactory, token_for
+from tests.incidents.factories import T0, am_alert, am_payload, at, auth, generic, iso, written
 
 pytestmark = pytest.mark.django_db
 

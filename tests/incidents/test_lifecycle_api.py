@@ -8,9 +8,8 @@ import pytest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Intent
 from incidents.models import Incident
-from tests.factories import PrincipalFactory, token_for
-
-from .conftest import auth, make_rule, open_incident
+from tests.identity.factories import PrincipalFactory, token_for
+from tests.incidents.factories import auth, make_rule, open_incident
 
 pytestmark = pytest.mark.django_db
 

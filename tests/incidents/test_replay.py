@@ -9,8 +9,7 @@ from django.db import connection
 from incidents import normalise, services
 from incidents.models import EvidenceBundle, Incident, PromotionDecision
 from incidents.replay import replay_incidents
-
-from .conftest import at, generic, make_rule, open_incident
+from tests.incidents.factories import at, generic, make_rule, open_incident
 
 pytestmark = pytest.mark.django_db
 

@@ -18,9 +18,8 @@ from incidents import detection, normalise, services
 from incidents.models import Incident, PromotionDecision, Signal
 from incidents.replay import replay_incidents
 from incidents.services import signals as signal_services
-from tests.factories import PrincipalFactory
-
-from .conftest import at, generic, iso, make_rule, open_incident
+from tests.identity.factories import PrincipalFactory
+from tests.incidents.factories import at, generic, iso, make_rule, open_incident
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,8 @@ from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from incidents import normalise, services
 from incidents.models import EvidenceBundle, Signal, Silence
-from tests.factories import PrincipalFactory, token_for
-
-from .conftest import auth, generic, make_rule
+from tests.identity.factories import PrincipalFactory, token_for
+from tests.incidents.factories import auth, generic, make_rule
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ import pytest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import shipped
 from controlplane.policy.models import PolicyProfile
-from tests.factories import PrincipalFactory, UserFactory
+from tests.identity.factories import PrincipalFactory, UserFactory
 from tests.policy.factories import PolicyProfileFactory, content
 
 pytestmark = pytest.mark.django_db

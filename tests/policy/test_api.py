@@ -9,7 +9,7 @@ from django.core.management import call_command
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services, shipped
 from controlplane.policy.models import PolicyProfile
-from tests.factories import PrincipalFactory, token_for
+from tests.identity.factories import PrincipalFactory, token_for
 from tests.policy.factories import PolicyProfileFactory, content
 
 pytestmark = pytest.mark.django_db

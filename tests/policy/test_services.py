@@ -19,7 +19,7 @@ from controlplane.policy import selectors, services, shipped
 from controlplane.policy.content import content_hash
 from controlplane.policy.evaluation import Context, StepFacts
 from controlplane.policy.models import PolicyProfile
-from tests.factories import PrincipalFactory
+from tests.identity.factories import PrincipalFactory
 from tests.policy.factories import PolicyProfileFactory, content
 from tests.policy.test_properties import AUTONOMOUS_EXTRAS, contents
 

@@ -24,7 +24,7 @@ from controlplane.runtime import services
 from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable
 from controlplane.runtime.services import steps
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed, local_runner
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ import yaml
 from django.conf import settings
 from django.core.management import call_command
 
-from tests.factories import PrincipalFactory, token_for
+from tests.identity.factories import PrincipalFactory, token_for
 
 ROOT = settings.BASE_DIR
 

@@ -7,7 +7,7 @@ import pytest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Runner
 from controlplane.runtime.runners import runner_register
-from tests.factories import PrincipalFactory, UserFactory
+from tests.identity.factories import PrincipalFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from tests.factories import PrincipalFactory, TenantFactory, token_for
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 
 pytestmark = pytest.mark.django_db
 

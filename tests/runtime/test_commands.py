@@ -12,7 +12,7 @@ from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.selectors import killswitch_engaged_for
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from controlplane.policy import services as policy
 from controlplane.runtime import executors, services
 from controlplane.runtime.models import Execution, StepRun
 from skills.models import ActionContract, Skill
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 

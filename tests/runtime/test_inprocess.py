@@ -14,7 +14,7 @@ from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.inprocess import forget_periodic_runs, run_due_periodic_work
 from controlplane.runtime.models import Execution, StepRun
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import local_runner
 
 pytestmark = pytest.mark.django_db

@@ -22,7 +22,7 @@ from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, Pla
 from controlplane.runtime.replay import replay_verify, simulate_profile
 from controlplane.runtime.services import intents
 from skills.models import ActionContract
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed
 
 pytestmark = pytest.mark.django_db

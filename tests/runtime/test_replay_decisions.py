@@ -23,7 +23,7 @@ from controlplane.runtime.models import Execution, Intent, StepRun
 from controlplane.runtime.replay import replay_verify
 from controlplane.runtime.selectors import killswitch_covers
 from controlplane.runtime.services import dispatch, steps
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Intent, StepRun
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,7 @@ from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.services import steps
-from tests.factories import PrincipalFactory, TenantFactory, token_for
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 from tests.runtime.support import broker_unreachable, core_skill_installed
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Intent
 from controlplane.runtime.services import step_runs_sweep
-from tests.factories import PrincipalFactory, TenantFactory, token_for
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 from tests.runtime.support import local_runner
 
 pytestmark = pytest.mark.django_db

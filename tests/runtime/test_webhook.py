@@ -25,7 +25,7 @@ from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Runner, StepRun
 from controlplane.runtime.runners import runner_disable, runner_register
 from skills.models import ActionContract, Skill
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import closed_port, local_runner
 
 pytestmark = pytest.mark.django_db

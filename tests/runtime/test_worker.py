@@ -15,7 +15,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, StepRun
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import (
     Worker,
     broker_unreachable,
