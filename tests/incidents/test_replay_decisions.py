@@ -57,7 +57,7 @@ def test_an_honest_history_with_silences_and_a_full_lifecycle_replays_clean(tena
     latency = silence(oncall, match_service="checkout", match_name="Latency")  # could hide `high`
     assert latency.status == "pending_approval"
     approvals.approval_decide(
-        request=latency.approval,
+        approval=latency.approval,
         actor=bob,
         decision="approve",
         reason="ok",
@@ -106,7 +106,7 @@ def test_signals_a_silence_in_force_covered_but_recorded_unsuppressed_are_found(
     # criticality high: people grant it first
     bob = PrincipalFactory(tenant=tenant, name="bob", human=True, capabilities=["approvals.decide"])
     approvals.approval_decide(
-        request=quiet.approval, actor=bob, decision="approve", reason="ok", content_hash=quiet.content_hash
+        approval=quiet.approval, actor=bob, decision="approve", reason="ok", content_hash=quiet.content_hash
     )
     monkeypatch.setattr(signal_services, "silence_matching", lambda **kwargs: None)
     incident = open_incident(tenant)

@@ -120,7 +120,7 @@ def request_of(intent: Intent) -> ApprovalRequest:
 def decide(request: ApprovalRequest, actor: Principal, capture, decision: str = "approve", **kwargs):
     with capture(execute=True):
         return approvals.approval_decide(
-            request=request,
+            approval=request,
             actor=actor,
             decision=decision,
             reason="ok",
