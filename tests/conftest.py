@@ -7,11 +7,17 @@ import importlib
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from hypothesis import settings as hypothesis_settings
 
 from controlplane.ledger import crypto
 
 # Fixtures every app's tests share: the browser (Playwright and Debian's Chromium).
 pytest_plugins = ["tests.browser"]
+
+# No wall-clock deadline on property tests: time is the machine's (shared, 2 cores), not the code's, and
+# performance lives in bench/. A failing example is still shrunk and reported.
+hypothesis_settings.register_profile("controlplane", deadline=None)
+hypothesis_settings.load_profile("controlplane")
 
 
 def pytest_configure(config: pytest.Config) -> None:
