@@ -19,6 +19,7 @@ from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from controlplane.serving import LeanChainMixin
 from tests.channels.asgi import AsgiClient, LoopThread
+from tests.channels.stand_in import stand_in  # noqa: F401  (fixture: Slack's, Twilio's, Meta's API stand-in)
 from tests.factories import TenantFactory
 
 URL = "/api/v1/events/"

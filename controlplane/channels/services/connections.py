@@ -101,6 +101,7 @@ def channel_connect(
     _check_secrets(provider, secret_values)
     if ChannelConnection.objects.filter(tenant=tenant, provider=provider, name=name).exists():
         raise ControlPlaneError("CHANNEL_EXISTS", f"{tenant.slug}/{provider}/{name} exists")
+    sealed = secrets.secrets_encrypt(secret_values) if secret_values else ""  # fails closed first
     principal = principal_create(
         tenant=tenant, name=f"channel-{provider}-{name}", kind=PrincipalKind.SERVICE, actor=actor
     )
@@ -110,7 +111,7 @@ def channel_connect(
         name=name,
         key="ch" + _random.token_hex(10),
         principal=principal,
-        secrets=secrets.secrets_encrypt(secret_values) if secret_values else "",
+        secrets=sealed,
         secret_names=sorted(secret_values),
         channel=channel,
     )
