@@ -50,7 +50,8 @@ def secrets_parse(text: str) -> dict[str, str]:
     return values
 
 
-def _check_secrets(provider: str, values: dict[str, str]) -> None:
+def secrets_check(provider: str, values: dict[str, str]) -> None:
+    """Refuse secrets that are not the provider's (CHANNEL_SECRETS_INVALID) or an unknown provider."""
     if provider not in PROVIDER_SECRETS:
         raise ControlPlaneError("VALIDATION_FAILED", f"provider must be one of {', '.join(PROVIDER_SECRETS)}")
     required, optional = PROVIDER_SECRETS[provider]
@@ -98,7 +99,7 @@ def channel_connect(
     when a secret is not the provider's. Missing required secrets are allowed: the connection then
     refuses every delivery (CHANNEL_NOT_CONFIGURED) until `channel_secrets_rotate` sets them.
     """
-    _check_secrets(provider, secret_values)
+    secrets_check(provider, secret_values)
     if ChannelConnection.objects.filter(tenant=tenant, provider=provider, name=name).exists():
         raise ControlPlaneError("CHANNEL_EXISTS", f"{tenant.slug}/{provider}/{name} exists")
     sealed = secrets.secrets_encrypt(secret_values) if secret_values else ""  # fails closed first
@@ -130,7 +131,7 @@ def channel_secrets_rotate(
     """Replace the secrets named in `secret_values` (the others are kept) and re-encrypt all of them under
     the newest CONTROLPLANE_SECRETS_KEY; with no values, only re-encrypt."""
     connection = _lock(connection)
-    _check_secrets(connection.provider, secret_values)
+    secrets_check(connection.provider, secret_values)
     current = secrets.secrets_decrypt(connection.secrets)
     merged = {**current, **secret_values}
     connection.secrets = secrets.secrets_encrypt(merged) if merged else ""
