@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 from django.http import HttpRequest, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 
 from controlplane.channels.models import ChannelConnection
 from controlplane.channels.services.connections import connection_secrets
@@ -30,6 +32,14 @@ class ChannelAdapter(WebhookAdapter):
     provider: str = ""
     duplicate_code = "CHANNEL_DUPLICATE_DELIVERY"
     authenticates_by_signature = True  # the one view skips the bearer token and capability for these
+    openapi = {
+        "request": OpenApiTypes.BINARY,  # the provider's raw bytes: JSON or a form, signed as received
+        "parameters": [
+            OpenApiParameter("connection", str, OpenApiParameter.PATH, description="The connection's key.")
+        ],
+        "responses": {200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT},
+        "auth": [],
+    }
 
     def connection(self, request: HttpRequest) -> ChannelConnection:
         """The connection named in the URL (cached on the request); CHANNEL_NOT_FOUND when unknown."""
