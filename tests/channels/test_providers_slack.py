@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import orjson
 import pytest
@@ -23,6 +23,7 @@ from controlplane.channels.selectors import webhook_rejection_counts
 from controlplane.channels.services.connections import channel_disconnect
 from controlplane.kernel.errors import ControlPlaneError
 from tests.channels.chat import CONTENT_HASH, agent, connect, messages, open_request, person, url, written
+from tests.console.flow import eager_tasks  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -287,3 +288,35 @@ def test_slash_command_lists_and_decides_with_prefixes(client, slack):
 def test_slash_command_of_another_grammar_is_refused_with_its_code(client, slack):
     response = command(client, slack, "please approve everything")
     assert response.json()["code"] == "CHANNEL_COMMAND_INVALID"
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_after_the_commit_the_card_is_updated_with_the_outcome(
+    client, settings, stand_in, django_capture_on_commit_callbacks
+):
+    settings.CONTROLPLANE_SLACK_API_URL = stand_in.base + "/api/"
+    stand_in.answer = lambda path: (200, {"ok": True, "channel": "C1", "ts": "1700.1"})
+    slack = connect("slack", {"signing_secret": SECRET, "bot_token": "xoxb-9"})
+    person(slack, "alice", "U100")
+    approval = open_request(agent(slack))
+    payload = {
+        "type": "block_actions",
+        "trigger_id": "trig-card",
+        "user": {"id": "U100"},
+        "container": {"type": "message", "channel_id": "C1", "message_ts": "1700.1"},
+        "actions": [{"action_id": APPROVE_ACTION, "value": f"{approval.id}:{approval.content_hash}"}],
+        "state": {"values": {"r": {REASON_ACTION: {"value": "fine"}}}},
+    }
+    body = urlencode({"payload": orjson.dumps(payload).decode()}).encode()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = click(client, slack, body)
+    assert response.json()["status"] == "approved" and stand_in.seen == []  # answered before any call out
+    for callback in callbacks:
+        callback()
+    (seen,) = stand_in.seen
+    assert seen["path"] == "/api/chat.update"
+    sent = (
+        parse_qs(seen["body"].decode()) if not seen["body"].startswith(b"{") else orjson.loads(seen["body"])
+    )
+    text = sent["text"][0] if isinstance(sent["text"], list) else sent["text"]
+    assert text == "approve by <@U100>: the approval is now approved"

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 import orjson
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest
 
 from controlplane.channels.models import ChannelProvider
@@ -28,6 +29,7 @@ from controlplane.channels.services.messages import (
     channel_message_receive,
     pending_approvals,
 )
+from controlplane.channels.tasks import slack_card_update_task
 from controlplane.kernel.errors import ControlPlaneError
 
 APPROVE_ACTION = "controlplane.approve"
@@ -152,14 +154,29 @@ class SlackInteractivityWebhook(_Slack):
         payload = self._payload(request)
         user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
         action = _button_action(payload)
-        return channel_message_receive(
-            connection=self.connection(request),
-            sender=text_of(user.get("id")),
+        connection = self.connection(request)
+        sender = text_of(user.get("id"))
+        outcome = channel_message_receive(
+            connection=connection,
+            sender=sender,
             text=f"{action.decision} {action.approval} {action.content_hash}" if action else "",
             delivery_id=payload["trigger_id"],
             kind=f"slack.{text_of(payload.get('type')) or 'interaction'}",
             action=action,
         )
+        container = payload.get("container") if isinstance(payload.get("container"), dict) else {}
+        channel, ts = text_of(container.get("channel_id")), text_of(container.get("message_ts"))
+        if action is not None and channel and ts and "bot_token" in connection.secret_names:
+            text = _card_outcome(outcome, sender)
+            # After the commit, on a worker: the answer goes back to Slack now, the card update follows.
+            transaction.on_commit(lambda: slack_card_update_task.delay(connection.pk, channel, ts, text))
+        return outcome
+
+
+def _card_outcome(outcome: dict[str, Any], sender: str) -> str:
+    if outcome.get("ok"):
+        return f"{outcome.get('action')} by <@{sender}>: the approval is now {outcome.get('status')}"
+    return f"<@{sender}>'s {outcome.get('action')} was refused: {outcome.get('code')}"
 
 
 def _button_action(payload: dict[str, Any]) -> ApprovalAction | None:

@@ -163,3 +163,26 @@ def channel_approval_notify(
         actor=actor,
     )
     return message_id
+
+
+def slack_card_update(*, connection: ChannelConnection, channel: str, ts: str, text: str, actor: str) -> None:
+    """Replace a posted approval card (`chat.update`) with its outcome: who decided, or the refusal.
+    Safe to run twice (the same text again); ledgered as `controlplane.channels.notification.updated`."""
+    (token,) = _require(connection_secrets(connection=connection), connection, "bot_token")
+    client = WebClient(token=token, base_url=settings.CONTROLPLANE_SLACK_API_URL, timeout=TIMEOUT_SECONDS)
+    try:
+        client.chat_update(
+            channel=channel,
+            ts=ts,
+            text=text,
+            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        )
+    except (SlackApiError, OSError) as exc:
+        raise ControlPlaneError("CHANNEL_OUTBOUND_FAILED", f"Slack chat.update failed: {exc}") from exc
+    ledger_append(
+        type="controlplane.channels.notification.updated",
+        subject=f"channel/{connection.ref}",
+        data={"provider": connection.provider, "connection": connection.ref, "to": channel, "message_id": ts},
+        tenant=connection.tenant.slug,
+        actor=actor,
+    )
