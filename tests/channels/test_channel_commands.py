@@ -214,3 +214,28 @@ def test_a_provider_refusing_is_outbound_failed(tenant, stand_in, settings):
     with pytest.raises(CommandError, match="CHANNEL_OUTBOUND_FAILED"):
         run("notify", "slack", "ops", approval.id, "--tenant", "acme")
     assert written() == before
+
+
+def test_in_dev_a_secrets_key_is_generated_once_0600_as_the_ledger_key_is(tenant, settings):
+    settings.CONTROLPLANE_SECRETS_KEY = ""
+    run("connect", "github", "repo", "--tenant", "acme", stdin="webhook_secret=w\n")
+    key_file = settings.CONTROLPLANE_KEY_DIR / "channel-secrets.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    first = key_file.read_text()
+    run("connect", "github", "other", "--tenant", "acme", stdin="webhook_secret=v\n")
+    assert key_file.read_text() == first
+    settings.CONTROLPLANE_SECRETS_KEY = first.strip()  # the generated key is an ordinary Fernet key
+    assert [connection_secrets(connection=c) for c in ChannelConnection.objects.order_by("name")] == [
+        {"webhook_secret": "v"},
+        {"webhook_secret": "w"},
+    ]
+
+
+def test_list_prints_each_connection_and_its_urls(tenant, settings):
+    settings.CONTROLPLANE_PUBLIC_URL = "https://cp.example.com/"
+    run("connect", "meta", "wa", "--tenant", "acme", stdin="app_secret=a\nverify_token=v\n")
+    connection = ChannelConnection.objects.get()
+    assert run("list") == [
+        f"acme/meta/wa connected key={connection.key} secrets=app_secret,verify_token",
+        f"  meta: https://cp.example.com/api/v1/channels/meta/{connection.key}/",
+    ]
