@@ -260,6 +260,22 @@ CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER = env.str(
     "CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER", default="X-Grafana-Alerting-Signature-Timestamp"
 )
 
+# Channels (docs/channels.md). Channel secrets are encrypted at rest with CONTROLPLANE_SECRETS_KEY: one or
+# more Fernet keys (32 bytes, URL-safe base64), comma-separated, the first encrypting, all decrypting (for
+# rotation). Dev generates one under CONTROLPLANE_KEY_DIR on first use, as it does the ledger key.
+CONTROLPLANE_SECRETS_KEY = env.str("CONTROLPLANE_SECRETS_KEY", default="")
+# The public base URL the providers call (e.g. https://cp.example.com): webhook URLs are printed from it and
+# Twilio's signature is checked over it, never over the Host or X-Forwarded-* headers.
+CONTROLPLANE_PUBLIC_URL = env.str("CONTROLPLANE_PUBLIC_URL", default="http://localhost:8000")
+# Slack's signed timestamp window (seconds), and the providers' API base URLs (tests point them at a
+# local stand-in).
+CONTROLPLANE_SLACK_TOLERANCE_SECONDS = env.int("CONTROLPLANE_SLACK_TOLERANCE_SECONDS", default=300)
+CONTROLPLANE_SLACK_API_URL = env.str("CONTROLPLANE_SLACK_API_URL", default="https://slack.com/api/")
+CONTROLPLANE_TWILIO_API_URL = env.str("CONTROLPLANE_TWILIO_API_URL", default="https://api.twilio.com")
+CONTROLPLANE_META_API_URL = env.str("CONTROLPLANE_META_API_URL", default="https://graph.facebook.com/v21.0")
+# The longest message text a channel event keeps (longer text is cut, and says so).
+CONTROLPLANE_CHANNEL_TEXT_MAX = env.int("CONTROLPLANE_CHANNEL_TEXT_MAX", default=2000)
+
 # --- Security posture outside dev ------------------------------------------------------------------
 
 if not IS_DEV:

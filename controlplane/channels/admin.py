@@ -1,4 +1,5 @@
-"""Django admin for event producers. Every change goes through the services (and so the ledger).
+"""Django admin for event producers and channel connections. Every change goes through the services
+(and so the ledger).
 
 Secrets are shown once, on the page that answers the creation or rotation, and never again: no admin
 page or form includes the `secret` column.
@@ -16,7 +17,15 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from controlplane.channels import services
-from controlplane.channels.models import Delivery, Producer, ProducerKey
+from controlplane.channels.models import ChannelConnection, ChannelIdentity, Delivery, Producer, ProducerKey
+from controlplane.channels.services.connections import (
+    channel_connect,
+    channel_disconnect,
+    channel_secrets_rotate,
+    connection_webhook_urls,
+    secrets_check,
+    secrets_parse,
+)
 from controlplane.identity.models import Principal
 from controlplane.identity.selectors import principal_for_user
 from controlplane.kernel import signatures
@@ -203,6 +212,117 @@ class ProducerKeyAdmin(admin.ModelAdmin):
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = ("seq", "producer", "webhook_id", "ce_id", "received_at")
     search_fields = ("webhook_id", "ce_id")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+# --- Channel connections and chat identities ----------------------------------------------------------
+
+
+class ChannelSecretsField(forms.CharField):
+    """KEY=VALUE lines, write-only: the form never renders what is stored."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "autocomplete": "off"})
+
+    def clean(self, value: Any) -> dict[str, str]:
+        text = super().clean(value) or ""
+        try:
+            return secrets_parse(text)
+        except ControlPlaneError as exc:
+            raise forms.ValidationError(f"{exc.code}: {exc.detail}") from exc
+
+
+class ChannelConnectionForm(forms.ModelForm):
+    new_secrets = ChannelSecretsField(
+        required=False,
+        label="Secrets",
+        help_text="KEY=VALUE lines (e.g. signing_secret=...). Stored encrypted; never shown again. On an "
+        "existing connection, the keys given replace those stored.",
+    )
+
+    class Meta:
+        model = ChannelConnection
+        fields = ("tenant", "provider", "name", "channel")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        provider = cleaned.get("provider") or (self.instance.provider if self.instance.pk else "")
+        try:
+            secrets_check(provider, cleaned.get("new_secrets") or {})
+        except ControlPlaneError as exc:
+            raise forms.ValidationError(f"{exc.code}: {exc.detail}") from exc
+        return cleaned
+
+
+@admin.register(ChannelConnection)
+class ChannelConnectionAdmin(admin.ModelAdmin):
+    """Connections, through the services: created with their secrets, secrets rotated, disconnected."""
+
+    form = ChannelConnectionForm
+    list_display = ("name", "provider", "tenant", "key", "secret_names", "disconnected_at")
+    list_filter = ("provider", "tenant")
+    actions = ["disconnect"]
+
+    def get_fields(self, request: HttpRequest, obj: ChannelConnection | None = None) -> Any:
+        if obj is None:
+            return ("tenant", "provider", "name", "channel", "new_secrets")
+        return ("tenant", "provider", "name", "key", "secret_names", "webhook_urls", "new_secrets")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ChannelConnection | None = None) -> Any:
+        if obj is None:
+            return ()
+        return ("tenant", "provider", "name", "key", "secret_names", "webhook_urls")
+
+    @admin.display(description="webhook URLs")
+    def webhook_urls(self, obj: ChannelConnection) -> str:
+        return "\n".join(f"{w.adapter}: {w.url}" for w in connection_webhook_urls(connection=obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # named on the ledger: disconnect instead
+
+    def save_model(self, request: HttpRequest, obj: ChannelConnection, form: Any, change: bool) -> None:
+        values = form.cleaned_data.get("new_secrets") or {}
+        try:
+            if change:
+                if values:
+                    channel_secrets_rotate(connection=obj, secret_values=values, actor=_actor(request))
+                return
+            created = channel_connect(
+                tenant=form.cleaned_data["tenant"],
+                provider=form.cleaned_data["provider"],
+                name=form.cleaned_data["name"],
+                channel=form.cleaned_data.get("channel", ""),
+                secret_values=values,
+                actor=_actor(request),
+            )
+        except ControlPlaneError as exc:  # the form checked the secrets; a race is shown, not a 500
+            messages.error(request, f"{exc.code}: {exc.detail}")
+            return
+        obj.pk = created.pk
+        obj.key = created.key
+        obj.principal = created.principal
+
+    @admin.action(description="Disconnect (forget the secrets)")
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[ChannelConnection]) -> None:
+        for connection in queryset:
+            channel_disconnect(connection=connection, actor=_actor(request))
+        messages.success(request, f"disconnected {queryset.count()} connection(s)")
+
+
+@admin.register(ChannelIdentity)
+class ChannelIdentityAdmin(admin.ModelAdmin):
+    """Chat user ids mapped to principals (read here; map with `channels map-user` or the API)."""
+
+    list_display = ("external_id", "provider", "principal", "tenant", "created_at")
+    list_filter = ("provider", "tenant")
+    search_fields = ("external_id", "principal__name")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,4 +1,5 @@
-"""The counters of signed ingest's refusals (`GET /api/v1/events/rejections/`).
+"""The counters of signed ingest's refusals (`GET /api/v1/events/rejections/`), and the channel
+connections and chat identities (`/api/v1/channels/connections/`, `/api/v1/channels/identities/`).
 
 The ingest endpoint itself, `POST /api/v1/events/`, is served by controlplane.channels.ingest (its view
 is `controlplane.channels.ingest.view.EventIngestView`).
@@ -7,12 +8,25 @@ is `controlplane.channels.ingest.view.EventIngestView`).
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.channels import selectors
+from controlplane.channels.models import ChannelConnection, ChannelIdentity, ChannelProvider
+from controlplane.channels.services.connections import (
+    channel_connect,
+    channel_disconnect,
+    channel_identity_map,
+    channel_identity_unmap,
+    channel_secrets_rotate,
+    connection_webhook_urls,
+)
+from controlplane.identity.selectors import principal_get
+
+MANAGE = "channels.manage"
 
 
 class RejectionCountsView(APIView):
@@ -45,3 +59,136 @@ class RejectionCountsView(APIView):
                 "counters": [{"producer": c.producer, "code": c.code, "count": c.count} for c in counts],
             }
         )
+
+
+# --- Channel connections and chat identities (`channels.manage`) ---------------------------------------
+
+
+class ChannelConnectionSerializer(serializers.ModelSerializer):
+    """A connection as the API shows it: never its secrets, only which are set, and its webhook URLs."""
+
+    webhook_urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChannelConnection
+        fields = [
+            "key",
+            "provider",
+            "name",
+            "channel",
+            "secret_names",
+            "created_at",
+            "rotated_at",
+            "disconnected_at",
+            "webhook_urls",
+        ]
+        read_only_fields = fields
+
+    def get_webhook_urls(self, connection: ChannelConnection) -> dict[str, str]:
+        return {w.adapter: w.url for w in connection_webhook_urls(connection=connection)}
+
+
+class ConnectSerializer(serializers.Serializer):
+    provider = serializers.ChoiceField(choices=ChannelProvider.choices)
+    name = serializers.SlugField(max_length=80)
+    channel = serializers.CharField(max_length=120, required=False, default="", allow_blank=True)
+    secrets = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False, default=dict
+    )
+
+
+class RotateSerializer(serializers.Serializer):
+    secrets = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False, default=dict
+    )
+
+
+class ChannelConnectionViewSet(viewsets.ReadOnlyModelViewSet):
+    """The caller's tenant's channel connections. Secrets go in (create, rotate-secret) and never out."""
+
+    serializer_class = ChannelConnectionSerializer
+    required_capability = MANAGE
+    lookup_field = "key"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChannelConnection.objects.none()
+        return ChannelConnection.objects.select_related("tenant").filter(tenant=self.request.user.tenant)
+
+    @extend_schema(request=ConnectSerializer, responses={201: ChannelConnectionSerializer})
+    def create(self, request: Request) -> Response:
+        payload = ConnectSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        connection = channel_connect(
+            tenant=request.user.tenant,
+            provider=payload.validated_data["provider"],
+            name=payload.validated_data["name"],
+            secret_values=payload.validated_data["secrets"],
+            channel=payload.validated_data["channel"],
+            actor=request.user.ref,
+        )
+        return Response(ChannelConnectionSerializer(connection).data, status=201)
+
+    @extend_schema(request=RotateSerializer, responses={200: ChannelConnectionSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, key: str | None = None) -> Response:
+        payload = RotateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        connection = channel_secrets_rotate(
+            connection=self.get_object(),
+            secret_values=payload.validated_data["secrets"],
+            actor=request.user.ref,
+        )
+        return Response(ChannelConnectionSerializer(connection).data)
+
+    @extend_schema(request=None, responses={200: ChannelConnectionSerializer})
+    @action(detail=True, methods=["post"])
+    def disconnect(self, request: Request, key: str | None = None) -> Response:
+        connection = channel_disconnect(connection=self.get_object(), actor=request.user.ref)
+        return Response(ChannelConnectionSerializer(connection).data)
+
+
+class ChannelIdentitySerializer(serializers.ModelSerializer):
+    principal = serializers.CharField(source="principal.name")
+
+    class Meta:
+        model = ChannelIdentity
+        fields = ["id", "provider", "external_id", "principal", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class ChannelIdentityViewSet(
+    mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet
+):
+    """Provider user ids mapped to human principals of the caller's tenant (who acts from chat)."""
+
+    serializer_class = ChannelIdentitySerializer
+    required_capability = MANAGE
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChannelIdentity.objects.none()
+        return ChannelIdentity.objects.select_related("principal").filter(tenant=self.request.user.tenant)
+
+    def create(self, request: Request) -> Response:
+        payload = ChannelIdentitySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        tenant = request.user.tenant
+        identity = channel_identity_map(
+            tenant=tenant,
+            provider=payload.validated_data["provider"],
+            external_id=payload.validated_data["external_id"],
+            principal=principal_get(tenant=tenant, name=payload.validated_data["principal"]["name"]),
+            actor=request.user.ref,
+        )
+        return Response(ChannelIdentitySerializer(identity).data, status=201)
+
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        identity = self.get_object()
+        channel_identity_unmap(
+            tenant=identity.tenant,
+            provider=identity.provider,
+            external_id=identity.external_id,
+            actor=request.user.ref,
+        )
+        return Response(status=204)

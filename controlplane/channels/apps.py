@@ -11,3 +11,16 @@ class ChannelsConfig(AppConfig):
         from controlplane.identity.capabilities import register_capabilities
 
         register_capabilities(CAPABILITIES)
+
+        from controlplane.channels.providers import github, meta, slack, twilio
+        from controlplane.kernel.webhooks import register_webhook_adapter
+
+        for adapter in (
+            slack.SLACK_EVENTS,
+            slack.SLACK_INTERACTIVITY,
+            slack.SLACK_COMMANDS,
+            github.GITHUB,
+            meta.META,
+            twilio.TWILIO,
+        ):
+            register_webhook_adapter(adapter)

@@ -8,4 +8,5 @@ from __future__ import annotations
 CAPABILITIES: dict[str, str] = {
     "events.ingest": "Submit CloudEvents through POST /api/v1/events/.",
     "producers.manage": "Register event producers and their signing keys.",
+    "channels.manage": "Connect chat channels (Slack, GitHub, Meta, Twilio) and map chat users.",
 }

@@ -119,3 +119,70 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.producer_id}:{self.ce_id} -> #{self.seq}"
+
+
+class ChannelProvider(models.TextChoices):
+    SLACK = "slack"
+    GITHUB = "github"
+    META = "meta"  # WhatsApp through Meta's Cloud API
+    TWILIO = "twilio"  # WhatsApp (or SMS) through Twilio
+
+
+class ChannelConnection(models.Model):
+    """One tenant's connection to a chat or code-host provider: its secrets and the principal it acts as.
+
+    `key` is the opaque id in the connection's webhook URLs. `secrets` is a Fernet token
+    (controlplane.channels.secrets) of the provider's KEY=VALUE secrets: never shown, logged or
+    ledgered. A connection whose secrets are empty, or that is disconnected, refuses every delivery with
+    CHANNEL_NOT_CONFIGURED. `principal` is the service principal its deliveries are received as.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="channel_connections")
+    provider = models.CharField(max_length=16, choices=ChannelProvider.choices)
+    name = models.SlugField(max_length=80)
+    key = models.CharField(max_length=40, unique=True)
+    principal = models.OneToOneField(Principal, on_delete=models.PROTECT, related_name="channel_connection")
+    secrets = models.TextField(blank=True, default="")
+    secret_names = models.JSONField(default=list, blank=True)  # which secrets are set (names only)
+    channel = models.CharField(max_length=120, blank=True)  # where notifications go (Slack channel, number)
+    created_at = models.DateTimeField(default=timezone.now)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "provider", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "provider", "name"], name="channel_connection_unique_name_per_tenant"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.ref
+
+    @property
+    def ref(self) -> str:
+        """How the ledger names this connection: `<tenant>/<provider>/<name>`."""
+        return f"{self.tenant.slug}/{self.provider}/{self.name}"
+
+
+class ChannelIdentity(models.Model):
+    """A provider's user id (Slack user, GitHub login, WhatsApp number) mapped to a human principal of the
+    tenant: who a chat action is taken as. An unmapped identity decides nothing."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="channel_identities")
+    provider = models.CharField(max_length=16, choices=ChannelProvider.choices)
+    external_id = models.CharField(max_length=120)
+    principal = models.ForeignKey(Principal, on_delete=models.PROTECT, related_name="channel_identities")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["tenant__slug", "provider", "external_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "provider", "external_id"], name="channel_identity_unique_per_tenant"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.provider}:{self.external_id} -> {self.principal.ref}"

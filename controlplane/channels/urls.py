@@ -3,13 +3,19 @@ inbound webhook adapter (controlplane.kernel.webhooks; e.g. incidents' `signals/
 project includes these before the apps' own URLs, so an adapter's path wins over a router's `{id}/`."""
 
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from controlplane.channels import api
 from controlplane.channels.ingest.view import EventIngestView
 from controlplane.channels.webhooks import webhook_urlpatterns
 
+router = SimpleRouter()
+router.register("channels/connections", api.ChannelConnectionViewSet, basename="channel-connection")
+router.register("channels/identities", api.ChannelIdentityViewSet, basename="channel-identity")
+
 urlpatterns = [
     path("events/", EventIngestView.as_view(), name="events-ingest"),
     path("events/rejections/", api.RejectionCountsView.as_view(), name="events-rejections"),
+    *router.urls,
     *webhook_urlpatterns(),
 ]

@@ -36,6 +36,15 @@ class RawJsonParser(BaseParser):
         return stream.read()
 
 
+class RawBodyParser(BaseParser):
+    """Channel webhooks come form-encoded (Slack, Twilio) or as JSON: adapters read the raw bytes."""
+
+    media_type = "*/*"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> bytes:
+        return stream.read()
+
+
 class WebhookView(APIView):
     """Serves the adapter named `adapter_name` (one subclass per adapter, made by `webhook_view`)."""
 
@@ -62,14 +71,43 @@ class WebhookView(APIView):
         code = response.data.get("code") if isinstance(response.data, dict) else None
         if code:
             services.webhook_rejection_record(adapter=self.adapter_name, code=code)
+            connection = self.kwargs.get("connection") if getattr(self, "kwargs", None) else None
+            if connection:  # channel webhooks: also per connection
+                services.webhook_rejection_record(adapter=f"{self.adapter_name}:{connection}", code=code)
         return response
+
+
+class ChannelWebhookView(WebhookView):
+    """Serves a channel adapter (controlplane.channels.providers): the provider's signature, checked with
+    the connection's secret, is the authentication (no bearer token, no grant: Slack and GitHub send
+    none); deliveries are received as the connection's service principal."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    parser_classes = [RawBodyParser]
+
+    def post(self, request: Request, connection: str = "") -> Any:
+        adapter = webhook_adapter(self.adapter_name)
+        http_request = request._request
+        adapter.verify(http_request)
+        body = services.webhook_delivery_accept(
+            adapter=adapter,
+            request=http_request,
+            principal=adapter.principal(http_request),
+            delivery_id=adapter.delivery_id(http_request),
+        )
+        return adapter.respond(body) or Response(body, status=200)
+
+    def get(self, request: Request, connection: str = "") -> Any:
+        return webhook_adapter(self.adapter_name).handshake(request._request)
 
 
 def webhook_view(adapter: WebhookAdapter) -> Callable[..., Any]:
     """The view function serving `adapter`: a `WebhookView` named and documented after it."""
+    base = ChannelWebhookView if getattr(adapter, "authenticates_by_signature", False) else WebhookView
     view_class = type(
         f"{type(adapter).__name__}View",
-        (WebhookView,),
+        (base,),
         {
             "__doc__": type(adapter).__doc__,
             "__module__": __name__,

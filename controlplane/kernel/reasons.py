@@ -98,6 +98,39 @@ _CATALOGUE = [
     Reason("PRODUCER_NOT_FOUND", 404, "No producer with that name exists."),
     Reason("PRODUCER_KEY_NOT_FOUND", 404, "No producer key with that id exists."),
     Reason("INGEST_OVERLOADED", 503, "The ingest path is saturated; retry with backoff."),
+    # Channels: chat and code-host webhooks (docs/channels.md)
+    Reason("CHANNEL_NOT_FOUND", 404, "No channel connection with that id exists for this provider."),
+    Reason("CHANNEL_EXISTS", 409, "A channel connection with that provider and name exists in the tenant."),
+    Reason(
+        "CHANNEL_NOT_CONFIGURED",
+        401,
+        "The channel connection holds no secret to verify with; it refuses all.",
+    ),
+    Reason("CHANNEL_SIGNATURE_MISSING", 401, "The provider's signature header is missing."),
+    Reason(
+        "CHANNEL_SIGNATURE_INVALID",
+        401,
+        "The provider's signature does not verify with the connection's secret.",
+    ),
+    Reason("CHANNEL_STALE_TIMESTAMP", 401, "The provider's signed timestamp is outside the allowed window."),
+    Reason("CHANNEL_VERIFY_TOKEN_INVALID", 403, "The verification handshake named the wrong verify token."),
+    Reason(
+        "CHANNEL_DUPLICATE_DELIVERY", 409, "A delivery with this provider delivery id was already accepted."
+    ),
+    Reason("CHANNEL_MALFORMED", 400, "The delivery is not what the provider sends (body, fields, encoding)."),
+    Reason(
+        "CHANNEL_SECRETS_INVALID", 400, "The secrets given are not the provider's (unknown or missing keys)."
+    ),
+    Reason(
+        "CHANNEL_SECRETS_KEY_UNAVAILABLE", 503, "No usable CONTROLPLANE_SECRETS_KEY decrypts channel secrets."
+    ),
+    Reason("CHANNEL_IDENTITY_UNLINKED", 403, "The chat identity is mapped to no principal of the tenant."),
+    Reason(
+        "CHANNEL_COMMAND_INVALID", 400, "The chat command is not of the documented grammar, or is ambiguous."
+    ),
+    Reason(
+        "CHANNEL_OUTBOUND_FAILED", 502, "The provider's API refused or did not answer the outbound message."
+    ),
     # Policy (verdict codes: the ones with status 200 explain a decision, they refuse nothing)
     Reason("POLICY_MISSING", 403, "No policy profile is active for the environment; every step is denied."),
     Reason("POLICY_DENY_RISK_TIER", 403, "The step's effective risk tier is blocked by the active profile."),

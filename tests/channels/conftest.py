@@ -8,6 +8,7 @@ from django.db import connections
 
 from controlplane.channels import services
 from tests.channels.asgi import AsgiClient, LoopThread
+from tests.channels.stand_in import stand_in  # noqa: F401  (fixture: Slack's, Twilio's, Meta's API stand-in)
 from tests.channels.support import (
     Deliver,
     LeanClient,

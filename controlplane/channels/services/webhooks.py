@@ -35,9 +35,9 @@ def webhook_idempotency_key(*, adapter: str, tenant_id: int, delivery_id: str) -
     return f"webhook:{adapter}:{tenant_id}:{delivery_id}"
 
 
-def _duplicate(seq: int) -> ControlPlaneError:
+def _duplicate(seq: int, code: str = "DUPLICATE_EVENT") -> ControlPlaneError:
     return ControlPlaneError(
-        "DUPLICATE_EVENT",
+        code,
         f"a delivery with this id was already accepted as seq {seq}",
         extra={"seq": seq, "duplicate_of": "delivery id"},
     )
@@ -58,8 +58,9 @@ def webhook_delivery_accept(
         adapter=adapter.name, tenant_id=principal.tenant_id, delivery_id=delivery_id
     )
     earlier = LedgerEvent.objects.filter(idempotency_key=key).values_list("seq", flat=True).first()
+    duplicate_code = getattr(adapter, "duplicate_code", "DUPLICATE_EVENT")  # channels say their own
     if earlier is not None:  # a retry: refused before the adapter does any work
-        raise _duplicate(earlier)
+        raise _duplicate(earlier, duplicate_code)
     event_id = uuid.uuid4().hex
     with transaction.atomic():
         body = adapter.accept(request, principal)
@@ -73,5 +74,5 @@ def webhook_delivery_accept(
             event_id=event_id,
         )
         if receipt.id != event_id:  # a concurrent twin committed first: undo what accept wrote
-            raise _duplicate(receipt.seq)
+            raise _duplicate(receipt.seq, duplicate_code)
     return body

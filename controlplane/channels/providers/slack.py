@@ -1,0 +1,251 @@
+"""Slack: the Events API, interactivity (Approve / Reject buttons) and slash commands of one Slack app.
+
+Verified as Slack publishes it: `X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:{timestamp}:{raw body}">`
+keyed by the app's signing secret, `X-Slack-Request-Timestamp` within CONTROLPLANE_SLACK_TOLERANCE_SECONDS
+(300) of now. Deduplicated on Slack's ids: an event's `event_id` (Slack's retries, marked
+`X-Slack-Retry-Num`, carry the same one), an interaction's or command's `trigger_id`. Slack wants an
+answer within 3 s: the work done in the request is one decision and one append; everything outbound
+(the card's update) runs after the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+
+from controlplane.channels.models import ChannelProvider
+from controlplane.channels.providers.base import ChannelAdapter, json_object, text_of
+from controlplane.channels.services.messages import (
+    ApprovalAction,
+    approval_action_parse,
+    channel_message_receive,
+    pending_approvals,
+)
+from controlplane.channels.tasks import slack_card_update_task
+from controlplane.kernel.errors import ControlPlaneError
+
+APPROVE_ACTION = "controlplane.approve"
+REJECT_ACTION = "controlplane.reject"
+REASON_ACTION = "controlplane.reason"
+
+
+def slack_signature_check(
+    *, secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float | None = None
+) -> None:
+    """Slack's v0 request signature. Refused: no headers (CHANNEL_SIGNATURE_MISSING), a timestamp more
+    than the tolerance from `now` either way (CHANNEL_STALE_TIMESTAMP), a wrong HMAC (..._INVALID)."""
+    if not timestamp or not signature:
+        raise ControlPlaneError(
+            "CHANNEL_SIGNATURE_MISSING", "X-Slack-Signature and X-Slack-Request-Timestamp are required"
+        )
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise ControlPlaneError("CHANNEL_STALE_TIMESTAMP", "X-Slack-Request-Timestamp is not unix seconds")
+    now = time.time() if now is None else now
+    tolerance = settings.CONTROLPLANE_SLACK_TOLERANCE_SECONDS
+    if abs(now - int(timestamp)) > tolerance:
+        raise ControlPlaneError(
+            "CHANNEL_STALE_TIMESTAMP", f"the request timestamp is more than {tolerance}s from now"
+        )
+    basestring = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), basestring, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature.strip()):
+        raise ControlPlaneError("CHANNEL_SIGNATURE_INVALID", "X-Slack-Signature does not verify")
+
+
+def _form(body: bytes) -> dict[str, str]:
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as exc:
+        raise ControlPlaneError("CHANNEL_MALFORMED", "the form body is not UTF-8") from exc
+    return {key: values[0] for key, values in parsed.items()}
+
+
+class _Slack(ChannelAdapter):
+    provider = ChannelProvider.SLACK
+    capability = ""
+
+    def verify(self, request: HttpRequest) -> None:
+        slack_signature_check(
+            secret=self.secret(request, "signing_secret"),
+            timestamp=request.headers.get("X-Slack-Request-Timestamp"),
+            signature=request.headers.get("X-Slack-Signature"),
+            body=request.body,
+        )
+
+
+class SlackEventsWebhook(_Slack):
+    """Slack's Events API for one connection: `url_verification` answered with its challenge; messages
+    recorded, and `approve|reject <id> <hash> <reason>` decided as the sender's mapped principal."""
+
+    name = "slack-events"
+    path = "channels/slack/<str:connection>/events/"
+
+    def _event(self, request: HttpRequest) -> dict[str, Any]:
+        cached = getattr(request, "_slack_event", None)
+        if cached is None:
+            cached = json_object(request.body)
+            request._slack_event = cached
+        return cached
+
+    def delivery_id(self, request: HttpRequest) -> str | None:
+        payload = self._event(request)
+        if payload.get("type") == "url_verification":
+            return None
+        event_id = payload.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            raise ControlPlaneError("CHANNEL_MALFORMED", "an event callback without event_id")
+        return self.scoped(request, event_id)
+
+    def accept(self, request: HttpRequest, principal: Any) -> dict[str, Any]:
+        payload = self._event(request)
+        if payload.get("type") == "url_verification":
+            return {"challenge": text_of(payload.get("challenge"))}
+        if payload.get("type") != "event_callback" or not isinstance(payload.get("event"), dict):
+            raise ControlPlaneError("CHANNEL_MALFORMED", "not an event_callback")
+        event = payload["event"]
+        text = text_of(event.get("text"))
+        is_person = not event.get("bot_id") and isinstance(event.get("user"), str)
+        return channel_message_receive(
+            connection=self.connection(request),
+            sender=text_of(event.get("user")) or text_of(event.get("bot_id")),
+            text=text,
+            delivery_id=payload["event_id"],
+            kind=f"slack.{text_of(event.get('type')) or 'event'}",
+            action=approval_action_parse(text) if is_person else None,
+        )
+
+
+class SlackInteractivityWebhook(_Slack):
+    """Slack's interactivity requests for one connection: a click on an approval card's Approve or
+    Reject button (its value `<approval id>:<content hash>`, the reason from the card's input) is decided
+    as the clicking user's mapped principal."""
+
+    name = "slack-interactivity"
+    path = "channels/slack/<str:connection>/interactivity/"
+
+    def _payload(self, request: HttpRequest) -> dict[str, Any]:
+        cached = getattr(request, "_slack_payload", None)
+        if cached is None:
+            raw = _form(request.body).get("payload", "")
+            try:
+                cached = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ControlPlaneError("CHANNEL_MALFORMED", "payload is not JSON") from exc
+            if not isinstance(cached, dict):
+                raise ControlPlaneError("CHANNEL_MALFORMED", "payload is not a JSON object")
+            request._slack_payload = cached
+        return cached
+
+    def delivery_id(self, request: HttpRequest) -> str | None:
+        trigger = self._payload(request).get("trigger_id")
+        if not isinstance(trigger, str) or not trigger:
+            raise ControlPlaneError("CHANNEL_MALFORMED", "an interaction without trigger_id")
+        return self.scoped(request, trigger)
+
+    def accept(self, request: HttpRequest, principal: Any) -> dict[str, Any]:
+        payload = self._payload(request)
+        user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
+        action = _button_action(payload)
+        connection = self.connection(request)
+        sender = text_of(user.get("id"))
+        outcome = channel_message_receive(
+            connection=connection,
+            sender=sender,
+            text=f"{action.decision} {action.approval} {action.content_hash}" if action else "",
+            delivery_id=payload["trigger_id"],
+            kind=f"slack.{text_of(payload.get('type')) or 'interaction'}",
+            action=action,
+        )
+        container = payload.get("container") if isinstance(payload.get("container"), dict) else {}
+        channel, ts = text_of(container.get("channel_id")), text_of(container.get("message_ts"))
+        if action is not None and channel and ts and "bot_token" in connection.secret_names:
+            text = _card_outcome(outcome, sender)
+            # After the commit, on a worker: the answer goes back to Slack now, the card update follows.
+            transaction.on_commit(lambda: slack_card_update_task.delay(connection.pk, channel, ts, text))
+        return outcome
+
+
+def _card_outcome(outcome: dict[str, Any], sender: str) -> str:
+    if outcome.get("ok"):
+        return f"{outcome.get('action')} by <@{sender}>: the approval is now {outcome.get('status')}"
+    return f"<@{sender}>'s {outcome.get('action')} was refused: {outcome.get('code')}"
+
+
+def _button_action(payload: dict[str, Any]) -> ApprovalAction | None:
+    actions = payload.get("actions")
+    if payload.get("type") != "block_actions" or not isinstance(actions, list) or not actions:
+        return None
+    clicked = actions[0] if isinstance(actions[0], dict) else {}
+    decision = {APPROVE_ACTION: "approve", REJECT_ACTION: "reject"}.get(text_of(clicked.get("action_id")))
+    if decision is None:
+        return None
+    approval, _, content_hash = text_of(clicked.get("value")).partition(":")
+    return ApprovalAction(
+        decision=decision, approval=approval, content_hash=content_hash, reason=_reason_of(payload)
+    )
+
+
+def _reason_of(payload: dict[str, Any]) -> str:
+    values = (payload.get("state") or {}).get("values") or {}
+    for block in values.values() if isinstance(values, dict) else ():
+        field = block.get(REASON_ACTION) if isinstance(block, dict) else None
+        if isinstance(field, dict):
+            return text_of(field.get("value")).strip()
+    return ""
+
+
+class SlackCommandsWebhook(_Slack):
+    """Slack's slash command for one connection (`/cp` by default): `approvals` lists the pending ones,
+    `approve|reject <id> <hash> <reason>` decides as the caller's mapped principal."""
+
+    name = "slack-commands"
+    path = "channels/slack/<str:connection>/commands/"
+
+    def delivery_id(self, request: HttpRequest) -> str | None:
+        trigger = _form(request.body).get("trigger_id", "")
+        if not trigger:
+            raise ControlPlaneError("CHANNEL_MALFORMED", "a command without trigger_id")
+        return self.scoped(request, trigger)
+
+    def accept(self, request: HttpRequest, principal: Any) -> dict[str, Any]:
+        form = _form(request.body)
+        text = form.get("text", "").strip()
+        connection = self.connection(request)
+        if text.lower() in {"", "approvals"}:
+            lines = [
+                f"{a.id[:12]} {a.content_hash[:12]} {a.risk_tier} {a.subject_kind}"
+                for a in pending_approvals(connection=connection)
+            ]
+            outcome = channel_message_receive(
+                connection=connection,
+                sender=form.get("user_id", ""),
+                text=text,
+                delivery_id=form["trigger_id"],
+                kind="slack.command",
+            )
+            return {**outcome, "response_type": "ephemeral", "text": "\n".join(lines) or "nothing pending"}
+        outcome = channel_message_receive(
+            connection=connection,
+            sender=form.get("user_id", ""),
+            text=text,
+            delivery_id=form["trigger_id"],
+            kind="slack.command",
+            action=approval_action_parse(text),
+        )
+        if "action" not in outcome:
+            outcome = {**outcome, "ok": False, "code": "CHANNEL_COMMAND_INVALID"}
+        reply = outcome.get("status") or f"{outcome.get('code')}: {outcome.get('detail', '')}"
+        return {**outcome, "response_type": "ephemeral", "text": reply}
+
+
+SLACK_EVENTS = SlackEventsWebhook()
+SLACK_INTERACTIVITY = SlackInteractivityWebhook()
+SLACK_COMMANDS = SlackCommandsWebhook()

@@ -1,0 +1,162 @@
+"""Chat deliveries normalised into control-plane events, and approval actions taken from chat.
+
+Every accepted channel delivery appends one `controlplane.channels.message.received` event (provider,
+connection, sender, bounded text, the provider's delivery id). When the message is an approval action it
+is decided through `approvals.services.approval_decide` as the sender's mapped principal, with every rule
+of the console (humans only, no self-approval, quorum, a reason, the content hash seen): a refusal is
+answered with its code and decides nothing. The decision runs before the message event is appended, so
+the approval's row lock is taken before the chain's, as everywhere.
+
+The approval grammar (docs/channels.md): `approve|reject <approval-id-prefix> <hash-prefix> <reason...>`
+(a leading `/` allowed: GitHub's `/approve ...`), prefixes of at least 8 hex characters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from approvals.models import ApprovalRequest, ApprovalStatus
+from approvals.services import approval_decide
+from controlplane.channels.models import ChannelConnection, ChannelIdentity
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.services import ledger_append
+
+MESSAGE_EVENT = "controlplane.channels.message.received"
+MIN_PREFIX = 8
+_GRAMMAR = re.compile(
+    r"^\s*/?(?P<decision>approve|reject)\s+(?P<approval>[0-9a-fA-F]+)\s+(?P<hash>[0-9a-fA-F]+)(?:\s+(?P<reason>.*))?$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class ApprovalAction:
+    """An approval decision asked for in chat: the approval (by id or prefix), the hash seen, a reason."""
+
+    decision: str
+    approval: str
+    content_hash: str
+    reason: str
+
+
+def approval_action_parse(text: str) -> ApprovalAction | None:
+    """The approval action `text` asks for, or None when it is not one (then it is only a message)."""
+    match = _GRAMMAR.match(text or "")
+    if match is None:
+        return None
+    return ApprovalAction(
+        decision=match["decision"].lower(),
+        approval=match["approval"].lower(),
+        content_hash=match["hash"].lower(),
+        reason=(match["reason"] or "").strip(),
+    )
+
+
+def _approval_by_prefix(connection: ChannelConnection, prefix: str) -> ApprovalRequest:
+    if len(prefix) < MIN_PREFIX:
+        raise ControlPlaneError(
+            "CHANNEL_COMMAND_INVALID", f"name the approval by {MIN_PREFIX}+ hex characters"
+        )
+    found = list(ApprovalRequest.objects.filter(tenant=connection.tenant, id__startswith=prefix)[:2])
+    if not found:
+        raise ControlPlaneError("APPROVAL_NOT_FOUND", f"no approval {prefix}… in this tenant")
+    if len(found) > 1:
+        raise ControlPlaneError("CHANNEL_COMMAND_INVALID", f"{prefix}… names more than one approval")
+    return found[0]
+
+
+def channel_approval_act(
+    *, connection: ChannelConnection, sender: str, action: ApprovalAction
+) -> ApprovalRequest:
+    """Decide `action` as the principal `sender` is mapped to; refusals raise with their code.
+
+    CHANNEL_IDENTITY_UNLINKED for an unmapped sender; then approval_decide's own refusals (not human,
+    self-approval, missing reason, content changed, not pending, duplicate decision). The hash is bound
+    as typed: a prefix of the approval's content hash of at least 8 characters stands for that hash, any
+    other value is compared as it is (and so refused as APPROVAL_CONTENT_CHANGED).
+    """
+    identity = (
+        ChannelIdentity.objects.select_related("principal")
+        .filter(tenant=connection.tenant, provider=connection.provider, external_id=sender)
+        .first()
+    )
+    if identity is None:
+        raise ControlPlaneError(
+            "CHANNEL_IDENTITY_UNLINKED", f"{connection.provider} user {sender!r} is mapped to no principal"
+        )
+    approval = _approval_by_prefix(connection, action.approval)
+    content_hash = action.content_hash
+    if len(content_hash) >= MIN_PREFIX and approval.content_hash.startswith(content_hash):
+        content_hash = approval.content_hash
+    return approval_decide(
+        approval=approval,
+        actor=identity.principal,
+        decision=action.decision,
+        reason=action.reason,
+        content_hash=content_hash,
+    )
+
+
+def _bounded(text: str) -> tuple[str, bool]:
+    limit = settings.CONTROLPLANE_CHANNEL_TEXT_MAX
+    return (text[:limit], True) if len(text) > limit else (text, False)
+
+
+def channel_message_receive(
+    *,
+    connection: ChannelConnection,
+    sender: str,
+    text: str,
+    delivery_id: str,
+    kind: str = "message",
+    action: ApprovalAction | None = None,
+) -> dict[str, Any]:
+    """Record one verified chat message and, when it is an approval action, decide it.
+
+    Returns the outcome: `{"ok": True}` for a plain message, `{"ok": True, "approval": ..., "status":
+    ...}` for a decision taken, `{"ok": False, "code": ..., "detail": ...}` for an action refused (nothing
+    decided; the message is still recorded, with the code). Runs inside the delivery's transaction.
+    """
+    outcome: dict[str, Any] = {"ok": True}
+    if action is not None:
+        outcome["action"] = action.decision
+        try:
+            with transaction.atomic():  # a refusal rolls back whatever the decision had begun
+                decided = channel_approval_act(connection=connection, sender=sender, action=action)
+        except ControlPlaneError as exc:
+            outcome.update(ok=False, code=exc.code, detail=exc.detail)
+        else:
+            outcome.update(approval=decided.id, status=decided.status)
+    bounded, truncated = _bounded(text or "")
+    ledger_append(
+        type=MESSAGE_EVENT,
+        subject=f"channel/{connection.ref}",
+        data={
+            "provider": connection.provider,
+            "connection": connection.ref,
+            "sender": sender,
+            "text": bounded,
+            "truncated": truncated,
+            "kind": kind,
+            "delivery_id": delivery_id,
+            "outcome": {k: v for k, v in outcome.items() if k != "detail"},
+        },
+        tenant=connection.tenant.slug,
+        actor=connection.principal.ref,
+        reason_codes=[outcome["code"]] if "code" in outcome else [],
+    )
+    return outcome
+
+
+def pending_approvals(*, connection: ChannelConnection, limit: int = 10) -> list[ApprovalRequest]:
+    """The tenant's pending approvals, newest first (the `/cp approvals` listing)."""
+    return list(
+        ApprovalRequest.objects.filter(tenant=connection.tenant, status=ApprovalStatus.PENDING).order_by(
+            "-created_at"
+        )[:limit]
+    )

@@ -1,0 +1,52 @@
+"""A small real HTTP server standing in for Slack's, Twilio's and Meta's APIs in the outbound tests: it
+records every request (path, headers, body) and answers as the provider documents."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        self.server.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        status, answer = self.server.answer(self.path)
+        payload = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def _answer(path: str) -> tuple[int, dict[str, Any]]:
+    if path.endswith("/chat.postMessage"):
+        return 200, {"ok": True, "channel": "C1", "ts": "1700000000.000100"}
+    if path.endswith("/Messages.json"):
+        return 201, {"sid": "SM0000000000000000000000000000001", "status": "queued"}
+    if path.endswith("/messages"):
+        return 200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.OUT1"}]}
+    return 404, {"ok": False, "error": "unknown_method"}
+
+
+@pytest.fixture
+def stand_in() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.seen = []
+    server.answer = _answer
+    server.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
