@@ -20,7 +20,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from approvals import services as approvals
-from approvals.models import ApprovalStatus
+from approvals.models import ApprovalRequest, ApprovalStatus
 from controlplane.identity.models import Principal
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import ledger_deferred
@@ -85,8 +85,30 @@ class _Heartbeat:
             thread_connection.close()
 
 
+# The one lock order of the runtime and the approvals app, whoever starts: the pending approvals of an
+# execution's steps (by id), then step runs, then the execution (then the chain, deferred: ledger_deferred).
+# approval_decide takes an approval, then (its resolver) the step run, then the execution; so do we.
+
+
+def execution_approvals_lock(*, execution_id: int) -> list[ApprovalRequest]:
+    """Lock the pending approvals of the execution's steps, in id order: the first locks of the one order.
+
+    Taken before any step run or execution row, so a decision on one of them (approval, then step run,
+    then execution) and a cancel or a step finishing (which may cancel them) never wait on each other in
+    a cycle.
+    """
+    return list(
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .filter(step_runs__execution_id=execution_id, status=ApprovalStatus.PENDING)
+        .order_by("pk")
+    )
+
+
 def step_run_lock(*, step_run_id: int) -> tuple[StepRun, Execution]:
-    """Lock the step run, then its execution (always in this order), inside the caller's transaction."""
+    """Lock the execution's pending approvals, the step run, then its execution (the one lock order),
+    inside the caller's transaction."""
+    execution_id = StepRun.objects.values_list("execution_id", flat=True).get(pk=step_run_id)
+    execution_approvals_lock(execution_id=execution_id)
     run = StepRun.objects.select_for_update().select_related("step").get(pk=step_run_id)
     execution = Execution.objects.select_for_update().select_related("tenant").get(pk=run.execution_id)
     run.execution = execution
@@ -323,7 +345,14 @@ def _attempt_retry(
 @transaction.atomic
 @ledger_deferred()
 def execution_cancel(*, execution: Execution, actor: Principal, reason: str) -> Execution:
-    """Stop further steps; a step already running finishes and is recorded."""
+    """Stop further steps; a step already running finishes and is recorded.
+
+    Locks in the one order (approvals, step runs, execution; see `execution_approvals_lock`): a decision
+    racing the cancel either lands first (and the cancel then cancels what it cleared) or finds the
+    approval cancelled (APPROVAL_NOT_PENDING); never a deadlock.
+    """
+    execution_approvals_lock(execution_id=execution.pk)
+    list(StepRun.objects.select_for_update().filter(execution_id=execution.pk).order_by("pk"))
     execution = Execution.objects.select_for_update().select_related("tenant").get(pk=execution.pk)
     if execution.status != ExecutionStatus.RUNNING:
         raise ControlPlaneError("EXECUTION_NOT_RUNNING", f"the execution is {execution.status}")
