@@ -50,7 +50,9 @@ def _deciders(tenant, *names):
 def _execution(agent, *, quorum: int, steps: int = 1) -> Execution:
     content = copy.deepcopy(LOW_ASSIST)
     content["deny"] = []
-    content["tiers"]["low"]["quorum"] = quorum
+    for tier in ("low", "medium", "high"):
+        content["tiers"][tier]["quorum"] = max(quorum, 1)
+    content["tiers"]["critical"]["quorum"] = max(quorum, 2)
     _activate("test-assist", "dev", content)
     draft = {
         "goal": "race",
