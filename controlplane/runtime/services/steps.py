@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -23,6 +24,7 @@ from approvals import services as approvals
 from approvals.models import ApprovalRequest, ApprovalStatus
 from controlplane.identity.models import Principal
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.outages import outage_code
 from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
 from controlplane.runtime import executors
@@ -246,7 +248,34 @@ def step_run_execute(*, step_run_id: int) -> StepRun:
             outcome, failure = {}, exc
     if failure is None:
         failure = _validate_outcome(outcome, output_schema)
-    return _finish(step_run_id, call.attempt, outcome, failure)
+    return _finish_reconnecting(step_run_id, call.attempt, outcome, failure)
+
+
+# Waits between attempts to record an outcome while the database is unreachable (about 15 s in all).
+FINISH_RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _finish_reconnecting(
+    step_run_id: int, attempt: int, outcome: dict[str, Any], failure: executors.ExecutorError | None
+) -> StepRun:
+    """`_finish`, reconnecting when the database connection was lost meanwhile (PostgreSQL restarted while
+    the executor ran): the effect happened, and its record should not wait for the lease to expire.
+
+    Safe to repeat: a lost attempt rolled back, or committed and then finds the step no longer running
+    (and leaves it alone). Past the last delay the error propagates; the lease and the sweeper take over.
+    """
+    for delay in (*FINISH_RECONNECT_DELAYS, None):
+        try:
+            return _finish(step_run_id, attempt, outcome, failure)
+        except (OperationalError, InterfaceError) as exc:
+            if delay is None or outage_code(exc) != "DATABASE_UNAVAILABLE":
+                raise
+            logger.warning(
+                "DATABASE_UNAVAILABLE recording step run %s; reconnecting in %ss", step_run_id, delay
+            )
+            connection.close()
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --- finishing -----------------------------------------------------------------------------------------
