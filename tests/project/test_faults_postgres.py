@@ -256,3 +256,66 @@ def test_a_postgresql_restart_under_ingest_load_loses_nothing_and_answers_503_wi
     finally:
         pg.stop()
         shutil.rmtree(pg.directory, ignore_errors=True)
+
+
+RUN_STEP = """
+import json, os
+from controlplane.identity.models import Tenant
+from controlplane.identity.services import principal_ensure
+from controlplane.policy import services as policy
+from controlplane.runtime import services
+from controlplane.runtime.models import Execution
+from controlplane.runtime.runners import runner_register
+policy.profile_bootstrap(environment="dev")
+tenant = Tenant.objects.get(slug="acme")
+agent = principal_ensure(tenant=tenant, name="ops-bot", kind="service", capabilities=[])
+runner_register(name="ops", url=os.environ["TEST_RUNNER_URL"], actor="test", timeout_seconds=30)
+payload = {"file": "effects.log", "line": "restart checkout", "delay_ms": 3000}
+inputs = {"runner": "ops", "operation": "append", "payload": payload}
+draft = {"goal": "across a restart", "steps": [{"key": "a", "action": "http.webhook", "inputs": inputs}]}
+intent = services.intent_submit(principal=agent, draft=draft, idempotency_key="k-run")
+execution = Execution.objects.get(intent=intent)
+print(json.dumps({"execution": execution.id, "status": execution.status}))
+"""
+
+
+def test_a_step_running_across_a_postgresql_restart_is_recorded_once(tmp_path):
+    """Tasks run in-process here (no broker): the step's executor is waiting on the runner when the
+    server stops; the worker side reconnects and records the outcome once the server is back."""
+    from controlplane.kernel.signatures import hmac_secret_generate
+    from controlplane.runtime.reference_runner import ReferenceRunner
+
+    pg = OwnPostgres(Path(tempfile.mkdtemp(prefix="cp-faults-pg-")))
+    pg.init()
+    secret = hmac_secret_generate()
+    runner = ReferenceRunner(secret=secret, state=tmp_path / "runner.sqlite3", workdir=tmp_path / "files")
+    httpd = runner.server("127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        env = {
+            **_env(pg.url, tmp_path / "keys"),
+            "CONTROLPLANE_RUNNER_SECRET": secret,
+            "TEST_RUNNER_URL": f"http://127.0.0.1:{httpd.server_address[1]}/steps",
+        }
+        _manage(env, "migrate", "--no-input")
+        _manage(env, "shell", "-c", SETUP)
+        submitting = subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "-c", RUN_STEP],
+            cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: runner.verified >= 1, timeout=120, what="the runner to receive the step")
+        pg.stop()  # the step's effect is under way; the worker side's connection dies with the server
+        time.sleep(2)
+        pg.start()
+        out, err = submitting.communicate(timeout=120)
+        assert submitting.returncode == 0, err[-3000:]
+        answer = json.loads(out.strip().splitlines()[-1])
+        assert answer["status"] == "completed", err[-3000:]
+        assert "DATABASE_UNAVAILABLE recording step run" in err  # it did lose the connection, and reconnected
+        assert (tmp_path / "files" / "effects.log").read_text().splitlines() == ["restart checkout"]
+        _manage(env, "ledger", "verify")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        pg.stop()
+        shutil.rmtree(pg.directory, ignore_errors=True)
