@@ -1,12 +1,19 @@
-"""Middleware: every request gets an id (X-Request-ID) and a trace context that its ledger events carry."""
+"""Middleware: every request gets an id (X-Request-ID) and a trace context that its ledger events carry;
+a dependency lost mid-request is a coded 503."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.html import escape
 
 from controlplane.kernel.context import clean_request_id, parse_traceparent, request_context
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.outages import outage_code
+
+logger = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
@@ -22,3 +29,29 @@ class RequestIdMiddleware:
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
+
+
+class OutageMiddleware:
+    """A server this process depends on lost mid-request (PostgreSQL, Redis) is a coded 503, never an
+    uncoded 500 (controlplane.kernel.outages): JSON `{detail, code, request_id}` under /api/, a minimal
+    page elsewhere (the console's layout would need the database). Nothing committed: the request's
+    transaction, if any, was rolled back."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        code = outage_code(exception)
+        if code is None:
+            return None
+        logger.warning("%s: %s %s answered 503 (%s)", code, request.method, request.path, exception)
+        refusal = ControlPlaneError(code)
+        headers = {"Retry-After": "5"}
+        if request.path.startswith("/api/"):
+            body = {**refusal.as_dict(), "request_id": getattr(request, "request_id", None)}
+            return JsonResponse(body, status=refusal.status, headers=headers)
+        page = f'<!doctype html><title>{code}</title><p data-code="{code}">{escape(refusal.detail)}</p>'
+        return HttpResponse(page, status=refusal.status, headers=headers)

@@ -6,6 +6,7 @@ otherwise), `stage` and `prod` (secrets required, strict signing, secure cookies
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -64,6 +65,8 @@ MIDDLEWARE = [
     # Quickstart only (no broker): runs the beat schedule in-process; see controlplane/runtime/inprocess.py.
     "controlplane.runtime.inprocess.InProcessPeriodicMiddleware",
     "controlplane.middleware.RequestIdMiddleware",
+    # PostgreSQL or Redis lost mid-request: a coded 503 (DATABASE_UNAVAILABLE, BROKER_UNAVAILABLE).
+    "controlplane.middleware.OutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -111,7 +114,14 @@ if not REDIS_URL and not IS_DEV:
     raise ImproperlyConfigured("stage and prod require REDIS_URL (the Celery broker)")
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Short socket timeouts: an unreachable Redis must fail a cache call fast (callers degrade), not hang.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -217,6 +227,14 @@ CONTROLPLANE_CHECKPOINT_INTERVAL_SECONDS = env.int("CONTROLPLANE_CHECKPOINT_INTE
 # Failed authentications allowed per source within the window before it is throttled (AUTH_THROTTLED).
 CONTROLPLANE_AUTH_FAILURE_LIMIT = env.int("CONTROLPLANE_AUTH_FAILURE_LIMIT", default=10)
 CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS = env.int("CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS", default=300)
+# Proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed: the client address the throttle
+# counts against is the first hop, read right to left, that is not one of them. Empty: REMOTE_ADDR only.
+CONTROLPLANE_TRUSTED_PROXIES = env.list("CONTROLPLANE_TRUSTED_PROXIES", default=[])
+for _proxy in CONTROLPLANE_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"CONTROLPLANE_TRUSTED_PROXIES: {_proxy!r} is not a CIDR") from _exc
 # Ingest load shedding: concurrent in-flight ingests per process before answering 503 INGEST_OVERLOADED
 # (a thread pool bounds them by its threads anyway; on the ASGI path they cost only memory).
 CONTROLPLANE_INGEST_MAX_INFLIGHT = env.int("CONTROLPLANE_INGEST_MAX_INFLIGHT", default=256)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
@@ -17,8 +19,11 @@ from controlplane.channels.services import (
     webhook_rejection_key,
 )
 from controlplane.identity.models import Principal, Tenant
+from controlplane.identity.throttle import CACHE_ERRORS
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.reasons import CATALOGUE
+
+logger = logging.getLogger(__name__)
 
 _KEY_COLUMNS = (
     "id",
@@ -88,6 +93,16 @@ class RejectionCount:
     count: int
 
 
+def _cached_counts(keys: list[str]) -> dict[str, Any]:
+    """The counters in the cache; none while the cache server is unreachable (best effort, as counting
+    is: the dashboard and the API still answer when Redis is down)."""
+    try:
+        return cache.get_many(keys)
+    except CACHE_ERRORS as exc:
+        logger.warning("refusal counters unavailable: the cache is unreachable (%s)", exc)
+        return {}
+
+
 def rejection_counts(*, tenant: Tenant | None = None) -> list[RejectionCount]:
     """Non-zero ingest refusal counters, per producer (of `tenant`, or all) and "unknown", then code.
 
@@ -100,7 +115,7 @@ def rejection_counts(*, tenant: Tenant | None = None) -> list[RejectionCount]:
         producers = producers.filter(tenant=tenant)
     labels = [(str(p.pk), p.ref) for p in producers] + [(UNKNOWN_PRODUCER, UNKNOWN_PRODUCER)]
     keys = {rejection_key(label, code): (ref, code) for label, ref in labels for code in REJECTION_CODES}
-    values = cache.get_many(list(keys))
+    values = _cached_counts(list(keys))
     return [
         RejectionCount(producer=ref, code=code, count=int(values[key]))
         for key, (ref, code) in keys.items()
@@ -111,5 +126,5 @@ def rejection_counts(*, tenant: Tenant | None = None) -> list[RejectionCount]:
 def webhook_rejection_counts(*, adapter: str) -> dict[str, int]:
     """Non-zero refusal counters of the webhook adapter `adapter`, per code (one cache round trip)."""
     keys = {webhook_rejection_key(adapter, code): code for code in CATALOGUE}
-    values = cache.get_many(list(keys))
+    values = _cached_counts(list(keys))
     return {code: int(values[key]) for key, code in keys.items() if values.get(key)}

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from controlplane.identity import throttle
 from controlplane.identity.capabilities import is_known
 from controlplane.identity.models import (
     TOKEN_PREFIX,
@@ -294,25 +294,18 @@ def token_authenticate(*, secret: str) -> ApiToken | None:
 # --- Sign-in records and throttling ----------------------------------------------------------------
 
 
-def _throttle_key(source: str) -> str:
-    return f"auth-failures:{source}"
-
-
 def auth_throttle_check(*, source: str) -> None:
-    """Refuse a source that has failed too often within the window (AUTH_THROTTLED)."""
-    if (cache.get(_throttle_key(source)) or 0) >= settings.CONTROLPLANE_AUTH_FAILURE_LIMIT:
+    """Refuse a source that has failed too often within the window (AUTH_THROTTLED).
+
+    Counted in the cache, or per process while the cache is unreachable (controlplane.identity.throttle).
+    """
+    if throttle.failures_count(source=source) >= settings.CONTROLPLANE_AUTH_FAILURE_LIMIT:
         raise ControlPlaneError("AUTH_THROTTLED", "too many failed sign-ins from this source; wait and retry")
 
 
 def auth_failure_record(*, source: str, method: str, username: str = "") -> None:
     """Count a failed authentication and ledger it, unless the source is already over its limit."""
-    key = _throttle_key(source)
-    cache.add(key, 0, timeout=settings.CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS)
-    try:
-        failures = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=settings.CONTROLPLANE_AUTH_FAILURE_WINDOW_SECONDS)
-        failures = 1
+    failures = throttle.failures_increment(source=source)
     if failures > settings.CONTROLPLANE_AUTH_FAILURE_LIMIT:
         return
     with transaction.atomic():
@@ -327,7 +320,7 @@ def auth_failure_record(*, source: str, method: str, username: str = "") -> None
 
 def auth_failures_reset(*, source: str) -> None:
     """Forget a source's failed sign-ins (after it signs in)."""
-    cache.delete(_throttle_key(source))
+    throttle.failures_clear(source=source)
 
 
 @transaction.atomic
@@ -350,8 +343,9 @@ def signin_record(*, user: AbstractBaseUser, source: str, signed_out: bool = Fal
 
 
 def client_source(meta: dict) -> str:
-    """The address failures are counted against. Behind a proxy, set it to pass REMOTE_ADDR through."""
-    return str(meta.get("REMOTE_ADDR") or "unknown")
+    """The address failures are counted against: the peer, or behind `CONTROLPLANE_TRUSTED_PROXIES` the
+    first untrusted hop of X-Forwarded-For (controlplane.identity.throttle.client_address)."""
+    return throttle.client_address(meta)
 
 
 @transaction.atomic

@@ -3,8 +3,9 @@ cache, the checks of `services.event_check`, and the answers' bytes.
 
 - **Short-lived per-process caches** of what authentication reads: the token with its principal,
   tenant and capabilities, and the producer with its keys (`CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS`,
-  default 1 s), and of "this source is not throttled" (the same bound). Only successful lookups are
-  cached. Time-based validity (token expiry, key windows) is evaluated on every request. A delivery whose
+  default 1 s). Only successful lookups are cached. The auth-failure throttle is consulted only when a
+  token does not authenticate (a valid token passes a throttled source; controlplane.identity.throttle).
+  Time-based validity (token expiry, key windows) is evaluated on every request. A delivery whose
   signature does not verify with the cached keys is checked once more against fresh keys, so a new key
   works at once. Revocations — of a token, a grant, a key, a principal — reach this process at once
   when made in it (a model signal clears the cache) and within the cache's lifetime otherwise: **a
@@ -31,6 +32,7 @@ from django.http import HttpRequest, HttpResponse
 from controlplane.channels import selectors, services
 from controlplane.channels.models import Producer, ProducerKey
 from controlplane.identity import services as identity
+from controlplane.identity.authentication import token_failure_record
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant, hash_token
 from controlplane.kernel.errors import ControlPlaneError
 
@@ -71,7 +73,6 @@ class _AuthCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Identity] = OrderedDict()
-        self._throttle_checked: dict[str, float] = {}
 
     @staticmethod
     def ttl() -> float:
@@ -92,29 +93,9 @@ class _AuthCache:
             while len(self._entries) > self.MAX_ENTRIES:
                 self._entries.popitem(last=False)
 
-    def throttle_check(self, source: str, *, offline: bool = False) -> None:
-        """identity.auth_throttle_check, consulted at most once per cache lifetime per source while it
-        passes (a failure in this process forgets the source, so the next request asks again). With
-        `offline`, raises NeedsDatabase where it would have to ask."""
-        checked = self._throttle_checked.get(source)
-        if checked is not None and time.monotonic() - checked < self.ttl():
-            return
-        if offline:
-            raise NeedsDatabase
-        identity.auth_throttle_check(source=source)
-        if self.ttl() > 0:
-            with self._lock:
-                if len(self._throttle_checked) >= self.MAX_ENTRIES:
-                    self._throttle_checked.clear()
-                self._throttle_checked[source] = time.monotonic()
-
-    def forget_source(self, source: str) -> None:
-        self._throttle_checked.pop(source, None)
-
     def clear(self, **_: Any) -> None:
         with self._lock:
             self._entries.clear()
-            self._throttle_checked.clear()
 
 
 auth_cache = _AuthCache()
@@ -140,8 +121,6 @@ def _authenticate(meta: dict[str, Any], *, offline: bool = False) -> _Identity:
     scheme, _, secret = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme != "Bearer":
         raise ControlPlaneError("AUTH_REQUIRED", "Authentication credentials were not provided.")
-    source = identity.client_source(meta)
-    auth_cache.throttle_check(source, offline=offline)
     secret = secret.strip()
     token_hash = hash_token(secret) if secret else ""
     cached = auth_cache.get(token_hash) if secret else None
@@ -151,10 +130,8 @@ def _authenticate(meta: dict[str, Any], *, offline: bool = False) -> _Identity:
         raise NeedsDatabase
     else:
         token = identity.token_authenticate(secret=secret) if secret else None
-        if token is None:
-            auth_cache.forget_source(source)
-            identity.auth_failure_record(source=source, method="token")
-            raise ControlPlaneError("AUTH_INVALID_TOKEN")
+        if token is None:  # the throttle is consulted only now: a valid token passes a throttled source
+            token_failure_record(source=identity.client_source(meta))
         found = _Identity(token, None, [], time.monotonic())
     principal = found.token.principal
     if not principal.has_capability(services.INGEST_CAPABILITY):

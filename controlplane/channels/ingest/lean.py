@@ -35,6 +35,7 @@ from django.http import HttpRequest, HttpResponse
 from controlplane.channels import services
 from controlplane.channels.ingest.checks import Attempt, ingest_check, json_response, refusal
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.outages import outage_code
 from controlplane.ledger.writer import ChainWriter
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ LEAN_SKIP = frozenset(
     {
         "whitenoise.middleware.WhiteNoiseMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
+        # the ingest post answers a lost dependency with its code itself (ingest_post)
+        "controlplane.middleware.OutageMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
@@ -183,5 +186,10 @@ def ingest_post(request: HttpRequest) -> HttpResponse:
     except ControlPlaneError as exc:
         services.rejection_record(producer=attempt.producer, code=exc.code)
         return refusal(exc, request_id)
+    except Exception as exc:  # PostgreSQL lost while authenticating: 503 with its code, never a 500
+        code = outage_code(exc)
+        if code is None:
+            raise
+        return refusal(ControlPlaneError(code), request_id)
     finally:
         semaphore.release()

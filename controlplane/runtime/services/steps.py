@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from approvals import services as approvals
-from approvals.models import ApprovalStatus
+from approvals.models import ApprovalRequest, ApprovalStatus
 from controlplane.identity.models import Principal
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.outages import outage_code
 from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
 from controlplane.runtime import executors
@@ -85,8 +87,30 @@ class _Heartbeat:
             thread_connection.close()
 
 
+# The one lock order of the runtime and the approvals app, whoever starts: the pending approvals of an
+# execution's steps (by id), then step runs, then the execution (then the chain, deferred: ledger_deferred).
+# approval_decide takes an approval, then (its resolver) the step run, then the execution; so do we.
+
+
+def execution_approvals_lock(*, execution_id: int) -> list[ApprovalRequest]:
+    """Lock the pending approvals of the execution's steps, in id order: the first locks of the one order.
+
+    Taken before any step run or execution row, so a decision on one of them (approval, then step run,
+    then execution) and a cancel or a step finishing (which may cancel them) never wait on each other in
+    a cycle.
+    """
+    return list(
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .filter(step_runs__execution_id=execution_id, status=ApprovalStatus.PENDING)
+        .order_by("pk")
+    )
+
+
 def step_run_lock(*, step_run_id: int) -> tuple[StepRun, Execution]:
-    """Lock the step run, then its execution (always in this order), inside the caller's transaction."""
+    """Lock the execution's pending approvals, the step run, then its execution (the one lock order),
+    inside the caller's transaction."""
+    execution_id = StepRun.objects.values_list("execution_id", flat=True).get(pk=step_run_id)
+    execution_approvals_lock(execution_id=execution_id)
     run = StepRun.objects.select_for_update().select_related("step").get(pk=step_run_id)
     execution = Execution.objects.select_for_update().select_related("tenant").get(pk=run.execution_id)
     run.execution = execution
@@ -224,7 +248,34 @@ def step_run_execute(*, step_run_id: int) -> StepRun:
             outcome, failure = {}, exc
     if failure is None:
         failure = _validate_outcome(outcome, output_schema)
-    return _finish(step_run_id, call.attempt, outcome, failure)
+    return _finish_reconnecting(step_run_id, call.attempt, outcome, failure)
+
+
+# Waits between attempts to record an outcome while the database is unreachable (about 15 s in all).
+FINISH_RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _finish_reconnecting(
+    step_run_id: int, attempt: int, outcome: dict[str, Any], failure: executors.ExecutorError | None
+) -> StepRun:
+    """`_finish`, reconnecting when the database connection was lost meanwhile (PostgreSQL restarted while
+    the executor ran): the effect happened, and its record should not wait for the lease to expire.
+
+    Safe to repeat: a lost attempt rolled back, or committed and then finds the step no longer running
+    (and leaves it alone). Past the last delay the error propagates; the lease and the sweeper take over.
+    """
+    for delay in (*FINISH_RECONNECT_DELAYS, None):
+        try:
+            return _finish(step_run_id, attempt, outcome, failure)
+        except (OperationalError, InterfaceError) as exc:
+            if delay is None or outage_code(exc) != "DATABASE_UNAVAILABLE":
+                raise
+            logger.warning(
+                "DATABASE_UNAVAILABLE recording step run %s; reconnecting in %ss", step_run_id, delay
+            )
+            connection.close()
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --- finishing -----------------------------------------------------------------------------------------
@@ -323,7 +374,14 @@ def _attempt_retry(
 @transaction.atomic
 @ledger_deferred()
 def execution_cancel(*, execution: Execution, actor: Principal, reason: str) -> Execution:
-    """Stop further steps; a step already running finishes and is recorded."""
+    """Stop further steps; a step already running finishes and is recorded.
+
+    Locks in the one order (approvals, step runs, execution; see `execution_approvals_lock`): a decision
+    racing the cancel either lands first (and the cancel then cancels what it cleared) or finds the
+    approval cancelled (APPROVAL_NOT_PENDING); never a deadlock.
+    """
+    execution_approvals_lock(execution_id=execution.pk)
+    list(StepRun.objects.select_for_update().filter(execution_id=execution.pk).order_by("pk"))
     execution = Execution.objects.select_for_update().select_related("tenant").get(pk=execution.pk)
     if execution.status != ExecutionStatus.RUNNING:
         raise ControlPlaneError("EXECUTION_NOT_RUNNING", f"the execution is {execution.status}")
