@@ -21,7 +21,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from controlplane.runtime import services as runtime
 from controlplane.runtime.models import Execution, StepRun
-from tests.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed
 from tests.runtime.test_services import LOW_ASSIST, _activate
 

@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from controlplane.identity import services, throttle
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
-from tests.factories import PrincipalFactory, token_for
+from tests.identity.factories import PrincipalFactory, token_for
 
 pytestmark = pytest.mark.django_db
 

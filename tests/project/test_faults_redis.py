@@ -24,8 +24,8 @@ from controlplane.ledger.verify import verify_chain
 from controlplane.policy import services as policy
 from controlplane.runtime import services as runtime
 from controlplane.runtime.models import Execution, StepRun
-from tests.channels.conftest import cloudevent, make_deliver
-from tests.factories import PrincipalFactory, TenantFactory, token_for
+from tests.channels.support import cloudevent, make_deliver
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 from tests.runtime.support import (
     Worker,
     _reset_producer_pools,
