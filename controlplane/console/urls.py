@@ -24,4 +24,5 @@ urlpatterns = [
     path("approvals/", include("approvals.urls_console")),
     path("", include("controlplane.runtime.urls_console")),
     path("incidents/", include("incidents.urls_console")),
+    path("skills/", include("skills.urls_console")),
 ]
