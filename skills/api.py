@@ -60,7 +60,7 @@ class SkillViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = SkillSerializer
     lookup_field = "name"
-    lookup_value_regex = "[a-z0-9][a-z0-9-]{0,62}"
+    lookup_value_regex = "[^/]+"
     required_capabilities = {
         "list": "skills.read",
         "retrieve": "skills.read",

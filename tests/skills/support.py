@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from datetime import timedelta
@@ -68,3 +69,31 @@ def manifest(**changes) -> dict:
     body = copy.deepcopy(MANIFEST)
     body.update(changes)
     return body
+
+
+def write_every_skill_event() -> None:
+    """Every skills event through the services (for the contract drift test): a publisher added, an install,
+    a refused install, a rotation, a disable, a revocation that quarantines."""
+    from controlplane.kernel.errors import ControlPlaneError
+
+    first, second = SigningPublisher(), SigningPublisher()
+    acme = first.trust()
+    services.skill_install(envelope=first.sign(), actor="test", reason="r")
+    with contextlib.suppress(ControlPlaneError):  # the same version again: refused, SKILL_ROLLBACK
+        services.skill_install(envelope=first.sign(), actor="test", reason="again")
+    other = SigningPublisher()
+    other.trust(name="other")
+    services.skill_install(
+        envelope=other.sign(
+            manifest(name="other-ops", publisher="other", actions=[{**ACTION, "name": "other.restart"}])
+        ),
+        actor="test",
+        reason="r",
+    )
+    body = json.dumps({"publisher": "acme", "threshold": 1, "keys": [second.pairs[0][1]]}).encode()
+    statement = envelopes.envelope_sign(
+        payload=body, signers=first.signers, payload_type=envelopes.ROTATION_PAYLOAD_TYPE
+    )
+    services.publisher_rotate(publisher=acme, statement=statement, actor="test", reason="rotate")
+    services.skill_disable(name="acme-ops", actor="test", reason="r")
+    services.publisher_key_revoke(key_id=other.key_ids[0], actor="test", reason="leaked")
