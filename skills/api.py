@@ -64,7 +64,7 @@ class SkillViewSet(viewsets.ReadOnlyModelViewSet):
     required_capabilities = {
         "list": "skills.read",
         "retrieve": "skills.read",
-        "schema": "skills.read",
+        "manifest_schema": "skills.read",
         "verify": "skills.read",
         "verify_installed": "skills.read",
         "install": "skills.manage",
@@ -81,8 +81,9 @@ class SkillViewSet(viewsets.ReadOnlyModelViewSet):
         return skill
 
     @extend_schema(responses={200: OpenApiResponse(description="The skill-manifest/v1 JSON Schema")})
-    @action(detail=False, methods=["get"])
-    def schema(self, request: Request) -> Response:
+    @action(detail=False, methods=["get"], url_path="schema")
+    def manifest_schema(self, request: Request) -> Response:
+        """The skill-manifest/v1 JSON Schema shipped in the repo."""
         return Response(manifest_schema())
 
     @extend_schema(request=EnvelopeSerializer, responses={200: OpenApiResponse(description="every check")})
