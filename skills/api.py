@@ -16,6 +16,9 @@ from skills.verification import envelope_check, installed_check, manifest_schema
 
 
 class ActionSerializer(serializers.ModelSerializer):
+    # A plain string: the tier enum is named by the policy app's serializers (one name per choice set).
+    risk_tier = serializers.CharField(read_only=True, help_text="low | medium | high | critical")
+
     class Meta:
         model = ActionContract
         fields = ["name", "version", "risk_tier", "executor", "description", "input_schema", "output_schema"]
