@@ -22,7 +22,7 @@ CORE_SKILL = {
             "version": "1.0.0",
             "description": "Returns its input unchanged. For tests, demos and dry runs.",
             "risk_tier": "low",
-            "executor": {"kind": "builtin", "name": "noop.echo"},
+            "executor": "noop.echo",
             "input_schema": {
                 "type": "object",
                 "properties": {"message": {"type": "string", "maxLength": 10000}},
@@ -40,7 +40,7 @@ CORE_SKILL = {
             "description": "POSTs the step to a registered runner, signed (HMAC-SHA256 with a timestamp), "
             "and records the runner's reply as the outcome.",
             "risk_tier": "medium",
-            "executor": {"kind": "builtin", "name": "http.webhook"},
+            "executor": "http.webhook",
             "input_schema": {
                 "type": "object",
                 "required": ["runner", "operation"],
@@ -65,6 +65,6 @@ CORE_SKILL = {
 
 
 def executor_name(action: dict) -> str:
-    """The registered executor an action runs on (a manifest names it as {kind, name})."""
+    """The registered executor an action runs on (a manifest names it, or gives {kind, name, plugin})."""
     executor = action["executor"]
     return executor["name"] if isinstance(executor, dict) else executor

@@ -172,7 +172,11 @@ def compatibility_check(result: Verification, manifest: dict[str, Any]) -> None:
                 missing.append(f"plugin {plugin} {spec} (present: {present.get(plugin, 'none')})")
         for action in manifest["actions"]:
             executor = action["executor"]
-            if executor["kind"] == "plugin" and executor.get("plugin") not in present:
+            if (
+                isinstance(executor, dict)
+                and executor["kind"] == "plugin"
+                and executor.get("plugin") not in present
+            ):
                 missing.append(f"plugin {executor.get('plugin')} providing executor {executor['name']}")
     except (InvalidSpecifier, InvalidVersion) as exc:
         missing.append(f"unreadable version range ({exc})")

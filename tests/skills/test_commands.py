@@ -55,3 +55,27 @@ def test_install_refusal_is_the_code(tmp_path: Path):
     with pytest.raises(CommandError, match=r"^SKILL_PAYLOAD_TYPE"):
         run("install", str(envelope), "--reason", "r")
     assert not Skill.objects.exclude(name="core").exists()
+
+
+def test_rotation_from_the_command_line(tmp_path: Path):
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    run("keygen", "-o", str(old))
+    new_id = run("keygen", "-o", str(new), "--scheme", "ecdsa").split("\t")[0]
+    run("publishers", "add", "acme", "--key", f"{old}.pub", "--reason", "r")
+    statement = tmp_path / "statement.json"
+    statement.write_text(
+        json.dumps({"publisher": "acme", "threshold": 1, "keys": [Path(f"{new}.pub").read_text()]})
+    )
+    signed = tmp_path / "statement.dsse.json"
+    payload_type = "application/vnd.controlplane.publisher-keys.v1+json"
+    run("sign", str(statement), "--key", str(new), "--payload-type", payload_type, "-o", str(signed))
+    with pytest.raises(CommandError, match="PUBLISHER_ROTATION_INVALID"):
+        run("publishers", "rotate", "acme", str(signed), "--reason", "signed by the new key only")
+    run("sign", str(statement), "--key", str(old), "--payload-type", payload_type, "-o", str(signed))
+    assert "rotated acme" in run("publishers", "rotate", "acme", str(signed), "--reason", "yearly")
+    assert (
+        LedgerEvent.objects.filter(type="controlplane.skill.publisher.rotated")
+        .get()
+        .data["keys"][0]["key_id"]
+        == new_id
+    )
