@@ -119,6 +119,7 @@ def publisher_add(
         _actor(actor),
         at,
     )
+    skills_recheck(revision=revision, actor=_actor(actor), at=at)  # verified at the new revision
     return publisher
 
 
@@ -250,6 +251,7 @@ def publisher_rotate(
         _actor(actor),
         at,
     )
+    skills_recheck(revision=revision, actor=_actor(actor), at=at)  # verified at the new revision
     return publisher
 
 

@@ -267,3 +267,14 @@ def test_rotation_needs_a_threshold_of_the_current_keys():
     services.publisher_rotate(publisher=acme, statement=full, actor="test", reason="rotate")
     skill, _ = services.skill_install(envelope=new.sign(manifest()), actor="test", reason="after rotation")
     assert skill.signed_by == new.key_ids
+
+
+def test_every_trust_change_leaves_installed_skills_verified_at_the_new_revision():
+    """So run-time lookups stay one small read: no full re-verification after an unrelated change."""
+    from skills.selectors import trust_revision
+
+    publisher = SigningPublisher()
+    publisher.trust()
+    services.skill_install(envelope=publisher.sign(), actor="test", reason="r")
+    SigningPublisher().trust(name="other")
+    assert Skill.objects.get(name="acme-ops").verified_revision == trust_revision()
