@@ -33,3 +33,45 @@ def test_a_disabled_skill_refuses_compilation_and_replay_agrees():
     ]
     assert REGISTRY.get("plan.rejected").errors(event.data) == []
     assert replay_verify().differences == []
+
+
+ASSIST = {
+    "tiers": {
+        tier: {"mode": "assist", "quorum": 2 if tier == "critical" else 1, "approval_timeout_seconds": 600}
+        for tier in ("low", "medium", "high", "critical")
+    },
+    "rules": [],
+    "deny": [],
+}
+
+
+def test_a_waiting_step_of_a_skill_disabled_meanwhile_is_not_dispatched(django_capture_on_commit_callbacks):
+    from approvals import services as approvals
+    from approvals.models import ApprovalRequest
+    from controlplane.celery import app as celery_app
+    from controlplane.runtime.models import StepRun
+
+    tenant = TenantFactory(slug="acme")
+    agent = PrincipalFactory(tenant=tenant, name="bot", agent=True)
+    alice = PrincipalFactory(tenant=tenant, name="alice", human=True, capabilities=["approvals.decide"])
+    created = policy.profile_create(name="assist", environment="dev", content=ASSIST, actor="test")
+    policy.profile_activate(profile=created.profile, actor="test", reason="approvals for everything")
+    intent = services.intent_submit(principal=agent, draft=DRAFT, idempotency_key="wait")
+    run = StepRun.objects.get(execution__intent=intent, step__key="a")
+    request = ApprovalRequest.objects.get(pk=run.approval_id)
+    skills.skill_disable(name="core", actor="test", reason="incident")
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            approvals.approval_decide(
+                approval=request,
+                actor=alice,
+                decision="approve",
+                reason="ok",
+                content_hash=request.content_hash,
+            )
+    finally:
+        celery_app.conf.task_always_eager = False
+    run.refresh_from_db()
+    assert run.status == "failed" and run.reason_codes == ["EXECUTOR_UNAVAILABLE"]
+    assert not LedgerEvent.objects.filter(type="controlplane.execution.step.completed").exists()
