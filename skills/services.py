@@ -6,6 +6,7 @@ installs are recorded as `controlplane.skill.rejected` (with the codes) and chan
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -196,8 +197,6 @@ def publisher_rotate(
     (as TUF rotates root). The statement is a DSSE envelope of payloadType
     application/vnd.controlplane.publisher-keys.v1+json over {"publisher", "threshold", "keys": [PEM...]}.
     Old keys stop being valid at `at` (skills they signed before stay installed: trust as of the install)."""
-    import json
-
     _reason_required(reason)
     at = at or timezone.now()
     publisher = Publisher.objects.select_for_update().get(pk=publisher.pk)
@@ -205,11 +204,13 @@ def publisher_rotate(
         parsed = envelopes.envelope_parse(statement)
         body = json.loads(parsed.payload)
         new_keys, threshold = list(body["keys"]), int(body["threshold"])
-        assert body["publisher"] == publisher.name and parsed.payload_type == envelopes.ROTATION_PAYLOAD_TYPE
-    except (ControlPlaneError, ValueError, KeyError, TypeError, AssertionError) as exc:
+        for_this_publisher = body["publisher"] == publisher.name
+    except (ControlPlaneError, ValueError, KeyError, TypeError) as exc:
         raise ControlPlaneError(
             "PUBLISHER_ROTATION_INVALID", f"not a key statement for {publisher.name}"
         ) from exc
+    if not for_this_publisher or parsed.payload_type != envelopes.ROTATION_PAYLOAD_TYPE:
+        raise ControlPlaneError("PUBLISHER_ROTATION_INVALID", f"not a key statement for {publisher.name}")
     current = [k for k in publisher.keys.all() if k.state_at(at) == "valid"]
     signed = {
         key.key_id

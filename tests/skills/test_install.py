@@ -261,6 +261,10 @@ def test_rotation_needs_a_threshold_of_the_current_keys():
     with pytest.raises(ControlPlaneError) as refusal:
         services.publisher_rotate(publisher=acme, statement=half, actor="test", reason="rotate")
     assert refusal.value.code == "PUBLISHER_ROTATION_INVALID"
+    as_skill = envelopes.envelope_sign(payload=body, signers=old.signers)  # a skill's payload type
+    with pytest.raises(ControlPlaneError) as wrong_type:
+        services.publisher_rotate(publisher=acme, statement=as_skill, actor="test", reason="rotate")
+    assert wrong_type.value.code == "PUBLISHER_ROTATION_INVALID"
     full = envelopes.envelope_sign(
         payload=body, signers=old.signers, payload_type=envelopes.ROTATION_PAYLOAD_TYPE
     )
