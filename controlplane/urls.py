@@ -21,6 +21,7 @@ api_v1 = [
     path("", include("controlplane.runtime.urls")),
     path("", include("approvals.urls")),
     path("", include("incidents.urls")),
+    path("", include("skills.urls")),
 ]
 
 urlpatterns = [

@@ -4,3 +4,17 @@ from django.apps import AppConfig
 class SkillsConfig(AppConfig):
     name = "skills"
     verbose_name = "Skills"
+
+    def ready(self) -> None:
+        from controlplane.identity.capabilities import register_capabilities
+        from controlplane.kernel.contracts import register_contracts
+        from controlplane.kernel.navigation import register_console_urls, register_nav
+        from skills import contracts
+        from skills.capabilities import CAPABILITIES
+
+        register_capabilities(CAPABILITIES)
+        register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
+        register_nav(
+            app="skills", label="Skills", url_name="skills:registry", capability="skills.read", order=60
+        )
+        register_console_urls(app="skills", prefix="skills/", urlconf="skills.urls_console")

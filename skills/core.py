@@ -1,11 +1,21 @@
-"""The trusted core skill: the built-in actions, as data (installed by migration 0002)."""
+"""The built-in `core` skill: the built-in actions, as a skill-manifest/v1 document.
+
+The core skill is *trusted as built-in*, not signed: it ships inside the code, so the code's own
+provenance is its trust root. Verification of the core skill checks that the installed manifest is exactly
+this one (its SHA-256 over canonical JSON is pinned by construction) and that it is compatible with the
+runtime's contract version; the built-in publisher `controlplane` has no keys and signs nothing else.
+"""
 
 from __future__ import annotations
 
 CORE_SKILL = {
+    "schema": "skill-manifest/v1",
     "name": "core",
     "version": "1.0.0",
     "publisher": "controlplane",
+    "description": "The built-in actions of the control plane.",
+    "requires": {"runtime": ">=1.0,<2.0"},
+    "issued_at": "2026-01-01T00:00:00Z",
     "actions": [
         {
             "name": "noop.echo",
@@ -19,6 +29,10 @@ CORE_SKILL = {
                 "additionalProperties": True,
             },
             "output_schema": {"type": "object"},
+            "capabilities": [],
+            "side_effects": ["none"],
+            "blast_radius": {"max_targets": 0},
+            "compensating_action": {"action": "noop.echo", "input_mapping": {"message": "/message"}},
         },
         {
             "name": "http.webhook",
@@ -42,6 +56,15 @@ CORE_SKILL = {
                 "additionalProperties": False,
             },
             "output_schema": {"type": "object"},
+            "capabilities": [],
+            "side_effects": ["network", "external_write"],
+            "blast_radius": {"target_input": "target", "max_targets": 1},
         },
     ],
 }
+
+
+def executor_name(action: dict) -> str:
+    """The registered executor an action runs on (a manifest names it, or gives {kind, name, plugin})."""
+    executor = action["executor"]
+    return executor["name"] if isinstance(executor, dict) else executor

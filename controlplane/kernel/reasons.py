@@ -198,6 +198,67 @@ _CATALOGUE = [
     Reason("PLAN_CYCLE", 400, "The steps' dependencies form a cycle."),
     Reason("PLAN_UNKNOWN_ACTION", 400, "A step names an action no installed skill provides."),
     Reason("PLAN_INPUT_INVALID", 400, "A step's inputs do not validate against its action's JSON Schema."),
+    # Skills: signed manifests, the publisher trust store, install and run (docs/skills.md)
+    Reason(
+        "SKILL_ENVELOPE_INVALID", 400, "The skill envelope is not a DSSE v1 envelope (names what is wrong)."
+    ),
+    Reason(
+        "SKILL_PAYLOAD_TYPE",
+        400,
+        "The envelope's payloadType is not application/vnd.controlplane.skill.v1+json.",
+    ),
+    Reason("SKILL_UNSIGNED", 400, "The skill envelope carries no signature."),
+    Reason(
+        "SKILL_SIGNATURE_INVALID",
+        400,
+        "A signature verifies under none of the publisher's keys (tampered, or an unknown key).",
+    ),
+    Reason(
+        "SKILL_SIGNATURE_THRESHOLD",
+        400,
+        "Fewer valid signatures than the publisher's threshold (k of n keys).",
+    ),
+    Reason("SKILL_PUBLISHER_UNKNOWN", 400, "The manifest's publisher is not in the trust store."),
+    Reason(
+        "SKILL_KEY_EXPIRED", 400, "A signing key is outside its validity window at the time of the action."
+    ),
+    Reason(
+        "SKILL_KEY_REVOKED", 400, "A signing key was revoked; an installed skill it signed is quarantined."
+    ),
+    Reason(
+        "SKILL_MANIFEST_INVALID",
+        400,
+        "The manifest fails the skill-manifest/v1 schema (names the path at fault).",
+    ),
+    Reason("SKILL_EXPIRED", 400, "The manifest's expires_at is past at the time of the action."),
+    Reason(
+        "SKILL_ROLLBACK",
+        409,
+        "The version is not above every installed or ever-installed version of the skill.",
+    ),
+    Reason(
+        "SKILL_INCOMPATIBLE", 400, "The skill requires runtime contracts or plugins this installation lacks."
+    ),
+    Reason("SKILL_ACTION_CONFLICT", 409, "An action of the skill is already provided by another skill."),
+    Reason("SKILL_NOT_FOUND", 404, "No installed skill has that name."),
+    Reason(
+        "SKILL_NOT_ACTIVE",
+        409,
+        "The action's skill is not installed and verified (disabled, quarantined, superseded).",
+    ),
+    Reason("SKILL_ALREADY_DISABLED", 409, "The skill is already disabled."),
+    Reason("SKILL_REASON_REQUIRED", 400, "This skill or trust-store change needs a reason."),
+    Reason("PUBLISHER_INVALID", 400, "The publisher or key is invalid (names the field at fault)."),
+    Reason(
+        "PUBLISHER_EXISTS",
+        409,
+        "A publisher of that name, or a key with that id, is already in the trust store.",
+    ),
+    Reason(
+        "PUBLISHER_ROTATION_INVALID",
+        400,
+        "A key rotation is not signed by a threshold of the publisher's current keys.",
+    ),
     # Replay
     Reason("REPLAY_DIFFERENCE", 409, "Replay found a state or decision that the ledger does not support."),
     Reason("REPLAY_UNAVAILABLE", 501, "The replay asked for is not part of this build."),

@@ -9,7 +9,7 @@ Checks, in order (the first failure is the refusal):
 2. unique step keys                      -> PLAN_DUPLICATE_STEP
 3. every dependency names a step         -> PLAN_UNKNOWN_DEPENDENCY
 4. the dependencies form no cycle        -> PLAN_CYCLE
-5. every action resolves to a contract   -> PLAN_UNKNOWN_ACTION
+5. every action resolves to a contract   -> PLAN_UNKNOWN_ACTION (or the registry's code: SKILL_NOT_ACTIVE)
 6. inputs validate against its schema    -> PLAN_INPUT_INVALID (names the step and the schema error)
 """
 
@@ -162,7 +162,10 @@ def plan_compile(*, draft: Any, resolve: ContractResolver) -> CompiledPlan:
     resolved: dict[str, Mapping[str, Any]] = {}
     for key in order:
         step = by_key[key]
-        contract = resolve(step["action"], step.get("version"))
+        try:  # the skills registry refuses an action whose skill is not installed and verified
+            contract = resolve(step["action"], step.get("version"))
+        except ControlPlaneError as refusal:
+            raise PlanRejected(refusal.code, refusal.detail, step=key) from refusal
         if contract is None:
             wanted = step["action"] + (f"@{step['version']}" if step.get("version") else "")
             raise PlanRejected("PLAN_UNKNOWN_ACTION", f"no installed action {wanted}", step=key)

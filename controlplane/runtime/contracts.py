@@ -256,7 +256,7 @@ _EVENTS = [
         obj(
             {
                 "intent": HEX64,
-                "code": {"type": "string", "pattern": "^PLAN_[A-Z_]+$"},
+                "code": {"type": "string", "pattern": "^(PLAN|SKILL)_[A-Z_]+$"},
                 "detail": TEXT,
                 "contracts": {
                     "type": "array",
@@ -265,7 +265,13 @@ _EVENTS = [
                             "action": {"type": "string"},
                             "version": {"type": ["string", "null"]},
                             "resolved": {"type": ["string", "null"]},
-                        }
+                        },
+                        {
+                            "refused": {
+                                "type": "string",
+                                "description": "the registry's code (SKILL_NOT_ACTIVE)",
+                            }
+                        },
                     ),
                 },
             },

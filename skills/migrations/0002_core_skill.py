@@ -11,7 +11,7 @@ from django.db import migrations
 
 def _install(apps, schema_editor):
     from controlplane.kernel.canonical import canonical_bytes
-    from skills.core import CORE_SKILL
+    from skills.core import CORE_SKILL, executor_name
 
     Skill = apps.get_model("skills", "Skill")
     ActionContract = apps.get_model("skills", "ActionContract")
@@ -35,7 +35,7 @@ def _install(apps, schema_editor):
                 "input_schema": action["input_schema"],
                 "output_schema": action["output_schema"],
                 "risk_tier": action["risk_tier"],
-                "executor": action["executor"],
+                "executor": executor_name(action),
             },
         )
 

@@ -70,6 +70,7 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:trace-event": ("console.view", "executions.read"),
         "runtime:killswitch": ("console.view", "killswitch.manage"),
         "runtime:killswitch-change": ("console.view", "killswitch.manage"),
+        "skills:registry": ("console.view", "skills.read"),
         "console:login": None,
         "console:logout": None,
     }

@@ -26,6 +26,7 @@ from controlplane.runtime.runners import runner_disable
 from controlplane.runtime.services import steps
 from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed, local_runner
+from tests.skills.support import write_every_skill_event
 
 pytestmark = pytest.mark.django_db
 
@@ -220,6 +221,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
         request = waiting("cancelled")
         cancelled = Execution.objects.get(step_runs__approval=request)
         services.execution_cancel(execution=cancelled, actor=agent, reason="changed my mind")
+        write_every_skill_event()
     finally:
         celery_app.conf.task_always_eager = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.runtime.compiler import plan_compile
 from skills.models import ActionContract, Skill, SkillStatus
 from skills.selectors import action_get, contract_resolver
@@ -36,7 +37,11 @@ def test_newest_version_is_resolved_unless_one_is_named():
 
 def test_a_disabled_skill_provides_no_actions():
     Skill.objects.filter(name="core").update(status=SkillStatus.DISABLED)
-    assert contract_resolver("noop.echo", None) is None
+    assert action_get(name="noop.echo") is None
+    with pytest.raises(ControlPlaneError) as refusal:
+        contract_resolver("noop.echo", None)
+    assert refusal.value.code == "SKILL_NOT_ACTIVE"
+    assert contract_resolver("never.published", None) is None
 
 
 def test_compilation_resolves_through_the_registry():

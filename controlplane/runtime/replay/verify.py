@@ -144,6 +144,8 @@ def _pinned_resolver(
             unrecorded.append((name, version))
             return None
         resolved = answers[(name, version)]
+        if isinstance(resolved, ControlPlaneError):  # the registry refused it then (SKILL_NOT_ACTIVE)
+            raise resolved
         return lookups.contract(name, resolved) if resolved else None
 
     return resolve
@@ -161,7 +163,14 @@ def _recompile(report: ReplayReport, ledger: Ledger, lookups: _Lookups, intent: 
             if isinstance(s, dict) and s.get("key") in by_key
         }
     else:
-        answers = {(c["action"], c["version"]): c["resolved"] for c in intent.contracts}
+        answers = {
+            (c["action"], c["version"]): (
+                ControlPlaneError(c["refused"], intent.rejection.get("detail", ""))
+                if c.get("refused")
+                else c["resolved"]
+            )
+            for c in intent.contracts
+        }
     unrecorded: list[tuple[str, Any]] = []
     try:
         compiled = plan_compile(draft=intent.draft, resolve=_pinned_resolver(answers, lookups, unrecorded))

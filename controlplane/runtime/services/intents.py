@@ -83,7 +83,11 @@ def _recording_resolver(lookups: list[dict[str, Any]]) -> Callable[[str, str | N
     """
 
     def resolve(name: str, version: str | None) -> Any:
-        contract = contract_resolver(name, version)
+        try:
+            contract = contract_resolver(name, version)
+        except ControlPlaneError as refusal:  # the registry's own refusal (SKILL_NOT_ACTIVE), replayed as is
+            lookups.append({"action": name, "version": version, "resolved": None, "refused": refusal.code})
+            raise
         lookups.append(
             {"action": name, "version": version, "resolved": contract["version"] if contract else None}
         )

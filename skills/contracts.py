@@ -1,0 +1,173 @@
+"""The skills app's contracts: install, disable, list, verify, and the events of skills and publishers."""
+
+from __future__ import annotations
+
+from controlplane.kernel.contracts import (
+    COMMAND,
+    HEX64,
+    QUERY,
+    TEXT,
+    Contract,
+    event_contract,
+    obj,
+    schema,
+)
+
+OWNER = "skills"
+COVERS = ("controlplane.skill.",)
+
+ENVELOPE = obj(
+    {
+        "payload": {"type": "string"},
+        "payloadType": {"type": "string"},
+        "signatures": {"type": "array", "items": {"type": "object"}},
+    },
+    description="A DSSE v1 envelope over a skill-manifest/v1 document (docs/skills.md).",
+)
+ENVELOPE["additionalProperties"] = True  # DSSE: unknown fields are ignored
+VERSION = {"type": "string", "minLength": 1}
+REVISION = {"type": "integer", "minimum": 0}
+KEY = obj(
+    {
+        "key_id": HEX64,
+        "scheme": TEXT,
+        "public_key": TEXT,
+        "valid_from": TEXT,
+        "valid_until": {"type": ["string", "null"]},
+    }
+)
+
+CONTRACTS = [
+    Contract(
+        "skill.install",
+        COMMAND,
+        OWNER,
+        "Verify a signed skill against the trust store as of now and install it; the answer carries the "
+        "install review (what the upgrade newly allows). Refusals carry a SKILL_* code.",
+        schema(obj({"envelope": ENVELOPE, "reason": TEXT})),
+        api=("POST /api/v1/skills/install/",),
+        service="skills.services.skill_install",
+        cli=("manage.py skills install ENVELOPE --reason R",),
+        capability="skills.manage",
+    ),
+    Contract(
+        "skill.disable",
+        COMMAND,
+        OWNER,
+        "Disable a skill: its actions stop compiling (SKILL_NOT_ACTIVE) and dispatching.",
+        schema(obj({"name": TEXT, "reason": TEXT})),
+        api=("POST /api/v1/skills/{name}/disable/",),
+        service="skills.services.skill_disable",
+        cli=("manage.py skills disable NAME --reason R",),
+        capability="skills.manage",
+    ),
+    Contract(
+        "skill.list",
+        QUERY,
+        OWNER,
+        "Installed skills with their versions, publisher, status and actions.",
+        schema(obj({}, {"include_superseded": {"type": "boolean"}})),
+        api=("GET /api/v1/skills/", "GET /api/v1/skills/{name}/"),
+        service="skills.selectors.skill_list",
+        cli=("manage.py skills list",),
+        capability="skills.read",
+    ),
+    Contract(
+        "skill.verify",
+        QUERY,
+        OWNER,
+        "Run every check on an envelope (dry run) or re-verify an installed skill; writes nothing.",
+        schema(obj({}, {"envelope": ENVELOPE, "name": TEXT})),
+        api=("POST /api/v1/skills/verify/", "GET /api/v1/skills/{name}/verify/"),
+        service="skills.verification.envelope_check",
+        cli=("manage.py skills verify NAME|ENVELOPE", "manage.py skills verify --all"),
+        capability="skills.read",
+    ),
+    event_contract(
+        "skill.installed",
+        OWNER,
+        "A verified skill was installed. Subject `skill/<name>`.",
+        obj(
+            {
+                "skill": TEXT,
+                "version": VERSION,
+                "publisher": TEXT,
+                "manifest_sha256": HEX64,
+                "envelope_sha256": HEX64,
+                "signed_by": {"type": "array", "items": HEX64},
+                "revision": REVISION,
+                "supersedes": {"type": ["string", "null"]},
+                "review": {"type": "object"},
+                "reason": TEXT,
+            }
+        ),
+        "skills.services.skill_install",
+    ),
+    event_contract(
+        "skill.rejected",
+        OWNER,
+        "An install was refused; `reason_codes` are every failing check's. Nothing was installed.",
+        obj(
+            {
+                "envelope_sha256": {"type": "string", "pattern": "^([0-9a-f]{64})?$"},
+                "skill": {"type": "string"},
+                "version": {"type": "string"},
+                "detail": TEXT,
+            }
+        ),
+        "skills.services.skill_install",
+    ),
+    event_contract(
+        "skill.disabled",
+        OWNER,
+        "A skill was disabled by a person, with a reason.",
+        obj({"skill": TEXT, "version": VERSION, "reason": TEXT}),
+        "skills.services.skill_disable",
+    ),
+    event_contract(
+        "skill.quarantined",
+        OWNER,
+        "An installed skill no longer passes verification (a key was revoked); its actions stop.",
+        obj({"skill": TEXT, "version": VERSION, "detail": TEXT, "revision": REVISION}),
+        "skills.services.skills_recheck",
+    ),
+    event_contract(
+        "skill.publisher.added",
+        OWNER,
+        "A publisher was trusted, with its keys and threshold. Subject `publisher/<name>`.",
+        obj(
+            {
+                "publisher": TEXT,
+                "threshold": {"type": "integer", "minimum": 1},
+                "keys": {"type": "array", "items": KEY},
+                "reason": TEXT,
+                "revision": REVISION,
+            }
+        ),
+        "skills.services.publisher_add",
+    ),
+    event_contract(
+        "skill.publisher.key_revoked",
+        OWNER,
+        "A publisher key was revoked; installed skills are re-checked.",
+        obj({"publisher": TEXT, "key_id": HEX64, "reason": TEXT, "revision": REVISION}),
+        "skills.services.publisher_key_revoke",
+    ),
+    event_contract(
+        "skill.publisher.rotated",
+        OWNER,
+        "A publisher's key set and threshold were replaced by a statement signed by a threshold of the old.",
+        obj(
+            {
+                "publisher": TEXT,
+                "threshold": {"type": "integer", "minimum": 1},
+                "keys": {"type": "array", "items": KEY},
+                "signed_by": {"type": "array", "items": HEX64},
+                "statement_sha256": HEX64,
+                "reason": TEXT,
+                "revision": REVISION,
+            }
+        ),
+        "skills.services.publisher_rotate",
+    ),
+]

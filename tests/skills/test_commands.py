@@ -1,0 +1,81 @@
+"""`manage.py skills`: keygen, sign, verify, install (with the review), list, disable, publishers."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from controlplane.ledger.models import LedgerEvent
+from skills.models import Skill, SkillStatus
+from tests.skills.support import MANIFEST
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("skills", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_a_publishers_walkthrough(tmp_path: Path):
+    key = tmp_path / "acme.key"
+    key_id = run("keygen", "-o", str(key)).split("\t")[0]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(MANIFEST))
+    envelope = tmp_path / "envelope.json"
+    assert key_id in run("sign", str(manifest), "--key", str(key), "-o", str(envelope))
+    assert json.loads(envelope.read_text())["payloadType"] == "application/vnd.controlplane.skill.v1+json"
+    with pytest.raises(CommandError, match="SKILL_PUBLISHER_UNKNOWN"):
+        run("verify", str(envelope))
+    assert "trusted acme (1 of 1)" in run("publishers", "add", "acme", "--key", f"{key}.pub", "--reason", "r")
+    assert "1 verified" in run("verify", str(envelope))
+    installed = run("install", str(envelope), "--reason", "ops needs it")
+    assert "installed acme-ops@1.0.0" in installed and "review: acme-ops (new) -> 1.0.0" in installed
+    assert "added\tacme.restart" in installed
+    event = LedgerEvent.objects.filter(type="controlplane.skill.installed").get()
+    assert event.actor.startswith("cli:") and "@" in event.actor
+    assert "acme-ops\t1.0.0\tacme\tinstalled\tsigned:1" in run("list")
+    assert "2 verified" in run("verify", "--all")
+    assert "disabled acme-ops@1.0.0" in run("disable", "acme-ops", "--reason", "incident")
+    assert Skill.objects.get(name="acme-ops").status == SkillStatus.DISABLED
+    with pytest.raises(CommandError, match="SKILL_ALREADY_DISABLED"):
+        run("disable", "acme-ops", "--reason", "again")
+    assert "quarantined: none" in run("publishers", "revoke-key", key_id, "--reason", "leaked")
+    assert key_id in run("publishers", "list")
+
+
+def test_install_refusal_is_the_code(tmp_path: Path):
+    envelope = tmp_path / "e.json"
+    envelope.write_text(json.dumps({"payload": "e30=", "payloadType": "text/plain", "signatures": []}))
+    with pytest.raises(CommandError, match=r"^SKILL_PAYLOAD_TYPE"):
+        run("install", str(envelope), "--reason", "r")
+    assert not Skill.objects.exclude(name="core").exists()
+
+
+def test_rotation_from_the_command_line(tmp_path: Path):
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    run("keygen", "-o", str(old))
+    new_id = run("keygen", "-o", str(new), "--scheme", "ecdsa").split("\t")[0]
+    run("publishers", "add", "acme", "--key", f"{old}.pub", "--reason", "r")
+    statement = tmp_path / "statement.json"
+    statement.write_text(
+        json.dumps({"publisher": "acme", "threshold": 1, "keys": [Path(f"{new}.pub").read_text()]})
+    )
+    signed = tmp_path / "statement.dsse.json"
+    payload_type = "application/vnd.controlplane.publisher-keys.v1+json"
+    run("sign", str(statement), "--key", str(new), "--payload-type", payload_type, "-o", str(signed))
+    with pytest.raises(CommandError, match="PUBLISHER_ROTATION_INVALID"):
+        run("publishers", "rotate", "acme", str(signed), "--reason", "signed by the new key only")
+    run("sign", str(statement), "--key", str(old), "--payload-type", payload_type, "-o", str(signed))
+    assert "rotated acme" in run("publishers", "rotate", "acme", str(signed), "--reason", "yearly")
+    assert (
+        LedgerEvent.objects.filter(type="controlplane.skill.publisher.rotated")
+        .get()
+        .data["keys"][0]["key_id"]
+        == new_id
+    )
