@@ -80,3 +80,15 @@ def test_refusals_name_their_code_and_write_nothing(args, code):
     with pytest.raises(CommandError, match=code):
         run(*args)
     assert LedgerEvent.objects.count() == before
+
+
+def test_installation_commands_are_ledgered_as_the_shell_user(monkeypatch):
+    """No token needed for installation commands, but the ledger names the OS user and the host."""
+    import getpass
+    import socket
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "ops-root")
+    monkeypatch.setattr(socket, "gethostname", lambda: "cp-host-1")
+    run("create", "svc", "--tenant", "acme", "--kind", "service")
+    actors = set(LedgerEvent.objects.values_list("actor", flat=True))
+    assert actors == {"cli:ops-root@cp-host-1"}
