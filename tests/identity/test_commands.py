@@ -90,5 +90,6 @@ def test_installation_commands_are_ledgered_as_the_shell_user(monkeypatch):
     monkeypatch.setattr(getpass, "getuser", lambda: "ops-root")
     monkeypatch.setattr(socket, "gethostname", lambda: "cp-host-1")
     run("create", "svc", "--tenant", "acme", "--kind", "service")
-    actors = set(LedgerEvent.objects.values_list("actor", flat=True))
+    events = LedgerEvent.objects.filter(type__startswith="controlplane.identity.")
+    actors = set(events.values_list("actor", flat=True))
     assert actors == {"cli:ops-root@cp-host-1"}
