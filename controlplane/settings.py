@@ -33,7 +33,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "te
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site with principal, capability and TOTP checks (controlplane/admin_site.py).
+    "controlplane.admin_site.ControlPlaneAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -45,6 +46,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "template_partials",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "controlplane.ledger",
     "controlplane.identity",
     "controlplane.policy",
@@ -68,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the admin's second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -259,6 +263,12 @@ CONTROLPLANE_GRAFANA_SIGNATURE_HEADER = env.str(
 CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER = env.str(
     "CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER", default="X-Grafana-Alerting-Signature-Timestamp"
 )
+
+# The Django admin's second factor (TOTP, django-otp; see docs/security.md). Off only in dev, on request.
+CONTROLPLANE_ADMIN_OTP_REQUIRED = env.bool("CONTROLPLANE_ADMIN_OTP_REQUIRED", default=True)
+if not CONTROLPLANE_ADMIN_OTP_REQUIRED and not IS_DEV:
+    raise ImproperlyConfigured("CONTROLPLANE_ADMIN_OTP_REQUIRED=false is allowed in dev only")
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Control Plane")
 
 # --- Security posture outside dev ------------------------------------------------------------------
 

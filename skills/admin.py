@@ -18,10 +18,23 @@ class ActionInline(admin.TabularInline):
 @admin.register(Skill)
 class SkillAdmin(admin.ModelAdmin):
     list_display = ("name", "version", "publisher", "trusted", "status", "installed_at")
-    readonly_fields = ("name", "version", "publisher", "trusted", "manifest", "manifest_hash", "installed_at")
+    # Every field read-only, `status` included: a skill is disabled or enabled through its service (ledgered).
+    readonly_fields = (
+        "name",
+        "version",
+        "publisher",
+        "trusted",
+        "status",
+        "manifest",
+        "manifest_hash",
+        "installed_at",
+    )
     inlines = [ActionInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
 

@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 
 from controlplane.ledger.models import LedgerEvent
 from incidents.models import DetectionRuleVersion, Incident
-from tests.factories import PrincipalFactory, TenantFactory, UserFactory, token_for
+from tests.admin_helpers import admin_client_for
+from tests.factories import PrincipalFactory, TenantFactory, token_for
 
 from .conftest import open_incident
 
@@ -33,8 +34,7 @@ RULE_FORM = {
 
 @pytest.fixture
 def admin_client(client):
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    return client
+    return admin_client_for(client)
 
 
 def test_admin_adds_rule_versions_through_the_service(admin_client, tenant):
@@ -47,8 +47,8 @@ def test_admin_adds_rule_versions_through_the_service(admin_client, tenant):
     )
     versions = DetectionRuleVersion.objects.order_by("version")
     assert [(v.version, v.threshold, v.created_by) for v in versions] == [
-        (1, 4, "user/root"),
-        (2, 6, "user/root"),
+        (1, 4, "admins/root"),
+        (2, 6, "admins/root"),
     ]
     assert LedgerEvent.objects.filter(type="controlplane.detection.rule.versioned").count() == 2
     change = admin_client.post(

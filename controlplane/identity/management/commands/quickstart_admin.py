@@ -43,6 +43,9 @@ class Command(BaseCommand):
             user=user,
             actor=cli_actor(),
         )
+        device = services.user_otp_enrol(user=user, name="quickstart", actor=cli_actor())
         self.stdout.write(
             f"Sign in at http://127.0.0.1:8000/ as {options['username']} with one-time password: {password}"
         )
+        # The admin (/admin/) also asks for a TOTP code: add this device to an authenticator app.
+        self.stdout.write(f"Admin second factor (TOTP): {device.config_url}")
