@@ -43,6 +43,11 @@ class Command(BaseCommand):
             user=user,
             actor=cli_actor(),
         )
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        TOTPDevice.objects.filter(
+            user=user, name="quickstart"
+        ).delete()  # a fresh secret each run, as the password
         device = services.user_otp_enrol(user=user, name="quickstart", actor=cli_actor())
         self.stdout.write(
             f"Sign in at http://127.0.0.1:8000/ as {options['username']} with one-time password: {password}"
