@@ -264,6 +264,15 @@ CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER = env.str(
     "CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER", default="X-Grafana-Alerting-Signature-Timestamp"
 )
 
+# GET /api/v1/ledger/verify/ runs as a job: one start per tenant per interval; a job's state is kept
+# for the TTL.
+CONTROLPLANE_LEDGER_VERIFY_START_INTERVAL_SECONDS = env.int(
+    "CONTROLPLANE_LEDGER_VERIFY_START_INTERVAL_SECONDS", default=60
+)
+CONTROLPLANE_LEDGER_VERIFY_JOB_TTL_SECONDS = env.int(
+    "CONTROLPLANE_LEDGER_VERIFY_JOB_TTL_SECONDS", default=3600
+)
+
 # The Django admin's second factor (TOTP, django-otp; see docs/security.md). Off only in dev, on request.
 CONTROLPLANE_ADMIN_OTP_REQUIRED = env.bool("CONTROLPLANE_ADMIN_OTP_REQUIRED", default=True)
 if not CONTROLPLANE_ADMIN_OTP_REQUIRED and not IS_DEV:
