@@ -123,7 +123,10 @@ class VerifyView(APIView):
 
     required_capability = "ledger.verify"
 
-    @extend_schema(responses={200: _VERIFY_DONE, 202: _VERIFY_JOB, 409: _VERIFY_DONE})
+    @extend_schema(
+        operation_id="api_v1_ledger_verify_start",
+        responses={200: _VERIFY_DONE, 202: _VERIFY_JOB, 409: _VERIFY_DONE},
+    )
     def get(self, request: Request) -> Response:
         from controlplane.ledger.tasks import ledger_verify_task
 
@@ -150,7 +153,10 @@ class VerifyJobView(APIView):
 
     required_capability = "ledger.verify"
 
-    @extend_schema(responses={200: _VERIFY_DONE, 202: _VERIFY_JOB, 409: _VERIFY_DONE})
+    @extend_schema(
+        operation_id="api_v1_ledger_verify_status",
+        responses={200: _VERIFY_DONE, 202: _VERIFY_JOB, 409: _VERIFY_DONE},
+    )
     def get(self, request: Request, job_id: str) -> Response:
         job = verify_jobs.verify_job_get(job_id=job_id)
         if job is None:
