@@ -263,6 +263,9 @@ CONTROLPLANE_GRAFANA_SIGNATURE_HEADER = env.str(
 CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER = env.str(
     "CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER", default="X-Grafana-Alerting-Signature-Timestamp"
 )
+# Per-tenant Grafana secrets, `tenant/principal=secret,...`: a delivery to /api/v1/signals/grafana/?tenant=T
+# signed with T's secret acts as that principal (it needs signals.ingest) with no bearer token.
+CONTROLPLANE_GRAFANA_TENANT_SECRETS = env.dict("CONTROLPLANE_GRAFANA_TENANT_SECRETS", default={})
 
 # GET /api/v1/ledger/verify/ runs as a job: one start per tenant per interval; a job's state is kept
 # for the TTL.
