@@ -16,7 +16,6 @@ from typing import Any
 
 from django.urls import URLPattern, path
 from drf_spectacular.utils import extend_schema
-from rest_framework.authentication import BaseAuthentication
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,26 +36,20 @@ class RawJsonParser(BaseParser):
         return stream.read()
 
 
-class AdapterAuthentication(BaseAuthentication):
-    """The adapter's own proof of its sender (`WebhookAdapter.authenticate`), before the bearer token."""
-
-    def authenticate(self, request: Request) -> tuple[Any, None] | None:
-        view = request.parser_context.get("view") if request.parser_context else None
-        adapter = webhook_adapter(getattr(view, "adapter_name", ""))
-        principal = adapter.authenticate(request._request)
-        return None if principal is None else (principal, None)
-
-    def authenticate_header(self, request: Request) -> str:
-        return BearerTokenAuthentication().authenticate_header(request)  # a 401 still asks for a token
-
-
 class WebhookView(APIView):
     """Serves the adapter named `adapter_name` (one subclass per adapter, made by `webhook_view`)."""
 
-    authentication_classes = [AdapterAuthentication, BearerTokenAuthentication]
+    authentication_classes = [BearerTokenAuthentication]
     parser_classes = [RawJsonParser]
     adapter_name = ""
     required_capability: str | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # The adapter's own proof of its sender (a tenant-scoped secret) comes before the bearer token.
+        principal = webhook_adapter(self.adapter_name).authenticate(request._request)
+        if principal is not None:
+            request.user, request.auth = principal, None
+        super().initial(request, *args, **kwargs)
 
     # No docstring on `post`: the schema describes each endpoint with its adapter's docstring.
     def post(self, request: Request) -> Response:
