@@ -47,7 +47,7 @@ _COMMANDS = [
         ),
         api=("POST /api/v1/approvals/{id}/decide/", "POST /api/v1/approvals/bulk-decide/"),
         service="approvals.services.approval_decide",
-        cli=("manage.py approvals approve ID --as TENANT/NAME --reason R",),
+        cli=("manage.py approvals approve ID --content-hash H --reason R (token: CONTROLPLANE_TOKEN)",),
         capability="approvals.decide",
     ),
     Contract(
@@ -68,7 +68,7 @@ _COMMANDS = [
         ),
         api=("POST /api/v1/approvals/{id}/decide/", "POST /api/v1/approvals/bulk-decide/"),
         service="approvals.services.approval_decide",
-        cli=("manage.py approvals reject ID --as TENANT/NAME --reason R",),
+        cli=("manage.py approvals reject ID --content-hash H --reason R (token: CONTROLPLANE_TOKEN)",),
         capability="approvals.decide",
     ),
 ]

@@ -34,7 +34,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "te
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site with principal, capability and TOTP checks (controlplane/admin_site.py).
+    "controlplane.admin_site.ControlPlaneAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -46,6 +47,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "template_partials",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "controlplane.ledger",
     "controlplane.identity",
     "controlplane.policy",
@@ -71,6 +74,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the admin's second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -277,6 +281,24 @@ CONTROLPLANE_GRAFANA_SIGNATURE_HEADER = env.str(
 CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER = env.str(
     "CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER", default="X-Grafana-Alerting-Signature-Timestamp"
 )
+# Per-tenant Grafana secrets, `tenant/principal=secret,...`: a delivery to /api/v1/signals/grafana/?tenant=T
+# signed with T's secret acts as that principal (it needs signals.ingest) with no bearer token.
+CONTROLPLANE_GRAFANA_TENANT_SECRETS = env.dict("CONTROLPLANE_GRAFANA_TENANT_SECRETS", default={})
+
+# GET /api/v1/ledger/verify/ runs as a job: one start per tenant per interval; a job's state is kept
+# for the TTL.
+CONTROLPLANE_LEDGER_VERIFY_START_INTERVAL_SECONDS = env.int(
+    "CONTROLPLANE_LEDGER_VERIFY_START_INTERVAL_SECONDS", default=60
+)
+CONTROLPLANE_LEDGER_VERIFY_JOB_TTL_SECONDS = env.int(
+    "CONTROLPLANE_LEDGER_VERIFY_JOB_TTL_SECONDS", default=3600
+)
+
+# The Django admin's second factor (TOTP, django-otp; see docs/security.md). Off only in dev, on request.
+CONTROLPLANE_ADMIN_OTP_REQUIRED = env.bool("CONTROLPLANE_ADMIN_OTP_REQUIRED", default=True)
+if not CONTROLPLANE_ADMIN_OTP_REQUIRED and not IS_DEV:
+    raise ImproperlyConfigured("CONTROLPLANE_ADMIN_OTP_REQUIRED=false is allowed in dev only")
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Control Plane")
 
 # Channels (docs/channels.md). Channel secrets are encrypted at rest with CONTROLPLANE_SECRETS_KEY: one or
 # more Fernet keys (32 bytes, URL-safe base64), comma-separated, the first encrypting, all decrypting (for

@@ -2,7 +2,6 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from controlplane import health
@@ -29,8 +28,8 @@ urlpatterns = [
     path("readyz", health.ReadyView.as_view(), name="readyz"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
-    # Admin signs in through the console's login, which throttles and ledgers every attempt.
-    path("admin/login/", RedirectView.as_view(pattern_name="console:login", query_string=True)),
+    # The admin (controlplane/admin_site.py): its login page sends the anonymous to the console's sign-in
+    # (throttled, ledgered) and asks the signed-in for their TOTP code.
     path("admin/", admin.site.urls),
     path("", include("controlplane.console.urls")),
 ]

@@ -54,12 +54,7 @@ class AlertmanagerWebhook(WebhookAdapter):
         return _signals_ingest(principal, signals)
 
 
-def grafana_signature_check(*, headers: Any, body: bytes, now: int | None = None) -> None:
-    """Grafana's optional HMAC: hex HMAC-SHA256 of the body, or of `timestamp:body` when Grafana is
-    configured with a timestamp header. Checked only when CONTROLPLANE_GRAFANA_HMAC_SECRET is set."""
-    secret = settings.CONTROLPLANE_GRAFANA_HMAC_SECRET
-    if not secret:
-        return
+def _grafana_signature_verify(*, secret: str, headers: Any, body: bytes, now: int | None) -> None:
     # Grafana's UI and docs name the default header X-Grafana-Alerting-Signature; some releases' HTTP
     # client defaults to X-Grafana-Alert-Signature. The configured one is read first.
     signature = (
@@ -75,24 +70,58 @@ def grafana_signature_check(*, headers: Any, body: bytes, now: int | None = None
         raise ControlPlaneError(
             "SIGNAL_SOURCE_SIGNATURE_MISSING", f"{settings.CONTROLPLANE_GRAFANA_SIGNATURE_HEADER} is required"
         )
+    # The timestamp is required (as for signed ingest): without it a captured delivery replays forever.
     timestamp = (headers.get(settings.CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER) or "").strip()
-    signed = body
-    if timestamp:
-        if not timestamp.isdigit() or len(timestamp) > 12:
-            raise ControlPlaneError("STALE_TIMESTAMP", "the signature timestamp is not unix seconds")
-        skew = int(timestamp) - (now if now is not None else int(timezone.now().timestamp()))
-        tolerance = settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS
-        if abs(skew) > tolerance:
-            raise ControlPlaneError(
-                "STALE_TIMESTAMP",
-                f"the signature timestamp is {abs(skew)}s off; the tolerance is {tolerance}s",
-            )
-        signed = timestamp.encode() + b":" + body
-    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    if not timestamp:
+        raise ControlPlaneError(
+            "STALE_TIMESTAMP", f"{settings.CONTROLPLANE_GRAFANA_TIMESTAMP_HEADER} is required with the HMAC"
+        )
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise ControlPlaneError("STALE_TIMESTAMP", "the signature timestamp is not unix seconds")
+    skew = int(timestamp) - (now if now is not None else int(timezone.now().timestamp()))
+    tolerance = settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS
+    if abs(skew) > tolerance:
+        raise ControlPlaneError(
+            "STALE_TIMESTAMP",
+            f"the signature timestamp is {abs(skew)}s off; the tolerance is {tolerance}s",
+        )
+    expected = hmac.new(secret.encode(), timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
         raise ControlPlaneError(
             "SIGNAL_SOURCE_SIGNATURE_INVALID", "the Grafana HMAC signature does not verify"
         )
+
+
+def grafana_signature_check(*, headers: Any, body: bytes, now: int | None = None) -> None:
+    """Grafana's HMAC with the installation-wide secret: hex HMAC-SHA256 of `timestamp:body`, the
+    timestamp header required and within CONTROLPLANE_EVENT_TOLERANCE_SECONDS (STALE_TIMESTAMP). Checked
+    only when CONTROLPLANE_GRAFANA_HMAC_SECRET is set."""
+    secret = settings.CONTROLPLANE_GRAFANA_HMAC_SECRET
+    if secret:
+        _grafana_signature_verify(secret=secret, headers=headers, body=body, now=now)
+
+
+def grafana_tenant_sender(
+    *, tenant: str, headers: Any, body: bytes, now: int | None = None
+) -> Principal | None:
+    """The sender named by a tenant-scoped Grafana secret (CONTROLPLANE_GRAFANA_TENANT_SECRETS maps a
+    principal `tenant/name` to its secret), once the delivery's HMAC verifies with it; None when the
+    tenant has no secret (the bearer token then authenticates). A wrong signature is refused."""
+    for ref, secret in settings.CONTROLPLANE_GRAFANA_TENANT_SECRETS.items():
+        slug, _, name = ref.partition("/")
+        if slug == tenant and name and secret:
+            break
+    else:
+        return None
+    _grafana_signature_verify(secret=secret, headers=headers, body=body, now=now)
+    principal = (
+        Principal.objects.select_related("tenant")
+        .filter(tenant__slug=slug, name=name, is_active=True)
+        .first()
+    )
+    if principal is None:
+        raise ControlPlaneError("AUTH_INVALID_TOKEN", f"the Grafana secret names no active principal {ref}")
+    return principal
 
 
 class GrafanaWebhook(WebhookAdapter):
@@ -115,13 +144,33 @@ class GrafanaWebhook(WebhookAdapter):
                 "X-Grafana-Alerting-Signature-Timestamp",
                 str,
                 OpenApiParameter.HEADER,
-                description="Unix seconds, signed as `timestamp:body` (optional).",
+                description="Unix seconds, signed as `timestamp:body` (required with the signature).",
+            ),
+            OpenApiParameter(
+                "tenant",
+                str,
+                OpenApiParameter.QUERY,
+                description="With a tenant-scoped secret (CONTROLPLANE_GRAFANA_TENANT_SECRETS): the tenant "
+                "whose secret signs the delivery; no bearer token is needed then.",
             ),
         ],
         "responses": {200: INGESTED, 400: REFUSED, 401: REFUSED},
     }
 
+    def authenticate(self, request: HttpRequest) -> Principal | None:
+        tenant = request.GET.get("tenant", "")
+        if not tenant or request.headers.get("Authorization"):
+            return None
+        principal = grafana_tenant_sender(tenant=tenant, headers=request.headers, body=request.body)
+        if principal is not None:
+            request.grafana_tenant_verified = (
+                True  # the tenant's secret verified it: verify() has no more to do
+            )
+        return principal
+
     def verify(self, request: HttpRequest) -> None:
+        if getattr(request, "grafana_tenant_verified", False):
+            return
         grafana_signature_check(headers=request.headers, body=request.body)
 
     def accept(self, request: HttpRequest, principal: Principal) -> dict[str, Any]:

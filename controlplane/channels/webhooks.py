@@ -53,6 +53,13 @@ class WebhookView(APIView):
     adapter_name = ""
     required_capability: str | None = None
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # The adapter's own proof of its sender (a tenant-scoped secret) comes before the bearer token.
+        principal = webhook_adapter(self.adapter_name).authenticate(request._request)
+        if principal is not None:
+            request.user, request.auth = principal, None
+        super().initial(request, *args, **kwargs)
+
     # No docstring on `post`: the schema describes each endpoint with its adapter's docstring.
     def post(self, request: Request) -> Response:
         adapter = webhook_adapter(self.adapter_name)

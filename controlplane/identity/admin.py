@@ -1,10 +1,18 @@
-"""Django admin for tenants, principals, grants and tokens. Token secrets are never shown or stored."""
+"""Django admin for tenants, principals, grants, tokens and Django users. Token secrets are never shown
+or stored; every change goes through a service that ledgers it (user changes included, without secrets)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from controlplane.identity import selectors, services
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant
@@ -21,9 +29,12 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: object, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            services.tenant_update(tenant=obj, name=obj.name, actor=_actor(request))
             return
         obj.pk = services.tenant_create(slug=obj.slug, name=obj.name, actor=_actor(request)).pk
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        return False  # a tenant's history stays on the chain; there is no unledgered delete
 
 
 class GrantInline(admin.TabularInline):
@@ -124,3 +135,46 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset.filter(revoked_at__isnull=True):
             services.token_revoke(prefix=token.prefix, actor=_actor(request))
+
+
+User = get_user_model()
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    """Django users, each change ledgered as `controlplane.identity.user.changed` (field names and flag
+    values; for the password, only that it changed). Users are never deleted here (deactivate them)."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        changed = list(form.changed_data)
+        if not change:
+            changed = [name for name in changed if name not in ("password1", "password2")] + ["password"]
+        services.user_change_record(user=obj, changed=changed, created=not change, actor=_actor(request))
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if request.method == "POST" and response.status_code == 302:
+                user = self.get_object(request, id)
+                services.user_change_record(user=user, changed=["password"], actor=_actor(request))
+        return response
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin):
+    """Read-only: permissions come from capability grants (ledgered), not from Django groups."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

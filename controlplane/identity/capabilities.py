@@ -16,6 +16,7 @@ CAPABILITIES: dict[str, str] = {}
 IDENTITY_CAPABILITIES: dict[str, str] = {
     "identity.manage": "Create principals, grant and revoke capabilities, issue tokens.",
     "system.read": "See readiness details (/readyz) and runtime settings.",
+    "admin.access": "Use the Django admin (with a second factor); each change there is ledgered.",
 }
 
 

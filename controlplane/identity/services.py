@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -367,3 +368,78 @@ def principal_ensure(
         if capability not in held:
             grant_add(principal=principal, capability=capability, actor=actor)
     return principal
+
+
+# --- Changes made in the Django admin -------------------------------------------------------------
+
+
+@transaction.atomic
+def tenant_update(*, tenant: Tenant, name: str, actor: Principal | str | None = None) -> Tenant:
+    """Rename a tenant (its slug never changes); renaming to the same name writes nothing."""
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if locked.name == name:
+        return locked
+    previous, locked.name = locked.name, name
+    locked.save(update_fields=["name"])
+    ledger_append(
+        type="controlplane.identity.tenant.changed",
+        subject=f"tenant/{locked.slug}",
+        data={"slug": locked.slug, "name": name, "previous_name": previous},
+        tenant=locked.slug,
+        actor=_actor_ref(actor),
+    )
+    return locked
+
+
+# The fields of a Django user whose change is recorded; secrets are recorded as "changed", never their value.
+USER_RECORDED_FIELDS = (
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "is_active",
+    "is_staff",
+    "is_superuser",
+)
+USER_SECRET_FIELDS = ("password", "otp_device")
+
+
+@transaction.atomic
+def user_change_record(
+    *, user: AbstractBaseUser, changed: list[str], created: bool = False, actor: Principal | str | None = None
+) -> None:
+    """Ledger a change to a Django user made outside the services (the admin, a device enrolment).
+
+    Call it in the transaction of the change. `changed` names the fields; the event carries the new
+    values of the recorded ones (flags, names, e-mail), the names only of secrets (password, OTP device)
+    and of group or permission changes, never a hash or a secret.
+    """
+    values = {name: getattr(user, name) for name in USER_RECORDED_FIELDS if name in changed}
+    ledger_append(
+        type="controlplane.identity.user.changed",
+        subject=f"user/{user.get_username()}",
+        data={
+            "username": user.get_username(),
+            "created": created,
+            "changed": sorted(set(changed)),
+            "values": values,
+            "secrets_changed": sorted(name for name in USER_SECRET_FIELDS if name in changed),
+        },
+        actor=_actor_ref(actor),
+    )
+
+
+@transaction.atomic
+def user_otp_enrol(
+    *, user: AbstractBaseUser, name: str = "default", actor: Principal | str | None = None
+) -> Any:
+    """Give a Django user a new TOTP device (confirmed: the admin accepts its codes at once) and ledger it.
+
+    Returns the device; its `config_url` (otpauth://) is what an authenticator app scans. The secret is
+    never ledgered.
+    """
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name=name, confirmed=True)
+    user_change_record(user=user, changed=["otp_device"], actor=actor)
+    return device

@@ -37,6 +37,7 @@ _CATALOGUE = [
     Reason("CSRF_FAILED", 403, "The console form's CSRF token is missing or wrong; reload the page."),
     Reason("RATE_LIMITED", 429, "Too many requests."),
     Reason("DATABASE_UNAVAILABLE", 503, "The database is unreachable; nothing was changed. Retry shortly."),
+    Reason("ADMIN_OTP_REQUIRED", 401, "The Django admin needs a second factor: verify a TOTP code first."),
     # Ledger
     Reason("LEDGER_WRITE_FAILED", 503, "The ledger could not append the event; nothing was changed."),
     Reason("LEDGER_KEY_UNAVAILABLE", 503, "No usable ledger signing key is loaded; writes fail closed."),

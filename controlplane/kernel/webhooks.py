@@ -52,6 +52,12 @@ class WebhookAdapter:
         says so by returning: the bearer token is then the only authentication."""
         raise NotImplementedError(f"{type(self).__name__} must say how a delivery is verified")
 
+    def authenticate(self, request: HttpRequest) -> Any | None:
+        """The sender's principal when the provider's own proof identifies it (a tenant-scoped secret),
+        so the delivery needs no bearer token; None leaves authentication to the bearer token. Raise
+        `ControlPlaneError` when the proof is present but wrong. The view still checks `capability`."""
+        return None
+
     def delivery_id(self, request: HttpRequest) -> str | None:
         """The provider's id of this delivery, kept across its retries, or None when it has none (then
         repeats are the domain's to recognise, e.g. by content hash)."""

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from drf_spectacular.utils import extend_schema, inline_serializer
+from kombu.exceptions import OperationalError as KombuOperationalError
 from rest_framework import serializers, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger import verify_jobs
 from controlplane.ledger.models import STORED_COLUMNS, Checkpoint, LedgerEvent
-from controlplane.ledger.verify import verification_record
 
 
 class LedgerEventSerializer(serializers.ModelSerializer):
@@ -72,26 +77,88 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = r"\d+"
 
 
+_VERIFY_RESULT = {
+    "ok": serializers.BooleanField(),
+    "events_checked": serializers.IntegerField(),
+    "head_seq": serializers.IntegerField(allow_null=True),
+    "head_hash": serializers.CharField(allow_null=True),
+    "checkpoints_checked": serializers.IntegerField(),
+    "failed_seq": serializers.IntegerField(required=False),
+    "code": serializers.CharField(required=False),
+    "detail": serializers.CharField(required=False),
+}
+_VERIFY_JOB = inline_serializer(
+    "LedgerVerificationJob",
+    {
+        "job": serializers.CharField(),
+        "status": serializers.ChoiceField(choices=["queued", "running", "done", "failed"]),
+        "status_url": serializers.CharField(),
+        "started": serializers.BooleanField(help_text="false when this request joined a job already running"),
+    },
+)
+_VERIFY_DONE = inline_serializer(
+    "LedgerVerification",
+    {**_VERIFY_RESULT, "job": serializers.CharField(), "status": serializers.CharField()},
+)
+
+
+def _job_answer(request: Request, job: dict[str, Any], *, started: bool) -> Response:
+    if job["status"] == verify_jobs.DONE:
+        result = job["result"]
+        return Response(
+            {**result, "job": job["id"], "status": job["status"]}, status=200 if result["ok"] else 409
+        )
+    url = reverse("ledger-verify-job", kwargs={"job_id": job["id"]})
+    return Response(
+        {"job": job["id"], "status": job["status"], "status_url": url, "started": started},
+        status=202,
+        headers={"Location": url},
+    )
+
+
 class VerifyView(APIView):
-    """Verify the whole chain now and return the result (also kept for the dashboard)."""
+    """Start a verification of the whole chain, or join the one running, and answer with its status:
+    202 with the job and its status URL while it runs, 200 (ok) or 409 (broken, with the first bad seq)
+    once it is done. Starting one is rate-limited per tenant (429 RATE_LIMITED, Retry-After)."""
 
     required_capability = "ledger.verify"
 
     @extend_schema(
-        responses=inline_serializer(
-            "LedgerVerification",
-            {
-                "ok": serializers.BooleanField(),
-                "events_checked": serializers.IntegerField(),
-                "head_seq": serializers.IntegerField(allow_null=True),
-                "head_hash": serializers.CharField(allow_null=True),
-                "checkpoints_checked": serializers.IntegerField(),
-                "failed_seq": serializers.IntegerField(required=False),
-                "code": serializers.CharField(required=False),
-                "detail": serializers.CharField(required=False),
-            },
-        )
+        operation_id="api_v1_ledger_verify_start",
+        responses={200: _VERIFY_DONE, 202: _VERIFY_JOB, 409: _VERIFY_DONE},
     )
     def get(self, request: Request) -> Response:
-        result, _ = verification_record()
-        return Response(result.as_dict(), status=200 if result.ok else 409)
+        from controlplane.ledger.tasks import ledger_verify_task
+
+        try:
+            job, started = verify_jobs.verify_job_start(
+                tenant=request.user.tenant.slug, requested_by=request.user.ref
+            )
+        except ControlPlaneError as exc:
+            if exc.code != "RATE_LIMITED":
+                raise
+            return Response(exc.as_dict(), status=429, headers={"Retry-After": str(exc.extra["retry_after"])})
+        if started:
+            try:
+                ledger_verify_task.apply_async((job["id"],))
+            except (OSError, KombuOperationalError) as exc:  # the broker is down: no job will run
+                verify_jobs.verify_job_fail(job_id=job["id"], code="BROKER_UNAVAILABLE")
+                raise ControlPlaneError("BROKER_UNAVAILABLE", "cannot queue the verification") from exc
+            job = verify_jobs.verify_job_get(job_id=job["id"]) or job  # done already when run in-process
+        return _job_answer(request, job, started=started)
+
+
+class VerifyJobView(APIView):
+    """The status of one verification job: 202 while queued or running, 200/409 with the result."""
+
+    required_capability = "ledger.verify"
+
+    @extend_schema(
+        operation_id="api_v1_ledger_verify_status",
+        responses={200: _VERIFY_DONE, 202: _VERIFY_JOB, 409: _VERIFY_DONE},
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        job = verify_jobs.verify_job_get(job_id=job_id)
+        if job is None:
+            raise ControlPlaneError("NOT_FOUND", f"no verification job {job_id!r} (unknown or expired)")
+        return _job_answer(request, job, started=False)

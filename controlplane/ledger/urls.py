@@ -7,4 +7,8 @@ router = SimpleRouter()
 router.register("events", api.LedgerEventViewSet, basename="ledger-event")
 router.register("checkpoints", api.CheckpointViewSet, basename="ledger-checkpoint")
 
-urlpatterns = [path("verify/", api.VerifyView.as_view(), name="ledger-verify"), *router.urls]
+urlpatterns = [
+    path("verify/", api.VerifyView.as_view(), name="ledger-verify"),
+    path("verify/<str:job_id>/", api.VerifyJobView.as_view(), name="ledger-verify-job"),
+    *router.urls,
+]

@@ -9,16 +9,16 @@ from controlplane.channels import services
 from controlplane.channels.models import Producer, ProducerKey
 from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
+from tests.admin_helpers import admin_client_for
 from tests.channels.support import written
-from tests.identity.factories import TenantFactory, UserFactory
+from tests.identity.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def admin_client(client):
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    return client
+    return admin_client_for(client)
 
 
 def test_adding_a_producer_shows_its_token_and_secret_once(admin_client):
@@ -35,7 +35,7 @@ def test_adding_a_producer_shows_its_token_and_secret_once(admin_client):
     page = response.content.decode()
     assert key.secret in page and key.key_id in page
     event = LedgerEvent.objects.get(type="controlplane.channels.producer.created")
-    assert (event.actor, event.data["producer"]) == ("user/root", "acme/alerts")
+    assert (event.actor, event.data["producer"]) == ("admins/root", "acme/alerts")
     for url in (
         f"/admin/channels/producer/{producer.pk}/change/",
         f"/admin/channels/producerkey/{key.pk}/change/",
@@ -87,4 +87,4 @@ def test_the_rotate_action_shows_the_new_secret_and_the_revoke_action_revokes(ad
     old = ProducerKey.objects.get(key_id=created.key_id)
     admin_client.post("/admin/channels/producerkey/", {"action": "revoke_keys", "_selected_action": [old.pk]})
     assert ProducerKey.objects.get(key_id=created.key_id).status == "revoked"
-    assert LedgerEvent.objects.get(type="controlplane.channels.producer.key.revoked").actor == "user/root"
+    assert LedgerEvent.objects.get(type="controlplane.channels.producer.key.revoked").actor == "admins/root"

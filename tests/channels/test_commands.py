@@ -13,6 +13,7 @@ from controlplane.channels import services
 from controlplane.channels.models import Producer, ProducerKey
 from controlplane.identity.models import ApiToken, Principal, hash_token
 from controlplane.kernel import signatures
+from controlplane.kernel.shell import cli_actor
 from controlplane.ledger.models import LedgerEvent
 from tests.channels.support import written
 
@@ -48,7 +49,7 @@ def test_create_prints_the_token_and_secret_once_and_ledgers_the_producer():
     assert (producer.principal.kind, producer.principal.capabilities()) == ("service", {"events.ingest"})
     assert key.secret.startswith("whsec_") and len(signatures.hmac_key(key.secret)) == 32
     event = LedgerEvent.objects.get(type="controlplane.channels.producer.created")
-    assert (event.subject, event.actor, event.tenant) == ("producer/acme/alerts", "cli", "acme")
+    assert (event.subject, event.actor, event.tenant) == ("producer/acme/alerts", cli_actor(), "acme")
     assert event.data == {
         "producer": "acme/alerts",
         "principal": "acme/producer-alerts",

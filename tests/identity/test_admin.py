@@ -6,17 +6,15 @@ import pytest
 
 from controlplane.identity.models import Grant, Principal
 from controlplane.ledger.models import LedgerEvent
-from tests.identity.factories import PrincipalFactory, TenantFactory, UserFactory
+from tests.admin_helpers import admin_client_for
+from tests.identity.factories import PrincipalFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def admin_client(client):
-    user = UserFactory(username="root", is_staff=True, is_superuser=True)
-    PrincipalFactory(human=True, user=user, name="root", capabilities=["console.view"])
-    client.force_login(user)
-    return client
+    return admin_client_for(client)
 
 
 def test_adding_a_grant_in_admin_is_ledgered(admin_client):

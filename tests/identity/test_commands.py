@@ -80,3 +80,32 @@ def test_refusals_name_their_code_and_write_nothing(args, code):
     with pytest.raises(CommandError, match=code):
         run(*args)
     assert LedgerEvent.objects.count() == before
+
+
+def test_installation_commands_are_ledgered_as_the_shell_user(monkeypatch):
+    """No token needed for installation commands, but the ledger names the OS user and the host."""
+    import getpass
+    import socket
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "ops-root")
+    monkeypatch.setattr(socket, "gethostname", lambda: "cp-host-1")
+    run("create", "svc", "--tenant", "acme", "--kind", "service")
+    events = LedgerEvent.objects.filter(type__startswith="controlplane.identity.")
+    actors = set(events.values_list("actor", flat=True))
+    assert actors == {"cli:ops-root@cp-host-1"}
+
+
+def test_admin_otp_enrol_prints_an_otpauth_url_and_ledgers_no_secret():
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = get_user_model().objects.create_user(username="root")
+    out = StringIO()
+    call_command("admin_otp", "enrol", "root", stdout=out)
+    device = TOTPDevice.objects.get(user=user)
+    assert out.getvalue().startswith("TOTP device 'default' for root: otpauth://totp/")
+    event = LedgerEvent.objects.get(type="controlplane.identity.user.changed")
+    assert event.data["secrets_changed"] == ["otp_device"] and device.key not in str(event.data)
+    assert event.actor.startswith("cli:")

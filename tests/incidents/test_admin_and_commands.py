@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 
 from controlplane.ledger.models import LedgerEvent
 from incidents.models import DetectionRuleVersion, Incident
-from tests.identity.factories import UserFactory
+from tests.admin_helpers import admin_client_for
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 from tests.incidents.factories import open_incident
 
 pytestmark = pytest.mark.django_db
@@ -32,8 +33,7 @@ RULE_FORM = {
 
 @pytest.fixture
 def admin_client(client):
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    return client
+    return admin_client_for(client)
 
 
 def test_admin_adds_rule_versions_through_the_service(admin_client, tenant):
@@ -46,8 +46,8 @@ def test_admin_adds_rule_versions_through_the_service(admin_client, tenant):
     )
     versions = DetectionRuleVersion.objects.order_by("version")
     assert [(v.version, v.threshold, v.created_by) for v in versions] == [
-        (1, 4, "user/root"),
-        (2, 6, "user/root"),
+        (1, 4, "admins/root"),
+        (2, 6, "admins/root"),
     ]
     assert LedgerEvent.objects.filter(type="controlplane.detection.rule.versioned").count() == 2
     change = admin_client.post(
@@ -83,7 +83,14 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_cli_list_show_ack_resolve_close(tenant, rule, oncall):
+@pytest.fixture
+def as_oncall(oncall, oncall_token, monkeypatch):
+    """The on-call person's API token in CONTROLPLANE_TOKEN: the CLI acts for them."""
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", oncall_token)
+    return oncall
+
+
+def test_cli_list_show_ack_resolve_close(tenant, rule, oncall, as_oncall):
     incident = open_incident(tenant)
     listed = run("list", "--status", "open")
     assert listed.split("\t")[:3] == [incident.pk, "open", "high"]
@@ -92,13 +99,9 @@ def test_cli_list_show_ack_resolve_close(tenant, rule, oncall):
         "rule_precision: 8000 x 2500 bp = 2000" in shown and "PROMOTE THRESHOLD_MET CONFIDENCE_MET" in shown
     )
     assert "controlplane.incident.opened" in shown
-    assert run("ack", incident.pk, "--as", "acme/alice").strip() == f"{incident.pk} acknowledged"
-    assert (
-        run("resolve", incident.pk, "--as", "acme/alice", "--reason", "rolled back")
-        .strip()
-        .endswith("resolved")
-    )
-    assert run("close", incident.pk, "--as", "acme/alice").strip().endswith("closed")
+    assert run("ack", incident.pk, "--reason", "looking").strip() == f"{incident.pk} acknowledged"
+    assert run("resolve", incident.pk, "--reason", "rolled back").strip().endswith("resolved")
+    assert run("close", incident.pk, "--reason", "done").strip().endswith("closed")
     body = json.loads(run("show", incident.pk, "--json"))
     assert [t["type"].rsplit(".", 1)[-1] for t in body["timeline"]][-3:] == [
         "acknowledged",
@@ -111,35 +114,71 @@ def test_cli_list_show_ack_resolve_close(tenant, rule, oncall):
     )
 
 
-def test_cli_refusals_carry_the_reason_code_and_write_nothing(tenant, rule, oncall):
+def test_cli_refusals_carry_the_reason_code_and_write_nothing(tenant, rule, oncall, as_oncall):
     incident = open_incident(tenant)
     before = LedgerEvent.objects.count()
     with pytest.raises(CommandError, match=r"^INCIDENT_TRANSITION_NOT_ALLOWED: "):
-        run("close", incident.pk, "--as", "acme/alice")
+        run("close", incident.pk, "--reason", "done")
     with pytest.raises(CommandError, match=r"^INCIDENT_NOT_FOUND: "):
         run("show", "nope")
     with pytest.raises(CommandError, match=r"^INCIDENT_REASON_REQUIRED: "):
-        run("resolve", incident.pk, "--as", "acme/alice", "--reason", " ")
+        run("resolve", incident.pk, "--reason", " ")
     assert LedgerEvent.objects.count() == before
     assert Incident.objects.get().status == "open"
 
 
-def test_cli_mitigate_submits_the_draft_as_the_remediation(tenant, rule, oncall, tmp_path):
+def test_cli_mitigate_submits_the_draft_as_the_remediation(tenant, rule, oncall, as_oncall, tmp_path):
     incident = open_incident(tenant)
     draft = tmp_path / "fix.json"
     draft.write_text(
         json.dumps({"goal": "restart", "steps": [{"key": "a", "action": "noop.echo", "inputs": {}}]})
     )
     assert (
-        run("mitigate", incident.pk, "--as", "acme/alice", "--reason", "restart", "--draft", str(draft))
+        run("mitigate", incident.pk, "--reason", "restart", "--draft", str(draft))
         .strip()
         .endswith("mitigating")
     )
     incident.refresh_from_db()
     assert incident.remediation_intent.plan.goal == "restart"
     with pytest.raises(CommandError, match=r"^INCIDENT_TRANSITION_NOT_ALLOWED: "):
-        run("reopen", incident.pk, "--as", "acme/alice", "--reason", "not resolved yet")
-    run("resolve", incident.pk, "--as", "acme/alice", "--reason", "restarted")
-    assert (
-        run("reopen", incident.pk, "--as", "acme/alice", "--reason", "back again").strip().endswith(" open")
+        run("reopen", incident.pk, "--reason", "not resolved yet")
+    run("resolve", incident.pk, "--reason", "restarted")
+    assert run("reopen", incident.pk, "--reason", "back again").strip().endswith(" open")
+
+
+def test_cli_raises_the_severity_as_the_person(tenant, rule, as_oncall):
+    incident = open_incident(tenant)
+    assert run("severity", incident.pk, "--to", "critical", "--reason", "customers affected").strip() == (
+        f"{incident.pk} open"
     )
+    incident.refresh_from_db()
+    assert incident.severity == "critical"
+    event = LedgerEvent.objects.order_by("-seq").first()
+    assert event.actor == as_oncall.ref and event.data["reason"] == "customers affected"
+
+
+def test_cli_transitions_refuse_without_a_valid_token_and_write_nothing(tenant, rule, monkeypatch, tmp_path):
+    incident = open_incident(tenant)
+    reader = PrincipalFactory(tenant=tenant, name="ro", human=True, capabilities=["incidents.read"])
+    stranger = PrincipalFactory(
+        tenant=TenantFactory(slug="other"), name="eve", human=True, capabilities=["incidents.manage"]
+    )
+    reader_token, stranger_token = token_for(reader), token_for(stranger)
+    before = LedgerEvent.objects.count()
+    monkeypatch.delenv("CONTROLPLANE_TOKEN", raising=False)
+    with pytest.raises(CommandError, match=r"^AUTH_REQUIRED: "):
+        run("ack", incident.pk, "--reason", "r")
+    wrong = tmp_path / "token"
+    wrong.write_text("cp_12345678_nope")
+    with pytest.raises(CommandError, match=r"^AUTH_INVALID_TOKEN"):
+        run("ack", incident.pk, "--reason", "r", "--token-file", str(wrong))
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", reader_token)
+    with pytest.raises(CommandError, match=r"^CAPABILITY_MISSING: acme/ro lacks 'incidents.manage'"):
+        run("ack", incident.pk, "--reason", "r")
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", stranger_token)
+    with pytest.raises(CommandError, match=r"^INCIDENT_NOT_FOUND: "):
+        run("ack", incident.pk, "--reason", "r")
+    with pytest.raises(CommandError, match=r"the following arguments are required: --reason"):
+        run("ack", incident.pk)
+    assert LedgerEvent.objects.count() == before
+    assert Incident.objects.get().status == "open"

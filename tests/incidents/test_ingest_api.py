@@ -176,49 +176,115 @@ def test_grafana_payload_without_a_configured_secret(client, sender_token, setti
     assert signal.fingerprint == "c6eadffa33fcdf37"
 
 
-def test_grafana_hmac_over_the_body_and_over_timestamp_colon_body(client, sender_token, settings):
+def test_grafana_hmac_over_timestamp_colon_body(client, sender_token, settings):
     settings.CONTROLPLANE_GRAFANA_HMAC_SECRET = "s3cret-shared-with-grafana"
     body = json.dumps(grafana_payload()).encode()
-    ok = post(
-        client,
-        GRAFANA,
-        body,
-        sender_token,
-        HTTP_X_GRAFANA_ALERTING_SIGNATURE=sign(settings.CONTROLPLANE_GRAFANA_HMAC_SECRET, body),
-    )
-    assert ok.status_code == 200, ok.content
-    body2 = json.dumps(
-        grafana_payload(alerts=[{**grafana_payload()["alerts"][0], "fingerprint": "0000000000000002"}])
-    ).encode()
     now = str(int(time.time()))
     timed = post(
         client,
         GRAFANA,
-        body2,
+        body,
         sender_token,
-        HTTP_X_GRAFANA_ALERTING_SIGNATURE=sign(settings.CONTROLPLANE_GRAFANA_HMAC_SECRET, body2, now),
+        HTTP_X_GRAFANA_ALERTING_SIGNATURE=sign(settings.CONTROLPLANE_GRAFANA_HMAC_SECRET, body, now),
         HTTP_X_GRAFANA_ALERTING_SIGNATURE_TIMESTAMP=now,
     )
     assert timed.status_code == 200, timed.content
-    body3 = json.dumps(
+    body2 = json.dumps(
         grafana_payload(alerts=[{**grafana_payload()["alerts"][0], "fingerprint": "0000000000000003"}])
     ).encode()
     other_header = post(
         client,
         GRAFANA,
-        body3,
+        body2,
         sender_token,
-        HTTP_X_GRAFANA_ALERT_SIGNATURE=sign(settings.CONTROLPLANE_GRAFANA_HMAC_SECRET, body3),
+        HTTP_X_GRAFANA_ALERT_SIGNATURE=sign(settings.CONTROLPLANE_GRAFANA_HMAC_SECRET, body2, now),
+        HTTP_X_GRAFANA_ALERTING_SIGNATURE_TIMESTAMP=now,
     )
     assert other_header.status_code == 200, other_header.content
-    assert Signal.objects.count() == 3
+    assert Signal.objects.count() == 2
+
+
+def test_grafana_hmac_without_the_timestamp_header_is_refused_as_stale(client, sender_token, settings):
+    """A body-only signature never expires: a captured delivery could be replayed for ever."""
+    secret = settings.CONTROLPLANE_GRAFANA_HMAC_SECRET = "s3cret-shared-with-grafana"
+    body = json.dumps(grafana_payload()).encode()
+    before = written()
+    response = post(client, GRAFANA, body, sender_token, HTTP_X_GRAFANA_ALERTING_SIGNATURE=sign(secret, body))
+    assert (response.status_code, response.json()["code"]) == (401, "STALE_TIMESTAMP")
+    assert written() == before
+
+
+def _tenant_signed(secret: str, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    timestamp = timestamp or str(int(time.time()))
+    return {
+        "HTTP_X_GRAFANA_ALERTING_SIGNATURE": sign(secret, body, timestamp),
+        "HTTP_X_GRAFANA_ALERTING_SIGNATURE_TIMESTAMP": timestamp,
+    }
+
+
+def test_a_tenant_scoped_grafana_secret_needs_no_bearer_token(client, sender, settings):
+    settings.CONTROLPLANE_GRAFANA_HMAC_SECRET = ""
+    settings.CONTROLPLANE_GRAFANA_TENANT_SECRETS = {"acme/alertmanager": "acme-grafana-secret"}
+    body = json.dumps(grafana_payload()).encode()
+    response = client.post(
+        f"{GRAFANA}?tenant=acme",
+        body,
+        content_type="application/json",
+        **_tenant_signed("acme-grafana-secret", body),
+    )
+    assert response.status_code == 200, response.content
+    signal = Signal.objects.get()
+    assert (signal.tenant.slug, signal.source) == ("acme", "grafana/alertmanager")
+
+
+@pytest.mark.parametrize(
+    ("query", "secret", "code", "status"),
+    [
+        ("?tenant=acme", "someone-elses-secret", "SIGNAL_SOURCE_SIGNATURE_INVALID", 401),
+        (
+            "?tenant=globex",
+            "acme-grafana-secret",
+            "AUTH_REQUIRED",
+            401,
+        ),  # no secret for it: a token is needed
+        ("", "acme-grafana-secret", "AUTH_REQUIRED", 401),
+        ("?tenant=acme&stale=1", "acme-grafana-secret", "STALE_TIMESTAMP", 401),
+    ],
+)
+def test_tenant_scoped_grafana_refusals_write_nothing(client, sender, settings, query, secret, code, status):
+    settings.CONTROLPLANE_GRAFANA_TENANT_SECRETS = {"acme/alertmanager": "acme-grafana-secret"}
+    body = json.dumps(grafana_payload()).encode()
+    timestamp = str(int(time.time()) - 3600) if "stale" in query else None
+    before = written()
+    response = client.post(
+        f"{GRAFANA}{query}", body, content_type="application/json", **_tenant_signed(secret, body, timestamp)
+    )
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert written() == before
+
+
+def test_a_tenant_secret_whose_principal_lacks_the_capability_is_refused(client, tenant, settings):
+    from tests.identity.factories import PrincipalFactory
+
+    PrincipalFactory(tenant=tenant, name="reader", capabilities=["incidents.read"])
+    settings.CONTROLPLANE_GRAFANA_TENANT_SECRETS = {"acme/reader": "acme-grafana-secret"}
+    body = json.dumps(grafana_payload()).encode()
+    before = written()
+    response = client.post(
+        f"{GRAFANA}?tenant=acme",
+        body,
+        content_type="application/json",
+        **_tenant_signed("acme-grafana-secret", body),
+    )
+    assert (response.status_code, response.json()["code"]) == (403, "CAPABILITY_MISSING")
+    assert written() == before
 
 
 @pytest.mark.parametrize(
     ("headers", "code"),
     [
         ({}, "SIGNAL_SOURCE_SIGNATURE_MISSING"),
-        ({"HTTP_X_GRAFANA_ALERTING_SIGNATURE": "00" * 32}, "SIGNAL_SOURCE_SIGNATURE_INVALID"),
+        ("wrong-signature", "SIGNAL_SOURCE_SIGNATURE_INVALID"),
         ("body-signed-without-timestamp", "SIGNAL_SOURCE_SIGNATURE_INVALID"),
         ("stale", "STALE_TIMESTAMP"),
     ],
@@ -226,7 +292,12 @@ def test_grafana_hmac_over_the_body_and_over_timestamp_colon_body(client, sender
 def test_grafana_signature_refusals_write_nothing(client, sender_token, settings, headers, code):
     secret = settings.CONTROLPLANE_GRAFANA_HMAC_SECRET = "s3cret-shared-with-grafana"
     body = json.dumps(grafana_payload()).encode()
-    if headers == "body-signed-without-timestamp":
+    if headers == "wrong-signature":
+        headers = {
+            "HTTP_X_GRAFANA_ALERTING_SIGNATURE": "00" * 32,
+            "HTTP_X_GRAFANA_ALERTING_SIGNATURE_TIMESTAMP": str(int(time.time())),
+        }
+    elif headers == "body-signed-without-timestamp":
         now = str(int(time.time()))
         headers = {
             "HTTP_X_GRAFANA_ALERTING_SIGNATURE": sign(secret, body),

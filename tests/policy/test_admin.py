@@ -10,7 +10,7 @@ import pytest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import shipped
 from controlplane.policy.models import PolicyProfile
-from tests.identity.factories import PrincipalFactory, UserFactory
+from tests.admin_helpers import admin_client_for
 from tests.policy.factories import PolicyProfileFactory, content
 
 pytestmark = pytest.mark.django_db
@@ -20,10 +20,7 @@ ADMIN = "/admin/policy/policyprofile/"
 
 @pytest.fixture
 def admin_client(client):
-    user = UserFactory(username="root", is_staff=True, is_superuser=True)
-    PrincipalFactory(human=True, user=user, name="root", capabilities=["console.view"])
-    client.force_login(user)
-    return client
+    return admin_client_for(client)
 
 
 def test_changelist_and_read_only_detail(admin_client):

@@ -13,6 +13,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import shipped
 from controlplane.policy.content import content_hash
 from controlplane.policy.models import PolicyProfile
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 from tests.policy.factories import content
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +26,16 @@ def run(*args: str) -> str:
     out = StringIO()
     call_command("policy", *args, stdout=out)
     return out.getvalue()
+
+
+@pytest.fixture
+def operator(monkeypatch):
+    """A person holding policy.manage, whose API token the commands read from CONTROLPLANE_TOKEN."""
+    principal = PrincipalFactory(
+        tenant=TenantFactory(slug="acme"), name="pat", human=True, capabilities=["policy.manage"]
+    )
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(principal))
+    return principal
 
 
 def _file(tmp_path, value, name="profile.json") -> str:
@@ -154,34 +165,67 @@ def test_validate_a_missing_file():
         run("validate", "/nonexistent.json")
 
 
-def test_create_then_activate_a_version(tmp_path):
+def test_create_then_activate_a_version(tmp_path, operator):
     path = _file(tmp_path, content())
     digest = content_hash(content())
-    assert run("create", "payments", "--environment", "stage", "--file", path) == (
-        f"created payments@v1 (stage, draft) {digest}\n"
-    )
-    assert run("create", "payments", "--environment", "stage", "--file", path) == (
-        f"unchanged, latest is payments@v1 (stage, draft) {digest}\n"
-    )
+    create = ("create", "payments", "--environment", "stage", "--file", path, "--reason", "stage rules")
+    assert run(*create) == f"created payments@v1 (stage, draft) {digest}\n"
+    assert run(*create) == (f"unchanged, latest is payments@v1 (stage, draft) {digest}\n")
     out = run(
         "activate", "payments", "--version", "1", "--reason", "first stage profile", "--expected-hash", digest
     )
     assert out == f"active in stage: payments@v1 {digest}\n"
     event = LedgerEvent.objects.filter(type="controlplane.policy.profile.activated").get()
-    assert (event.actor, event.data["reason"]) == ("cli", "first stage profile")
+    assert (event.actor, event.data["reason"]) == ("acme/pat", "first stage profile")
+    created = LedgerEvent.objects.filter(type="controlplane.policy.profile.created").get()
+    assert created.actor == "acme/pat"
 
 
-def test_refused_create_and_activate_write_nothing(tmp_path):
+def test_refused_create_and_activate_write_nothing(tmp_path, operator):
     events = LedgerEvent.objects.count()
     with pytest.raises(CommandError, match=r"POLICY_PROFILE_INVALID: tiers\.critical\.quorum"):
         bad = content(tiers={"critical": {"mode": "assist", "quorum": 1, "approval_timeout_seconds": 600}})
-        run("create", "payments", "--environment", "prod", "--file", _file(tmp_path, bad))
+        run("create", "payments", "--environment", "prod", "--file", _file(tmp_path, bad), "--reason", "r")
     with pytest.raises(CommandError, match="POLICY_PROFILE_HASH_MISMATCH"):
         run("activate", shipped.STRICT, "--version", "1", "--reason", "r", "--expected-hash", "0" * 64)
     with pytest.raises(CommandError, match="POLICY_PROFILE_NOT_FOUND"):
         run("activate", "nothing", "--version", "1", "--reason", "r")
     assert LedgerEvent.objects.count() == events
     assert not PolicyProfile.objects.filter(status="active").exists()
+
+
+def test_create_and_activate_refuse_without_a_valid_token_or_capability(tmp_path, monkeypatch):
+    """No token, a wrong token, or a token without policy.manage: refused with the code, nothing written."""
+    weak = PrincipalFactory(
+        tenant=TenantFactory(slug="acme"), name="ro", human=True, capabilities=["policy.read"]
+    )
+    weak_token = token_for(weak)
+    path = _file(tmp_path, content())
+    events = LedgerEvent.objects.count()
+    create = ("create", "payments", "--environment", "stage", "--file", path, "--reason", "r")
+    activate = ("activate", shipped.STRICT, "--version", "1", "--reason", "r")
+    monkeypatch.delenv("CONTROLPLANE_TOKEN", raising=False)
+    for args in (create, activate):
+        with pytest.raises(CommandError, match=r"^AUTH_REQUIRED: "):
+            run(*args)
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", "cp_00000000_not-a-token")
+    for args in (create, activate):
+        with pytest.raises(CommandError, match=r"^AUTH_INVALID_TOKEN"):
+            run(*args)
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", weak_token)
+    for args in (create, activate):
+        with pytest.raises(CommandError, match=r"^CAPABILITY_MISSING: acme/ro lacks 'policy.manage'"):
+            run(*args)
+    assert LedgerEvent.objects.count() == events
+    assert not PolicyProfile.objects.filter(name="payments").exists()
+    assert not PolicyProfile.objects.filter(status="active").exists()
+
+
+def test_bootstrap_is_ledgered_as_the_shell_user(settings):
+    settings.CONTROLPLANE_ENV = "dev"
+    run("bootstrap")
+    event = LedgerEvent.objects.filter(type="controlplane.policy.profile.activated").get()
+    assert event.actor.startswith("cli:") and "@" in event.actor
 
 
 def test_bootstrap(settings):

@@ -50,11 +50,14 @@ def test_demo_shows_the_whole_flow_an_incident_a_pending_approval_and_executions
 
 def test_quickstart_admin_prints_a_working_one_time_password(settings):
     settings.IS_DEV = True
-    password = run("quickstart_admin").rsplit(" ", 1)[-1].strip()
+    first_line, totp_line = run("quickstart_admin").splitlines()
+    password = first_line.rsplit(" ", 1)[-1].strip()
     user = authenticate(username="admin", password=password)
     assert user is not None and user.is_superuser
     assert Principal.objects.get(user=user).capabilities() == set(CAPABILITIES)
-    second = run("quickstart_admin").rsplit(" ", 1)[-1].strip()
+    assert "admin.access" in CAPABILITIES
+    assert totp_line.startswith("Admin second factor (TOTP): otpauth://totp/")
+    second = run("quickstart_admin").splitlines()[0].rsplit(" ", 1)[-1].strip()
     assert second != password and authenticate(username="admin", password=password) is None
 
 

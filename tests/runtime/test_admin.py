@@ -7,7 +7,7 @@ import pytest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Runner
 from controlplane.runtime.runners import runner_register
-from tests.identity.factories import PrincipalFactory, UserFactory
+from tests.admin_helpers import admin_client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -16,10 +16,7 @@ ADMIN = "/admin/runtime/runner/"
 
 @pytest.fixture
 def admin_client(client):
-    user = UserFactory(username="root", is_staff=True, is_superuser=True)
-    PrincipalFactory(human=True, user=user, name="root", capabilities=["console.view"])
-    client.force_login(user)
-    return client
+    return admin_client_for(client)
 
 
 def test_adding_a_runner_goes_through_the_service_and_is_ledgered(admin_client, settings):

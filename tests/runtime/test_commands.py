@@ -12,7 +12,7 @@ from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.selectors import killswitch_engaged_for
-from tests.identity.factories import PrincipalFactory, TenantFactory
+from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -23,47 +23,184 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_killswitch_engage_status_release():
+@pytest.fixture
+def operator(monkeypatch):
+    """A person holding killswitch.manage, whose API token the commands read from CONTROLPLANE_TOKEN."""
+    principal = PrincipalFactory(
+        tenant=TenantFactory(slug="acme"), name="olga", human=True, capabilities=["killswitch.manage"]
+    )
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(principal))
+    return principal
+
+
+def test_killswitch_engage_status_release(operator):
     assert run("killswitch", "status") == "released: nothing is held\n"
     assert run("killswitch", "engage", "--action", "noop.echo", "--reason", "bad echo") == (
         "ENGAGED action noop.echo: bad echo\n"
     )
     assert killswitch_engaged_for(tenant="acme", action="noop.echo") is not None
     assert killswitch_engaged_for(tenant="acme", action="http.webhook") is None
-    assert "ENGAGED\taction\tnoop.echo\tbad echo\tcli" in run("killswitch", "status")
+    assert "ENGAGED\taction\tnoop.echo\tbad echo\tacme/olga" in run("killswitch", "status")
     run("killswitch", "release", "--action", "noop.echo", "--reason", "fixed")
     assert killswitch_engaged_for(tenant="acme", action="noop.echo") is None
     assert LedgerEvent.objects.filter(type__startswith="controlplane.killswitch").count() == 2
 
 
-def test_killswitch_needs_a_reason_and_writes_nothing_without_one():
+def test_killswitch_needs_a_reason_and_writes_nothing_without_one(operator):
     with pytest.raises(CommandError, match="KILL_SWITCH_REASON_REQUIRED"):
         run("killswitch", "engage", "--reason", " ")
     assert not LedgerEvent.objects.filter(type__startswith="controlplane.killswitch").exists()
 
 
-def test_approvals_list_and_approve_as_a_person():
+def test_killswitch_refuses_without_a_valid_token_or_capability(monkeypatch, tmp_path):
+    weak = PrincipalFactory(tenant=TenantFactory(slug="acme"), name="ro", human=True, capabilities=[])
+    monkeypatch.delenv("CONTROLPLANE_TOKEN", raising=False)
+    with pytest.raises(CommandError, match=r"^AUTH_REQUIRED: "):
+        run("killswitch", "engage", "--reason", "drill")
+    bad = tmp_path / "token"
+    bad.write_text("cp_00000000_wrong\n")
+    with pytest.raises(CommandError, match=r"^AUTH_INVALID_TOKEN"):
+        run("killswitch", "engage", "--reason", "drill", "--token-file", str(bad))
+    with pytest.raises(CommandError, match=r"^AUTH_REQUIRED: cannot read --token-file"):
+        run("killswitch", "engage", "--reason", "drill", "--token-file", str(tmp_path / "absent"))
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(weak))
+    with pytest.raises(CommandError, match=r"^CAPABILITY_MISSING: acme/ro lacks 'killswitch.manage'"):
+        run("killswitch", "engage", "--reason", "drill")
+    assert not LedgerEvent.objects.filter(type__startswith="controlplane.killswitch").exists()
+    assert killswitch_engaged_for(tenant="acme", action="noop.echo") is None
+
+
+def _resolve_nothing(approval) -> None:
+    """The test subject's owner: nothing to do on a decision."""
+
+
+def _open(*, requested_by, quorum=1, content_hash="c" * 64):
     import approvals.registry as registry
 
-    registry.register_subject("test.cli", lambda request: None)
-    tenant = TenantFactory(slug="acme")
-    bot = PrincipalFactory(tenant=tenant, name="bot", agent=True)
-    PrincipalFactory(tenant=tenant, name="alice", human=True, capabilities=["approvals.decide"])
-    request = approvals.approval_request_open(
+    registry.register_subject("test.cli", _resolve_nothing)
+    return approvals.approval_request_open(
         subject_kind="test.cli",
         subject_id="1",
-        content_hash="c" * 64,
-        requested_by=bot,
-        risk_tier="high",
-        quorum=1,
-        summary={},
-        reason_codes=[],
+        content_hash=content_hash,
+        requested_by=requested_by,
+        risk_tier="critical" if quorum > 1 else "high",
+        quorum=quorum,
+        summary={"action": "db.failover", "inputs": {"cluster": "payments"}},
+        reason_codes=["POLICY_REQUIRE_APPROVAL"],
     )
+
+
+def test_approvals_list_and_approve_as_a_person(monkeypatch, tmp_path):
+    tenant = TenantFactory(slug="acme")
+    bot = PrincipalFactory(tenant=tenant, name="bot", agent=True, capabilities=["approvals.decide"])
+    alice = PrincipalFactory(
+        tenant=tenant, name="alice", human=True, capabilities=["approvals.read", "approvals.decide"]
+    )
+    request = _open(requested_by=bot)
     assert run("approvals", "list").startswith(f"{request.pk}\tpending\thigh\tquorum=1\ttest.cli:1\tacme/bot")
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(bot))
     with pytest.raises(CommandError, match="APPROVAL_APPROVER_NOT_HUMAN"):
-        run("approvals", "approve", request.pk, "--as", "acme/bot", "--reason", "self")
+        run("approvals", "approve", request.pk, "--reason", "self", "--content-hash", "c" * 64)
+    token_file = tmp_path / "alice.token"
+    token_file.write_text(token_for(alice) + "\n")
+    shown = run("approvals", "show", request.pk, "--token-file", str(token_file))
+    assert '"cluster": "payments"' in shown and shown.endswith(f"content_hash {'c' * 64}\n")
     assert (
-        run("approvals", "approve", request.pk, "--as", "acme/alice", "--reason", "ok")
+        run(
+            "approvals",
+            "approve",
+            request.pk,
+            "--reason",
+            "ok",
+            "--content-hash",
+            "c" * 64,
+            "--token-file",
+            str(token_file),
+        )
         == f"{request.pk} approved (1/1)\n"
     )
     assert ApprovalRequest.objects.get().status == "approved"
+    decided = LedgerEvent.objects.filter(type="controlplane.approval.request.decided").get()
+    assert decided.actor == "acme/alice"
+
+
+def _decision_events() -> int:
+    return (
+        LedgerEvent.objects.filter(type__startswith="controlplane.approval.request.")
+        .exclude(type="controlplane.approval.request.opened")
+        .count()
+    )
+
+
+def test_approve_refuses_an_absent_or_wrong_token_and_writes_nothing(monkeypatch):
+    tenant = TenantFactory(slug="acme")
+    request = _open(requested_by=PrincipalFactory(tenant=tenant, name="bot", agent=True))
+    before = LedgerEvent.objects.count()
+    approve = ("approvals", "approve", request.pk, "--reason", "ok", "--content-hash", "c" * 64)
+    monkeypatch.delenv("CONTROLPLANE_TOKEN", raising=False)
+    with pytest.raises(CommandError, match=r"^AUTH_REQUIRED: "):
+        run(*approve)
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", "cp_deadbeef_guessed")
+    with pytest.raises(CommandError, match=r"^AUTH_INVALID_TOKEN"):
+        run(*approve)
+    with pytest.raises(CommandError, match=r"^AUTH_INVALID_TOKEN"):
+        run("approvals", "show", request.pk)
+    assert LedgerEvent.objects.count() == before
+    assert ApprovalRequest.objects.get().status == "pending" and not request.decisions.exists()
+
+
+def test_one_operator_cannot_meet_a_quorum_of_two_by_running_the_command_twice(monkeypatch):
+    tenant = TenantFactory(slug="acme")
+    bot = PrincipalFactory(tenant=tenant, name="bot", agent=True)
+    alice = PrincipalFactory(tenant=tenant, name="alice", human=True, capabilities=["approvals.decide"])
+    request = _open(requested_by=bot, quorum=2)
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(alice))
+    approve = ("approvals", "approve", request.pk, "--reason", "ok", "--content-hash", "c" * 64)
+    assert run(*approve) == f"{request.pk} pending (1/2)\n"
+    second_token = token_for(alice)  # a second token of the same person changes nothing
+    before = LedgerEvent.objects.count()
+    with pytest.raises(CommandError, match=r"^APPROVAL_DUPLICATE_DECISION: acme/alice has already decided"):
+        run(*approve)
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", second_token)
+    with pytest.raises(CommandError, match=r"^APPROVAL_DUPLICATE_DECISION: "):
+        run(*approve)
+    assert LedgerEvent.objects.count() == before
+    assert ApprovalRequest.objects.get().status == "pending" and request.decisions.count() == 1
+
+
+def test_self_approval_is_refused_from_the_cli(monkeypatch):
+    tenant = TenantFactory(slug="acme")
+    alice = PrincipalFactory(tenant=tenant, name="alice", human=True, capabilities=["approvals.decide"])
+    request = _open(requested_by=alice)
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(alice))
+    before = LedgerEvent.objects.count()
+    with pytest.raises(CommandError, match=r"^APPROVAL_SELF_APPROVAL: "):
+        run("approvals", "approve", request.pk, "--reason", "mine", "--content-hash", "c" * 64)
+    assert LedgerEvent.objects.count() == before
+    assert ApprovalRequest.objects.get().status == "pending" and not request.decisions.exists()
+
+
+def test_a_wrong_content_hash_is_refused(monkeypatch):
+    tenant = TenantFactory(slug="acme")
+    request = _open(requested_by=PrincipalFactory(tenant=tenant, name="bot", agent=True))
+    alice = PrincipalFactory(tenant=tenant, name="alice", human=True, capabilities=["approvals.decide"])
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(alice))
+    before = LedgerEvent.objects.count()
+    with pytest.raises(CommandError, match=r"^APPROVAL_CONTENT_CHANGED: "):
+        run("approvals", "approve", request.pk, "--reason", "ok", "--content-hash", "d" * 64)
+    with pytest.raises(CommandError, match=r"the following arguments are required: --content-hash"):
+        run("approvals", "approve", request.pk, "--reason", "ok")
+    assert LedgerEvent.objects.count() == before
+    assert ApprovalRequest.objects.get().status == "pending" and not request.decisions.exists()
+
+
+def test_another_tenants_approval_is_not_found_from_the_cli(monkeypatch):
+    request = _open(requested_by=PrincipalFactory(tenant=TenantFactory(slug="acme"), name="bot", agent=True))
+    mallory = PrincipalFactory(
+        tenant=TenantFactory(slug="other"), name="mallory", human=True, capabilities=["approvals.decide"]
+    )
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(mallory))
+    before = LedgerEvent.objects.count()
+    with pytest.raises(CommandError, match=r"^APPROVAL_NOT_FOUND: "):
+        run("approvals", "approve", request.pk, "--reason", "ok", "--content-hash", "c" * 64)
+    assert LedgerEvent.objects.count() == before

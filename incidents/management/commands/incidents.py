@@ -1,7 +1,8 @@
-"""`manage.py incidents list | show ID | ack ID | mitigate ID | resolve ID | close ID | reopen ID`.
+"""`manage.py incidents list | show ID | ack | mitigate | resolve | close | reopen | severity ID`.
 
-Transitions are made by a named human principal (`--as TENANT/NAME`), as in the API and the console;
-refusals exit non-zero with `CommandError: <REASON_CODE>: <detail>`.
+Transitions act for the person whose API token is in `CONTROLPLANE_TOKEN` (or `--token-file`), with the
+capability the API requires (`incidents.manage`) and through the same services (people only, a reason
+on every transition); refusals exit non-zero with `CommandError: <REASON_CODE>: <detail>`.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.identity.selectors import principal_get, tenant_get
+from controlplane.identity.cli import add_token_argument, cli_principal
+from controlplane.identity.selectors import tenant_get
 from controlplane.kernel.errors import ControlPlaneError
 from incidents import selectors, services
-from incidents.models import Incident, IncidentStatus
+from incidents.api import MANAGE
+from incidents.models import Incident, IncidentStatus, Severity
 
 _VERBS = {
-    "ack": (services.incident_acknowledge, False),
-    "mitigate": (services.incident_mitigate, True),
-    "resolve": (services.incident_resolve, True),
-    "close": (services.incident_close, False),
-    "reopen": (services.incident_reopen, True),
+    "ack": services.incident_acknowledge,
+    "mitigate": services.incident_mitigate,
+    "resolve": services.incident_resolve,
+    "close": services.incident_close,
+    "reopen": services.incident_reopen,
+    "severity": services.incident_raise_severity,
 }
 
 
@@ -38,11 +42,13 @@ class Command(BaseCommand):
         show = sub.add_parser("show", help="one incident: evidence, confidence, decision, timeline")
         show.add_argument("id")
         show.add_argument("--json", action="store_true")
-        for verb, (_, reason_required) in _VERBS.items():
+        for verb in _VERBS:
             cmd = sub.add_parser(verb)
             cmd.add_argument("id")
-            cmd.add_argument("--as", dest="actor", required=True, help="the person acting, TENANT/NAME")
-            cmd.add_argument("--reason", required=reason_required, default="")
+            cmd.add_argument("--reason", required=True)
+            add_token_argument(cmd)
+            if verb == "severity":
+                cmd.add_argument("--to", dest="severity", required=True, choices=Severity.values)
             if verb == "mitigate":
                 group = cmd.add_mutually_exclusive_group(required=True)
                 group.add_argument("--intent", help="link an intent submitted before")
@@ -139,14 +145,15 @@ class Command(BaseCommand):
             )
 
     def _transition(self, verb: str, options: dict[str, Any]) -> None:
-        tenant_slug, _, name = options["actor"].partition("/")
-        actor = principal_get(tenant=tenant_get(slug=tenant_slug), name=name)
+        actor = cli_principal(options, capability=MANAGE)
         incident = self._incident(options["id"])
         if incident.tenant_id != actor.tenant_id:
-            raise ControlPlaneError("INCIDENT_NOT_FOUND", f"no incident {options['id']!r} in {tenant_slug}")
-        service, _ = _VERBS[verb]
+            raise ControlPlaneError("INCIDENT_NOT_FOUND", f"no incident {options['id']!r}")
+        service = _VERBS[verb]
         kwargs: dict[str, Any] = {"incident": incident, "actor": actor, "reason": options["reason"]}
-        if verb == "mitigate":
+        if verb == "severity":
+            kwargs["severity"] = options["severity"]
+        elif verb == "mitigate":
             if options["draft"] is not None:
                 try:
                     kwargs["remediation"] = json.loads(options["draft"].read_text())

@@ -10,8 +10,7 @@ from django.utils import timezone
 from controlplane.channels import selectors, services
 from controlplane.identity.selectors import tenant_get
 from controlplane.kernel.errors import ControlPlaneError
-
-ACTOR = "cli"
+from controlplane.kernel.shell import cli_actor
 
 
 class Command(BaseCommand):
@@ -52,7 +51,7 @@ class Command(BaseCommand):
             tenant=options["tenant"],
             name=options["name"],
             ed25519_public_key=options["ed25519_public_key"],
-            actor=ACTOR,
+            actor=cli_actor(),
         )
         producer = created.producer
         self.stdout.write(f"created producer {producer.ref} (principal {producer.principal.ref})")
@@ -69,7 +68,7 @@ class Command(BaseCommand):
             producer=producer,
             ed25519_public_key=options["ed25519_public_key"],
             overlap_seconds=options["overlap_seconds"],
-            actor=ACTOR,
+            actor=cli_actor(),
         )
         self.stdout.write(f"new key {rotated.key.key_id} ({rotated.key.kind}) for {producer.ref}")
         for key in rotated.retired:
@@ -79,7 +78,9 @@ class Command(BaseCommand):
             self.stdout.write(rotated.hmac_secret)
 
     def _revoke_key(self, options: dict[str, Any]) -> None:
-        key = services.producer_key_revoke(key_id=options["key_id"], reason=options["reason"], actor=ACTOR)
+        key = services.producer_key_revoke(
+            key_id=options["key_id"], reason=options["reason"], actor=cli_actor()
+        )
         self.stdout.write(f"revoked key {key.key_id} of {key.producer.ref} at {key.revoked_at.isoformat()}")
 
     def _list(self, options: dict[str, Any]) -> None:

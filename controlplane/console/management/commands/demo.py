@@ -13,6 +13,7 @@ from controlplane.channels import services as channels
 from controlplane.channels.models import Producer
 from controlplane.identity import services as identity
 from controlplane.identity.models import Principal, PrincipalKind, Tenant
+from controlplane.kernel.shell import cli_actor
 from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.models import Fidelity
 from controlplane.ledger.services import ledger_append
@@ -43,24 +44,25 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
-        profile_bootstrap(environment="dev", actor="demo")  # the shipped dev profile, activated and ledgered
-        tenant = identity.tenant_create(slug=TENANT, name="Acme Corp", actor="demo")
+        # the shipped dev profile, activated and ledgered
+        profile_bootstrap(environment="dev", actor=cli_actor())
+        tenant = identity.tenant_create(slug=TENANT, name="Acme Corp", actor=cli_actor())
         identity.principal_ensure(
             tenant=tenant,
             name="oncall-alice",
             kind=PrincipalKind.HUMAN,
             capabilities=["console.view", "ledger.read", "ledger.verify", "approvals.decide"],
-            actor="demo",
+            actor=cli_actor(),
         )
         agent = identity.principal_ensure(
             tenant=tenant,
             name="deploy-agent",
             kind=PrincipalKind.AGENT,
             capabilities=["intents.submit", "executions.read"],
-            actor="demo",
+            actor=cli_actor(),
         )
         if not Producer.objects.filter(tenant=tenant, name="demo-monitoring").exists():
-            channels.producer_create(tenant=tenant, name="demo-monitoring", actor="demo")
+            channels.producer_create(tenant=tenant, name="demo-monitoring", actor=cli_actor())
         for index, (event_type, subject, data) in enumerate(DEMO_EVENTS):
             ledger_append(
                 type=event_type,
@@ -75,7 +77,7 @@ class Command(BaseCommand):
             )
         _demo_incident(tenant)
         _demo_actions(agent)
-        checkpoint = checkpoint_create(actor="demo")
+        checkpoint = checkpoint_create(actor=cli_actor())
         result, _ = verification_record()
         self.stdout.write(
             f"demo data loaded: tenant {TENANT}, checkpoint at seq {checkpoint.seq}, "
@@ -113,7 +115,7 @@ def _demo_incident(tenant: Tenant) -> None:
             window_seconds=600,
             severity="high",
         ),
-        actor="demo",
+        actor=cli_actor(),
         reason="demo data",
     )
     payload = {
@@ -127,7 +129,9 @@ def _demo_incident(tenant: Tenant) -> None:
         "externalURL": "http://alertmanager.example:9093",
         "alerts": [_alert("payments-1:8080", 30), _alert("payments-2:8080", 32)],
     }
-    signal_ingest(tenant=tenant, signals=from_alertmanager(payload, source="demo-alertmanager"), actor="demo")
+    signal_ingest(
+        tenant=tenant, signals=from_alertmanager(payload, source="demo-alertmanager"), actor=cli_actor()
+    )
 
 
 def _demo_actions(agent: Principal) -> None:

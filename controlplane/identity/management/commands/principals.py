@@ -12,8 +12,7 @@ from django.utils.dateparse import parse_datetime
 from controlplane.identity import selectors, services
 from controlplane.identity.models import Principal, PrincipalKind
 from controlplane.kernel.errors import ControlPlaneError
-
-ACTOR = "cli"
+from controlplane.kernel.shell import cli_actor
 
 
 def _expiry(value: str | None) -> datetime | None:
@@ -71,9 +70,9 @@ class Command(BaseCommand):
             user = get_user_model().objects.filter(username=options["user"]).first()
             if user is None:
                 raise ControlPlaneError("VALIDATION_FAILED", f"no Django user {options['user']!r}")
-        tenant = services.tenant_create(slug=options["tenant"], actor=ACTOR)
+        tenant = services.tenant_create(slug=options["tenant"], actor=cli_actor())
         principal = services.principal_create(
-            tenant=tenant, name=options["name"], kind=options["kind"], user=user, actor=ACTOR
+            tenant=tenant, name=options["name"], kind=options["kind"], user=user, actor=cli_actor()
         )
         self.stdout.write(f"created {principal.ref} ({principal.kind})")
 
@@ -82,13 +81,13 @@ class Command(BaseCommand):
             principal=self._principal(options),
             capability=options["capability"],
             expires_at=_expiry(options.get("expires")),
-            actor=ACTOR,
+            actor=cli_actor(),
         )
         self.stdout.write(f"granted {grant.capability} to {grant.principal.ref}")
 
     def _revoke(self, options: dict[str, Any]) -> None:
         grant = services.grant_revoke(
-            principal=self._principal(options), capability=options["capability"], actor=ACTOR
+            principal=self._principal(options), capability=options["capability"], actor=cli_actor()
         )
         self.stdout.write(f"revoked {grant.capability} from {grant.principal.ref}")
 
@@ -97,13 +96,13 @@ class Command(BaseCommand):
             principal=self._principal(options),
             name=options["label"],
             expires_at=_expiry(options["expires"]),
-            actor=ACTOR,
+            actor=cli_actor(),
         )
         self.stdout.write(f"token {issued.token.prefix} for {issued.token.principal.ref} (shown once):")
         self.stdout.write(issued.secret)
 
     def _revoke_token(self, options: dict[str, Any]) -> None:
-        token = services.token_revoke(prefix=options["prefix"], actor=ACTOR)
+        token = services.token_revoke(prefix=options["prefix"], actor=cli_actor())
         self.stdout.write(f"revoked token {token.prefix}")
 
     def _list(self, options: dict[str, Any]) -> None:

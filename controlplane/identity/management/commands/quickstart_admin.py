@@ -13,6 +13,7 @@ from django.db import transaction
 from controlplane.identity import services
 from controlplane.identity.capabilities import CAPABILITIES
 from controlplane.identity.models import PrincipalKind
+from controlplane.kernel.shell import cli_actor
 
 
 class Command(BaseCommand):
@@ -33,15 +34,23 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
-        tenant = services.tenant_create(slug=options["tenant"], actor="quickstart")
+        tenant = services.tenant_create(slug=options["tenant"], actor=cli_actor())
         services.principal_ensure(
             tenant=tenant,
             name=options["username"],
             kind=PrincipalKind.HUMAN,
             capabilities=sorted(CAPABILITIES),
             user=user,
-            actor="quickstart",
+            actor=cli_actor(),
         )
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        TOTPDevice.objects.filter(
+            user=user, name="quickstart"
+        ).delete()  # a fresh secret each run, as the password
+        device = services.user_otp_enrol(user=user, name="quickstart", actor=cli_actor())
         self.stdout.write(
             f"Sign in at http://127.0.0.1:8000/ as {options['username']} with one-time password: {password}"
         )
+        # The admin (/admin/) also asks for a TOTP code: add this device to an authenticator app.
+        self.stdout.write(f"Admin second factor (TOTP): {device.config_url}")

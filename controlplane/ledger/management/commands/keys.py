@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.shell import cli_actor
 from controlplane.ledger.keys import key_generate, key_revoke, key_rotate
 from controlplane.ledger.models import SigningKey
 
@@ -29,13 +30,13 @@ class Command(BaseCommand):
         try:
             action = options["action"]
             if action == "generate":
-                key = key_generate(actor="cli")
+                key = key_generate(actor=cli_actor())
                 self.stdout.write(f"{key.key_id} {key.status} public_key={key.public_key}")
             elif action == "rotate":
-                key = key_rotate(actor="cli", to_key_id=options["to_key_id"], reason=options["reason"])
+                key = key_rotate(actor=cli_actor(), to_key_id=options["to_key_id"], reason=options["reason"])
                 self.stdout.write(f"{key.key_id} active from seq {key.valid_from_seq}")
             elif action == "revoke":
-                key = key_revoke(key_id=options["key_id"], reason=options["reason"], actor="cli")
+                key = key_revoke(key_id=options["key_id"], reason=options["reason"], actor=cli_actor())
                 self.stdout.write(f"{key.key_id} revoked: {options['reason']}")
             else:
                 for key in SigningKey.objects.all():

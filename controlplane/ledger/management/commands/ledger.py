@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.shell import cli_actor
 from controlplane.ledger.bundle import bundle_export, bundle_verify
 from controlplane.ledger.checkpoints import checkpoint_create
 from controlplane.ledger.verify import VerifyResult, verification_record
@@ -68,13 +69,13 @@ class Command(BaseCommand):
             sys.exit(1)
 
     def _checkpoint(self, options: dict[str, Any]) -> None:
-        checkpoint = checkpoint_create(actor="cli")
+        checkpoint = checkpoint_create(actor=cli_actor())
         self.stdout.write(
             f"checkpoint seq {checkpoint.seq} hash {checkpoint.head_hash} key {checkpoint.key_id}"
         )
 
     def _export(self, options: dict[str, Any]) -> None:
-        bundle = bundle_export(first=options["first"], last=options["last"], actor="cli")
+        bundle = bundle_export(first=options["first"], last=options["last"], actor=cli_actor())
         text = json.dumps(bundle, indent=1, sort_keys=True)
         if options["output"] == "-":
             self.stdout.write(text)

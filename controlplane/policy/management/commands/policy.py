@@ -1,4 +1,9 @@
-"""`manage.py policy list | show | explain | validate | create | activate | bootstrap`: policy profiles."""
+"""`manage.py policy list | show | explain | validate | create | activate | bootstrap`: policy profiles.
+
+`create` and `activate` act for the person whose API token is in `CONTROLPLANE_TOKEN` (or
+`--token-file`), with the capability the API requires (`policy.manage`); `bootstrap` is an installation
+command, ledgered as the shell user (`cli:<os user>@<host>`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from controlplane.identity.cli import add_token_argument, cli_actor, cli_principal
 from controlplane.identity.models import PrincipalKind
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy import selectors, services
@@ -17,6 +23,7 @@ from controlplane.policy.evaluation import Context, PolicyDecision, StepFacts
 from controlplane.policy.models import Environment, RiskTier
 
 ACTOR = "cli"
+MANAGE = "policy.manage"
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -70,12 +77,15 @@ class Command(BaseCommand):
         create.add_argument("name")
         create.add_argument("--environment", required=True, choices=Environment.values)
         create.add_argument("--file", required=True)
+        create.add_argument("--reason", required=True)
+        add_token_argument(create)
 
         activate = sub.add_parser("activate", help="make a version the active profile of its environment")
         activate.add_argument("name")
         activate.add_argument("--version", type=int, required=True)
         activate.add_argument("--reason", required=True)
         activate.add_argument("--expected-hash", help="refuse unless the content hash is this one")
+        add_token_argument(activate)
 
         bootstrap = sub.add_parser("bootstrap", help="activate the shipped profile if none is active")
         bootstrap.add_argument("--environment", choices=Environment.values, help="default: CONTROLPLANE_ENV")
@@ -167,11 +177,14 @@ class Command(BaseCommand):
         self.stdout.write(f"valid content_hash {content_hash(content)}")
 
     def _create(self, options: dict[str, Any]) -> None:
+        actor = cli_principal(options, capability=MANAGE)
+        if not options["reason"].strip():
+            raise ControlPlaneError("VALIDATION_FAILED", "--reason must not be blank")
         result = services.profile_create(
             name=options["name"],
             environment=options["environment"],
             content=_read_content(options["file"]),
-            actor=ACTOR,
+            actor=actor,
         )
         profile = result.profile
         verb = "created" if result.created else "unchanged, latest is"
@@ -180,13 +193,14 @@ class Command(BaseCommand):
         )
 
     def _activate(self, options: dict[str, Any]) -> None:
+        actor = cli_principal(options, capability=MANAGE)
         profile = selectors.profile_get(name=options["name"], version=options["version"])
         profile = services.profile_activate(
-            profile=profile, actor=ACTOR, reason=options["reason"], expected_hash=options["expected_hash"]
+            profile=profile, actor=actor, reason=options["reason"], expected_hash=options["expected_hash"]
         )
         self.stdout.write(f"active in {profile.environment}: {profile.ref} {profile.content_hash}")
 
     def _bootstrap(self, options: dict[str, Any]) -> None:
         environment = options["environment"] or settings.CONTROLPLANE_ENV
-        profile = services.profile_bootstrap(environment=environment, actor=ACTOR)
+        profile = services.profile_bootstrap(environment=environment, actor=cli_actor())
         self.stdout.write(f"active in {environment}: {profile.ref} {profile.content_hash}")

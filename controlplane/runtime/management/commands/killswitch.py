@@ -1,4 +1,8 @@
-"""`manage.py killswitch engage --reason R [--tenant T | --action A] | release --reason R | status`."""
+"""`manage.py killswitch engage --reason R [--tenant T | --action A] | release --reason R | status`.
+
+Engaging and releasing act for the person whose API token is in `CONTROLPLANE_TOKEN` (or `--token-file`),
+with the capability the API requires; the ledger names that principal, not the shell.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from controlplane.identity.cli import add_token_argument, cli_principal
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.runtime.api import KillSwitchView
 from controlplane.runtime.models import KillSwitch
 from controlplane.runtime.services import killswitch_set
 
@@ -22,6 +28,7 @@ class Command(BaseCommand):
             scope.add_argument("--tenant")
             scope.add_argument("--action", dest="action_name")
             cmd.add_argument("--reason", required=True)
+            add_token_argument(cmd)
         sub.add_parser("status")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -41,12 +48,13 @@ class Command(BaseCommand):
         elif options["action_name"]:
             scope, target = "action", options["action_name"]
         try:
+            actor = cli_principal(options, capability=KillSwitchView.required_capability)
             switch = killswitch_set(
                 scope=scope,
                 target=target,
                 engaged=options["action"] == "engage",
                 reason=options["reason"],
-                actor="cli",
+                actor=actor.ref,
             )
         except ControlPlaneError as exc:
             raise CommandError(f"{exc.code}: {exc.detail}") from exc

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.shell import cli_actor
 from controlplane.runtime.executors import runner_secret
 from controlplane.runtime.models import Runner
 from controlplane.runtime.runners import runner_disable, runner_register
@@ -35,11 +36,11 @@ class Command(BaseCommand):
                     url=options["url"],
                     secret_env=options["secret_env"],
                     timeout_seconds=options["timeout"],
-                    actor="cli",
+                    actor=cli_actor(),
                 )
                 self.stdout.write(f"registered {runner.name} {runner.url}")
             elif options["verb"] == "disable":
-                runner = runner_disable(name=options["name"], reason=options["reason"], actor="cli")
+                runner = runner_disable(name=options["name"], reason=options["reason"], actor=cli_actor())
                 self.stdout.write(f"disabled {runner.name}")
             else:
                 for runner in Runner.objects.all():
