@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from skills.models import Publisher
-from tests.identity.factories import PrincipalFactory, UserFactory
+from tests.admin_helpers import admin_client_for
 from tests.skills.support import SigningPublisher
 
 pytestmark = pytest.mark.django_db
@@ -13,10 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def admin_client(client):
-    user = UserFactory(username="root", is_staff=True, is_superuser=True)
-    PrincipalFactory(human=True, user=user, name="root", capabilities=["console.view"])
-    client.force_login(user)
-    return client
+    return admin_client_for(client)
 
 
 def test_skills_and_publishers_are_listed_and_read_only(admin_client):
