@@ -257,7 +257,7 @@ def bundle_verify_pinned(bundle: Any, trusted: TrustedKeys, *, min_witnesses: in
         return _failed(failure)
     pinned = copy.copy(bundle)
     pinned["keys"] = [_key_entry(k) for k in trusted.ledger_keys.values()]
-    result = bundle_verify(pinned)
+    result = bundle_verify(bundle=pinned)
     if result.ok and "tree_head" in bundle:
         failure = _bundle_tree_head(bundle, trusted, min_witnesses)
         if failure:

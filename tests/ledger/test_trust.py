@@ -131,7 +131,7 @@ def test_a_bundle_resigned_with_another_key_pair_verifies_alone_but_not_against_
             "revoked": False,
         }
     ]
-    assert bundle_verify(forged).ok  # the hole: a bundle carries its own trust
+    assert bundle_verify(bundle=forged).ok  # the hole: a bundle carries its own trust
     result = bundle_verify_pinned(forged, trusted)
     assert not result.ok and result.failure.code == "LEDGER_KEY_UNTRUSTED"
     assert attacker.key_id in result.failure.detail and result.failure.seq == 2
@@ -144,7 +144,7 @@ def test_another_public_key_under_a_pinned_key_id_is_untrusted():
     attacker = make_key()
     forged = rechain(_export(2, 5), attacker.signer, key_id)
     forged["keys"][0]["public_key"] = attacker.public_key
-    assert bundle_verify(forged).ok
+    assert bundle_verify(bundle=forged).ok
     result = bundle_verify_pinned(forged, trusted)
     assert result.failure.code == "LEDGER_KEY_UNTRUSTED" and "public_key" in result.failure.detail
 
@@ -309,5 +309,7 @@ def test_disjoint_bundles_need_a_consistency_proof_between_their_tree_heads():
     assert bundle_extends(old, new, trusted=_pinned()).ok
     wrong = bundle_extends(old, new, consistency_proof=proof_hex(tree.consistency_proof(4, 10)))
     assert wrong.failure.code == "LEDGER_FORKED"
-    without_heads = bundle_extends(_export(1, 3), _export(7, 10), consistency_proof=proof)
+    headless_old, headless_new = _export(1, 3), _export(7, 10)
+    del headless_old["tree_head"], headless_new["tree_head"]
+    without_heads = bundle_extends(headless_old, headless_new, consistency_proof=proof)
     assert without_heads.failure.code == "LEDGER_PROOF_INVALID"
