@@ -355,7 +355,9 @@ def _walk_cursor() -> Any:
     return cursor
 
 
-def _stored_rows(first: int, last: int, batch: int = 1000) -> Iterator[Sequence[Any]]:
+def _stored_rows(
+    first: int, last: int, batch: int = 1000, hashes: list[str] | None = None
+) -> Iterator[Sequence[Any]]:
     """Stream stored rows (in `ROW_COLUMNS` order) in seq order, JSON columns as text for orjson.
 
     A batch of 1,000 rows (about 2.6 MB) is checked while it is still in the CPU's caches; batches of
@@ -371,6 +373,8 @@ def _stored_rows(first: int, last: int, batch: int = 1000) -> Iterator[Sequence[
             rows = cursor.fetchall()
             if not rows:
                 return
+            if hashes is not None:  # kept a batch at a time, for the Merkle leaves
+                hashes.extend([values[_HASH] for values in rows])
             yield from rows
             cursor_seq = rows[-1][_SEQ]
 
@@ -391,12 +395,6 @@ def _prev_link(first: int) -> tuple[int, str | None]:
     return first, row[0] if row else None
 
 
-def _keeping_hashes(rows: Iterable[Sequence[Any]], hashes: list[str]) -> Iterator[Sequence[Any]]:
-    for values in rows:
-        hashes.append(values[_HASH])
-        yield values
-
-
 def _verify_chunk(bounds: tuple[int, int, bool], with_leaves: bool = False) -> ChunkResult:
     """Verify seq `first..last`; only the first chunk checks its link to what precedes it.
 
@@ -406,26 +404,27 @@ def _verify_chunk(bounds: tuple[int, int, bool], with_leaves: bool = False) -> C
     first, last, is_first_chunk = bounds
     keys = load_keys()
     expected_seq, expected_prev = _prev_link(first) if is_first_chunk else (None, None)
-    hashes: list[str] = []
-    rows = _stored_rows(first, last)
-    if with_leaves:
-        rows = _keeping_hashes(rows, hashes)
+    hashes: list[str] | None = [] if with_leaves else None
+    rows = _stored_rows(first, last, hashes=hashes)
     # Parsing the JSON makes containers fast enough to run the cyclic GC every hundred rows or so,
     # and the batches of fetched rows it promotes set off full collections; the walk makes no cycles.
     collecting = gc.isenabled()
     gc.disable()
     try:
         result = verify_row_values(rows, keys, expected_seq=expected_seq, expected_prev_hash=expected_prev)
-        if with_leaves and result.failure is None:
-            result.leaves = b"".join([_leaf_of(h) for h in hashes])
+        if hashes is not None and result.failure is None:
+            result.leaves = leaf_hashes(hashes[: result.count])
         return result
     finally:
         if collecting:
             gc.enable()
 
 
-def _leaf_of(event_hash: str) -> bytes:
-    return hashlib.sha256(b"\x00" + bytes.fromhex(event_hash)).digest()
+def leaf_hashes(event_hashes: list[str]) -> bytes:
+    """The RFC 9162 leaf hashes SHA-256(0x00 || hash) of hex event hashes, packed 32 bytes each."""
+    raw = bytes.fromhex("".join(event_hashes))
+    sha256 = hashlib.sha256
+    return b"".join([sha256(b"\x00" + raw[i : i + 32]).digest() for i in range(0, len(raw), 32)])
 
 
 def chunk_bounds(first: int, last: int, workers: int) -> list[tuple[int, int, bool]]:
