@@ -201,6 +201,26 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_rate(run['events_per_s'])} | {'yes' if run['ok'] else '**no**'} |"
             )
         out.append("")
+        bare = verification.get("ed25519_bare") or {}
+        if bare:
+            checks = (
+                f"with a witnessed checkpoint at seq {verification['checkpoint_seq']} (truncation, fork, "
+                "Merkle root, key-event and witness checks on)"
+                if verification.get("checks")
+                else "without checkpoints"
+            )
+            out += [
+                f"Beside it, {checks}: the bare Ed25519 rate of the same events (signature checks only, "
+                "same number of processes) and the share of it `verify_chain` keeps.",
+                "",
+                "| processes | bare Ed25519/s | verify_chain / bare |",
+                "|---:|---:|---:|",
+                *(
+                    f"| {w} | {_rate(row['per_s'])} | {row['verify_ratio']} |"
+                    for w, row in sorted(bare.items(), key=lambda item: int(item[0]))
+                ),
+                "",
+            ]
     profile = results.get("profile")
     if profile and "by_area_ms_per_request" in profile:
         out += [
@@ -231,9 +251,9 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {row['cumulative_ms_per_request']:.3f} |"
             )
         out.append("")
-    from bench import console, flow, policy, signals  # these parts write their own sections
+    from bench import console, flow, policy, proofs, signals  # these parts write their own sections
 
-    for part in (policy, flow, console, signals):
+    for part in (proofs, policy, flow, console, signals):
         out += part.report(results)
     machine = results["machine"]
     pg = machine.get("postgresql", {})

@@ -25,6 +25,8 @@ GOAL_RATE = 1000.0  # signed events/s the issue asks for
 GOAL_P95_MS = 10.0
 GOAL_P99_MS = 25.0
 GOAL_VERIFY_RATE = 14_000.0
+# Ledger verify on two workers, with every check on, keeps at least this share of bare Ed25519 (issue 10).
+GOAL_VERIFY_RATIO = 0.9
 # Past saturation, a p99 above this means requests were queued rather than refused.
 SHED_MAX_P99_MS = 1000.0
 
@@ -43,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="tiny sizes everywhere: checks the machinery, measures nothing")
     add(
         "--only",
-        default="sink,noop,ingest,profile,shedding,chain,verify,policy,flow,console,signals",
+        default="sink,noop,ingest,profile,shedding,chain,verify,proofs,policy,flow,console,signals",
         help="comma-separated parts to run",
     )
     add("--rates", default=DEFAULT_RATES, help="ingest offered rates, events/s")
@@ -80,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--verify-workers", default="", help="default: 1 and every core")
     add("--verify-repeats", type=int, default=2)
     add("--populate", choices=("copy", "append"), default="copy")
+    add("--proof-leaves", type=int, default=1_000_000, help="events in the Merkle tree of the proofs part")
+    add("--proof-count", type=int, default=20_000, help="inclusion proofs made and verified per tree size")
+    add("--proof-checkpoints", type=int, default=50, help="checkpoints the witness cosigns")
     add("--policy-decisions", type=int, default=200_000, help="pure evaluations per variant")
     add("--explain-decisions", type=int, default=2_000, help="explain() calls (database) per run")
     add("--flow-intents", type=int, default=50, help="three-step plans submitted one after another")
@@ -109,6 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.profile_duration, args.chain_connections, args.chain_duration = 0.5, "1,2", 0.5
         args.shed_duration, args.queue_budget_ms = 0.5, 5000
         args.verify_events, args.verify_repeats = 300, 1
+        args.proof_leaves, args.proof_count, args.proof_checkpoints = 1000, 50, 5
         args.policy_decisions, args.explain_decisions = 2_000, 50
         args.flow_intents, args.flow_hops = 3, 3
         args.flow_submit_threads, args.flow_submit_seconds = 1, 0.5
@@ -302,6 +308,14 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
             repeats=args.verify_repeats,
             populate=args.populate,
             log=_log,
+        )
+
+    if "proofs" in only:
+        from bench import proofs
+
+        _log(f"Merkle proofs and witness cosigning over {args.proof_leaves:,} events ...")
+        results["proofs"] = proofs.proofs_bench(
+            leaves=args.proof_leaves, proofs=args.proof_count, checkpoints=args.proof_checkpoints, log=_log
         )
 
     if "policy" in only:
@@ -668,4 +682,15 @@ def _goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": bool(value and value >= GOAL_VERIFY_RATE),
             }
         )
+        bare = (verification.get("ed25519_bare") or {}).get("2")
+        if bare:
+            ratio = bare.get("verify_ratio")
+            goals.append(
+                {
+                    "goal": "ledger verify on 2 workers, every check on, against bare Ed25519 on 2 processes",
+                    "target": f">= {GOAL_VERIFY_RATIO} of the bare rate",
+                    "measured": f"{ratio}" if ratio is not None else "failed",
+                    "met": bool(ratio is not None and ratio >= GOAL_VERIFY_RATIO),
+                }
+            )
     return goals

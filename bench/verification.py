@@ -6,18 +6,30 @@ canonical bytes, SHA-256 chain, Ed25519 signature by the active ledger key) and 
 under the chain's advisory lock. Verification checks every column of every row against its signed
 canonical bytes, so a row that `ledger_append` would not have written fails it: the smoke test holds
 the two populate methods to the same verdict.
+
+With `checks` (the default) the chain carries what a deployed one does: a signed checkpoint (tree head) at
+the last event, cosigned by a witness (a log in a temporary directory, its own key), so every run also
+does the truncation, fork, Merkle-root, key-event and witness checks. Beside it, the bare Ed25519 rate:
+the same events' signatures verified (libsodium, nothing else) on the same number of processes; the
+ratio of the two is what the checks and the walk cost over the signature check alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection, connections, transaction
+from django.test import override_settings
 
 from bench.chain import ingest_like_fields
 from controlplane.kernel.canonical import canonical_bytes, format_time
@@ -125,15 +137,71 @@ def chain_length() -> int:
     return LedgerEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
 
 
+def _bare_verify(job: tuple[dict[str, str], list[tuple[str, str, str]]]) -> int:
+    keys, rows = job
+    return sum(
+        crypto.verify_signature(keys[key_id], signature, bytes.fromhex(h)) for h, signature, key_id in rows
+    )
+
+
+def ed25519_baseline(*, events: int, workers: int) -> dict[str, Any]:
+    """The same events' Ed25519 signatures verified and nothing else, on `workers` processes (forked, as
+    `verify_chain`'s are); the rows are read before the clock starts."""
+    keys = dict(SigningKey.objects.values_list("key_id", "public_key"))
+    rows = list(
+        LedgerEvent.objects.filter(seq__lte=events).order_by("seq").values_list("hash", "signature", "key_id")
+    )
+    size = -(-len(rows) // workers)
+    jobs = [(keys, rows[i : i + size]) for i in range(0, len(rows), size)]
+    connections.close_all()
+    began = time.monotonic()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+        valid = sum(pool.map(_bare_verify, jobs))
+    seconds = time.monotonic() - began
+    return {
+        "workers": workers,
+        "signatures": len(rows),
+        "valid": valid,
+        "seconds": round(seconds, 3),
+        "per_s": round(len(rows) / seconds, 1) if seconds else None,
+    }
+
+
+def _witnessed_checkpoint(events: int) -> int:
+    """A signed tree head at seq `events`, cosigned by the (temporary) witness; returns its seq."""
+    from controlplane.ledger.checkpoints import checkpoint_create, witness_sync
+
+    checkpoint = checkpoint_create(actor="bench", at_seq=events)
+    witness_sync(post=False)
+    return checkpoint.seq
+
+
 def verification_bench(
     *,
     events: int,
     workers: list[int],
     repeats: int = 1,
     populate: str = "copy",
+    checks: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Fill the chain up to `events`, then time `verify_chain(workers=w, last=events)` for each w."""
+    """Fill the chain up to `events`, then time `verify_chain(workers=w, last=events)` for each w, and the
+    bare Ed25519 rate of the same events on w processes (module docstring)."""
+    with ExitStack() as stack:
+        if checks:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-witness-"))
+            seed = crypto.b64(crypto.seed_bytes(Ed25519PrivateKey.generate()))
+            stack.enter_context(
+                override_settings(CONTROLPLANE_WITNESS_DIR=directory, CONTROLPLANE_WITNESS_KEY=seed)
+            )
+        return _verification_bench(
+            events=events, workers=workers, repeats=repeats, populate=populate, checks=checks, log=log
+        )
+
+
+def _verification_bench(
+    *, events: int, workers: list[int], repeats: int, populate: str, checks: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
     existing = chain_length()
     missing = max(0, events - existing)
     started = time.monotonic()
@@ -144,6 +212,9 @@ def verification_bench(
     settle_s = settle() if missing else 0.0
     if settle_s:
         log(f"  VACUUM (ANALYZE) of the events table: {settle_s:.1f}s")
+    checkpoint_seq = _witnessed_checkpoint(events) if checks else None
+    if checkpoint_seq:
+        log(f"  witnessed checkpoint at seq {checkpoint_seq}: truncation, fork, key and witness checks on")
     runs = []
     for worker_count in workers:
         for attempt in range(repeats):
@@ -170,7 +241,21 @@ def verification_bench(
     for run in runs:
         if run["ok"] and run["events_per_s"]:
             best[run["workers"]] = max(best.get(run["workers"], 0.0), run["events_per_s"])
+    bare: dict[str, Any] = {}
+    for worker_count in sorted(set(workers)):
+        samples = [ed25519_baseline(events=events, workers=worker_count) for _ in range(repeats)]
+        top = max(samples, key=lambda b: b["per_s"] or 0)
+        bare[str(worker_count)] = top
+        ratio = best.get(worker_count, 0.0) / top["per_s"] if top["per_s"] else None
+        top["verify_ratio"] = round(ratio, 3) if ratio is not None else None
+        log(
+            f"  bare Ed25519 on {worker_count} processes: {top['per_s']:,.0f}/s; verify_chain reaches "
+            f"{top['verify_ratio']} of it"
+        )
     return {
+        "checks": checks,
+        "checkpoint_seq": checkpoint_seq,
+        "ed25519_bare": bare,
         "events": events,
         "populated": missing,
         "already_present": existing,

@@ -208,6 +208,16 @@ CONTROLPLANE_KEY_DIR = Path(env.str("CONTROLPLANE_KEY_DIR", default=str(BASE_DIR
 CONTROLPLANE_LEDGER_KEY = env.str("CONTROLPLANE_LEDGER_KEY", default="")
 # Dev generates a ledger key on first use; stage and prod fail closed without one.
 CONTROLPLANE_LEDGER_AUTOGENERATE_KEY = env.bool("CONTROLPLANE_LEDGER_AUTOGENERATE_KEY", default=IS_DEV)
+# The witness: every checkpoint is cosigned under its own Ed25519 key (never the ledger key) and appended to
+# an append-only log per ledger in this directory (another volume in production; docs/ledger.md).
+CONTROLPLANE_WITNESS_DIR = Path(
+    env.str("CONTROLPLANE_WITNESS_DIR", default=str(BASE_DIR / "var" / "witness"))
+)
+# The witness key: base64 of a 32-byte Ed25519 seed. Dev generates one in CONTROLPLANE_WITNESS_DIR.
+CONTROLPLANE_WITNESS_KEY = env.str("CONTROLPLANE_WITNESS_KEY", default="")
+# Optionally, an external witness each checkpoint is POSTed to, and its pinned public key (base64).
+CONTROLPLANE_WITNESS_URL = env.str("CONTROLPLANE_WITNESS_URL", default="")
+CONTROLPLANE_WITNESS_URL_PUBLIC_KEY = env.str("CONTROLPLANE_WITNESS_URL_PUBLIC_KEY", default="")
 
 _SIGNING_MODE_DEFAULTS = {
     "dev": "allow-unsigned",

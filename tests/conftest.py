@@ -31,8 +31,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_keys(tmp_path, settings):
-    """Each test gets its own ledger key directory; the first append generates a key there."""
+    """Each test gets its own ledger key directory and witness directory; the first append generates a
+    ledger key there, the first checkpoint a witness key."""
     settings.CONTROLPLANE_KEY_DIR = tmp_path / "keys"
+    settings.CONTROLPLANE_WITNESS_DIR = tmp_path / "witness"
+    settings.CONTROLPLANE_WITNESS_KEY = ""
+    settings.CONTROLPLANE_WITNESS_URL = ""
     settings.CONTROLPLANE_LEDGER_KEY = ""
     settings.CONTROLPLANE_LEDGER_AUTOGENERATE_KEY = True
     # Tests create many users; a deliberately slow password hash only slows the suite down.

@@ -85,6 +85,11 @@ _CATALOGUE = [
         409,
         "The receipt does not prove its event: malformed, or a hash, proof or signature does not verify.",
     ),
+    Reason(
+        "LEDGER_KEY_STORE_GUARDED",
+        409,
+        "Ledger signing keys change only through the key services, each change a signed ledger event.",
+    ),
     # Event ingest
     Reason("SIGNATURE_MISSING", 401, "The signing mode requires a signature and none was sent."),
     Reason("SIGNATURE_INVALID", 401, "No signature in webhook-signature verifies for this delivery."),

@@ -1,13 +1,17 @@
-"""Read-only ledger API: events (filtered, cursor-paginated), checkpoints, verification."""
+"""Read-only ledger API: events (filtered, cursor-paginated), checkpoints, verification, and the RFC 9162
+proofs an outsider checks with pinned keys: an event's inclusion proof (a receipt) and the consistency
+proof between two checkpoints' tree heads."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import django_filters
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from kombu.exceptions import OperationalError as KombuOperationalError
 from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +21,7 @@ from rest_framework.views import APIView
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger import verify_jobs
 from controlplane.ledger.models import STORED_COLUMNS, Checkpoint, LedgerEvent
+from controlplane.ledger.selectors import checkpoint_consistency, event_receipt
 
 
 class LedgerEventSerializer(serializers.ModelSerializer):
@@ -28,7 +33,44 @@ class LedgerEventSerializer(serializers.ModelSerializer):
 class CheckpointSerializer(serializers.ModelSerializer):
     class Meta:
         model = Checkpoint
-        fields = ["seq", "head_hash", "created_at", "key_id", "signature"]
+        fields = ["seq", "head_hash", "tree_size", "root", "created_at", "key_id", "signature"]
+
+
+def _hex_list() -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(), help_text="32-byte hashes, lowercase hex")
+
+
+_TREE_HEAD_HELP = (
+    "Signed tree head: ledger, seq, head_hash, tree_size, root, key_id, signature (Ed25519 over the RFC 8785 "
+    "bytes of the first five), witnesses (witness records cosigning it)"
+)
+ReceiptSerializer = inline_serializer(
+    "LedgerReceipt",
+    {
+        "format": serializers.CharField(),
+        "log_id": serializers.CharField(),
+        "seq": serializers.IntegerField(),
+        "leaf_index": serializers.IntegerField(),
+        "tree_size": serializers.IntegerField(),
+        "inclusion_path": _hex_list(),
+        "inclusion_proof": _hex_list(),
+        "event": serializers.JSONField(
+            help_text="the stored event with its canonical bytes, hash, signature"
+        ),
+        "tree_head": serializers.JSONField(help_text=_TREE_HEAD_HELP),
+    },
+)
+ConsistencySerializer = inline_serializer(
+    "LedgerConsistencyProof",
+    {
+        "log_id": serializers.CharField(),
+        "tree_size_1": serializers.IntegerField(),
+        "tree_size_2": serializers.IntegerField(),
+        "consistency_path": _hex_list(),
+        "tree_head_1": serializers.JSONField(help_text=_TREE_HEAD_HELP),
+        "tree_head_2": serializers.JSONField(help_text=_TREE_HEAD_HELP),
+    },
+)
 
 
 class LedgerEventFilter(django_filters.FilterSet):
@@ -68,13 +110,45 @@ class LedgerEventViewSet(viewsets.ReadOnlyModelViewSet):
         tenant = self.request.user.tenant.slug
         return LedgerEvent.objects.filter(tenant__in=[tenant, ""])
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "checkpoint",
+                OpenApiTypes.INT,
+                description="seq of the checkpoint whose tree head to prove against (default: the newest)",
+            )
+        ],
+        responses=ReceiptSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path="proof", filter_backends=[], pagination_class=None)
+    def proof(self, request: Request, seq: str | None = None) -> Response:
+        """The RFC 9162 inclusion proof of this event in a checkpoint's signed, witnessed tree head: a
+        receipt `manage.py ledger verify-receipt` checks with pinned keys and no database."""
+        event = self.get_object()  # only an event the principal may read
+        raw = request.query_params.get("checkpoint")
+        if raw is not None and not raw.isdigit():
+            raise ControlPlaneError("VALIDATION_FAILED", "checkpoint is a seq (a positive integer)")
+        return Response(event_receipt(seq=event.seq, checkpoint_seq=int(raw) if raw else None))
+
 
 class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
+    """Signed checkpoints (tree heads), newest first."""
+
     serializer_class = CheckpointSerializer
     queryset = Checkpoint.objects.all()
     required_capability = "ledger.read"
     lookup_field = "seq"
     lookup_value_regex = r"\d+"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("second", OpenApiTypes.INT, OpenApiParameter.PATH)],
+        responses=ConsistencySerializer,
+    )
+    @action(detail=True, methods=["get"], url_path=r"consistency/(?P<second>\d+)", pagination_class=None)
+    def consistency(self, request: Request, seq: str | None = None, second: str | None = None) -> Response:
+        """The RFC 9162 consistency proof that checkpoint `second`'s tree extends this checkpoint's."""
+        checkpoint = self.get_object()
+        return Response(checkpoint_consistency(first=checkpoint.seq, second=int(second)))
 
 
 _VERIFY_RESULT = {

@@ -3,7 +3,9 @@
 `manage.py ledger export --from A --to B` writes one; `manage.py ledger verify --bundle FILE` checks it
 with nothing but the file: every event against its canonical bytes, hash, link and signature, and the
 last event against the signed checkpoint. An auditor who keeps the checkpoint can later detect a
-rewritten history.
+rewritten history. The checkpoint is a signed tree head (Merkle root included); `tree_head` repeats it
+with the witness cosignatures the witness log holds for it. On its own a bundle proves only internal
+consistency: `trust.bundle_verify_pinned` checks it against the keys an auditor pinned.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import orjson
 
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.ledger.checkpoints import checkpoint_create
+from controlplane.ledger.checkpoints import checkpoint_create, checkpoint_tree_head
 from controlplane.ledger.models import GENESIS_HASH, LedgerEvent, SigningKey
 from controlplane.ledger.verify import (
     ROW_COLUMNS,
@@ -60,12 +62,9 @@ def bundle_export(*, first: int, last: int | None = None, actor: str = "system")
         "range": {"from": first, "to": last},
         "anchor": {"seq": first - 1, "hash": anchor_hash},
         "events": events,
-        "checkpoint": {
-            **checkpoint.statement(),
-            "key_id": checkpoint.key_id,
-            "signature": checkpoint.signature,
-        },
+        "checkpoint": checkpoint.signed(),
         "keys": keys,
+        **({"tree_head": checkpoint_tree_head(checkpoint)} if checkpoint.root else {}),
     }
 
 
@@ -106,6 +105,8 @@ def bundle_verify(*, bundle: Any) -> VerifyResult:
         "seq": checkpoint.get("seq"),
         "head_hash": checkpoint.get("head_hash"),
     }
+    if "root" in checkpoint:  # a signed tree head: its signature covers the Merkle tree too
+        statement.update(tree_size=checkpoint.get("tree_size"), root=checkpoint.get("root"))
     if statement["seq"] != last:
         result.ok = False
         result.failure = Failure(

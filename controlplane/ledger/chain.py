@@ -39,6 +39,7 @@ from controlplane.ledger.models import (
     Fidelity,
     LedgerEvent,
     SigningKey,
+    signing_key_writes,
 )
 
 logger = logging.getLogger(__name__)
@@ -368,17 +369,19 @@ def chain_activate_key(
     else:
         key_id = crypto.key_id_for(crypto.public_bytes(private_key))
     previous = head.key_id
-    if previous:
-        SigningKey.objects.filter(key_id=previous).update(valid_until_seq=head.seq)
-    SigningKey.objects.update_or_create(
-        key_id=key_id,
-        defaults={
-            "public_key": crypto.b64(crypto.public_bytes(private_key)),
-            "created_at": now,
-            "valid_from_seq": head.seq + 1,
-            "valid_until_seq": None,
-        },
-    )
+    public_key = crypto.b64(crypto.public_bytes(private_key))
+    with signing_key_writes():
+        if previous:
+            SigningKey.objects.filter(key_id=previous).update(valid_until_seq=head.seq)
+        SigningKey.objects.update_or_create(
+            key_id=key_id,
+            defaults={
+                "public_key": public_key,
+                "created_at": now,
+                "valid_from_seq": head.seq + 1,
+                "valid_until_seq": None,
+            },
+        )
     event = _build_and_insert(
         head,
         key_id,
@@ -388,6 +391,7 @@ def chain_activate_key(
             subject=f"ledger-key/{key_id}",
             data={
                 "key_id": key_id,
+                "public_key": public_key,
                 "previous_key_id": previous or "",
                 "valid_from_seq": head.seq + 1,
                 "reason": reason,

@@ -21,7 +21,7 @@ from controlplane.ledger.chain import (
     chain_lock_and_read_head,
     key_unavailable_error,
 )
-from controlplane.ledger.models import SigningKey
+from controlplane.ledger.models import SigningKey, signing_key_writes
 from controlplane.ledger.services import ledger_append
 
 
@@ -61,13 +61,14 @@ def key_generate(*, actor: str = "system") -> SigningKey:
     key_id = crypto.key_id_for(crypto.public_bytes(private_key))
     if configured is None:
         crypto.store_private_key(private_key)
-    key = SigningKey.objects.create(
-        key_id=key_id, public_key=crypto.b64(crypto.public_bytes(private_key)), created_at=timezone.now()
-    )
+    with signing_key_writes():
+        key = SigningKey.objects.create(
+            key_id=key_id, public_key=crypto.b64(crypto.public_bytes(private_key)), created_at=timezone.now()
+        )
     ledger_append(
         type="controlplane.ledger.key.generated",
         subject=f"ledger-key/{key_id}",
-        data={"key_id": key_id},
+        data={"key_id": key_id, "public_key": key.public_key},
         actor=actor,
     )
     return key
@@ -114,7 +115,8 @@ def key_revoke(*, key_id: str, reason: str, actor: str = "system") -> SigningKey
         key.refresh_from_db()
     key.revoked_at = timezone.now()
     key.revoked_reason = reason
-    key.save(update_fields=["revoked_at", "revoked_reason"])
+    with signing_key_writes():
+        key.save(update_fields=["revoked_at", "revoked_reason"])
     ledger_append(
         type="controlplane.ledger.key.revoked",
         subject=f"ledger-key/{key_id}",

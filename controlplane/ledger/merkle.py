@@ -110,6 +110,14 @@ class MerkleTree:
             self._levels[0] += added
             self._hash_levels()
 
+    def extend_packed(self, leaf_hashes: bytes) -> None:
+        """Append leaf hashes given as one buffer of 32-byte hashes (what verification workers return)."""
+        if len(leaf_hashes) % HASH_SIZE:
+            raise ValueError("leaf hashes are 32 bytes each")
+        if leaf_hashes:
+            self._levels[0] += leaf_hashes
+            self._hash_levels()
+
     def _hash_levels(self) -> None:
         levels = self._levels
         height = 0

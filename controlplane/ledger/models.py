@@ -7,6 +7,9 @@ TRUNCATE as well (migration 0002).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from django.db import models
@@ -124,11 +127,54 @@ class LedgerEvent(AppendOnlyModel):
         return f"#{self.seq} {self.type}"
 
 
+# Set while a key service (`keys.py`, `chain.chain_activate_key`) writes the trust store; outside it the
+# `SigningKey` table refuses every change (LEDGER_KEY_STORE_GUARDED).
+_key_service_writing: ContextVar[bool] = ContextVar("key_service_writing", default=False)
+
+
+@contextmanager
+def signing_key_writes() -> Iterator[None]:
+    """Allow changes to `SigningKey` rows inside this block: only the key services open it, beside the
+    signed ledger event that records the change."""
+    token = _key_service_writing.set(True)
+    try:
+        yield
+    finally:
+        _key_service_writing.reset(token)
+
+
+def _key_store_guard() -> None:
+    if not _key_service_writing.get():
+        raise ControlPlaneError(
+            "LEDGER_KEY_STORE_GUARDED",
+            "ledger signing keys change only through the key services (manage.py keys), each a ledger event",
+        )
+
+
+class SigningKeyQuerySet(models.QuerySet):
+    """Refuses bulk changes to the trust store outside the key services."""
+
+    def update(self, **kwargs: Any) -> int:
+        _key_store_guard()
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        _key_store_guard()
+        return super().delete()
+
+    def bulk_create(self, *args: Any, **kwargs: Any) -> list[Any]:
+        _key_store_guard()
+        return super().bulk_create(*args, **kwargs)
+
+
 class SigningKey(models.Model):
     """A ledger signing key's public half and its validity range in seq (the trust store).
 
     A key signs events from `valid_from_seq` to `valid_until_seq` (open while active). A standby key
     has no range yet. Revocation means compromise: every event it signed is reported by verification.
+    Every change is a signed ledger event (`controlplane.ledger.key.*`); verification rebuilds the key
+    set from those events and fails when this table disagrees. The model refuses changes made outside
+    the key services (`signing_key_writes`).
     """
 
     key_id = models.CharField(max_length=64, primary_key=True)
@@ -140,11 +186,21 @@ class SigningKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=500, blank=True)
 
+    objects = SigningKeyQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at", "key_id"]
 
     def __str__(self) -> str:
         return self.key_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        _key_store_guard()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        _key_store_guard()
+        return super().delete(*args, **kwargs)
 
     @property
     def status(self) -> str:
@@ -163,13 +219,20 @@ class SigningKey(models.Model):
 
 
 class Checkpoint(AppendOnlyModel):
-    """A signed statement that the chain head at `seq` had `head_hash`; export it to pin history."""
+    """A signed statement that the chain head at `seq` had `head_hash`; export it to pin history.
+
+    Since tree heads (`treehead.py`), a checkpoint also commits to the RFC 9162 Merkle tree over the event
+    hashes of seq `1..seq`: `tree_size` (= seq) and `root`, both inside the signed statement. Older
+    checkpoints have neither and still verify with the statement they were signed with.
+    """
 
     seq = models.BigIntegerField(primary_key=True)
     head_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField()
     key_id = models.CharField(max_length=64)
     signature = models.CharField(max_length=128)
+    tree_size = models.BigIntegerField(null=True, blank=True)
+    root = models.CharField(max_length=64, blank=True, help_text="Hex RFC 9162 Merkle root of seq 1..seq.")
 
     class Meta:
         ordering = ["-seq"]
@@ -178,7 +241,18 @@ class Checkpoint(AppendOnlyModel):
         return f"checkpoint @{self.seq}"
 
     def statement(self) -> dict[str, Any]:
+        """What its signature covers: the tree-head statement, or for an older checkpoint the seq and hash."""
+        if self.root:
+            return {
+                **checkpoint_statement(self.seq, self.head_hash),
+                "tree_size": self.tree_size,
+                "root": self.root,
+            }
         return checkpoint_statement(self.seq, self.head_hash)
+
+    def signed(self) -> dict[str, Any]:
+        """The statement with its key id and signature (a signed tree head when it has a root)."""
+        return {**self.statement(), "key_id": self.key_id, "signature": self.signature}
 
 
 def checkpoint_statement(seq: int, head_hash: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Reads of the ledger that pages show: one stored event checked by the chain verifier itself.
+"""Reads of the ledger that pages show: one stored event checked by the chain verifier itself, and the
+Merkle proofs (receipts, consistency) that the API, the CLI and the trace explorer hand to outsiders.
 
 The console's event page and the trace explorer (runtime) both show an event's verification step by step;
 both read it here, so they say the same thing `manage.py ledger verify` says.
@@ -12,7 +13,12 @@ from typing import Any
 
 import orjson
 
-from controlplane.ledger.models import GENESIS_HASH, LedgerEvent
+from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.checkpoints import chain_merkle_tree, checkpoint_tree_head
+from controlplane.ledger.merkle import proof_hex
+from controlplane.ledger.models import GENESIS_HASH, Checkpoint, LedgerEvent
+from controlplane.ledger.receipts import receipt_build
+from controlplane.ledger.treehead import LEDGER_NAME
 from controlplane.ledger.verify import ROW_COLUMNS, KeyInfo, load_keys, verify_rows
 
 
@@ -110,3 +116,67 @@ def _key_status(key_id: str, keys: dict[str, KeyInfo]) -> str:
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _tree_checkpoint(seq: int) -> Checkpoint:
+    checkpoint = Checkpoint.objects.filter(seq=seq).first()
+    if checkpoint is None:
+        raise ControlPlaneError("LEDGER_RANGE_INVALID", f"no checkpoint at seq {seq}")
+    if not checkpoint.root:
+        raise ControlPlaneError(
+            "LEDGER_PROOF_INVALID",
+            f"checkpoint {seq} predates Merkle tree heads: it has no root to prove against",
+        )
+    return checkpoint
+
+
+def event_receipt(*, seq: int, checkpoint_seq: int | None = None) -> dict[str, Any]:
+    """The receipt of the event at `seq` (`receipts.receipt_build`) in the tree of checkpoint
+    `checkpoint_seq` (default: the newest checkpoint with a Merkle root), with the checkpoint's ledger
+    signature and the witness cosignatures, plus the RFC 9162 names of the inclusion proof's fields.
+
+    The caller decides who may see the event (the API restricts it to the principal's tenant).
+    """
+    if checkpoint_seq is None:
+        checkpoint = Checkpoint.objects.exclude(root="").filter(seq__gte=seq).order_by("-seq").first()
+        if checkpoint is None:
+            raise ControlPlaneError(
+                "LEDGER_PROOF_INVALID", f"no checkpoint covers seq {seq} yet (`manage.py ledger checkpoint`)"
+            )
+    else:
+        checkpoint = _tree_checkpoint(checkpoint_seq)
+    if seq > checkpoint.seq:
+        raise ControlPlaneError(
+            "LEDGER_RANGE_INVALID", f"seq {seq} is not in the tree of checkpoint {checkpoint.seq}"
+        )
+    receipt = receipt_build(
+        seq=seq, tree_head=checkpoint_tree_head(checkpoint), tree=chain_merkle_tree(checkpoint.seq)
+    )
+    # RFC 9162 section 4.12 (InclusionProofDataV2): log_id, tree_size, leaf_index, inclusion_path.
+    return {
+        **receipt,
+        "log_id": LEDGER_NAME,
+        "tree_size": checkpoint.seq,
+        "inclusion_path": receipt["inclusion_proof"],
+    }
+
+
+def checkpoint_consistency(*, first: int, second: int) -> dict[str, Any]:
+    """The RFC 9162 consistency proof (section 4.13, ConsistencyProofDataV2) between the tree heads of
+    checkpoints `first` and `second`, with both signed tree heads and their witness cosignatures."""
+    if first > second:
+        raise ControlPlaneError("LEDGER_RANGE_INVALID", f"checkpoint {first} is after checkpoint {second}")
+    older, newer = _tree_checkpoint(first), _tree_checkpoint(second)
+    tree = chain_merkle_tree(newer.seq)
+    if tree.root(older.seq).hex() != older.root or tree.root(newer.seq).hex() != newer.root:
+        raise ControlPlaneError(
+            "LEDGER_FORKED", "the chain's Merkle roots differ from the signed checkpoints"
+        )
+    return {
+        "log_id": LEDGER_NAME,
+        "tree_size_1": older.seq,
+        "tree_size_2": newer.seq,
+        "consistency_path": proof_hex(tree.consistency_proof(older.seq, newer.seq)),
+        "tree_head_1": checkpoint_tree_head(older),
+        "tree_head_2": checkpoint_tree_head(newer),
+    }

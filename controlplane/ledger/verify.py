@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from multiprocessing import get_context
 from typing import Any
 
@@ -38,7 +39,9 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from controlplane.kernel.canonical import canonical_bytes, format_time
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger import crypto
+from controlplane.ledger.merkle import MerkleTree
 from controlplane.ledger.models import (
     ENVELOPE_FIELDS,
     GENESIS_HASH,
@@ -48,6 +51,8 @@ from controlplane.ledger.models import (
     SigningKey,
     VerificationRun,
 )
+
+LEDGER_NAME = "controlplane"
 
 # A stored row is a sequence of values in this order (dicts keyed by these names are accepted too). The JSON
 # columns may come as text (the live walk), bytes (the console) or parsed (a bundle), and `time` as a
@@ -93,6 +98,8 @@ class ChunkResult:
     last_seq: int | None = None
     last_hash: str | None = None
     failure: Failure | None = None
+    # The chunk's RFC 9162 leaf hashes (32 bytes each, in seq order), when the walk was asked for them.
+    leaves: bytes = b""
 
 
 @dataclass
@@ -113,6 +120,7 @@ class VerifyResult:
             "head_seq": self.head_seq,
             "head_hash": self.head_hash,
             "checkpoints_checked": self.checkpoints_checked,
+            "notes": self.notes,
         }
         if self.failure:
             body.update(failed_seq=self.failure.seq, code=self.failure.code, detail=self.failure.detail)
@@ -347,7 +355,9 @@ def _walk_cursor() -> Any:
     return cursor
 
 
-def _stored_rows(first: int, last: int, batch: int = 1000) -> Iterator[Sequence[Any]]:
+def _stored_rows(
+    first: int, last: int, batch: int = 1000, hashes: list[str] | None = None
+) -> Iterator[Sequence[Any]]:
     """Stream stored rows (in `ROW_COLUMNS` order) in seq order, JSON columns as text for orjson.
 
     A batch of 1,000 rows (about 2.6 MB) is checked while it is still in the CPU's caches; batches of
@@ -363,6 +373,8 @@ def _stored_rows(first: int, last: int, batch: int = 1000) -> Iterator[Sequence[
             rows = cursor.fetchall()
             if not rows:
                 return
+            if hashes is not None:  # kept a batch at a time, for the Merkle leaves
+                hashes.extend([values[_HASH] for values in rows])
             yield from rows
             cursor_seq = rows[-1][_SEQ]
 
@@ -383,22 +395,36 @@ def _prev_link(first: int) -> tuple[int, str | None]:
     return first, row[0] if row else None
 
 
-def _verify_chunk(bounds: tuple[int, int, bool]) -> ChunkResult:
-    """Verify seq `first..last`; only the first chunk checks its link to what precedes it."""
+def _verify_chunk(bounds: tuple[int, int, bool], with_leaves: bool = False) -> ChunkResult:
+    """Verify seq `first..last`; only the first chunk checks its link to what precedes it.
+
+    With `with_leaves` the chunk also returns the RFC 9162 leaf hashes of its events (for the Merkle roots
+    of checkpoints and witness records: one SHA-256 an event, beside the ~50 us Ed25519 check).
+    """
     first, last, is_first_chunk = bounds
     keys = load_keys()
     expected_seq, expected_prev = _prev_link(first) if is_first_chunk else (None, None)
+    hashes: list[str] | None = [] if with_leaves else None
+    rows = _stored_rows(first, last, hashes=hashes)
     # Parsing the JSON makes containers fast enough to run the cyclic GC every hundred rows or so,
     # and the batches of fetched rows it promotes set off full collections; the walk makes no cycles.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return verify_row_values(
-            _stored_rows(first, last), keys, expected_seq=expected_seq, expected_prev_hash=expected_prev
-        )
+        result = verify_row_values(rows, keys, expected_seq=expected_seq, expected_prev_hash=expected_prev)
+        if hashes is not None and result.failure is None:
+            result.leaves = leaf_hashes(hashes[: result.count])
+        return result
     finally:
         if collecting:
             gc.enable()
+
+
+def leaf_hashes(event_hashes: list[str]) -> bytes:
+    """The RFC 9162 leaf hashes SHA-256(0x00 || hash) of hex event hashes, packed 32 bytes each."""
+    raw = bytes.fromhex("".join(event_hashes))
+    sha256 = hashlib.sha256
+    return b"".join([sha256(b"\x00" + raw[i : i + 32]).digest() for i in range(0, len(raw), 32)])
 
 
 def chunk_bounds(first: int, last: int, workers: int) -> list[tuple[int, int, bool]]:
@@ -412,9 +438,9 @@ def chunk_bounds(first: int, last: int, workers: int) -> list[tuple[int, int, bo
     return [(lo, min(lo + size - 1, last), lo == first) for lo in range(first, last + 1, size)]
 
 
-def _chunk_in_child(bounds: tuple[int, int, bool]) -> ChunkResult:
+def _chunk_in_child(bounds: tuple[int, int, bool], with_leaves: bool = False) -> ChunkResult:
     try:
-        return _verify_chunk(bounds)
+        return _verify_chunk(bounds, with_leaves)
     finally:
         connections.close_all()
 
@@ -426,40 +452,228 @@ def head() -> tuple[int, str] | None:
 
 
 def verify_chain(*, workers: int = 1, first: int = 1, last: int | None = None) -> VerifyResult:
-    """Walk the stored chain (and its checkpoints) and report the first broken seq, if any."""
+    """Walk the stored chain and report the first broken seq, if any; then, in O(checkpoints), what lies
+    beside the chain: the stored checkpoints (LEDGER_TRUNCATED beyond the head, LEDGER_FORKED where their
+    signed hash or Merkle root differs), the trust store against the signed key events (LEDGER_KEY_UNKNOWN,
+    LEDGER_KEY_NOT_VALID), and the witness log outside the database (its own checks, then the same
+    truncation and fork checks against the chain)."""
     top = head()
+    top_seq = top[0] if top else 0
     if top is None:
-        return VerifyResult(True, 0, None, None)
+        result = VerifyResult(True, 0, None, None)
+        return _check_beside_chain(result, first=1, last=0, top_seq=0, tree=None)
     last = top[0] if last is None else min(last, top[0])
     workers = max(1, min(workers, os.cpu_count() or 1))
+    with_leaves = first == 1 and _roots_to_check(last)
     # Other processes cannot see this transaction's rows, and closing its connection would end it:
     # inside an atomic block (or on SQLite, or for a short chain) verify on this connection alone.
     single = workers == 1 or connection.vendor != "postgresql" or connection.in_atomic_block
     if single or last - first < _MIN_CHUNK:
-        result = combine([_verify_chunk((first, last, True))])
+        chunks = [_verify_chunk((first, last, True), with_leaves)]
+        result = combine(chunks)
     else:
         connections.close_all()
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            chunks = list(pool.map(_chunk_in_child, chunk_bounds(first, last, workers)))
+            chunks = list(
+                pool.map(
+                    partial(_chunk_in_child, with_leaves=with_leaves), chunk_bounds(first, last, workers)
+                )
+            )
         result = combine(chunks, workers=workers)
-    if result.ok:
-        result = _check_stored_checkpoints(result, first, last)
+    if not result.ok:
+        return result
+    tree = None
+    if with_leaves:
+        tree = MerkleTree()
+        for chunk in chunks:
+            tree.extend_packed(chunk.leaves)
+    return _check_beside_chain(result, first=first, last=last, top_seq=top_seq, tree=tree)
+
+
+def _roots_to_check(last: int) -> bool:
+    """Whether a Merkle tree is needed: a checkpoint with a root up to `last`, or a witness log."""
+    from controlplane.ledger.witness import witness_dir
+
+    if Checkpoint.objects.filter(seq__lte=last).exclude(root="").exists():
+        return True
+    return (witness_dir() / f"{LEDGER_NAME}.jsonl").exists()
+
+
+def _check_beside_chain(
+    result: VerifyResult, *, first: int, last: int, top_seq: int, tree: MerkleTree | None
+) -> VerifyResult:
+    failure = _check_stored_checkpoints(result, first, last, top_seq, tree)
+    if failure is None and first == 1 and _no_key_events_after(last):
+        failure = _check_key_events(last)
+    if failure is None:
+        failure = _check_witness(result, top_seq, tree)
+    if failure:
+        result.ok, result.failure = False, failure
     return result
 
 
-def _check_stored_checkpoints(result: VerifyResult, first: int, last: int) -> VerifyResult:
+def _check_stored_checkpoints(
+    result: VerifyResult, first: int, last: int, top_seq: int, tree: MerkleTree | None
+) -> Failure | None:
+    beyond = Checkpoint.objects.filter(seq__gt=top_seq).order_by("seq").first()
+    if beyond is not None:
+        return Failure(
+            beyond.seq,
+            "LEDGER_TRUNCATED",
+            f"a signed checkpoint names seq {beyond.seq}; the chain ends at seq {top_seq or None}",
+        )
     keys = load_keys()
     checkpoints = list(Checkpoint.objects.filter(seq__gte=first, seq__lte=last).order_by("seq"))
     hashes = dict(LedgerEvent.objects.filter(seq__in=[c.seq for c in checkpoints]).values_list("seq", "hash"))
     for checkpoint in checkpoints:
+        statement = checkpoint.statement()
         failure = verify_checkpoint(
-            checkpoint.statement(), checkpoint.key_id, checkpoint.signature, keys, hashes.get(checkpoint.seq)
+            statement, checkpoint.key_id, checkpoint.signature, keys, statement["head_hash"]
         )
         if failure:
-            result.ok, result.failure = False, failure
-            return result
+            return failure
+        if hashes.get(checkpoint.seq) != checkpoint.head_hash:
+            return Failure(
+                checkpoint.seq,
+                "LEDGER_FORKED",
+                f"the chain's hash at seq {checkpoint.seq} differs from the signed checkpoint",
+            )
+        if checkpoint.root and (
+            checkpoint.tree_size != checkpoint.seq
+            or (tree is not None and tree.root(checkpoint.seq).hex() != checkpoint.root)
+        ):
+            return Failure(
+                checkpoint.seq,
+                "LEDGER_FORKED",
+                f"the chain's Merkle root at seq {checkpoint.seq} differs from the signed checkpoint",
+            )
         result.checkpoints_checked += 1
-    return result
+    if first != 1 and checkpoints:
+        result.notes.append("the walk did not start at seq 1: checkpoint Merkle roots were not recomputed")
+    return None
+
+
+KEY_EVENT_TYPES = (
+    "controlplane.ledger.key.activated",
+    "controlplane.ledger.key.rotated",
+    "controlplane.ledger.key.generated",
+    "controlplane.ledger.key.revoked",
+)
+
+
+def key_set_from_events(events: Iterable[tuple[int, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The ledger key set as the signed key events (seq, type, data) in seq order make it: for each key
+    id its public key (when the event names it), validity seq range and revocation."""
+    keys: dict[str, dict[str, Any]] = {}
+
+    def entry(key_id: str) -> dict[str, Any]:
+        return keys.setdefault(
+            key_id, {"public_key": None, "valid_from_seq": None, "valid_until_seq": None, "revoked": False}
+        )
+
+    for seq, event_type, data in events:
+        key = entry(data["key_id"])
+        if data.get("public_key"):
+            key["public_key"] = data["public_key"]
+        if event_type == "controlplane.ledger.key.revoked":
+            key["revoked"] = True
+        elif event_type != "controlplane.ledger.key.generated":  # activated or rotated, at its own seq
+            previous = data.get("previous_key_id")
+            if previous:
+                entry(previous)["valid_until_seq"] = seq - 1
+            key["valid_from_seq"], key["valid_until_seq"] = seq, None
+    return keys
+
+
+def _no_key_events_after(last: int) -> bool:
+    """Whether the trust store's state is the one at `last` (no key changed after it): then it is compared."""
+    return not LedgerEvent.objects.filter(type__in=KEY_EVENT_TYPES, seq__gt=last).exists()
+
+
+def _check_key_events(last: int) -> Failure | None:
+    """The trust store against the key set the signed key events rebuild (the whole chain was walked)."""
+    events = (
+        LedgerEvent.objects.filter(type__in=KEY_EVENT_TYPES, seq__lte=last)
+        .order_by("seq")
+        .values_list("seq", "type", "data")
+    )
+    signed = key_set_from_events(events)
+    stored = {k.key_id: k for k in SigningKey.objects.all()}
+    for key_id, row in stored.items():
+        at = row.valid_from_seq or last
+        expected = signed.get(key_id)
+        try:
+            derived = crypto.key_id_for(crypto.unb64(row.public_key))
+        except ValueError:
+            derived = None
+        if expected is None or derived != key_id:
+            why = "no signed key event made it" if expected is None else "its public key is not its id's"
+            return Failure(at, "LEDGER_KEY_UNKNOWN", f"key {key_id} is in the trust store but {why}")
+        if expected["public_key"] not in (None, row.public_key):
+            return Failure(
+                at, "LEDGER_KEY_UNKNOWN", f"key {key_id}: the trust store's public key is not the signed one"
+            )
+        stated = (row.valid_from_seq, row.valid_until_seq, row.revoked_at is not None)
+        wanted = (expected["valid_from_seq"], expected["valid_until_seq"], expected["revoked"])
+        if stated != wanted:
+            return Failure(
+                expected["valid_from_seq"] or at,
+                "LEDGER_KEY_NOT_VALID",
+                f"key {key_id}: the trust store says seq {stated[0]}..{stated[1]} revoked={stated[2]}, the "
+                f"signed key events say seq {wanted[0]}..{wanted[1]} revoked={wanted[2]}",
+            )
+    missing = sorted(set(signed) - set(stored))
+    if missing:
+        key = signed[missing[0]]
+        return Failure(
+            key["valid_from_seq"] or last,
+            "LEDGER_KEY_UNKNOWN",
+            f"key {missing[0]} was made by a signed key event but is missing from the trust store",
+        )
+    return None
+
+
+def _check_witness(result: VerifyResult, top_seq: int, tree: MerkleTree | None) -> Failure | None:
+    """The witness log alone (`witness_log_verify`), then every record against the chain."""
+    from controlplane.ledger.witness import (
+        Witness,
+        witness_chain_check,
+        witness_dir,
+        witness_log_verify,
+        witness_private_key,
+    )
+
+    directory = witness_dir()
+    path = directory / f"{LEDGER_NAME}.jsonl"
+    if not path.exists():
+        result.notes.append(f"no witness log at {path}: the chain was checked against the database alone")
+        return None
+    try:
+        witness = Witness(directory, witness_private_key(directory))
+    except ControlPlaneError as exc:
+        return Failure(top_seq, exc.code, f"the witness log cannot be checked: {exc.detail}")
+    log = witness_log_verify(path, witness.public_key)
+    if not log.ok:
+        return log.failure
+    records = witness.records(LEDGER_NAME)
+    hashes = dict(
+        LedgerEvent.objects.filter(seq__in=[r["seq"] for r in records if r["seq"] <= top_seq]).values_list(
+            "seq", "hash"
+        )
+    )
+
+    def root_at(seq: int) -> bytes:
+        return tree.root(seq)
+
+    for record in reversed(records):  # the newest first: a truncation shows there
+        use_root = tree is not None and record["seq"] <= tree.size
+        failure = witness_chain_check(
+            record, head_seq=top_seq or None, hash_at=hashes.get, root_at=root_at if use_root else None
+        )
+        if failure:
+            return failure
+    result.notes.append(f"{len(records)} witness records agree with the chain")
+    return None
 
 
 def verification_record(*, workers: int = 1) -> tuple[VerifyResult, VerificationRun]:

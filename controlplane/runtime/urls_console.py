@@ -12,6 +12,7 @@ urlpatterns = [
     path("traces/", views.trace_find, name="trace-find"),
     path("traces/<str:trace_id>/", views.trace, name="trace"),
     path("traces/<str:trace_id>/events/<int:seq>/", views.trace_event, name="trace-event"),
+    path("traces/<str:trace_id>/events/<int:seq>/receipt/", views.trace_receipt, name="trace-receipt"),
     path("killswitch/", views.killswitch, name="killswitch"),
     path("killswitch/change/", views.killswitch_change, name="killswitch-change"),
 ]

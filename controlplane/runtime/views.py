@@ -8,6 +8,7 @@ page or the fragment an htmx request swaps (`render_page`), and answers a refusa
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -24,7 +25,7 @@ from controlplane.kernel.pages import (
     render_page,
     wants_fragment,
 )
-from controlplane.ledger.selectors import event_verify, pretty_json
+from controlplane.ledger.selectors import event_receipt, event_verify, pretty_json
 from controlplane.runtime import selectors
 from controlplane.runtime import services as runtime
 from controlplane.runtime.forms import ExecutionFilterForm, KillSwitchForm
@@ -115,6 +116,24 @@ def trace_event(request: HttpRequest, trace_id: str, seq: int) -> HttpResponse:
         "verification": event_verify(event=event),
     }
     return render_page(request, "runtime/trace_event.html", "event", context)
+
+
+@require_GET
+@capability_required(READ, "ledger.read")
+def trace_receipt(request: HttpRequest, trace_id: str, seq: int) -> HttpResponse:
+    """Download one node's receipt: its event, the RFC 9162 inclusion proof and the newest signed,
+    witnessed tree head (`manage.py ledger verify-receipt` checks it with pinned keys and no database)."""
+    try:
+        found = trace_get(trace_id=trace_id, tenant=request.console_principal.tenant)
+        event = selectors.trace_event_get(trace=found, seq=seq)
+        if event is None:
+            raise ControlPlaneError("NOT_FOUND", f"event {seq} is not part of trace {found.trace_id}")
+        receipt = event_receipt(seq=event.seq)
+    except ControlPlaneError as refusal:
+        return refusal_response(request, refusal)
+    response = HttpResponse(json.dumps(receipt, indent=1, sort_keys=True), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="receipt-{event.seq}.json"'
+    return response
 
 
 # --- Kill switch -------------------------------------------------------------------------------------

@@ -126,6 +126,13 @@ def test_both_populate_methods_write_rows_that_verify():
         (1, True, 320),
         (2, True, 320),
     ]
+    # Every check on: a witnessed checkpoint at the last event, and the bare Ed25519 rate beside it.
+    assert report["checks"] is True and report["checkpoint_seq"] == 320
+    assert {w: (b["signatures"], b["valid"]) for w, b in report["ed25519_bare"].items()} == {
+        "1": (320, 320),
+        "2": (320, 320),
+    }
+    assert all(b["verify_ratio"] > 0 for b in report["ed25519_bare"].values())
 
 
 def test_python_m_bench_quick_writes_both_reports(tmp_path):

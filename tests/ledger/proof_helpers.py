@@ -68,6 +68,7 @@ def rechain(bundle: dict, signer, key_id: str, *, change=None) -> dict:
     from controlplane.ledger.models import ENVELOPE_FIELDS
 
     bundle = copy.deepcopy(bundle)
+    bundle.pop("tree_head", None)  # the export's tree head is of the history being rewritten
     previous = bundle["anchor"]["hash"]
     for event in bundle["events"]:
         import orjson
