@@ -34,6 +34,15 @@ _CATALOGUE = [
     Reason("NOT_FOUND", 404, "The resource does not exist or is not visible to this principal."),
     Reason("VALIDATION_FAILED", 400, "The request body or parameters are invalid."),
     Reason("METHOD_NOT_ALLOWED", 405, "The HTTP method is not allowed here."),
+    Reason("PAYLOAD_TOO_LARGE", 413, "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE; it was not read."),
+    Reason(
+        "MALFORMED_JSON",
+        400,
+        "The body is not JSON, or nests deeper than CONTROLPLANE_JSON_MAX_DEPTH arrays and objects.",
+    ),
+    Reason("UNSUPPORTED_MEDIA_TYPE", 415, "The API takes application/json bodies only."),
+    Reason("NOT_ACCEPTABLE", 406, "The API answers application/json only."),
+    Reason("INTERNAL_ERROR", 500, "The server failed; the request id names it in the logs."),
     Reason("CSRF_FAILED", 403, "The console form's CSRF token is missing or wrong; reload the page."),
     Reason("RATE_LIMITED", 429, "Too many requests."),
     # Ledger

@@ -18,7 +18,7 @@ from controlplane.kernel.errors import ControlPlaneError
 from incidents import normalise, selectors, services
 from incidents.api import INGEST, READ
 from incidents.api.serializers import INGESTED, REFUSED, SignalSerializer
-from incidents.models import Signal
+from incidents.models import Severity, Signal, SignalStatus
 
 MAX_BODY = 5 * 1024 * 1024
 
@@ -48,14 +48,20 @@ def json_body(request: Any) -> Any:
 class SignalFilter(django_filters.FilterSet):
     service = django_filters.CharFilter()
     name = django_filters.CharFilter()
-    status = django_filters.CharFilter()
-    severity = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=SignalStatus.choices)
+    severity = django_filters.ChoiceFilter(choices=Severity.choices)
     source = django_filters.CharFilter()
-    suppressed = django_filters.BooleanFilter(field_name="suppressed_by", lookup_expr="isnull", exclude=True)
+    # Strict: django-filter's BooleanFilter reads any unknown word (`banana`) as "no filter".
+    suppressed = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], method="_suppressed", help_text="hidden by a silence"
+    )
 
     class Meta:
         model = Signal
         fields = ["service", "name", "status", "severity", "source", "suppressed"]
+
+    def _suppressed(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(suppressed_by__isnull=value != "true")
 
 
 class SignalViewSet(viewsets.ReadOnlyModelViewSet):
