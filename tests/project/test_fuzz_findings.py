@@ -187,3 +187,88 @@ def test_bulk_decide_item_without_its_id_is_invalid_not_missing(client):
     assert response.status_code == 400
     assert response.json()["code"] == "VALIDATION_FAILED"
     assert LedgerEvent.objects.count() == events
+
+
+# --- oversized and deeply nested bodies -----------------------------------------------------------------
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("url", "capability"),
+    [
+        ("/api/v1/killswitch/", "killswitch.manage"),
+        ("/api/v1/policy/explain/", "policy.read"),
+        ("/api/v1/incidents/abc/acknowledge/", "incidents.manage"),
+    ],
+)
+def test_oversized_api_bodies_are_refused_unread(client, settings, url, capability):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    token = _token(capability, human=True)
+    events = LedgerEvent.objects.count()
+    body = json.dumps({"reason": "x" * 2000})
+    response = client.post(url, body, content_type="application/json", **_auth(token))
+    assert (response.status_code, response.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert LedgerEvent.objects.count() == events
+
+
+def test_a_lying_content_length_is_still_cut_at_the_limit():
+    from io import BytesIO
+
+    from controlplane.kernel.errors import ControlPlaneError
+    from controlplane.parsers import read_bounded
+
+    class Claims:
+        META = {"CONTENT_LENGTH": "10"}
+
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=100):
+        assert read_bounded(BytesIO(b"x" * 100), Claims()) == b"x" * 100
+        with pytest.raises(ControlPlaneError) as refused:
+            read_bounded(BytesIO(b"x" * 101), Claims())
+    assert refused.value.code == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize("depth", [33, 5000, 100_000])
+def test_deeply_nested_api_bodies_are_refused_with_a_code(client, depth):
+    token = _token("killswitch.manage")
+    body = '{"scope": "global", "engaged": true, "reason": ' + _nested(depth) + "}"
+    response = client.post("/api/v1/killswitch/", body, content_type="application/json", **_auth(token))
+    assert (response.status_code, response.json()["code"]) == (400, "MALFORMED_JSON")
+    assert not KillSwitch.objects.exists()
+
+
+def test_nesting_up_to_the_limit_is_parsed(client, settings):
+    settings.CONTROLPLANE_JSON_MAX_DEPTH = 3
+    token = _token("killswitch.manage")
+    ok = '{"scope": "global", "engaged": true, "reason": "r", "x": [[1]]}'
+    deep = '{"scope": "global", "engaged": true, "reason": "r", "x": [[[1]]]}'
+    url = "/api/v1/killswitch/"
+    refused = client.post(url, deep, content_type="application/json", **_auth(token))
+    assert refused.json()["code"] == "MALFORMED_JSON"
+    parsed = client.post(url, ok, content_type="application/json", **_auth(token))
+    assert parsed.status_code != 400 or parsed.json()["code"] != "MALFORMED_JSON"
+
+
+@pytest.mark.parametrize("text", ['"\\u0000"', '"a\\ud800"', "NaN", "{not json"])
+def test_bodies_postgresql_cannot_store_or_that_are_not_json_are_malformed(client, text):
+    token = _token("killswitch.manage")
+    body = '{"scope": "global", "engaged": true, "reason": ' + text + "}"
+    response = client.post("/api/v1/killswitch/", body, content_type="application/json", **_auth(token))
+    assert (response.status_code, response.json()["code"]) == (400, "MALFORMED_JSON")
+    assert not KillSwitch.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/v1/signals/alertmanager/", "/api/v1/signals/grafana/", "/api/v1/signals/"]
+)
+def test_webhooks_refuse_oversized_and_deep_bodies_with_a_code(client, settings, url):
+    token = _token("signals.ingest")
+    events = LedgerEvent.objects.count()
+    deep = client.post(url, _nested(100_000), content_type="application/json", **_auth(token))
+    assert deep.status_code == 400 and deep.json()["code"] == "SIGNAL_INVALID"
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    big = client.post(url, json.dumps({"pad": "x" * 2000}), content_type="application/json", **_auth(token))
+    assert (big.status_code, big.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert LedgerEvent.objects.count() == events
