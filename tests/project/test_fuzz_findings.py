@@ -128,6 +128,13 @@ def test_unmatched_api_paths_answer_json_404_with_a_code(client):
     assert "urlpatterns" not in response.content.decode()
 
 
+def test_unmatched_api_paths_answer_json_even_in_debug(client, settings):
+    settings.DEBUG = True
+    response = client.get("/api/v1/no-such-thing/")
+    assert (response.status_code, response.json()["code"]) == (404, "NOT_FOUND")
+    assert "urlpatterns" not in response.content.decode()
+
+
 def test_unmatched_console_paths_keep_the_html_404(client):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
