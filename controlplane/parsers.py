@@ -9,13 +9,13 @@ by `CONTROLPLANE_JSON_MAX_DEPTH`: a body nested deeper (or so deep that the deco
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from django.conf import settings
 from rest_framework.parsers import BaseParser
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.jsontext import SUSPECT_ESCAPE, json_holds_unstorable_text
 
 
 def _refuse_constant(name: str) -> Any:
@@ -36,37 +36,6 @@ def json_depth_exceeds(document: Any, limit: int) -> bool:
         if depth > limit:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
-# JSON may escape U+0000 and lone surrogates; PostgreSQL's text and jsonb cannot hold them (a 500 when
-# stored). Only a body whose bytes could carry one is walked.
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
-
-
-def _unstorable(text: str) -> bool:
-    if "\x00" in text:
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def json_holds_unstorable_text(document: Any) -> bool:
-    """Whether any string or key of `document` holds U+0000 or a lone surrogate."""
-    stack = [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            if _unstorable(node):
-                return True
-        elif isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
     return False
 
 
@@ -105,6 +74,6 @@ class BoundedJSONParser(BaseParser):
         # Cheap first: a body with fewer brackets than the limit cannot nest past it.
         if body.count(b"[") + body.count(b"{") > max_depth and json_depth_exceeds(document, max_depth):
             raise ControlPlaneError("MALFORMED_JSON", f"the body nests deeper than {max_depth} levels")
-        if _SUSPECT_ESCAPE.search(body) and json_holds_unstorable_text(document):
+        if SUSPECT_ESCAPE.search(body) and json_holds_unstorable_text(document):
             raise ControlPlaneError("MALFORMED_JSON", "a string holds U+0000 or a lone surrogate")
         return document

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.jsontext import SUSPECT_ESCAPE, json_holds_unstorable_text
 from incidents import normalise, selectors, services
 from incidents.api import INGEST, READ
 from incidents.api.serializers import INGESTED, REFUSED, SignalSerializer
@@ -38,11 +39,18 @@ def json_body(request: Any) -> Any:
     if len(body) > MAX_BODY:
         raise ControlPlaneError("SIGNAL_INVALID", "(body): larger than 5 MiB", extra={"field": "(body)"})
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ControlPlaneError(
             "SIGNAL_INVALID", f"(body): not JSON ({exc})", extra={"field": "(body)"}
         ) from None
+    if SUSPECT_ESCAPE.search(body) and json_holds_unstorable_text(payload):
+        raise ControlPlaneError(
+            "SIGNAL_INVALID",
+            "(body): a string holds U+0000, which cannot be stored",
+            extra={"field": "(body)"},
+        )
+    return payload
 
 
 class SignalFilter(django_filters.FilterSet):

@@ -279,3 +279,16 @@ def test_webhooks_refuse_oversized_and_deep_bodies_with_a_code(client, settings,
     big = client.post(url, json.dumps({"pad": "x" * 2000}), content_type="application/json", **_auth(token))
     assert (big.status_code, big.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
     assert LedgerEvent.objects.count() == events
+
+
+def test_webhook_text_postgresql_cannot_store_is_refused_with_a_code(client):
+    from tests.incidents.conftest import am_alert, am_payload
+
+    token = _token("signals.ingest")
+    events = LedgerEvent.objects.count()
+    body = json.dumps(am_payload(am_alert(extra_labels={"note": "a\x00b"})))
+    response = client.post(
+        "/api/v1/signals/alertmanager/", body, content_type="application/json", **_auth(token)
+    )
+    assert response.status_code == 400 and response.json()["code"] == "SIGNAL_INVALID"
+    assert LedgerEvent.objects.count() == events
