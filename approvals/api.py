@@ -10,7 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from approvals import services
-from approvals.models import ApprovalRequest, ApprovalVote
+from approvals.models import ApprovalRequest, ApprovalStatus, ApprovalVote
+from controlplane.policy.models import RiskTier
 
 
 class ApprovalRequestSerializer(serializers.ModelSerializer):
@@ -56,11 +57,16 @@ class DecideSerializer(serializers.Serializer):
     content_hash = serializers.CharField(help_text="The hash of the content you reviewed.")
 
 
+class BulkDecideItemSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=64)
+    content_hash = serializers.CharField(help_text="The hash of the content you reviewed.")
+
+
 class BulkDecideSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=ApprovalVote.choices)
     reason = serializers.CharField()
     requests = serializers.ListField(
-        child=serializers.DictField(child=serializers.CharField()),
+        child=BulkDecideItemSerializer(),
         min_length=1,
         max_length=services.BULK_LIMIT,
         help_text="[{id, content_hash}, ...]",
@@ -68,8 +74,8 @@ class BulkDecideSerializer(serializers.Serializer):
 
 
 class ApprovalFilter(django_filters.FilterSet):
-    status = django_filters.CharFilter()
-    risk_tier = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=ApprovalStatus.choices)
+    risk_tier = django_filters.ChoiceFilter(choices=RiskTier.choices)
     subject_kind = django_filters.CharFilter()
 
     class Meta:
@@ -114,7 +120,7 @@ class ApprovalRequestViewSet(viewsets.ReadOnlyModelViewSet):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         services.approvals_bulk_decide(
-            items=[(item.get("id"), item.get("content_hash", "")) for item in data["requests"]],
+            items=[(item["id"], item["content_hash"]) for item in data["requests"]],
             actor=request.user,
             decision=data["decision"],
             reason=data["reason"],

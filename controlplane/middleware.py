@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 
+from controlplane.exceptions import not_found
 from controlplane.kernel.context import clean_request_id, parse_traceparent, request_context
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.outages import outage_code
@@ -27,6 +29,9 @@ class RequestIdMiddleware:
         request.request_id = request_id
         with request_context(request_id=request_id, traceparent=traceparent):
             response = self.get_response(request)
+            if response.status_code == 404 and settings.DEBUG and _is_html_api_answer(request, response):
+                # DEBUG's technical 404 page lists every URL pattern and bypasses handler404.
+                response = not_found(request)
         response["X-Request-ID"] = request_id
         return response
 
@@ -55,3 +60,7 @@ class OutageMiddleware:
             return JsonResponse(body, status=refusal.status, headers=headers)
         page = f'<!doctype html><title>{code}</title><p data-code="{code}">{escape(refusal.detail)}</p>'
         return HttpResponse(page, status=refusal.status, headers=headers)
+
+
+def _is_html_api_answer(request: HttpRequest, response: HttpResponse) -> bool:
+    return request.path.startswith("/api/") and response.get("Content-Type", "").startswith("text/html")

@@ -174,7 +174,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.identity.permissions.HasCapability"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # JSON only (docs/security.md, "Fuzzing and input limits"): a form-encoded body reads a blank field as
+    # "" where JSON would carry null or nothing, so forms are refused (415) unless a view declares its own
+    # parsers (the webhooks and ingest read their raw bytes: signatures are over them).
+    "DEFAULT_PARSER_CLASSES": ["controlplane.parsers.BoundedJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "controlplane.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "controlplane.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -187,6 +191,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["controlplane.identity.permissions.HasCapability"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents its error answers and the Error body {detail, code, request_id}.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "controlplane.schema.document_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "PrincipalKindEnum": "controlplane.identity.models.PrincipalKind",
         "PolicyVerdictEnum": "controlplane.policy.models.PolicyVerdict",
@@ -259,6 +268,14 @@ CONTROLPLANE_INGEST_QUEUE_BUDGET_MS = env.int("CONTROLPLANE_INGEST_QUEUE_BUDGET_
 # Ingest caches successful token/producer/key lookups this long per process: the bound on how late a
 # revocation (token, grant, key, principal) made in another process takes effect on ingest. 0: no cache.
 CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS = env.float("CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS", default=1.0)
+
+# Input limits (docs/security.md, "Fuzzing and input limits"). Bodies past DATA_UPLOAD_MAX_MEMORY_SIZE
+# (Django's, 2.5 MiB by default; ingest and webhooks too) are refused 413 PAYLOAD_TOO_LARGE before they
+# are parsed; an API JSON body nested deeper than CONTROLPLANE_JSON_MAX_DEPTH is 400 MALFORMED_JSON.
+CONTROLPLANE_JSON_MAX_DEPTH = env.int("CONTROLPLANE_JSON_MAX_DEPTH", default=32)
+# List endpoints: ?limit= in 1..CONTROLPLANE_API_MAX_LIMIT, ?offset= in 0..CONTROLPLANE_API_MAX_OFFSET.
+CONTROLPLANE_API_MAX_LIMIT = env.int("CONTROLPLANE_API_MAX_LIMIT", default=500)
+CONTROLPLANE_API_MAX_OFFSET = env.int("CONTROLPLANE_API_MAX_OFFSET", default=1_000_000_000)
 
 # Runtime (docs/runtime.md). The signing secret (whsec_<base64>) of http.webhook runners: never stored in
 # the database; a runner may name its own variable instead (CONTROLPLANE_RUNNER_SECRET_<NAME>).

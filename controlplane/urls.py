@@ -23,6 +23,10 @@ api_v1 = [
     path("", include("skills.urls")),
 ]
 
+# JSON answers with a reason code under /api/ for paths the router does not match and for crashes.
+handler404 = "controlplane.exceptions.not_found"
+handler500 = "controlplane.exceptions.server_error"
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.ReadyView.as_view(), name="readyz"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -29,6 +30,11 @@ class HasCapability(BasePermission):
         principal = request.user
         if not isinstance(principal, Principal):
             return False  # DRF answers 401 (with WWW-Authenticate) for an unauthenticated request
+        # DRF checks permissions before it dispatches on the method: without this, a method the view does
+        # not serve would be refused as a missing capability (403) rather than as what it is (405).
+        method = request.method.lower()
+        if method not in view.http_method_names or getattr(view, method, None) is None:
+            raise MethodNotAllowed(request.method)
         capability = required_capability_of(view, request)
         if capability is None or not principal.has_capability(capability):
             raise ControlPlaneError(

@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from kombu.exceptions import OperationalError as KombuOperationalError
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -88,10 +89,29 @@ class LedgerEventFilter(django_filters.FilterSet):
 
 
 class SeqCursorPagination(CursorPagination):
+    """Seq order; `?page_size=` in 1..500, refused (VALIDATION_FAILED) otherwise rather than ignored."""
+
     ordering = "seq"
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= self.max_page_size):
+            raise ValidationError(
+                {self.page_size_query_param: [f"an integer from 1 to {self.max_page_size}"]}
+            )
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+        return parameters
 
 
 class LedgerEventViewSet(viewsets.ReadOnlyModelViewSet):

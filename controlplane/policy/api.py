@@ -44,7 +44,7 @@ class PolicyProfileSerializer(serializers.ModelSerializer):
 class ProfileCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     environment = serializers.ChoiceField(Environment.choices)
-    content = serializers.JSONField(help_text="The profile content (see docs/policy.md).")
+    content = serializers.DictField(help_text="The profile content, an object (see docs/policy.md).")
 
 
 class ProfileActivateSerializer(serializers.Serializer):

@@ -112,7 +112,15 @@ class IntentCreateView(APIView):
     @extend_schema(
         request=PlanDraftSerializer,
         responses={201: IntentSerializer, 200: IntentSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "minLength": 1, "maxLength": 255},
+                OpenApiParameter.HEADER,
+                required=True,
+                description="1-255 characters; the same key returns the same intent.",
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
@@ -168,6 +176,8 @@ class KillSwitchSerializer(serializers.ModelSerializer):
         model = KillSwitch
         fields = ["scope", "target", "engaged", "reason", "changed_by", "changed_at"]
         read_only_fields = ["changed_by", "changed_at"]
+        # The model defaults `engaged`; a request must say which way it turns the switch.
+        extra_kwargs = {"engaged": {"required": True}}
         validators: list = []
 
 
@@ -220,6 +230,17 @@ class TraceView(APIView):
 
     required_capability = "executions.read"
 
-    @extend_schema(responses={200: TraceSerializer})
+    @extend_schema(
+        responses={200: TraceSerializer},
+        parameters=[
+            OpenApiParameter(
+                "trace_id",
+                # 32 hex digits, at least one of them not zero (W3C), without a look-ahead.
+                {"type": "string", "minLength": 32, "maxLength": 32, "pattern": "^0*[1-9a-f][0-9a-f]*$"},
+                OpenApiParameter.PATH,
+                description="W3C trace id: 32 lowercase hex digits, not all zero.",
+            )
+        ],
+    )
     def get(self, request: Request, trace_id: str) -> Response:
         return Response(trace_get(trace_id=trace_id, tenant=request.user.tenant).as_dict())

@@ -23,13 +23,13 @@ from incidents.api.serializers import (
     TimelineEntrySerializer,
     TransitionSerializer,
 )
-from incidents.models import EvidenceBundle, Incident
+from incidents.models import EvidenceBundle, Incident, IncidentStatus, PromotionOutcome, Severity
 
 
 class EvidenceFilter(django_filters.FilterSet):
     service = django_filters.CharFilter()
     incident = django_filters.CharFilter(field_name="incident_id")
-    decision = django_filters.CharFilter(field_name="decision__decision")
+    decision = django_filters.ChoiceFilter(field_name="decision__decision", choices=PromotionOutcome.choices)
 
     class Meta:
         model = EvidenceBundle
@@ -54,9 +54,9 @@ class EvidenceViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class IncidentFilter(django_filters.FilterSet):
-    status = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=IncidentStatus.choices)
     service = django_filters.CharFilter()
-    severity = django_filters.CharFilter()
+    severity = django_filters.ChoiceFilter(choices=Severity.choices)
     rule = django_filters.CharFilter(field_name="rule__name")
 
     class Meta:
@@ -160,7 +160,8 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
         return self._answer(incident)
 
     @extend_schema(responses=TimelineEntrySerializer(many=True))
-    @action(detail=True, methods=["get"])
+    # One incident's timeline is one answer: neither paginated nor filtered (the schema says so too).
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def timeline(self, request: Request, pk: str | None = None) -> Response:
         """Every ledger event of the incident, its evidence and their signals, in chain order."""
         events = selectors.incident_timeline(incident=self._incident())

@@ -18,6 +18,7 @@ from incidents.models import (
     Signal,
     Silence,
 )
+from incidents.services.rules import MAX_THRESHOLD, MAX_WINDOW_SECONDS
 
 INGESTED = inline_serializer(
     "SignalsIngested",
@@ -107,10 +108,10 @@ class RuleWriteSerializer(serializers.Serializer):
     match_name = serializers.CharField(required=False, allow_blank=True, default="")
     match_labels = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
     min_severity = serializers.ChoiceField(choices=Severity.choices, default="info")
-    threshold = serializers.IntegerField()
-    window_seconds = serializers.IntegerField()
+    threshold = serializers.IntegerField(min_value=1, max_value=MAX_THRESHOLD)
+    window_seconds = serializers.IntegerField(min_value=1, max_value=MAX_WINDOW_SECONDS)
     severity = serializers.ChoiceField(choices=Severity.choices)
-    precision_bp = serializers.IntegerField(default=8000)
+    precision_bp = serializers.IntegerField(default=8000, min_value=0, max_value=10_000)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 

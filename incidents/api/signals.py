@@ -15,10 +15,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.jsontext import SUSPECT_ESCAPE, json_holds_unstorable_text
 from incidents import normalise, selectors, services
 from incidents.api import INGEST, READ
 from incidents.api.serializers import INGESTED, REFUSED, SignalSerializer
-from incidents.models import Signal
+from incidents.models import Severity, Signal, SignalStatus
 
 MAX_BODY = 5 * 1024 * 1024
 
@@ -38,24 +39,37 @@ def json_body(request: Any) -> Any:
     if len(body) > MAX_BODY:
         raise ControlPlaneError("SIGNAL_INVALID", "(body): larger than 5 MiB", extra={"field": "(body)"})
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ControlPlaneError(
             "SIGNAL_INVALID", f"(body): not JSON ({exc})", extra={"field": "(body)"}
         ) from None
+    if SUSPECT_ESCAPE.search(body) and json_holds_unstorable_text(payload):
+        raise ControlPlaneError(
+            "SIGNAL_INVALID",
+            "(body): a string holds U+0000, which cannot be stored",
+            extra={"field": "(body)"},
+        )
+    return payload
 
 
 class SignalFilter(django_filters.FilterSet):
     service = django_filters.CharFilter()
     name = django_filters.CharFilter()
-    status = django_filters.CharFilter()
-    severity = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=SignalStatus.choices)
+    severity = django_filters.ChoiceFilter(choices=Severity.choices)
     source = django_filters.CharFilter()
-    suppressed = django_filters.BooleanFilter(field_name="suppressed_by", lookup_expr="isnull", exclude=True)
+    # Strict: django-filter's BooleanFilter reads any unknown word (`banana`) as "no filter".
+    suppressed = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], method="_suppressed", help_text="hidden by a silence"
+    )
 
     class Meta:
         model = Signal
         fields = ["service", "name", "status", "severity", "source", "suppressed"]
+
+    def _suppressed(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(suppressed_by__isnull=value != "true")
 
 
 class SignalViewSet(viewsets.ReadOnlyModelViewSet):

@@ -12,11 +12,11 @@ from rest_framework.response import Response
 from incidents import selectors, services
 from incidents.api import READ
 from incidents.api.serializers import ExpireSerializer, SilenceSerializer, SilenceWriteSerializer
-from incidents.models import Silence
+from incidents.models import Silence, SilenceStatus
 
 
 class SilenceFilter(django_filters.FilterSet):
-    status = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=SilenceStatus.choices)
 
     class Meta:
         model = Silence
