@@ -234,8 +234,8 @@ _EVENTS = [
     event_contract(
         "plan.compiled",
         OWNER,
-        "The draft compiled; the plan with every step's contract, inputs and execution key. Subject "
-        "`plan/<id>`.",
+        "The draft compiled; the plan with every step's contract, inputs and execution key, and the tenant "
+        "its id includes. Subject `plan/<id>`.",
         obj(
             {
                 "intent": HEX64,
@@ -244,7 +244,8 @@ _EVENTS = [
                 "goal": TEXT,
                 "context": {"type": "object"},
                 "steps": {"type": "array", "minItems": 1, "items": COMPILED_STEP},
-            }
+            },
+            {"tenant": {"type": "string", "description": "The tenant in the plan id (not on old plans)."}},
         ),
         f"{_RUNTIME_SERVICES}.intent_submit",
     ),

@@ -78,6 +78,7 @@ class PlanState:
     context: Any
     steps: list[dict[str, Any]]
     compiled_at: datetime
+    tenant: str | None = None  # in the plan id since tenant-scoped ids; None for older plans
 
 
 @dataclass
@@ -301,7 +302,9 @@ def _apply(ledger: Ledger, event: LedgerEvent) -> None:
         intent.rejection = {k: v for k, v in data.items() if k not in ("intent", "contracts")}
         intent.contracts = data.get("contracts", [])
     elif kind == "plan.compiled":
-        plan = PlanState(data["plan"], seq, data.get("goal"), data.get("context"), data["steps"], at)
+        plan = PlanState(
+            data["plan"], seq, data.get("goal"), data.get("context"), data["steps"], at, data.get("tenant")
+        )
         ledger.plans.setdefault(plan.id, plan)
         ledger.plan_events[data["intent"]] = plan
         intent = ledger.intents[data["intent"]]

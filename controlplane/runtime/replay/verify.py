@@ -17,7 +17,7 @@ from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.replay import Difference, ReplayReport
 from controlplane.policy.evaluation import PolicyDecision, evaluate
 from controlplane.policy.models import PolicyProfile
-from controlplane.runtime.compiler import PlanRejected, plan_compile
+from controlplane.runtime.compiler import PlanRejected, plan_canonical_body, plan_compile
 from controlplane.runtime.models import Execution, Intent, KillSwitch, Plan, PlanStep, Runner, StepRun
 from controlplane.runtime.replay.decisions import decisions_check
 from controlplane.runtime.replay.fold import (
@@ -164,7 +164,13 @@ def _recompile(report: ReplayReport, ledger: Ledger, lookups: _Lookups, intent: 
         answers = {(c["action"], c["version"]): c["resolved"] for c in intent.contracts}
     unrecorded: list[tuple[str, Any]] = []
     try:
-        compiled = plan_compile(draft=intent.draft, resolve=_pinned_resolver(answers, lookups, unrecorded))
+        # A plan recorded with the tenant in its id is compiled again for the intent's tenant (so a plan id
+        # derived from another tenant differs); an older one (no `tenant` on its plan.compiled) in the older
+        # form. A refusal carries no id: either form gives the same answer.
+        tenant = None if plan is not None and plan.tenant is None else intent.tenant
+        compiled = plan_compile(
+            draft=intent.draft, resolve=_pinned_resolver(answers, lookups, unrecorded), tenant=tenant
+        )
         outcome: dict[str, Any] = {
             "status": "compiled",
             "plan": compiled.plan_id,
@@ -202,7 +208,8 @@ def _plan_canonical(plan: PlanState) -> str:
         }
         for s in plan.steps
     ]
-    return canonical_bytes({"goal": plan.goal, "context": plan.context, "steps": body_steps}).decode()
+    body = plan_canonical_body(tenant=plan.tenant, goal=plan.goal, context=plan.context, steps=body_steps)
+    return canonical_bytes(body).decode()
 
 
 def _check_plans(report: ReplayReport, ledger: Ledger, ids: set[str]) -> None:
