@@ -108,7 +108,10 @@ def runner_disable(*, name: str, actor: Principal | str, reason: str, at: dateti
     platform_authorize(actor=actor, capability=PLATFORM_RUNNERS, detail="runners are managed by the platform")
     actor = _actor_ref(actor)
     runner = (
-        Runner.objects.select_for_update().select_related("tenant").filter(name=name, enabled=True).first()
+        Runner.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .filter(name=name, enabled=True)
+        .first()
     )
     if runner is None:
         raise ControlPlaneError("RUNNER_UNKNOWN", f"no enabled runner named {name!r}")
