@@ -24,6 +24,7 @@ from controlplane.runtime.executors import SECRET_ENV
 from controlplane.runtime.models import Runner, RunnerGrant
 
 PLATFORM_RUNNERS = "platform.runners.manage"
+MIGRATION_GRANT = "migration:"  # `granted_by` of the grants a migration made (not on the ledger)
 
 RUNNER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # as the http.webhook input schema has it
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
