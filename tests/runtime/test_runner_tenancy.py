@@ -151,3 +151,18 @@ def test_the_migration_shares_existing_runners_with_every_tenant():
     module.share_existing_runners(django_apps, None)  # safe to run twice
     granted = set(RunnerGrant.objects.filter(runner=runner).values_list("tenant__slug", flat=True))
     assert {first.slug, second.slug} <= granted and runner.tenant is None
+
+
+def test_replay_rebuilds_runner_owners_and_grants_and_finds_a_forged_grant():
+    from controlplane.runtime.replay.verify import replay_verify
+
+    owner, other = TenantFactory(), TenantFactory()
+    runner_register(name="mine", url="http://127.0.0.1:9/", tenant=owner, actor="test")
+    runner_register(name="shared", url="http://127.0.0.1:9/", actor="test")
+    runner_grant(name="shared", tenant=owner, actor="test")
+    assert replay_verify().differences == []
+    RunnerGrant.objects.create(
+        runner=Runner.objects.get(name="shared"), tenant=other, granted_by="x", granted_at="2026-01-01T00:00Z"
+    )
+    found = {(d.subject, d.field) for d in replay_verify().differences}
+    assert found == {("runner/shared", "grants")}
