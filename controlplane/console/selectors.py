@@ -21,8 +21,12 @@ SYSTEM_TENANT = "-"  # the filter value that selects tenant-less (system) events
 
 
 def visible_events(*, principal: Principal) -> QuerySet[LedgerEvent]:
-    """Events the principal may read: its tenant's and the system's (tenant-less)."""
-    return LedgerEvent.objects.filter(tenant__in=[principal.tenant.slug, ""])
+    """Events the principal may read: its tenant's, and the tenant-less (installation-wide) ones only with
+    `platform.ledger.read` (sign-in failures and platform acts are not any tenant's to read)."""
+    tenants = [principal.tenant.slug]
+    if principal.has_capability("platform.ledger.read"):
+        tenants.append("")
+    return LedgerEvent.objects.filter(tenant__in=tenants)
 
 
 # --- Dashboard -------------------------------------------------------------------------------------

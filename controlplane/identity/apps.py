@@ -9,6 +9,7 @@ class IdentityConfig(AppConfig):
     def ready(self) -> None:
         from controlplane.identity import schema, signals  # noqa: F401  (OpenAPI schemes; sign-in events)
         from controlplane.identity.capabilities import IDENTITY_CAPABILITIES, register_capabilities
+        from controlplane.identity.scope import CAPABILITIES as PLATFORM_CAPABILITIES
         from controlplane.identity.selectors import console_principal
         from controlplane.kernel.pages import register_principal_resolver
         from controlplane.ledger.capabilities import CAPABILITIES as LEDGER_CAPABILITIES
@@ -16,3 +17,4 @@ class IdentityConfig(AppConfig):
         register_principal_resolver(console_principal)
         register_capabilities(IDENTITY_CAPABILITIES)
         register_capabilities(LEDGER_CAPABILITIES)  # the ledger sits below identity
+        register_capabilities(PLATFORM_CAPABILITIES)  # the platform scope (controlplane/identity/scope.py)

@@ -41,4 +41,6 @@ def console_principal(*, user: AbstractBaseUser) -> tuple[Principal | None, froz
     principal = Principal.objects.select_related("tenant").filter(user=user, is_active=True).first()
     if principal is None:
         return None, frozenset()
-    return principal, frozenset(principal.capabilities(timezone.now()))
+    held = principal.capabilities(timezone.now())
+    principal.cache_capabilities(held)  # later checks in the request (scope, visibility) ask no query
+    return principal, frozenset(held)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from controlplane.identity import throttle
 from controlplane.identity.capabilities import is_known
@@ -28,10 +29,12 @@ from controlplane.identity.models import (
     Tenant,
     hash_token,
 )
+from controlplane.identity.scope import PLATFORM_KINDS, is_platform_capability
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.services import ledger_append
 
 SYSTEM = "system"
+USERNAME_HMAC_SALT = "controlplane.identity.signin.failed.username"
 
 
 def _actor_ref(actor: Principal | str | None) -> str:
@@ -115,6 +118,11 @@ def grant_add(
     """Grant a capability. Granting one the principal already holds returns the existing grant."""
     if not is_known(capability):
         raise ControlPlaneError("CAPABILITY_UNKNOWN", f"unknown capability {capability!r}")
+    if is_platform_capability(capability) and principal.kind not in PLATFORM_KINDS:
+        raise ControlPlaneError(
+            "PLATFORM_GRANT_REFUSED",
+            f"{principal.ref} is a {principal.kind}: platform grants go to humans and services",
+        )
     existing = Grant.objects.filter(
         principal=principal, capability=capability, revoked_at__isnull=True
     ).first()
@@ -304,8 +312,20 @@ def auth_throttle_check(*, source: str) -> None:
         raise ControlPlaneError("AUTH_THROTTLED", "too many failed sign-ins from this source; wait and retry")
 
 
+def username_hmac(username: str) -> str:
+    """A keyed hash (HMAC-SHA-256, key derived from SECRET_KEY) of a username typed at a failed sign-in.
+
+    The ledger is immutable and readable by auditors: a password typed into the username field must never
+    land there. The same name always gives the same hash on one installation, so repeated attempts on one
+    account can still be correlated, and an operator who knows a name can check it.
+    """
+    return salted_hmac(USERNAME_HMAC_SALT, username[:150], algorithm="sha256").hexdigest()
+
+
 def auth_failure_record(*, source: str, method: str, username: str = "") -> None:
-    """Count a failed authentication and ledger it, unless the source is already over its limit."""
+    """Count a failed authentication and ledger it, unless the source is already over its limit.
+
+    The username is recorded only as `username_hmac`, never as typed."""
     failures = throttle.failures_increment(source=source)
     if failures > settings.CONTROLPLANE_AUTH_FAILURE_LIMIT:
         return
@@ -313,7 +333,12 @@ def auth_failure_record(*, source: str, method: str, username: str = "") -> None
         ledger_append(
             type="controlplane.identity.signin.failed",
             subject=f"source/{source}",
-            data={"source": source, "method": method, "username": username[:150], "failures": failures},
+            data={
+                "source": source,
+                "method": method,
+                "username_hmac": username_hmac(username) if username else "",
+                "failures": failures,
+            },
             actor="anonymous",
             reason_codes=["AUTH_INVALID_CREDENTIALS" if method == "password" else "AUTH_INVALID_TOKEN"],
         )

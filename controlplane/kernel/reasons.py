@@ -31,6 +31,13 @@ _CATALOGUE = [
     Reason("PRINCIPAL_EXISTS", 409, "A principal with that name already exists in the tenant."),
     Reason("TENANT_NOT_FOUND", 404, "No tenant with that slug exists."),
     Reason("TOKEN_NOT_FOUND", 404, "No API token with that prefix exists."),
+    Reason(
+        "PLATFORM_SCOPE_REQUIRED",
+        403,
+        "An installation-wide act (global or action kill switch, another tenant's switch, policy profiles, "
+        "runners) needs a platform grant; tenant principals act only inside their tenant.",
+    ),
+    Reason("PLATFORM_GRANT_REFUSED", 400, "Platform capabilities go to human and service principals only."),
     Reason("NOT_FOUND", 404, "The resource does not exist or is not visible to this principal."),
     Reason("VALIDATION_FAILED", 400, "The request body or parameters are invalid."),
     Reason("METHOD_NOT_ALLOWED", 405, "The HTTP method is not allowed here."),
@@ -191,6 +198,11 @@ _CATALOGUE = [
     Reason("EXECUTOR_TIMEOUT", 504, "The runner did not answer within the timeout; retried (same key)."),
     Reason("EXECUTOR_OUTPUT_INVALID", 502, "The outcome is not a JSON object matching the output schema."),
     Reason("RUNNER_UNKNOWN", 404, "No enabled runner with that name is registered."),
+    Reason(
+        "RUNNER_NOT_GRANTED",
+        403,
+        "The step names a runner that is neither its tenant's own nor a shared runner granted to the tenant.",
+    ),
     Reason("RUNNER_INVALID", 400, "The runner's name, URL, secret variable or timeout is invalid."),
     Reason("RUNNER_SECRET_MISSING", 503, "The runner's signing secret is not set in the environment."),
     Reason("RUNNER_SIGNATURE_INVALID", 401, "The signature or its timestamp does not verify at the runner."),

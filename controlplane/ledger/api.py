@@ -24,6 +24,9 @@ from controlplane.ledger import verify_jobs
 from controlplane.ledger.models import STORED_COLUMNS, Checkpoint, LedgerEvent
 from controlplane.ledger.selectors import checkpoint_consistency, event_receipt
 
+# The platform scope's capability (controlplane/identity/scope.py; the ledger cannot import identity).
+PLATFORM_LEDGER_READ = "platform.ledger.read"
+
 
 class LedgerEventSerializer(serializers.ModelSerializer):
     class Meta:
@@ -115,7 +118,8 @@ class SeqCursorPagination(CursorPagination):
 
 
 class LedgerEventViewSet(viewsets.ReadOnlyModelViewSet):
-    """Events in seq order. Events of other tenants are hidden; tenant-less (system) events are shown."""
+    """Events in seq order. Events of other tenants are hidden; tenant-less (installation-wide) events
+    (sign-in failures, platform acts) are shown only to holders of `platform.ledger.read`."""
 
     serializer_class = LedgerEventSerializer
     filterset_class = LedgerEventFilter
@@ -127,8 +131,11 @@ class LedgerEventViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return LedgerEvent.objects.none()
-        tenant = self.request.user.tenant.slug
-        return LedgerEvent.objects.filter(tenant__in=[tenant, ""])
+        principal = self.request.user
+        tenants = [principal.tenant.slug]
+        if principal.has_capability(PLATFORM_LEDGER_READ):
+            tenants.append("")
+        return LedgerEvent.objects.filter(tenant__in=tenants)
 
     @extend_schema(
         parameters=[

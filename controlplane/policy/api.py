@@ -1,6 +1,7 @@
 """Policy API: profiles (list, read, create a version, activate) and explain.
 
-Reads need `policy.read`, writes `policy.manage`. Profiles are installation-wide (not per tenant).
+Reads need `policy.read`; writes need `platform.policy.manage`: profiles are installation-wide (not per
+tenant), so tenant principals get read-only views (the service checks the scope too).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from controlplane.identity.models import PrincipalKind
 from controlplane.policy import selectors, services
 from controlplane.policy.evaluation import Context, StepFacts
 from controlplane.policy.models import Environment, PolicyProfile, PolicyVerdict, RiskTier
+from controlplane.policy.services import PLATFORM_POLICY
 
 
 class PolicyProfileSerializer(serializers.ModelSerializer):
@@ -126,8 +128,8 @@ class PolicyProfileViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
     required_capabilities = {
         "list": "policy.read",
         "retrieve": "policy.read",
-        "create": "policy.manage",
-        "activate": "policy.manage",
+        "create": PLATFORM_POLICY,
+        "activate": PLATFORM_POLICY,
     }
 
     @extend_schema(

@@ -4,5 +4,5 @@ from __future__ import annotations
 
 CAPABILITIES: dict[str, str] = {
     "policy.read": "Read policy profiles and explain verdicts.",
-    "policy.manage": "Edit and activate policy profiles.",
+    # Writing profiles is a platform act: `platform.policy.manage` (controlplane/identity/scope.py).
 }

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane.identity.models import Principal
+from controlplane.identity.scope import platform_authorize
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.services import ledger_append
 from controlplane.policy import shipped
@@ -22,6 +23,7 @@ from controlplane.policy.content import content_hash, profile_content_validate
 from controlplane.policy.models import Environment, PolicyProfile, ProfileStatus
 
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,99}$")
+PLATFORM_POLICY = "platform.policy.manage"  # profiles are installation-wide: a platform act
 
 
 def _actor_ref(actor: Principal | str | None) -> str:
@@ -54,7 +56,11 @@ def profile_create(
     The content is validated first (POLICY_PROFILE_INVALID with the path at fault). Content identical to
     the latest version returns that version and writes nothing. A name belongs to one environment.
     Ledger: `controlplane.policy.profile.created` with the name, version, environment, hash and content.
+    A principal needs `platform.policy.manage` (PLATFORM_SCOPE_REQUIRED); a string actor is the installation.
     """
+    platform_authorize(
+        actor=actor, capability=PLATFORM_POLICY, detail="policy profiles are installation-wide"
+    )
     if not isinstance(name, str) or not PROFILE_NAME.match(name):
         raise _invalid("name", "lower-case letters, digits, dots and dashes, at most 100")
     if environment not in Environment.values:
@@ -112,7 +118,12 @@ def profile_activate(
     activated again (a rollback). Needs a reason (VALIDATION_FAILED).
     Ledger: `controlplane.policy.profile.retired` for the previous one, then
     `controlplane.policy.profile.activated` with the name, version, environment, hash and reason.
+    A principal needs `platform.policy.manage` (PLATFORM_SCOPE_REQUIRED); the approvals resolver acts as
+    `approval/<id>` (the installation, on a granted approval).
     """
+    platform_authorize(
+        actor=actor, capability=PLATFORM_POLICY, detail="policy profiles are installation-wide"
+    )
     if not (reason or "").strip():
         raise ControlPlaneError("VALIDATION_FAILED", "activating a policy profile needs a reason")
     # Lock every profile of the environment (in id order, so concurrent activations queue up and each

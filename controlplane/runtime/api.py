@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.runtime import services
+from controlplane.runtime import selectors, services
 from controlplane.runtime.models import Execution, Intent, IntentStatus, KillSwitch, StepRun
 from controlplane.runtime.traces import trace_get
 
@@ -182,13 +182,19 @@ class KillSwitchSerializer(serializers.ModelSerializer):
 
 
 class KillSwitchView(APIView):
-    """`GET` lists every switch; `POST {scope, target, engaged, reason}` engages or releases one."""
+    """`GET` lists the switches the caller may see; `POST {scope, target, engaged, reason}` turns one.
+
+    A tenant principal (`killswitch.manage`) sees the global, action-wide and its own tenant's switches and
+    turns only its own tenant's; the rest needs `platform.killswitch.manage` as well
+    (PLATFORM_SCOPE_REQUIRED, decided by the service, as for the console and the CLI).
+    """
 
     required_capability = "killswitch.manage"
 
     @extend_schema(responses=KillSwitchSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(KillSwitchSerializer(KillSwitch.objects.all(), many=True).data)
+        switches = selectors.killswitch_visible(principal=request.user)
+        return Response(KillSwitchSerializer(switches, many=True).data)
 
     @extend_schema(request=KillSwitchSerializer, responses=KillSwitchSerializer)
     def post(self, request: Request) -> Response:
@@ -200,7 +206,7 @@ class KillSwitchView(APIView):
             target=data.get("target", ""),
             engaged=data["engaged"],
             reason=data["reason"],
-            actor=request.user.ref,
+            actor=request.user,
         )
         return Response(KillSwitchSerializer(switch).data)
 

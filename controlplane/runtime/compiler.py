@@ -1,8 +1,13 @@
 """Plan compilation: a typed plan draft -> a deterministic step DAG, or a refusal with a reason code.
 
-A pure function of (draft, contracts): no database, no clock, no randomness. The plan id is the SHA-256
-of the canonical (RFC 8785) compiled plan, and each step's execution key is derived from the plan id and
-the step key, so the same draft against the same contracts always yields the same ids and keys.
+A pure function of (tenant, draft, contracts): no database, no clock, no randomness. The plan id is the
+SHA-256 of the canonical (RFC 8785) compiled plan, and each step's execution key is derived from the plan
+id and the step key, so the same draft against the same contracts always yields the same ids and keys.
+
+The tenant is part of the canonical plan (`"tenant": <slug>`), so two tenants' identical drafts get two
+plans and two sets of execution keys: a runner shared by both never answers B's step from A's result.
+Plans compiled before the tenant was part of the id (no `tenant` in their canonical form) keep their ids;
+`tenant=None` compiles in that older form, which replay uses for histories recorded before the change.
 
 Checks, in order (the first failure is the refusal):
 1. the draft's shape (a goal, a non-empty list of steps with `key`, `action`, `inputs`, `depends_on`)
@@ -75,10 +80,12 @@ class CompiledPlan:
     context: dict[str, Any]
     steps: tuple[CompiledStep, ...]  # in topological order, ties broken by key
     canonical: bytes = field(repr=False)
+    tenant: str | None = None  # None: a plan id of the older form, without the tenant
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "plan_id": self.plan_id,
+            "tenant": self.tenant,
             "goal": self.goal,
             "context": self.context,
             "steps": [s.as_dict() for s in self.steps],
@@ -139,8 +146,21 @@ def _topological_order(steps: dict[str, list[str]]) -> list[str]:
     return order
 
 
-def plan_compile(*, draft: Any, resolve: ContractResolver) -> CompiledPlan:
-    """Compile a draft into a plan, or raise `PlanRejected` with the reason code and the step at fault."""
+def plan_canonical_body(
+    *, tenant: str | None, goal: str, context: Mapping[str, Any], steps: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The object whose canonical bytes are hashed into the plan id (the tenant only when given)."""
+    body: dict[str, Any] = {"goal": goal, "context": dict(context), "steps": steps}
+    if tenant is not None:
+        body["tenant"] = tenant
+    return body
+
+
+def plan_compile(*, draft: Any, resolve: ContractResolver, tenant: str | None) -> CompiledPlan:
+    """Compile a draft into a plan, or raise `PlanRejected` with the reason code and the step at fault.
+
+    `tenant` is the slug of the tenant the plan is compiled for; it goes into the plan id (and so into
+    every execution key). Pass None only to recompile a plan recorded before ids carried the tenant."""
     goal, context, raw_steps = _shape(draft)
     seen: set[str] = set()
     for step in raw_steps:
@@ -190,7 +210,7 @@ def plan_compile(*, draft: Any, resolve: ContractResolver) -> CompiledPlan:
         }
         for key in order
     ]
-    body = {"goal": goal, "context": context, "steps": body_steps}
+    body = plan_canonical_body(tenant=tenant, goal=goal, context=context, steps=body_steps)
     canonical = canonical_bytes(body)
     plan_id = _sha256(canonical)
     steps = tuple(
@@ -207,4 +227,6 @@ def plan_compile(*, draft: Any, resolve: ContractResolver) -> CompiledPlan:
         )
         for s in body_steps
     )
-    return CompiledPlan(plan_id=plan_id, goal=goal, context=context, steps=steps, canonical=canonical)
+    return CompiledPlan(
+        plan_id=plan_id, goal=goal, context=context, steps=steps, canonical=canonical, tenant=tenant
+    )

@@ -234,8 +234,8 @@ _EVENTS = [
     event_contract(
         "plan.compiled",
         OWNER,
-        "The draft compiled; the plan with every step's contract, inputs and execution key. Subject "
-        "`plan/<id>`.",
+        "The draft compiled; the plan with every step's contract, inputs and execution key, and the tenant "
+        "its id includes. Subject `plan/<id>`.",
         obj(
             {
                 "intent": HEX64,
@@ -244,7 +244,8 @@ _EVENTS = [
                 "goal": TEXT,
                 "context": {"type": "object"},
                 "steps": {"type": "array", "minItems": 1, "items": COMPILED_STEP},
-            }
+            },
+            {"tenant": {"type": "string", "description": "The tenant in the plan id (not on old plans)."}},
         ),
         f"{_RUNTIME_SERVICES}.intent_submit",
     ),
@@ -413,7 +414,8 @@ _EVENTS += [
                 "url": {"type": "string", "pattern": "^https?://"},
                 "secret_env": {"type": "string"},
                 "timeout_seconds": {"type": ["integer", "null"], "minimum": 1},
-            }
+            },
+            {"tenant": {"type": "string", "description": "The owning tenant; empty for a shared runner."}},
         ),
         "controlplane.runtime.runners.runner_register",
     ),
@@ -423,6 +425,21 @@ _EVENTS += [
         "Steps are no longer sent to this runner (they fail with RUNNER_UNKNOWN).",
         obj({"name": {"type": "string"}, "reason": TEXT}),
         "controlplane.runtime.runners.runner_disable",
+    ),
+    event_contract(
+        "runner.granted",
+        OWNER,
+        "A platform principal granted a shared runner to a tenant: its http.webhook steps may target it. "
+        "Subject `runner/<name>`; the event's tenant is the grantee.",
+        obj({"name": {"type": "string"}, "tenant": {"type": "string", "minLength": 1}}),
+        "controlplane.runtime.runners.runner_grant",
+    ),
+    event_contract(
+        "runner.grant_revoked",
+        OWNER,
+        "The tenant's steps may no longer target the shared runner (they fail with RUNNER_NOT_GRANTED).",
+        obj({"name": {"type": "string"}, "tenant": {"type": "string", "minLength": 1}, "reason": TEXT}),
+        "controlplane.runtime.runners.runner_grant_revoke",
     ),
 ]
 

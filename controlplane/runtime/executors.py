@@ -31,6 +31,7 @@ from typing import Any
 from django.conf import settings
 
 from controlplane.kernel import signatures  # pure functions, no models: ingest and runners share them
+from controlplane.kernel.errors import ControlPlaneError
 
 MAX_REPLY_BYTES = 1024 * 1024
 USER_AGENT = "ControlPlane-Runner-Client/1"
@@ -151,12 +152,13 @@ def _reply_error(status: int, raw: bytes) -> dict[str, Any]:
 
 def http_webhook(call: StepCall) -> dict[str, Any]:
     """`http.webhook`: POST the step, signed, to the runner its inputs name; the JSON reply is the outcome."""
-    from controlplane.runtime.models import Runner
+    from controlplane.runtime.runners import runner_for_tenant  # runners imports this module
 
     name = call.inputs.get("runner", "")
-    runner = Runner.objects.filter(name=name, enabled=True).first()
-    if runner is None:
-        raise ExecutorError("RUNNER_UNKNOWN", f"no enabled runner named {name!r} is registered")
+    try:
+        runner = runner_for_tenant(name=name, tenant=call.tenant)  # its own, or a shared one granted to it
+    except ControlPlaneError as refusal:
+        raise ExecutorError(refusal.code, refusal.detail) from refusal
     secret = runner_secret(runner.secret_env)
     if not secret:
         raise ExecutorError(

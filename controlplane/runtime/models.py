@@ -280,11 +280,24 @@ class KillSwitch(models.Model):
 class Runner(models.Model):
     """A registered runner: where `http.webhook` steps are POSTed, signed with the runner's secret.
 
+    A runner belongs to one tenant (only that tenant's steps may target it), or, with no tenant, is a
+    shared runner of the platform scope that a tenant's steps may target only once a platform principal
+    has granted it to that tenant (`RunnerGrant`). Names are unique across the installation, so a step's
+    `inputs.runner` names exactly one runner.
+
     The HMAC secret itself never enters the database (nor the ledger or logs): `secret_env` names the
     environment variable that holds it, `CONTROLPLANE_RUNNER_SECRET` when empty.
     """
 
     name = models.CharField(max_length=63, unique=True, help_text="What a step's `inputs.runner` names.")
+    tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runners",
+        help_text="The owning tenant; empty for a shared (platform) runner, used through grants.",
+    )
     url = models.URLField(max_length=500)
     secret_env = models.CharField(
         max_length=100,
@@ -305,3 +318,21 @@ class Runner(models.Model):
 
     def __str__(self) -> str:
         return f"runner {self.name} ({self.url})"
+
+
+class RunnerGrant(models.Model):
+    """A shared runner a platform principal has granted to a tenant: its steps may target it."""
+
+    runner = models.ForeignKey(Runner, on_delete=models.CASCADE, related_name="grants")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="runner_grants")
+    granted_by = models.CharField(max_length=255)
+    granted_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["runner", "tenant"]
+        constraints = [
+            models.UniqueConstraint(fields=["runner", "tenant"], name="one_grant_per_runner_and_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.runner.name} -> {self.tenant.slug}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 
 from approvals.selectors import QueueRow, SiblingStep
 from controlplane.identity.models import Principal
@@ -213,8 +213,23 @@ class KillSwitchStatus:
         return [s for s in self.switches if s.engaged]
 
 
-def killswitch_status() -> KillSwitchStatus:
-    return KillSwitchStatus(switches=list(KillSwitch.objects.order_by("scope", "target")))
+def killswitch_visible(*, principal: Principal | None) -> QuerySet[KillSwitch]:
+    """The switches a principal may see: a platform principal (`platform.killswitch.manage`) every one; a
+    tenant principal the global and action-wide ones (they hold its steps too) and its own tenant's, never
+    another tenant's. None (the installation itself, e.g. the shell) sees every one."""
+    switches = KillSwitch.objects.order_by("scope", "target")
+    if principal is None or principal.has_capability("platform.killswitch.manage"):
+        return switches
+    return switches.filter(
+        Q(scope=KillSwitchScope.GLOBAL)
+        | Q(scope=KillSwitchScope.ACTION)
+        | Q(scope=KillSwitchScope.TENANT, target=principal.tenant.slug)
+    )
+
+
+def killswitch_status(*, principal: Principal | None) -> KillSwitchStatus:
+    """What the kill switch page shows the principal (see `killswitch_visible`)."""
+    return KillSwitchStatus(switches=list(killswitch_visible(principal=principal)))
 
 
 def killswitch_engaged_for_principal(*, principal: Principal) -> list[KillSwitch]:

@@ -139,15 +139,16 @@ def trace_receipt(request: HttpRequest, trace_id: str, seq: int) -> HttpResponse
 # --- Kill switch -------------------------------------------------------------------------------------
 
 
-def _killswitch_context(**extra: Any) -> dict[str, Any]:
-    return {"status": selectors.killswitch_status(), "scopes": ["global", "tenant", "action"], **extra}
+def _killswitch_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    status = selectors.killswitch_status(principal=request.console_principal)
+    return {"status": status, "scopes": ["global", "tenant", "action"], **extra}
 
 
 @require_GET
 @capability_required(KILLSWITCH)
 def killswitch(request: HttpRequest) -> HttpResponse:
     """Every switch and its state; engage (with a scope and a reason) or release."""
-    return render_page(request, "runtime/killswitch.html", "switches", _killswitch_context())
+    return render_page(request, "runtime/killswitch.html", "switches", _killswitch_context(request))
 
 
 @require_POST
@@ -165,7 +166,7 @@ def killswitch_change(request: HttpRequest) -> HttpResponse:
             target=target,
             engaged=data["engaged"],
             reason=data["reason"],
-            actor=request.console_principal.ref,
+            actor=request.console_principal,
         )
     except ControlPlaneError as refusal:
         return refusal_response(request, refusal)
@@ -173,7 +174,9 @@ def killswitch_change(request: HttpRequest) -> HttpResponse:
         return redirect("runtime:killswitch")
     state = "engaged" if switch.engaged else "released"
     message = f"Kill switch {switch.scope}:{switch.target or '*'} {state}."
-    return render_page(request, "runtime/killswitch.html", "switches", _killswitch_context(changed=message))
+    return render_page(
+        request, "runtime/killswitch.html", "switches", _killswitch_context(request, changed=message)
+    )
 
 
 # --- Dashboard panel and banner ------------------------------------------------------------------------

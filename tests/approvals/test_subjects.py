@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 
 def test_an_approved_activation_activates_exactly_that_profile():
     tenant = TenantFactory(slug="acme")
-    author = PrincipalFactory(tenant=tenant, name="author", human=True, capabilities=["approvals.decide"])
+    author = PrincipalFactory(
+        tenant=tenant, name="author", human=True, capabilities=["approvals.decide", "platform.policy.manage"]
+    )
     approver = PrincipalFactory(tenant=tenant, name="approver", human=True, capabilities=["approvals.decide"])
     profile = policy.profile_create(
         name="dev-next", environment="dev", content=DEV_CONTENT, actor=author

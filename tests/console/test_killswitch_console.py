@@ -19,7 +19,10 @@ HTMX = {"HX-Request": "true"}
 @pytest.fixture
 def sre(acme):
     return PrincipalFactory(
-        tenant=acme, name="sam", human=True, capabilities=["console.view", "killswitch.manage"]
+        tenant=acme,
+        name="sam",
+        human=True,
+        capabilities=["console.view", "killswitch.manage", "platform.killswitch.manage"],
     )
 
 
@@ -133,3 +136,15 @@ def test_the_dashboard_shows_an_engaged_switch_loudly(client, decider):
     assert b'id="killswitch-banner"' not in client.get("/").content
     services.killswitch_set(scope="action", target="noop.echo", engaged=True, reason="echo off", actor="cli")
     assert b"action:noop.echo" in client.get("/").content
+
+
+def test_a_tenant_operator_turns_only_its_own_tenants_switch(client, acme):
+    """Before, any tenant's `killswitch.manage` engaged the global switch from the console."""
+    tenant_sre = PrincipalFactory(tenant=acme, human=True, capabilities=["console.view", "killswitch.manage"])
+    client.force_login(tenant_sre.user)
+    before = (LedgerEvent.objects.count(), KillSwitch.objects.count())
+    response = change(client, scope="global", engaged="true", reason="not mine to pull")
+    assert response.status_code == 403 and b"PLATFORM_SCOPE_REQUIRED" in response.content
+    assert (LedgerEvent.objects.count(), KillSwitch.objects.count()) == before
+    response = change(client, scope="tenant", target=acme.slug, engaged="true", reason="our incident")
+    assert response.status_code == 200 and KillSwitch.objects.get(scope="tenant").engaged

@@ -13,6 +13,7 @@ from django.utils.html import escape
 
 from controlplane.channels import services as channels_services
 from controlplane.console import urls as console_urls
+from controlplane.identity import services as identity_services
 from controlplane.ledger import checkpoints as ledger_checkpoints
 from controlplane.ledger import keys as ledger_keys
 from controlplane.ledger.models import LedgerEvent, VerificationRun
@@ -411,19 +412,25 @@ def test_boosted_request_gets_the_whole_page(operator_client):
     assert b"<html" in response.content
 
 
-def test_ledger_shows_own_tenant_and_system_events_only(operator_client):
+def test_ledger_shows_own_tenant_events_and_system_ones_only_to_platform_principals(
+    operator_client, operator
+):
     mine = append("controlplane.test.mine", tenant="acme")
     system = append("controlplane.test.system", tenant="")
     theirs = append("controlplane.test.theirs", tenant="globex")
 
     seqs = _seqs(operator_client.get("/ledger/"))
+    assert mine.seq in seqs and system.seq not in seqs and theirs.seq not in seqs
 
+    identity_services.grant_add(principal=operator, capability="platform.ledger.read", actor="test")
+    seqs = _seqs(operator_client.get("/ledger/"))
     assert mine.seq in seqs and system.seq in seqs
     assert theirs.seq not in seqs
     assert seqs == sorted(seqs, reverse=True)
 
 
-def test_ledger_filters(operator_client):
+def test_ledger_filters(operator_client, operator):
+    identity_services.grant_add(principal=operator, capability="platform.ledger.read", actor="test")
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     a = append("controlplane.alpha.done", subject="job/1", traceparent=f"00-{trace}-00f067aa0ba902b7-01")
     b = append("controlplane.alpha.failed", subject="job/2")
@@ -578,8 +585,10 @@ def test_missing_event_is_not_found_in_the_notice_area_for_htmx(operator_client)
     assert response["HX-Retarget"] == "#notice"
 
 
-def test_system_event_detail_is_visible(operator_client):
+def test_system_event_detail_is_visible_only_to_platform_principals(operator_client, operator):
     system = append("controlplane.test.system", tenant="")
+    assert operator_client.get(reverse("console:event", args=[system.seq])).status_code == 404
+    identity_services.grant_add(principal=operator, capability="platform.ledger.read", actor="test")
     assert operator_client.get(reverse("console:event", args=[system.seq])).status_code == 200
 
 

@@ -22,7 +22,9 @@ def _get(client, path, token, **extra):
 
 
 def test_a_token_with_the_capability_reads_the_ledger(client):
-    principal = PrincipalFactory(capabilities=["ledger.read"])
+    principal = PrincipalFactory(
+        capabilities=["ledger.read", "platform.ledger.read"]
+    )  # key events: no tenant
     response = _get(client, EVENTS, token_for(principal))
     assert response.status_code == 200
     assert [e["type"] for e in response.json()["results"]][:1] == ["controlplane.ledger.key.activated"]
@@ -88,7 +90,7 @@ def test_ledger_events_are_scoped_to_the_principals_tenant(client):
 def test_ledger_filters_and_cursor_pagination(client):
     for i in range(5):
         ledger_append(type="controlplane.test.paged", subject=f"p/{i}", data={"i": i})
-    token = token_for(PrincipalFactory(capabilities=["ledger.read"]))
+    token = token_for(PrincipalFactory(capabilities=["ledger.read", "platform.ledger.read"]))
     page = _get(client, EVENTS + "?type=controlplane.test.paged&page_size=2", token).json()
     assert [e["data"]["i"] for e in page["results"]] == [0, 1]
     page2 = client.get(page["next"], HTTP_AUTHORIZATION=f"Bearer {token}").json()
@@ -99,7 +101,7 @@ def test_ledger_filters_and_cursor_pagination(client):
 
 def test_event_detail_serves_exactly_what_was_signed(client):
     event = ledger_append(type="controlplane.test.detail", subject="d", data={"k": "v"})
-    token = token_for(PrincipalFactory(capabilities=["ledger.read"]))
+    token = token_for(PrincipalFactory(capabilities=["ledger.read", "platform.ledger.read"]))
     body = _get(client, f"{EVENTS}{event.seq}/", token).json()
     assert body["hash"] == event.hash and body["canonical"] == event.canonical
     assert body["data"] == {"k": "v"}
@@ -150,3 +152,32 @@ def test_request_id_is_echoed_and_stored_on_caused_events(client):
     failed = LedgerEvent.objects.filter(type="controlplane.identity.signin.failed").get()
     assert failed.request_id == "req-abc-1"
     assert principal.ref
+
+
+def test_tenant_less_events_are_visible_only_to_platform_principals(client):
+    """Before, every tenant's `ledger.read` saw the installation's tenant-less events (failed sign-ins from
+    anywhere, global kill switch acts)."""
+    tenant = TenantFactory()
+    services.auth_failure_record(source="10.9.9.9", method="password", username="someone")
+    platform_act = ledger_append(type="controlplane.test.platform", subject="x", data={}, tenant="")
+    reader = token_for(PrincipalFactory(tenant=tenant, capabilities=["ledger.read"]))
+    types = {e["type"] for e in _get(client, EVENTS + "?page_size=500", reader).json()["results"]}
+    assert "controlplane.identity.signin.failed" not in types and "controlplane.test.platform" not in types
+    assert _get(client, f"{EVENTS}{platform_act.seq}/", reader).status_code == 404
+    operator = token_for(
+        PrincipalFactory(tenant=tenant, capabilities=["ledger.read", "platform.ledger.read"])
+    )
+    types = {e["type"] for e in _get(client, EVENTS + "?page_size=500", operator).json()["results"]}
+    assert {"controlplane.identity.signin.failed", "controlplane.test.platform"} <= types
+    assert _get(client, f"{EVENTS}{platform_act.seq}/", operator).status_code == 200
+
+
+def test_a_failed_sign_in_records_a_keyed_hash_of_the_username_never_the_text(client):
+    """A password typed into the username field must not become an immutable, readable record."""
+    typed = "correct-horse-battery-staple"
+    client.post("/login/", {"username": typed, "password": "x"})
+    event = LedgerEvent.objects.get(type="controlplane.identity.signin.failed")
+    assert typed not in event.canonical
+    assert "username" not in event.data
+    assert event.data["username_hmac"] == services.username_hmac(typed)
+    assert len(event.data["username_hmac"]) == 64 and event.tenant == ""

@@ -105,3 +105,34 @@ def test_failed_authentications_are_ledgered_until_the_source_is_throttled(setti
         services.auth_throttle_check(source="10.0.0.9")
     assert caught.value.code == "AUTH_THROTTLED"
     services.auth_throttle_check(source="10.0.0.10")  # another source is unaffected
+
+
+def test_the_username_hash_is_keyed_with_the_server_secret(settings):
+    first = services.username_hmac("alice")
+    assert first == services.username_hmac("alice") and first != services.username_hmac("bob")
+    settings.SECRET_KEY = "another-installation-" + "x" * 40
+    assert services.username_hmac("alice") != first  # not a plain hash anyone can recompute
+
+
+@pytest.mark.parametrize("kind", ["agent", "tool"])
+def test_platform_capabilities_are_refused_to_agents_and_tools(kind):
+    principal = PrincipalFactory(kind=kind)
+    before = LedgerEvent.objects.count()
+    with pytest.raises(ControlPlaneError) as caught:
+        services.grant_add(principal=principal, capability="platform.killswitch.manage", actor="admin")
+    assert caught.value.code == "PLATFORM_GRANT_REFUSED"
+    assert not Grant.objects.filter(principal=principal).exists()
+    assert LedgerEvent.objects.count() == before
+
+
+def test_platform_capabilities_are_registered_and_granted_to_people():
+    from controlplane.identity.capabilities import CAPABILITIES
+    from controlplane.identity.scope import is_platform_principal
+
+    assert {"platform.killswitch.manage", "platform.policy.manage", "platform.runners.manage"} <= set(
+        CAPABILITIES
+    )
+    principal = PrincipalFactory(human=True)
+    assert not is_platform_principal(principal)
+    services.grant_add(principal=principal, capability="platform.runners.manage", actor="admin")
+    assert is_platform_principal(Principal.objects.get(pk=principal.pk))

@@ -6,6 +6,7 @@ import pytest
 import yaml
 from django.core.management import call_command
 
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services, shipped
 from controlplane.policy.models import PolicyProfile
@@ -29,7 +30,7 @@ def reader():
 
 @pytest.fixture
 def manager():
-    return PrincipalFactory(human=True, capabilities=["policy.read", "policy.manage"])
+    return PrincipalFactory(human=True, capabilities=["policy.read", "platform.policy.manage"])
 
 
 def test_listing_needs_policy_read(client):
@@ -96,7 +97,7 @@ def test_an_autonomous_high_tier_is_refused_with_the_path_and_nothing_is_written
     assert LedgerEvent.objects.count() == events
 
 
-def test_creating_needs_policy_manage(client, reader):
+def test_creating_needs_platform_policy_manage(client, reader):
     auth = _auth(reader)
     events = LedgerEvent.objects.count()
     response = client.post(
@@ -145,7 +146,7 @@ def test_refused_activation_through_the_api_writes_nothing(client, manager, body
     assert LedgerEvent.objects.count() == events
 
 
-def test_activating_needs_policy_manage(client, reader):
+def test_activating_needs_platform_policy_manage(client, reader):
     strict = PolicyProfile.objects.get(name=shipped.STRICT)
     response = client.post(
         f"{PROFILES}{strict.pk}/activate/", {"reason": "x"}, content_type="application/json", **_auth(reader)
@@ -275,3 +276,34 @@ def test_the_schema_describes_the_policy_api(tmp_path):
         "require_approval",
         "deny",
     ]
+
+
+def test_a_tenant_principal_cannot_write_installation_wide_policy_through_the_service():
+    """Before the platform scope, `policy.manage` was granted per tenant but profiles are global: any
+    tenant's manager could activate the installation's policy. The service now refuses it, whatever the
+    surface (API, console, CLI)."""
+    tenant_admin = PrincipalFactory(human=True, capabilities=["policy.read"])
+    strict = PolicyProfile.objects.get(name=shipped.STRICT)
+    events = LedgerEvent.objects.count()
+    with pytest.raises(ControlPlaneError) as refused:
+        services.profile_activate(profile=strict, actor=tenant_admin, reason="mine now")
+    assert refused.value.code == "PLATFORM_SCOPE_REQUIRED"
+    with pytest.raises(ControlPlaneError) as refused:
+        services.profile_create(name="mine", environment="prod", content=content(), actor=tenant_admin)
+    assert refused.value.code == "PLATFORM_SCOPE_REQUIRED"
+    strict.refresh_from_db()
+    assert strict.status == "draft" and not PolicyProfile.objects.filter(name="mine").exists()
+    assert LedgerEvent.objects.count() == events
+
+
+def test_the_old_per_tenant_policy_manage_is_no_longer_a_capability():
+    from controlplane.identity.capabilities import is_known
+
+    assert not is_known("policy.manage") and is_known("platform.policy.manage")
+
+
+def test_a_tenant_principal_reads_the_active_policy(client, reader):
+    services.profile_bootstrap(environment="prod")
+    response = client.get(f"{PROFILES}?status=active", **_auth(reader))
+    assert response.status_code == 200
+    assert [p["name"] for p in response.json()["results"]] == [shipped.STRICT]

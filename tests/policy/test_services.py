@@ -56,7 +56,7 @@ def test_the_migration_ships_both_profiles_as_drafts():
 
 
 def test_create_saves_version_one_as_a_draft_and_ledgers_it():
-    actor = PrincipalFactory(name="alice")
+    actor = PrincipalFactory(name="alice", capabilities=["platform.policy.manage"])
     result = services.profile_create(name="payments", environment="stage", content=content(), actor=actor)
     profile = result.profile
     assert result.created is True
@@ -228,7 +228,7 @@ def test_as_content_refuses_a_row_whose_content_does_not_match_its_hash():
 
 def test_activate_makes_the_profile_active_and_ledgers_it():
     profile = PolicyProfileFactory(name="payments", environment="stage")
-    actor = PrincipalFactory(name="bob")
+    actor = PrincipalFactory(name="bob", capabilities=["platform.policy.manage"])
     active = services.profile_activate(profile=profile, actor=actor, reason="quarterly review")
     assert (active.status, active.retired_at) == ("active", None)
     assert active.activated_at is not None

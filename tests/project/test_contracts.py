@@ -22,7 +22,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, StepRun
-from controlplane.runtime.runners import runner_disable
+from controlplane.runtime.runners import runner_disable, runner_grant_revoke
 from controlplane.runtime.services import steps
 from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed, local_runner
@@ -183,6 +183,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
                 submit(principal=agent, draft=flaky_draft, idempotency_key="flaky")
             with capture(execute=True):
                 services.step_runs_sweep(now=timezone.now() + timedelta(seconds=120))
+            runner_grant_revoke(name="ops", tenant=agent.tenant, actor="cli", reason="moving it")
             runner_disable(name="ops", actor="cli", reason="decommissioned")
         lost = submit(principal=agent, draft=draft, idempotency_key="lost")  # a worker dies mid-step
         run_ = StepRun.objects.get(execution__intent=lost, step__key="a")

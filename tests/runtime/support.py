@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.apps import apps as django_apps
 from django.conf import settings
@@ -29,7 +30,7 @@ from kombu import pools as kombu_pools
 from controlplane.celery import app as celery_app
 from controlplane.kernel.signatures import hmac_secret_generate
 from controlplane.runtime.reference_runner import ReferenceRunner
-from controlplane.runtime.runners import runner_register
+from controlplane.runtime.runners import runner_grant, runner_register
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05) -> object:
@@ -56,6 +57,16 @@ class LocalRunner:
         return path.read_text().splitlines() if path.exists() else []
 
 
+def runner_shared(*, name: str, url: str, **fields: Any) -> None:
+    """Register a shared runner and grant it to every tenant there is (as the migration did for runners
+    registered before tenancy): the tests of the webhook itself are not about who may use it."""
+    from controlplane.identity.models import Tenant
+
+    runner_register(name=name, url=url, actor="test", **fields)
+    for tenant in Tenant.objects.all():
+        runner_grant(name=name, tenant=tenant, actor="test")
+
+
 @contextlib.contextmanager
 def local_runner(tmp_path: Path, *, secret: str | None = None, name: str = "ops") -> Iterator[LocalRunner]:
     """The reference runner on a free port in a thread of this process, registered as `name`."""
@@ -67,7 +78,7 @@ def local_runner(tmp_path: Path, *, secret: str | None = None, name: str = "ops"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/steps"
-    runner_register(name=name, url=url, actor="test", timeout_seconds=5)
+    runner_shared(name=name, url=url, timeout_seconds=5)
     try:
         yield LocalRunner(runner=runner, url=url, secret=secret, files=tmp_path / "files")
     finally:

@@ -8,6 +8,8 @@ from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
+from controlplane.runtime import services
+from controlplane.runtime.models import KillSwitch
 from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 
 pytestmark = pytest.mark.django_db
@@ -147,7 +149,12 @@ def test_bulk_decide_is_all_or_nothing(client, tenant, agent_token):
 
 def test_the_kill_switch_api(client, tenant, agent_token):
     operator = token_for(
-        PrincipalFactory(tenant=tenant, name="ops", human=True, capabilities=["killswitch.manage"])
+        PrincipalFactory(
+            tenant=tenant,
+            name="ops",
+            human=True,
+            capabilities=["killswitch.manage", "platform.killswitch.manage"],
+        )
     )
     engaged = post(
         client,
@@ -171,3 +178,50 @@ def test_executions_of_other_tenants_are_invisible(client, agent_token):
     response = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="k5")
     other = token_for(PrincipalFactory(tenant=TenantFactory(slug="other"), capabilities=["executions.read"]))
     assert get(client, f"/api/v1/executions/{response.json()['execution']}/", other).status_code == 404
+
+
+# --- the kill switch's scope: a tenant principal turns its own tenant's switch only ------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"scope": "global", "target": "", "engaged": True, "reason": "mine"},
+        {"scope": "action", "target": "noop.echo", "engaged": True, "reason": "mine"},
+        {"scope": "tenant", "target": "other", "engaged": True, "reason": "mine"},
+    ],
+    ids=["global", "action", "other-tenant"],
+)
+def test_a_tenant_principal_cannot_turn_installation_wide_or_other_tenants_switches(client, tenant, body):
+    """Before, `killswitch.manage` granted in any tenant engaged the global switch, an action-wide one or
+    another tenant's."""
+    TenantFactory(slug="other")
+    token = token_for(PrincipalFactory(tenant=tenant, human=True, capabilities=["killswitch.manage"]))
+    before = (LedgerEvent.objects.count(), KillSwitch.objects.count())
+    response = post(client, "/api/v1/killswitch/", body, token)
+    assert (response.status_code, response.json()["code"]) == (403, "PLATFORM_SCOPE_REQUIRED")
+    assert (LedgerEvent.objects.count(), KillSwitch.objects.count()) == before
+
+
+def test_a_tenant_principal_turns_its_own_tenants_switch(client, tenant):
+    token = token_for(PrincipalFactory(tenant=tenant, human=True, capabilities=["killswitch.manage"]))
+    body = {"scope": "tenant", "target": tenant.slug, "engaged": True, "reason": "our incident"}
+    response = post(client, "/api/v1/killswitch/", body, token)
+    assert response.status_code == 200 and response.json()["engaged"] is True
+    event = LedgerEvent.objects.get(type="controlplane.killswitch.engaged")
+    assert event.tenant == tenant.slug
+
+
+def test_the_kill_switch_list_hides_other_tenants_switches(client, tenant):
+    """Before, GET /api/v1/killswitch/ listed every tenant's switches (and their reasons)."""
+    services.killswitch_set(scope="tenant", target="other", engaged=True, reason="their secret", actor="cli")
+    services.killswitch_set(scope="tenant", target=tenant.slug, engaged=True, reason="ours", actor="cli")
+    services.killswitch_set(scope="global", engaged=False, reason="drill over", actor="cli")
+    mine = token_for(PrincipalFactory(tenant=tenant, capabilities=["killswitch.manage"]))
+    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", mine).json()}
+    assert seen == {("global", ""), ("tenant", tenant.slug)}
+    platform = token_for(
+        PrincipalFactory(tenant=tenant, capabilities=["killswitch.manage", "platform.killswitch.manage"])
+    )
+    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", platform).json()}
+    assert seen == {("global", ""), ("tenant", tenant.slug), ("tenant", "other")}

@@ -26,7 +26,7 @@ from controlplane.runtime.models import Execution, Runner, StepRun
 from controlplane.runtime.runners import runner_disable, runner_register
 from skills.models import ActionContract, Skill
 from tests.identity.factories import PrincipalFactory, TenantFactory
-from tests.runtime.support import closed_port, local_runner
+from tests.runtime.support import closed_port, local_runner, runner_shared
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +145,7 @@ def recorder(settings):
     handler = type("Recorder", (_Recorder,), {"received": [], "reply": (200, b'{"ok": true}')})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    runner_register(name="rec", url=f"http://127.0.0.1:{httpd.server_address[1]}/hook", actor="test")
+    runner_shared(name="rec", url=f"http://127.0.0.1:{httpd.server_address[1]}/hook")
     yield handler
     httpd.shutdown()
     httpd.server_close()
@@ -302,7 +302,7 @@ def test_a_timeout_is_retryable(operator, tmp_path, settings, django_capture_on_
     settings.CONTROLPLANE_STEP_MAX_ATTEMPTS = 1
     with local_runner(tmp_path) as served:
         settings.CONTROLPLANE_RUNNER_SECRET = served.secret
-        runner_register(name="ops", url=served.url, actor="test", timeout_seconds=1)
+        runner_shared(name="ops", url=served.url, timeout_seconds=1)
         run_ = submit(operator, django_capture_on_commit_callbacks, webhook_step("sleep", {"ms": 2500}))
     step = step_of(run_)
     assert step.reason_codes == ["EXECUTOR_TIMEOUT", "STEP_RETRY_EXHAUSTED"]
@@ -312,7 +312,7 @@ def test_a_timeout_is_retryable(operator, tmp_path, settings, django_capture_on_
 def test_an_unreachable_runner_is_retryable(operator, settings, django_capture_on_commit_callbacks):
     settings.CONTROLPLANE_RUNNER_SECRET = signatures.hmac_secret_generate()
     settings.CONTROLPLANE_STEP_MAX_ATTEMPTS = 2
-    runner_register(name="gone", url=f"http://127.0.0.1:{closed_port()}/", actor="test")
+    runner_shared(name="gone", url=f"http://127.0.0.1:{closed_port()}/")
     run_ = submit(operator, django_capture_on_commit_callbacks, webhook_step("echo", runner_name="gone"))
     step = step_of(run_)
     assert (step.status, step.attempt_log[0]["code"]) == ("ready", "RUNNER_UNREACHABLE")
@@ -354,7 +354,7 @@ def test_a_runner_may_name_its_own_secret_variable(
     settings.CONTROLPLANE_RUNNER_SECRET = ""
     with local_runner(tmp_path) as served:
         monkeypatch.setenv("CONTROLPLANE_RUNNER_SECRET_OPS", served.secret)
-        runner_register(name="ops", url=served.url, secret_env="CONTROLPLANE_RUNNER_SECRET_OPS", actor="test")
+        runner_shared(name="ops", url=served.url, secret_env="CONTROLPLANE_RUNNER_SECRET_OPS")
         run_ = submit(operator, django_capture_on_commit_callbacks, webhook_step("echo", {"v": 1}))
     assert run_.status == "completed" and step_of(run_).outcome["result"] == {"v": 1}
 
@@ -397,6 +397,7 @@ def test_registering_is_ledgered_without_any_secret(monkeypatch):
         "url": "http://127.0.0.1:9/",
         "secret_env": "CONTROLPLANE_RUNNER_SECRET_OPS",
         "timeout_seconds": None,
+        "tenant": "",
     }
 
 
@@ -412,7 +413,8 @@ def test_runners_command_registers_lists_and_disables(monkeypatch, settings):
         "registered ops http://127.0.0.1:8765/\n"
     )
     assert (
-        run("list") == "ops\tenabled\thttp://127.0.0.1:8765/\tCONTROLPLANE_RUNNER_SECRET=MISSING\ttimeout=5\n"
+        run("list")
+        == "ops\tenabled\thttp://127.0.0.1:8765/\tCONTROLPLANE_RUNNER_SECRET=MISSING\ttimeout=5\tshared:\n"
     )
     settings.CONTROLPLANE_RUNNER_SECRET = signatures.hmac_secret_generate()
     assert "CONTROLPLANE_RUNNER_SECRET=set" in run("list")

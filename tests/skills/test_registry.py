@@ -48,5 +48,6 @@ def test_compilation_resolves_through_the_registry():
     plan = plan_compile(
         draft={"goal": "g", "steps": [{"key": "a", "action": "noop.echo", "inputs": {}}]},
         resolve=contract_resolver,
+        tenant="acme",
     )
     assert plan.steps[0].action_version == "1.0.0"

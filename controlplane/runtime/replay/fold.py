@@ -78,6 +78,7 @@ class PlanState:
     context: Any
     steps: list[dict[str, Any]]
     compiled_at: datetime
+    tenant: str | None = None  # in the plan id since tenant-scoped ids; None for older plans
 
 
 @dataclass
@@ -183,6 +184,8 @@ class RunnerState:
     enabled: bool
     changed_by: str
     changed_at: datetime
+    tenant: str = ""  # the owning tenant's slug; empty for a shared runner
+    grants: set[str] = field(default_factory=set)  # tenants a shared runner is granted to
 
 
 @dataclass
@@ -301,7 +304,9 @@ def _apply(ledger: Ledger, event: LedgerEvent) -> None:
         intent.rejection = {k: v for k, v in data.items() if k not in ("intent", "contracts")}
         intent.contracts = data.get("contracts", [])
     elif kind == "plan.compiled":
-        plan = PlanState(data["plan"], seq, data.get("goal"), data.get("context"), data["steps"], at)
+        plan = PlanState(
+            data["plan"], seq, data.get("goal"), data.get("context"), data["steps"], at, data.get("tenant")
+        )
         ledger.plans.setdefault(plan.id, plan)
         ledger.plan_events[data["intent"]] = plan
         intent = ledger.intents[data["intent"]]
@@ -336,9 +341,22 @@ def _apply(ledger: Ledger, event: LedgerEvent) -> None:
             data["scope"], data["target"], kind == "killswitch.engaged", data["reason"], event.actor, at
         )
     elif kind == "runner.registered":
+        before = ledger.runners.get(data["name"])
         ledger.runners[data["name"]] = RunnerState(
-            data["name"], data["url"], data["secret_env"], data["timeout_seconds"], True, event.actor, at
+            data["name"],
+            data["url"],
+            data["secret_env"],
+            data["timeout_seconds"],
+            True,
+            event.actor,
+            at,
+            data.get("tenant", ""),
+            before.grants if before else set(),
         )
+    elif kind == "runner.granted":
+        ledger.runners[data["name"]].grants.add(data["tenant"])
+    elif kind == "runner.grant_revoked":
+        ledger.runners[data["name"]].grants.discard(data["tenant"])
     elif kind == "runner.disabled":
         runner = ledger.runners[data["name"]]
         runner.enabled, runner.changed_by, runner.changed_at = False, event.actor, at

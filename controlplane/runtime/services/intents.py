@@ -162,7 +162,9 @@ def _intent_compile(*, intent: Intent, principal: Principal, at: datetime, commo
     """Compile the intent's draft; record the plan and start it, or record the refusal."""
     lookups: list[dict[str, Any]] = []
     try:
-        compiled = plan_compile(draft=intent.draft, resolve=_recording_resolver(lookups))
+        compiled = plan_compile(
+            draft=intent.draft, resolve=_recording_resolver(lookups), tenant=intent.tenant.slug
+        )
     except PlanRejected as refusal:
         intent.status = IntentStatus.REJECTED
         intent.rejection = refusal.as_dict()
@@ -184,6 +186,7 @@ def _intent_compile(*, intent: Intent, principal: Principal, at: datetime, commo
         data={
             "intent": intent.id,
             "plan": plan.id,
+            "tenant": compiled.tenant,
             "canonical_sha256": plan.id,
             "goal": compiled.goal,
             "context": compiled.context,
