@@ -111,17 +111,18 @@ class ChannelWebhookView(WebhookView):
 
 def webhook_view(adapter: WebhookAdapter) -> Callable[..., Any]:
     """The view function serving `adapter`: a `WebhookView` named and documented after it."""
-    base = ChannelWebhookView if getattr(adapter, "authenticates_by_signature", False) else WebhookView
-    view_class = type(
-        f"{type(adapter).__name__}View",
-        (base,),
-        {
-            "__doc__": type(adapter).__doc__,
-            "__module__": __name__,
-            "adapter_name": adapter.name,
-            "required_capability": adapter.capability or None,
-        },
-    )
+    signed = getattr(adapter, "authenticates_by_signature", False)
+    attributes: dict[str, Any] = {
+        "__doc__": type(adapter).__doc__,
+        "__module__": __name__,
+        "adapter_name": adapter.name,
+        "required_capability": adapter.capability or None,
+    }
+    if signed:
+        # POST only, and GET for a provider with a handshake (Meta): no other method is served, or
+        # documented in the schema (a GET elsewhere is METHOD_NOT_ALLOWED, with its code).
+        attributes["http_method_names"] = ["get", "post"] if getattr(adapter, "handshakes", False) else ["post"]
+    view_class = type(f"{type(adapter).__name__}View", (ChannelWebhookView if signed else WebhookView,), attributes)
     if adapter.openapi:
         view_class = extend_schema(**adapter.openapi)(view_class)
     return view_class.as_view()

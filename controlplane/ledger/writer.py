@@ -1,8 +1,8 @@
 """Chain writers with a PostgreSQL connection of their own, appending a batch in one or two round trips.
 
 `ledger_append_prepared` runs on the calling thread's Django connection, one statement at a time. A
-writer that appends on behalf of many requests (ingest's group commit, controlplane/channels/ingest.py
-and ingest_async.py) spends most of its time holding the chain's lock, so it uses these instead: one
+writer that appends on behalf of many requests (ingest's group commit, controlplane/channels/ingest/lean.py
+and ingest/event_loop.py) spends most of its time holding the chain's lock, so it uses these instead: one
 psycopg connection per process (per event loop for the async one) in pipeline mode, and the shortest
 time under the lock that the chain allows.
 

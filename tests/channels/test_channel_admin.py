@@ -7,15 +7,15 @@ import pytest
 from controlplane.channels.models import ChannelConnection
 from controlplane.channels.services.connections import connection_secrets
 from controlplane.ledger.models import LedgerEvent
-from tests.identity.factories import TenantFactory, UserFactory
+from tests.admin_helpers import admin_client_for
+from tests.identity.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def admin_client(client):
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    return client
+    return admin_client_for(client)
 
 
 def test_adding_and_rotating_a_connection_never_shows_its_secrets(admin_client):
@@ -34,7 +34,7 @@ def test_adding_and_rotating_a_connection_never_shows_its_secrets(admin_client):
     connection = ChannelConnection.objects.get()
     assert connection_secrets(connection=connection) == {"webhook_secret": "hush-1"}
     event = LedgerEvent.objects.get(type="controlplane.channels.connection.connected")
-    assert event.actor == "user/root" and event.data["secrets"] == ["webhook_secret"]
+    assert event.actor == "admins/root" and event.data["secrets"] == ["webhook_secret"]
     page = admin_client.get(f"/admin/channels/channelconnection/{connection.pk}/change/")
     assert page.status_code == 200 and "hush-1" not in page.content.decode()
     assert f"/api/v1/channels/github/{connection.key}/" in page.content.decode()

@@ -75,8 +75,11 @@ def test_a_principal_gets_no_proof_of_another_tenants_event(client):
 
 
 def test_the_proof_endpoint_needs_ledger_read_and_a_checkpoint_with_a_root(client):
-    append_events(2)
-    token = token_for(PrincipalFactory(capabilities=["ledger.read"]))
+    reader = PrincipalFactory(capabilities=["ledger.read"])
+    append_events(
+        2, tenant=reader.tenant.slug
+    )  # the reader's tenant's events (tenant-less ones are platform's)
+    token = token_for(reader)
     no_checkpoint = _get(client, "/api/v1/ledger/events/2/proof/", token)
     assert (no_checkpoint.status_code, no_checkpoint.json()["code"]) == (409, "LEDGER_PROOF_INVALID")
     checkpoint_create()

@@ -30,9 +30,9 @@ def run(*args: str) -> str:
 
 @pytest.fixture
 def operator(monkeypatch):
-    """A person holding policy.manage, whose API token the commands read from CONTROLPLANE_TOKEN."""
+    """A person holding platform.policy.manage, whose API token the commands read from CONTROLPLANE_TOKEN."""
     principal = PrincipalFactory(
-        tenant=TenantFactory(slug="acme"), name="pat", human=True, capabilities=["policy.manage"]
+        tenant=TenantFactory(slug="acme"), name="pat", human=True, capabilities=["platform.policy.manage"]
     )
     monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(principal))
     return principal
@@ -195,7 +195,8 @@ def test_refused_create_and_activate_write_nothing(tmp_path, operator):
 
 
 def test_create_and_activate_refuse_without_a_valid_token_or_capability(tmp_path, monkeypatch):
-    """No token, a wrong token, or a token without policy.manage: refused with the code, nothing written."""
+    """No token, a wrong token, or a token without platform.policy.manage: refused with the code, nothing
+    written."""
     weak = PrincipalFactory(
         tenant=TenantFactory(slug="acme"), name="ro", human=True, capabilities=["policy.read"]
     )
@@ -214,7 +215,9 @@ def test_create_and_activate_refuse_without_a_valid_token_or_capability(tmp_path
             run(*args)
     monkeypatch.setenv("CONTROLPLANE_TOKEN", weak_token)
     for args in (create, activate):
-        with pytest.raises(CommandError, match=r"^CAPABILITY_MISSING: acme/ro lacks 'policy.manage'"):
+        with pytest.raises(
+            CommandError, match=r"^CAPABILITY_MISSING: acme/ro lacks 'platform.policy.manage'"
+        ):
             run(*args)
     assert LedgerEvent.objects.count() == events
     assert not PolicyProfile.objects.filter(name="payments").exists()

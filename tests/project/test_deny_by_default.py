@@ -1,5 +1,10 @@
 """Every URL in the project refuses anonymous requests, except the liveness probe and the login page.
 
+Channel webhooks (controlplane.channels.webhooks.ChannelWebhookView) authenticate by the provider's
+signature, not a bearer token, so they cannot answer AUTH_REQUIRED; an unsigned anonymous request must
+still be refused with a coded 4xx, never served (the providers' own tests refuse unsigned deliveries to a
+real connection: tests/channels/test_providers_*.py).
+
 The walk reads the URL resolver, so a URL added later is covered without touching this test.
 """
 
@@ -59,6 +64,14 @@ def all_paths() -> list[str]:
     return [p for p in paths if _resolves(p)]
 
 
+def _signed_by_provider(path: str) -> bool:
+    """Served by a channel webhook view: the provider's signature is the authentication."""
+    from controlplane.channels.webhooks import ChannelWebhookView
+
+    view_class = getattr(resolve(path).func, "view_class", None)
+    return isinstance(view_class, type) and issubclass(view_class, ChannelWebhookView)
+
+
 def _resolves(path: str) -> bool:
     try:
         resolve(path)
@@ -72,6 +85,8 @@ def test_the_walk_finds_every_pattern():
     assert len(paths) == len(set(_walk(get_resolver().url_patterns))), "a URL pattern could not be sampled"
     assert "/api/v1/ledger/events/" in paths and "/api/v1/ledger/events/1/" in paths
     assert "/healthz" in paths and "/readyz" in paths and "/api/schema/" in paths
+    assert any(_signed_by_provider(p) for p in paths)
+    assert not _signed_by_provider("/api/v1/events/")  # signed ingest also needs its bearer token
 
 
 @pytest.mark.parametrize("path", all_paths())
@@ -80,6 +95,11 @@ def test_anonymous_request_is_refused(client, path):
         assert client.get(path).status_code == 200
         return
     responses = {m: client.generic(m, path, HTTP_ACCEPT="application/json") for m in ("GET", "POST")}
+    if _signed_by_provider(path):
+        for method, response in responses.items():
+            assert 400 <= response.status_code < 500, (method, path, response.status_code)
+            assert json.loads(response.content)["code"], (method, path, response.content)
+        return
     if path.startswith("/api/") or path == "/readyz":
         for method, response in responses.items():
             assert response.status_code == 401, (method, path, response.status_code)

@@ -101,6 +101,9 @@ def _env(database_url: str, key_dir: Path) -> dict[str, str]:
         "DATABASE_CONN_MAX_AGE": "0",
         "REDIS_URL": "",
         "CONTROLPLANE_KEY_DIR": str(key_dir),
+        # this cluster's witness log, not the checkout's (var/witness holds other databases' chains)
+        "CONTROLPLANE_WITNESS_DIR": str(key_dir.parent / "witness"),
+        "CONTROLPLANE_WITNESS_KEY": "",
         "CONTROLPLANE_LEDGER_KEY": "",
         "CONTROLPLANE_LEDGER_AUTOGENERATE_KEY": "true",
         "CONTROLPLANE_EVENT_SIGNING_MODE": "require-valid-signature",
@@ -269,7 +272,7 @@ from controlplane.runtime.runners import runner_register
 policy.profile_bootstrap(environment="dev")
 tenant = Tenant.objects.get(slug="acme")
 agent = principal_ensure(tenant=tenant, name="ops-bot", kind="service", capabilities=[])
-runner_register(name="ops", url=os.environ["TEST_RUNNER_URL"], actor="test", timeout_seconds=30)
+runner_register(name="ops", url=os.environ["TEST_RUNNER_URL"], actor="test", tenant=tenant, timeout_seconds=30)
 payload = {"file": "effects.log", "line": "restart checkout", "delay_ms": 3000}
 inputs = {"runner": "ops", "operation": "append", "payload": payload}
 draft = {"goal": "across a restart", "steps": [{"key": "a", "action": "http.webhook", "inputs": inputs}]}

@@ -54,9 +54,14 @@ EXCLUDED = {
     ("POST /api/v1/intents/", "positive_data_acceptance"),
     ("POST /api/v1/policy/profiles/", "positive_data_acceptance"),
     ("POST /api/v1/silences/", "positive_data_acceptance"),
+    # A connection's secret names depend on its provider (github: webhook_secret; twilio: auth_token, ...):
+    # cross-field, checked by the service (CHANNEL_SECRETS_INVALID naming the names the provider takes).
+    ("POST /api/v1/channels/connections/", "positive_data_acceptance"),
+    ("POST /api/v1/channels/connections/{key}/rotate-secret/", "positive_data_acceptance"),
     # DRF's CharField reads a number as its text (`"target": 0.2` is "0.2"): a schema-violating type that
     # the serializer coerces. Refusing it would take strict string fields project-wide (not done yet).
     ("POST /api/v1/killswitch/", "negative_data_rejection"),
+    ("POST /api/v1/channels/connections/", "negative_data_rejection"),  # `channel`, `name`: the same
     # django-filter reads an empty value (`?status=`) as "no filter"; the schema's enum has no "".
     *(
         (f"GET /api/v1/{resource}/", "negative_data_rejection")

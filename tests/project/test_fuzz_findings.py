@@ -100,7 +100,7 @@ def test_suppressed_filter_still_filters(client):
 
 def test_form_encoded_bodies_are_refused_with_a_code(client):
     """A form reads a blank field as "" where JSON says nothing: the API takes JSON only."""
-    token = _token("policy.manage", "policy.read")
+    token = _token("platform.policy.manage", "policy.read")
     events = LedgerEvent.objects.count()
     response = client.post(
         "/api/v1/policy/profiles/1/activate/", {"reason": "go", "expected_hash": ""}, **_auth(token)

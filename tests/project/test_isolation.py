@@ -32,7 +32,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Execution
 from incidents.models import EvidenceBundle, Incident, Signal
 from tests.identity.factories import PrincipalFactory, TenantFactory, UserFactory, token_for
-from tests.project.test_deny_by_default import _sample, all_paths
+from tests.project.test_deny_by_default import _sample, _signed_by_provider, all_paths
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +81,17 @@ def _world() -> dict[str, str]:
     event = LedgerEvent.objects.filter(tenant="acme").order_by("seq").first()
     trace_event = LedgerEvent.objects.filter(tenant="acme", trace_id=execution.trace_id).first()
     assert execution and approval and incident and event and trace_event and silence
+    from controlplane.channels.services.connections import channel_connect, channel_identity_map
+
+    connection = channel_connect(
+        tenant=acme, provider="github", name="ops", secret_values={"webhook_secret": "s" * 32}, actor="test"
+    )
+    identity = channel_identity_map(
+        tenant=acme, provider="github", external_id="octocat", principal=person, actor="test"
+    )
     return {
+        "connection": connection.key,
+        "identity": str(identity.pk),
         "execution": execution.pk,
         "approval": str(approval.pk),
         "incident": incident.pk,
@@ -122,6 +132,10 @@ A_OBJECT = {
     "detail": {"incident_id": "incident"},
     "severity": {"incident_id": "incident"},
     "transition": {"incident_id": "incident", "verb": "acknowledge"},
+    "channel-connection-detail": {"key": "connection"},
+    "channel-connection-disconnect": {"key": "connection"},
+    "channel-connection-rotate-secret": {"key": "connection"},
+    "channel-identity-detail": {"pk": "identity"},
 }
 # URLs with parameters that name no tenant's object, and why.
 NOT_A_TENANT_OBJECT = {
@@ -130,6 +144,24 @@ NOT_A_TENANT_OBJECT = {
     "policy-profile-activate": "installation-wide; refused without platform.policy.manage (tests/policy)",
     "panel": "a dashboard panel name, not an object; each panel scopes its own reads",
 }
+# Channel webhooks (controlplane.channels.webhooks.ChannelWebhookView) name a connection, but they are the
+# provider's delivery address: no bearer token or session is read there, only the provider's signature
+# checked with that connection's secret (unsigned: refused with a code, tests/project/test_deny_by_default
+# and tests/channels/test_providers_*.py). Tenant B's token gives nothing there that anyone else lacks.
+SIGNED_BY_PROVIDER_REASON = "a provider's webhook: authenticated by its signature, no token or session read"
+NOT_A_TENANT_OBJECT.update(
+    {
+        name: SIGNED_BY_PROVIDER_REASON
+        for name in (
+            "webhook-github",
+            "webhook-meta",
+            "webhook-slack-commands",
+            "webhook-slack-events",
+            "webhook-slack-interactivity",
+            "webhook-twilio",
+        )
+    }
+)
 ADMIN_PREFIX = "admin/"
 
 
@@ -241,7 +273,12 @@ def test_a_principal_with_no_grants_is_refused_everywhere_but_sign_in_and_out(cl
         if path in SIGN_IN_AND_OUT | PUBLIC:
             continue
         for method in ("GET", "POST"):
-            if path.startswith("/api/") or path == "/readyz":
+            if _signed_by_provider(path):  # no grant is read there: refused for want of a signature
+                response = client.generic(
+                    method, path, "{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+                )
+                ok = 400 <= response.status_code < 500 and bool(_code(response))
+            elif path.startswith("/api/") or path == "/readyz":
                 response = client.generic(
                     method, path, "{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
                 )
@@ -269,7 +306,9 @@ def test_a_staff_user_with_no_principal_is_refused_everywhere(client):
             continue
         for method in ("GET", "POST"):
             response = client.generic(method, path, "", HTTP_ACCEPT="application/json")
-            if path.startswith("/api/") or path == "/readyz":
+            if _signed_by_provider(path):  # no session is read there: refused for want of a signature
+                ok = 400 <= response.status_code < 500 and bool(_code(response))
+            elif path.startswith("/api/") or path == "/readyz":
                 # The session resolves to no principal: AUTH_NO_PRINCIPAL (a POST without its CSRF token is
                 # refused before that, CSRF_FAILED); never served.
                 ok = response.status_code in (401, 403, 405)

@@ -45,6 +45,7 @@ def _compile(action="acme.restart"):
     return plan_compile(
         draft={"goal": "g", "steps": [{"key": "a", "action": action, "inputs": {"service": "web"}}]},
         resolve=contract_resolver,
+        tenant="acme",
     )
 
 

@@ -49,6 +49,7 @@ LEAN_SKIP = frozenset(
         "controlplane.middleware.OutageMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django_otp.middleware.OTPMiddleware",  # the admin's second factor, on the session user
         "django.contrib.messages.middleware.MessageMiddleware",
         "django_htmx.middleware.HtmxMiddleware",
     }

@@ -23,6 +23,7 @@ from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.webhooks import WebhookAdapter
 
 _CONNECTION = "_channel_connection"
+CONNECTION_KEY_PATTERN = "^ch[0-9a-f]{20}$"  # as channel_connect makes them
 _SECRETS = "_channel_secrets"
 
 
@@ -32,10 +33,16 @@ class ChannelAdapter(WebhookAdapter):
     provider: str = ""
     duplicate_code = "CHANNEL_DUPLICATE_DELIVERY"
     authenticates_by_signature = True  # the one view skips the bearer token and capability for these
+    handshakes = False  # True: GET on the URL is the provider's verification (`handshake`)
     openapi = {
         "request": OpenApiTypes.BINARY,  # the provider's raw bytes: JSON or a form, signed as received
         "parameters": [
-            OpenApiParameter("connection", str, OpenApiParameter.PATH, description="The connection's key.")
+            OpenApiParameter(
+                "connection",
+                {"type": "string", "pattern": CONNECTION_KEY_PATTERN},
+                OpenApiParameter.PATH,
+                description="The connection's key (`ch` and 20 hex digits); any other is CHANNEL_NOT_FOUND.",
+            )
         ],
         "responses": {200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT},
         "auth": [],

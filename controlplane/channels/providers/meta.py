@@ -47,6 +47,7 @@ class MetaWhatsAppWebhook(ChannelAdapter):
     path = "channels/meta/<str:connection>/"
     provider = ChannelProvider.META
     capability = ""
+    handshakes = True
 
     def handshake(self, request: HttpRequest) -> HttpResponse:
         expected = self.secret(request, "verify_token")

@@ -1,8 +1,8 @@
 """`manage.py policy list | show | explain | validate | create | activate | bootstrap`: policy profiles.
 
 `create` and `activate` act for the person whose API token is in `CONTROLPLANE_TOKEN` (or
-`--token-file`), with the capability the API requires (`policy.manage`); `bootstrap` is an installation
-command, ledgered as the shell user (`cli:<os user>@<host>`).
+`--token-file`), with the capability the API requires (`platform.policy.manage`); `bootstrap` is an
+installation command, ledgered as the shell user (`cli:<os user>@<host>`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from controlplane.policy.evaluation import Context, PolicyDecision, StepFacts
 from controlplane.policy.models import Environment, RiskTier
 
 ACTOR = "cli"
-MANAGE = "policy.manage"
+MANAGE = "platform.policy.manage"
 
 
 def _json_arg(text: str, what: str) -> Any:
