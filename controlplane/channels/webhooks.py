@@ -78,9 +78,12 @@ class WebhookView(APIView):
         code = response.data.get("code") if isinstance(response.data, dict) else None
         if code:
             services.webhook_rejection_record(adapter=self.adapter_name, code=code)
-            connection = self.kwargs.get("connection") if getattr(self, "kwargs", None) else None
-            if connection:  # channel webhooks: also per connection
-                services.webhook_rejection_record(adapter=f"{self.adapter_name}:{connection}", code=code)
+            # Channel webhooks: also per connection, once the URL named one that exists (never the URL's
+            # text as given: anyone may post to any key, and it would be a cache key).
+            http_request = getattr(getattr(self, "request", None), "_request", None)
+            connection = getattr(http_request, "_channel_connection", None)
+            if connection is not None:
+                services.webhook_rejection_record(adapter=f"{self.adapter_name}:{connection.key}", code=code)
         return response
 
 
@@ -121,8 +124,12 @@ def webhook_view(adapter: WebhookAdapter) -> Callable[..., Any]:
     if signed:
         # POST only, and GET for a provider with a handshake (Meta): no other method is served, or
         # documented in the schema (a GET elsewhere is METHOD_NOT_ALLOWED, with its code).
-        attributes["http_method_names"] = ["get", "post"] if getattr(adapter, "handshakes", False) else ["post"]
-    view_class = type(f"{type(adapter).__name__}View", (ChannelWebhookView if signed else WebhookView,), attributes)
+        attributes["http_method_names"] = (
+            ["get", "post"] if getattr(adapter, "handshakes", False) else ["post"]
+        )
+    view_class = type(
+        f"{type(adapter).__name__}View", (ChannelWebhookView if signed else WebhookView,), attributes
+    )
     if adapter.openapi:
         view_class = extend_schema(**adapter.openapi)(view_class)
     return view_class.as_view()

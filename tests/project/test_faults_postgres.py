@@ -272,7 +272,8 @@ from controlplane.runtime.runners import runner_register
 policy.profile_bootstrap(environment="dev")
 tenant = Tenant.objects.get(slug="acme")
 agent = principal_ensure(tenant=tenant, name="ops-bot", kind="service", capabilities=[])
-runner_register(name="ops", url=os.environ["TEST_RUNNER_URL"], actor="test", tenant=tenant, timeout_seconds=30)
+url = os.environ["TEST_RUNNER_URL"]
+runner_register(name="ops", url=url, actor="test", tenant=tenant, timeout_seconds=30)
 payload = {"file": "effects.log", "line": "restart checkout", "delay_ms": 3000}
 inputs = {"runner": "ops", "operation": "append", "payload": payload}
 draft = {"goal": "across a restart", "steps": [{"key": "a", "action": "http.webhook", "inputs": inputs}]}

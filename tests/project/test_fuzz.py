@@ -57,7 +57,16 @@ EXCLUDED = {
     # A connection's secret names depend on its provider (github: webhook_secret; twilio: auth_token, ...):
     # cross-field, checked by the service (CHANNEL_SECRETS_INVALID naming the names the provider takes).
     ("POST /api/v1/channels/connections/", "positive_data_acceptance"),
-    ("POST /api/v1/channels/connections/{key}/rotate-secret/", "positive_data_acceptance"),
+    # A proof needs a checkpoint whose tree covers the event (LEDGER_PROOF_INVALID before one exists) and an
+    # event the caller may read: state the schema cannot state.
+    ("GET /api/v1/ledger/events/{seq}/proof/", "positive_data_acceptance"),
+    # A skill envelope is judged by its signatures, publisher trust and compatibility (SKILL_* codes), not by
+    # its JSON shape: a schema-valid envelope that nobody signed is refused, as it must be.
+    ("POST /api/v1/skills/install/", "positive_data_acceptance"),
+    ("POST /api/v1/skills/verify/", "positive_data_acceptance"),
+    # Any JSON body with U+0000 or a lone surrogate in a string is MALFORMED_JSON before the view (PostgreSQL
+    # cannot store it); bulk-decide's free-form item objects do not carry the string pattern that says so.
+    ("POST /api/v1/approvals/bulk-decide/", "positive_data_acceptance"),
     # DRF's CharField reads a number as its text (`"target": 0.2` is "0.2"): a schema-violating type that
     # the serializer coerces. Refusing it would take strict string fields project-wide (not done yet).
     ("POST /api/v1/killswitch/", "negative_data_rejection"),

@@ -136,6 +136,8 @@ A_OBJECT = {
     "channel-connection-disconnect": {"key": "connection"},
     "channel-connection-rotate-secret": {"key": "connection"},
     "channel-identity-detail": {"pk": "identity"},
+    "ledger-event-proof": {"seq": "seq"},
+    "trace-receipt": {"trace_id": "trace", "seq": "trace_seq"},
 }
 # URLs with parameters that name no tenant's object, and why.
 NOT_A_TENANT_OBJECT = {
@@ -143,6 +145,11 @@ NOT_A_TENANT_OBJECT = {
     "policy-profile-detail": "policy profiles are installation-wide (tenants read them)",
     "policy-profile-activate": "installation-wide; refused without platform.policy.manage (tests/policy)",
     "panel": "a dashboard panel name, not an object; each panel scopes its own reads",
+    "ledger-checkpoint-consistency": "proofs between two tree heads of the global chain; no tenant's data",
+    "ledger-verify-job": "a verification job over the global chain; its answer names no tenant's data",
+    "skill-detail": "skills are installation-wide (tenants read them)",
+    "skill-disable": "installation-wide; refused without skills.manage (tests/skills)",
+    "skill-verify-installed": "skills are installation-wide; verifying one writes nothing",
 }
 # Channel webhooks (controlplane.channels.webhooks.ChannelWebhookView) name a connection, but they are the
 # provider's delivery address: no bearer token or session is read there, only the provider's signature
