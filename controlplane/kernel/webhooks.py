@@ -20,7 +20,9 @@ delivery and in this order: the bearer token (AUTH_REQUIRED, AUTH_INVALID_TOKEN,
 adapter's `capability` (CAPABILITY_MISSING), `verify`, `delivery_id` (a delivery id seen before is
 refused with DUPLICATE_EVENT and writes nothing), then `accept`. A refusal is `{detail, code,
 request_id}` with the catalogue's status and is counted per (adapter, code). docs/incidents.md,
-"Adding a webhook provider", says the same at more length.
+"Adding a webhook provider", says the same at more length. Chat and code-host providers
+(`controlplane.channels.providers`) are served by `ChannelWebhookView` instead: they carry no bearer
+token, and the provider's signature over the raw body, checked by `verify`, is their authentication.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ already carries the result.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -24,6 +25,7 @@ from controlplane.ledger.verify import verification_record
 
 CURRENT_KEY = "ledger-verify:current"
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+_JOB_ID = re.compile(r"[0-9a-f]{16}")  # secrets.token_hex(8)
 
 
 def _job_key(job_id: str) -> str:
@@ -39,7 +41,12 @@ def _ttl() -> int:
 
 
 def verify_job_get(*, job_id: str) -> dict[str, Any] | None:
-    """The job's state: {id, status, requested_by, tenant, queued_at, result?}, or None when unknown."""
+    """The job's state: {id, status, requested_by, tenant, queued_at, result?}, or None when unknown.
+
+    Only an id of the shape this module makes (16 hex digits) is looked up: whatever a caller sent never
+    becomes part of a cache key."""
+    if not _JOB_ID.fullmatch(job_id or ""):
+        return None
     return cache.get(_job_key(job_id))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from controlplane.ledger import verify_jobs
 from controlplane.ledger.models import VerificationRun
 from controlplane.ledger.services import ledger_append
 from controlplane.ledger.tasks import ledger_verify_task
@@ -79,6 +80,10 @@ def test_unknown_jobs_and_missing_capability(client, queued):
     token = _verifier()
     unknown = _get(client, f"{VERIFY}0123456789abcdef/", token)
     assert unknown.status_code == 404 and unknown.json()["code"] == "NOT_FOUND"
+    # An id of another shape (the fuzzer sent control characters) is unknown without a cache lookup.
+    assert verify_jobs.verify_job_get(job_id="\x8a\x05") is None
+    odd = _get(client, f"{VERIFY}%8A%05/", token)
+    assert odd.status_code == 404 and odd.json()["code"] == "NOT_FOUND"
     reader = token_for(PrincipalFactory(capabilities=["ledger.read"]))
     refused = _get(client, VERIFY, reader)
     assert refused.status_code == 403 and refused.json()["code"] == "CAPABILITY_MISSING"
