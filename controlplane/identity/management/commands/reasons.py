@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
+from controlplane.kernel.docs import generated_doc_write
 from controlplane.kernel.reasons import CATALOGUE
 
 DOC = Path(settings.BASE_DIR) / "docs" / "reason-codes.md"
@@ -42,12 +43,11 @@ class Command(BaseCommand):
             for entry in CATALOGUE.values():
                 self.stdout.write(f"{entry.code}\t{entry.status}\t{entry.description}")
             return
-        text = render()
-        if options["check"]:
-            if not DOC.exists() or DOC.read_text() != text:
-                raise CommandError("docs/reason-codes.md is stale: run `manage.py reasons docs`")
-            self.stdout.write("docs/reason-codes.md is up to date")
-            return
-        DOC.parent.mkdir(exist_ok=True)
-        DOC.write_text(text)
-        self.stdout.write(f"wrote {DOC.relative_to(settings.BASE_DIR)} ({len(CATALOGUE)} codes)")
+        generated_doc_write(
+            path=DOC,
+            text=render(),
+            command="reasons docs",
+            check=options["check"],
+            stdout=self.stdout,
+            count=f"{len(CATALOGUE)} codes",
+        )

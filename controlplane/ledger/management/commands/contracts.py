@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from controlplane.kernel.contracts import COMMAND, EVENT, QUERY, REGISTRY, Contract
+from controlplane.kernel.docs import generated_doc_write
 
 DOC = Path(settings.BASE_DIR) / "docs" / "contracts.md"
 _SECTIONS = ((COMMAND, "Commands"), (QUERY, "Queries"), (EVENT, "Events"))
@@ -82,12 +83,11 @@ class Command(BaseCommand):
                 surface = ", ".join(contract.api) if contract.kind != EVENT else contract.ledger_type
                 self.stdout.write(f"{contract.qualified_name}\t{contract.kind}\t{contract.owner}\t{surface}")
             return
-        text = render()
-        if options["check"]:
-            if not DOC.exists() or DOC.read_text() != text:
-                raise CommandError("docs/contracts.md is stale: run `manage.py contracts docs`")
-            self.stdout.write("docs/contracts.md is up to date")
-            return
-        DOC.parent.mkdir(exist_ok=True)
-        DOC.write_text(text)
-        self.stdout.write(f"wrote {DOC.relative_to(settings.BASE_DIR)} ({len(REGISTRY.contracts)} contracts)")
+        generated_doc_write(
+            path=DOC,
+            text=render(),
+            command="contracts docs",
+            check=options["check"],
+            stdout=self.stdout,
+            count=f"{len(REGISTRY.contracts)} contracts",
+        )
