@@ -320,6 +320,33 @@ _EVENTS = [
         _RUNTIME_SERVICES,
     ),
     event_contract(
+        "execution.step.held",
+        OWNER,
+        "A dispatch gate holds the cleared step instead of dispatching it (`reason_codes`: the hold's "
+        "code, e.g. PLUGIN_UNHEALTHY); the execution goes on running and the step waits "
+        "(controlplane.runtime.gates).",
+        obj(
+            {**STEP_REF, "gate": {"type": "string", "minLength": 1}, "detail": {"type": "string"}},
+            {"hold": {"type": "object"}},
+        ),
+        _RUNTIME_SERVICES,
+    ),
+    event_contract(
+        "execution.step.resumed",
+        OWNER,
+        "The hold on a step cleared (its gate let it go, or a person chose to resume it; `actor` says "
+        "who) and the step is dispatched again.",
+        obj(
+            {
+                **STEP_REF,
+                "gate": {"type": "string"},
+                "reason": {"type": "string"},
+                "held_seconds": {"type": "number", "minimum": 0},
+            }
+        ),
+        _RUNTIME_SERVICES,
+    ),
+    event_contract(
         "execution.step.completed",
         OWNER,
         "The executor returned; `outcome` is its result (for http.webhook, the runner's reply).",

@@ -148,6 +148,7 @@ class StepStatus(models.TextChoices):
     FAILED = "failed"
     CANCELLED = "cancelled"
     BLOCKED = "blocked"
+    HELD = "held"
 
 
 STEP_FINAL = {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.BLOCKED}
@@ -190,6 +191,14 @@ class StepRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     outcome = models.JSONField(default=dict, blank=True)
     reason_codes = models.JSONField(default=list)
+    held_gate = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The dispatch gate holding this step (controlplane.runtime.gates).",
+    )
+    held_code = models.CharField(max_length=64, blank=True, help_text="The hold's reason code.")
+    held_detail = models.CharField(max_length=300, blank=True, help_text="The hold in words.")
+    held_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["execution", "step__position"]
@@ -197,6 +206,7 @@ class StepRun(models.Model):
         indexes = [
             models.Index(fields=["status", "dispatched_at"]),
             models.Index(fields=["status", "lease_expires_at"]),
+            models.Index(fields=["status", "held_gate"]),
         ]
 
     def __str__(self) -> str:
@@ -220,6 +230,14 @@ class StepRun(models.Model):
     def complete(self) -> None:
         pass
 
+    @transition(field=status, source=StepStatus.READY, target=StepStatus.HELD)
+    def hold(self) -> None:
+        """A dispatch gate holds the cleared step (controlplane.runtime.gates)."""
+
+    @transition(field=status, source=StepStatus.HELD, target=StepStatus.READY)
+    def resume(self) -> None:
+        """The hold cleared (or a person chose to resume): the step is cleared to dispatch again."""
+
     @transition(field=status, source=StepStatus.RUNNING, target=StepStatus.READY)
     def retry(self) -> None:
         """A retryable failure, or a worker that died (lease expired): the step goes back to the queue."""
@@ -230,7 +248,7 @@ class StepRun(models.Model):
 
     @transition(
         field=status,
-        source=[StepStatus.PENDING, StepStatus.WAITING_APPROVAL, StepStatus.READY],
+        source=[StepStatus.PENDING, StepStatus.WAITING_APPROVAL, StepStatus.READY, StepStatus.HELD],
         target=StepStatus.BLOCKED,
     )
     def block(self) -> None:
@@ -238,7 +256,7 @@ class StepRun(models.Model):
 
     @transition(
         field=status,
-        source=[StepStatus.PENDING, StepStatus.WAITING_APPROVAL, StepStatus.READY],
+        source=[StepStatus.PENDING, StepStatus.WAITING_APPROVAL, StepStatus.READY, StepStatus.HELD],
         target=StepStatus.CANCELLED,
     )
     def cancel(self) -> None:

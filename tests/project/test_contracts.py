@@ -20,7 +20,7 @@ from controlplane.celery import app as celery_app
 from controlplane.kernel.contracts import COMMAND, EVENT, QUERY, REGISTRY
 from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
-from controlplane.runtime import services
+from controlplane.runtime import gates, services
 from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable, runner_grant_revoke
 from controlplane.runtime.services import steps
@@ -142,7 +142,7 @@ def test_a_payload_off_its_contract_is_reported():
 
 
 @pytest.fixture
-def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
+def full_flow(django_capture_on_commit_callbacks, tmp_path, settings, monkeypatch):
     """The action flow through the services, down every path that writes an event."""
     capture = django_capture_on_commit_callbacks
     celery_app.conf.task_always_eager = True
@@ -195,6 +195,16 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
         with capture(execute=True):
             submit(principal=agent, draft=draft, idempotency_key="killed")
         services.killswitch_set(scope="global", engaged=False, reason="over", actor="cli")
+        holding = [True]  # a dispatch gate holds a step (a plugin down), then lets it go
+        hold = gates.Hold(code="PLUGIN_UNHEALTHY", detail="waiting for plugin ops", data={"plugin": "ops"})
+        gate = gates.DispatchGate(name="contract-test", check=lambda run: hold if holding[0] else None)
+        monkeypatch.setitem(gates._GATES, gate.name, gate)
+        with capture(execute=True):
+            submit(principal=agent, draft=draft, idempotency_key="held")
+        holding[0] = False
+        with capture(execute=True):
+            assert services.held_steps_recheck()["resumed"] == 1
+        monkeypatch.delitem(gates._GATES, gate.name)
         created = policy.profile_create(name="assist", environment="dev", content=ASSIST, actor="test")
         policy.profile_activate(profile=created.profile, actor="test", reason="approvals for everything")
 

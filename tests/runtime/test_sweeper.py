@@ -105,6 +105,8 @@ def test_the_sweeper_publishes_the_outbox_when_the_broker_returns(
         "failed": 0,
         "published": 0,
         "deferred": 0,
+        "resumed": 0,
+        "held_failed": 0,
     }  # within the grace the on-commit publish owns it
     with broker_unreachable():
         assert services.step_runs_sweep(now=later)["deferred"] == 1  # still down: still in the outbox
@@ -231,4 +233,5 @@ def test_steps_sweep_command(operator, django_capture_on_commit_callbacks):
     in_outbox(operator, django_capture_on_commit_callbacks)
     out = StringIO()
     call_command("steps", "sweep", stdout=out)
-    assert out.getvalue() == "requeued=0 failed=0 published=0 deferred=0\n"  # within the grace
+    # within the grace
+    assert out.getvalue() == "requeued=0 failed=0 published=0 deferred=0 resumed=0 held_failed=0\n"

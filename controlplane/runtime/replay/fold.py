@@ -382,6 +382,10 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
         step.status, step.finished_at = StepStatus.BLOCKED.value, at
         step.reason_codes = list(dict.fromkeys([*step.reason_codes, *event.reason_codes]))
         execution.first_failure_at = execution.first_failure_at or at
+    elif kind == "execution.step.held":  # a dispatch gate holds the cleared step (controlplane.runtime.gates)
+        step.status = StepStatus.HELD.value
+    elif kind == "execution.step.resumed":
+        step.status = StepStatus.READY.value
     elif kind == "execution.step.started":
         ledger.starts.append(_step_start(ledger, execution, step, event))
         step.status, step.attempts, step.started_at = StepStatus.RUNNING.value, data["attempt"], at

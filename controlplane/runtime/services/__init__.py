@@ -9,7 +9,7 @@ transaction. The modules, by sub-domain:
 - `dispatch`: dispatch cleared steps, the outbox, the end of an execution (the only module that talks to
   Celery).
 - `steps`: the worker side (claim, run, finish, retry, fail) and cancelling an execution.
-- `sweep`: the sweeper (lost workers, the outbox, tasks the broker lost).
+- `sweep`: the sweeper (lost workers, the outbox, tasks the broker lost, held steps re-checked).
 - `killswitch`: engaging and releasing the kill switch.
 - `approval_subject`: the `runtime.step` approval subject and its resolver.
 
@@ -29,8 +29,10 @@ from controlplane.runtime.services.dispatch import (
     execution_advance,
     step_block,
     step_dispatch,
+    step_hold,
     step_publish,
     step_publish_on_commit,
+    step_resume,
 )
 from controlplane.runtime.services.intents import execution_start, intent_submit
 from controlplane.runtime.services.killswitch import killswitch_set
@@ -41,7 +43,7 @@ from controlplane.runtime.services.steps import (
     step_run_execute,
     step_run_lock,
 )
-from controlplane.runtime.services.sweep import OUTBOX_GRACE_SECONDS, step_runs_sweep
+from controlplane.runtime.services.sweep import OUTBOX_GRACE_SECONDS, held_steps_recheck, step_runs_sweep
 
 __all__ = [
     "APPROVAL_SUBJECT",
@@ -49,6 +51,7 @@ __all__ = [
     "execution_advance",
     "execution_cancel",
     "execution_start",
+    "held_steps_recheck",
     "intent_submit",
     "killswitch_set",
     "retry_delay_seconds",
@@ -58,8 +61,10 @@ __all__ = [
     "step_content_hash",
     "step_dispatch",
     "step_fail",
+    "step_hold",
     "step_publish",
     "step_publish_on_commit",
+    "step_resume",
     "step_run_execute",
     "step_run_lock",
     "step_runs_sweep",

@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 from approvals import services as approvals
 from approvals.models import ApprovalStatus
 from controlplane.ledger.services import ledger_append
+from controlplane.runtime.gates import DispatchGate, Hold, dispatch_hold
 from controlplane.runtime.models import Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.runtime.selectors import killswitch_engaged_for
 
@@ -88,7 +89,7 @@ def _execution_wind_down(execution: Execution, runs: list[StepRun], *, at: datet
     """A step was blocked or failed: cancel every open step (and its pending approval); once nothing
     runs any more, the execution fails with the blocked and failed steps' reason codes."""
     for run in runs:
-        if run.status in (StepStatus.PENDING, StepStatus.WAITING_APPROVAL, StepStatus.READY):
+        if run.status in (StepStatus.PENDING, StepStatus.WAITING_APPROVAL, StepStatus.READY, StepStatus.HELD):
             run.cancel()
             run.finished_at = at
             run.save(update_fields=["status", "finished_at"])
@@ -125,18 +126,97 @@ def _execution_wind_down(execution: Execution, runs: list[StepRun], *, at: datet
 
 
 def step_dispatch(*, run: StepRun, at: datetime) -> bool:
-    """Send a cleared step to a worker when the transaction commits; False if the kill switch holds it."""
+    """Send a cleared step to a worker when the transaction commits, unless something stops it.
+
+    False when the kill switch blocked the step (the caller winds the execution down); True when it was
+    dispatched or a dispatch gate holds it (the execution goes on running; see `controlplane.runtime.gates`).
+    """
     execution = run.execution
     switch = killswitch_engaged_for(tenant=execution.tenant.slug, action=run.step.action)
     if switch is not None:
         step_block(run=run, codes=["KILL_SWITCH_ENGAGED"], at=at)
         return False
+    held = dispatch_hold(run)
+    if held is not None:
+        step_hold(run=run, gate=held[0], hold=held[1], at=at)
+        return True
     # The step row is the outbox: the task is published after commit; if the broker is down the step
     # stays here (enqueued_at empty) and the sweeper publishes it later (see steps.py).
     run.dispatched_at = at
     run.enqueued_at = None
     run.save(update_fields=["dispatched_at", "enqueued_at"])
     step_publish_on_commit(run=run)
+    return True
+
+
+def _step_ref(run: StepRun) -> dict[str, str]:
+    return {"execution": run.execution.id, "step": run.step.key, "execution_key": run.step.execution_key}
+
+
+def step_hold(*, run: StepRun, gate: DispatchGate, hold: Hold, at: datetime) -> None:
+    """A gate holds a cleared step: it waits, visibly and with its code, instead of being dispatched."""
+    run.hold()
+    run.held_gate, run.held_code, run.held_detail, run.held_since = (
+        gate.name,
+        hold.code,
+        hold.detail[:300],
+        at,
+    )
+    run.dispatched_at = run.enqueued_at = None  # out of the outbox: resuming dispatches it afresh
+    run.save(
+        update_fields=[
+            "status",
+            "held_gate",
+            "held_code",
+            "held_detail",
+            "held_since",
+            "dispatched_at",
+            "enqueued_at",
+        ]
+    )
+    execution = run.execution
+    ledger_append(
+        type="controlplane.execution.step.held",
+        subject=f"execution/{execution.id}",
+        reason_codes=[hold.code],
+        data={**_step_ref(run), "gate": gate.name, "detail": hold.detail[:300], "hold": hold.data},
+        tenant=execution.tenant.slug,
+        actor="system",
+        time=at,
+        traceparent=execution.traceparent,
+    )
+
+
+def step_resume(*, run: StepRun, actor: str, reason: str, at: datetime) -> bool:
+    """Resume a held step (the caller holds its lock): dispatched at once unless a gate still holds it.
+
+    Returns False, changing nothing, when a gate still holds the step (the same one or another).
+    """
+    if run.status != StepStatus.HELD or run.execution.status != ExecutionStatus.RUNNING:
+        return False
+    if dispatch_hold(run) is not None:
+        return False
+    gate, code, since = run.held_gate, run.held_code, run.held_since
+    run.resume()
+    run.held_gate, run.held_code, run.held_detail, run.held_since = "", "", "", None
+    run.save(update_fields=["status", "held_gate", "held_code", "held_detail", "held_since"])
+    execution = run.execution
+    ledger_append(
+        type="controlplane.execution.step.resumed",
+        subject=f"execution/{execution.id}",
+        reason_codes=[code] if code else [],
+        data={
+            **_step_ref(run),
+            "gate": gate,
+            "reason": reason,
+            "held_seconds": round((at - since).total_seconds(), 3) if since else 0,
+        },
+        tenant=execution.tenant.slug,
+        actor=actor,
+        time=at,
+        traceparent=execution.traceparent,
+    )
+    execution_advance(execution=execution, at=at)
     return True
 
 

@@ -28,10 +28,16 @@ from controlplane.kernel.outages import outage_code
 from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
 from controlplane.runtime import executors
+from controlplane.runtime.gates import dispatch_hold
 from controlplane.runtime.models import STEP_FINAL, Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.runtime.selectors import killswitch_engaged_for
 from controlplane.runtime.services.common import iso
-from controlplane.runtime.services.dispatch import execution_advance, step_block, step_publish_on_commit
+from controlplane.runtime.services.dispatch import (
+    execution_advance,
+    step_block,
+    step_hold,
+    step_publish_on_commit,
+)
 from skills.selectors import action_get
 
 logger = logging.getLogger(__name__)
@@ -170,6 +176,10 @@ def _claim(step_run_id: int) -> tuple[StepRun, executors.StepCall, dict[str, Any
         if killswitch_engaged_for(tenant=execution.tenant.slug, action=step.action) is not None:
             step_block(run=run, codes=["KILL_SWITCH_ENGAGED"], at=now)
             execution_advance(execution=execution, at=now)
+            return None
+        held = dispatch_hold(run)  # what cleared it at dispatch may have changed since (a plugin crashed)
+        if held is not None:
+            step_hold(run=run, gate=held[0], hold=held[1], at=now)
             return None
         contract = action_get(name=step.action, version=step.action_version)
         if contract is None:

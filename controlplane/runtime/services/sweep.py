@@ -12,9 +12,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.ledger.services import ledger_append
+from controlplane.runtime.gates import dispatch_gate
 from controlplane.runtime.models import ExecutionStatus, StepRun, StepStatus
 from controlplane.runtime.services.common import iso
-from controlplane.runtime.services.dispatch import execution_advance, step_publish, step_publish_on_commit
+from controlplane.runtime.services.dispatch import (
+    execution_advance,
+    step_block,
+    step_publish,
+    step_publish_on_commit,
+    step_resume,
+)
 from controlplane.runtime.services.steps import step_fail, step_run_lock
 
 logger = logging.getLogger(__name__)
@@ -96,7 +103,7 @@ def step_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
     step twice is harmless (the worker claims a `ready` step once; the runner dedupes by execution key).
     """
     now = now or timezone.now()
-    counts = {"requeued": 0, "failed": 0, "published": 0, "deferred": 0}
+    counts = {"requeued": 0, "failed": 0, "published": 0, "deferred": 0, **held_steps_recheck(now=now)}
     lease = timedelta(seconds=settings.CONTROLPLANE_STEP_LEASE_SECONDS)
     lost = StepRun.objects.filter(status=StepStatus.RUNNING).filter(
         Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, started_at__lt=now - lease)
@@ -120,4 +127,51 @@ def step_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
         counts["published" if step_publish(step_run_id=step_run_id) else "deferred"] += 1
     if any(counts.values()):
         logger.info("runtime sweep: %s", counts)
+    return counts
+
+
+def _recheck_held(step_run_id: int, *, now: datetime, actor: str, reason: str, manual: bool) -> str | None:
+    with transaction.atomic():
+        if not StepRun.objects.select_for_update(skip_locked=True).filter(pk=step_run_id).exists():
+            return None  # someone else has it right now
+        run, execution = step_run_lock(step_run_id=step_run_id)
+        if run.status != StepStatus.HELD or execution.status != ExecutionStatus.RUNNING:
+            return None
+        gate = dispatch_gate(run.held_gate)
+        limit = gate.fail_after() if gate else None
+        if limit is not None and run.held_since and now - run.held_since > limit:
+            step_block(run=run, codes=[run.held_code], at=now)
+            execution_advance(execution=execution, at=now)
+            return "held_failed"
+        if not manual and gate is not None and not gate.auto_resume:
+            return None  # only a person resumes what this gate held
+        return "resumed" if step_resume(run=run, actor=actor, reason=reason, at=now) else None
+
+
+def held_steps_recheck(
+    *,
+    now: datetime | None = None,
+    gate: str | None = None,
+    tenant: str | None = None,
+    actor: str = "system",
+    reason: str = "the hold cleared",
+    manual: bool = False,
+) -> dict[str, int]:
+    """Re-check held steps: resume those no gate holds any more, block those held past their gate's limit.
+
+    The sweeper calls it for every gate (steps of gates without `auto_resume` are only ever blocked by their
+    limit, never resumed); whoever clears a hold may call it for that gate (`manual=True` resumes those too:
+    the caller is the person's act, e.g. releasing a kill switch with "resume").
+    """
+    now = now or timezone.now()
+    held = StepRun.objects.filter(status=StepStatus.HELD, execution__status=ExecutionStatus.RUNNING)
+    if gate is not None:
+        held = held.filter(held_gate=gate)
+    if tenant is not None:
+        held = held.filter(execution__tenant__slug=tenant)
+    counts = {"resumed": 0, "held_failed": 0}
+    for step_run_id in list(held.order_by("held_since", "pk").values_list("pk", flat=True)):
+        result = _recheck_held(step_run_id, now=now, actor=actor, reason=reason, manual=manual)
+        if result:
+            counts[result] += 1
     return counts
