@@ -19,6 +19,8 @@ from controlplane.identity.models import Principal, PrincipalKind
 from controlplane.kernel.errors import ControlPlaneError
 
 PLATFORM_PREFIX = "platform."
+# Installation-wide by nature whatever the name: the Django admin shows every tenant's objects.
+PLATFORM_SCOPED = frozenset({"admin.access"})
 PLATFORM_KINDS = frozenset({PrincipalKind.HUMAN, PrincipalKind.SERVICE})
 
 CAPABILITIES: dict[str, str] = {
@@ -30,8 +32,9 @@ CAPABILITIES: dict[str, str] = {
 
 
 def is_platform_capability(capability: str) -> bool:
-    """A capability of the platform scope (installation-wide)."""
-    return capability.startswith(PLATFORM_PREFIX)
+    """A capability of the platform scope (installation-wide): a name under `platform.`, or `admin.access`
+    (the Django admin is one installation-wide tool, so an agent or a tool is never let into it)."""
+    return capability.startswith(PLATFORM_PREFIX) or capability in PLATFORM_SCOPED
 
 
 def is_platform_principal(principal: Principal | None) -> bool:

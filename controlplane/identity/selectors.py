@@ -36,6 +36,14 @@ def principal_for_user(*, user: AbstractBaseUser | None) -> Principal | None:
     return principal if principal.is_active else None
 
 
+def admin_holds(*, user: AbstractBaseUser | None, capability: str) -> bool:
+    """Whether the admin user's principal holds `capability`: the Django admin shows (and allows) an add,
+    change or action only to those the services would let do it, so the admin is no side door around a
+    platform capability. The services check again (they are handed the principal, never a name)."""
+    principal = principal_for_user(user=user)
+    return principal is not None and principal.has_capability(capability)
+
+
 def console_principal(*, user: AbstractBaseUser) -> tuple[Principal | None, frozenset[str]]:
     """The user's active principal (tenant loaded) and the capabilities it holds now, in two queries."""
     principal = Principal.objects.select_related("tenant").filter(user=user, is_active=True).first()

@@ -15,10 +15,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from controlplane.identity.selectors import principal_for_user
+from controlplane.identity.models import Principal
+from controlplane.identity.selectors import admin_holds, principal_for_user
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.policy import services
 from controlplane.policy.models import PolicyProfile
+from controlplane.policy.services import PLATFORM_POLICY
 
 READ_ONLY = (
     "name",
@@ -34,9 +36,9 @@ READ_ONLY = (
 )
 
 
-def _actor(request: HttpRequest) -> str:
-    principal = principal_for_user(user=request.user)
-    return principal.ref if principal else f"user/{request.user.get_username()}"
+def _actor(request: HttpRequest) -> Principal | None:
+    """The admin user's principal, handed to the services so they check its platform capability."""
+    return principal_for_user(user=request.user)
 
 
 class ProfileAddForm(forms.ModelForm):
@@ -87,8 +89,14 @@ class PolicyProfileAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: PolicyProfile | None = None) -> bool:
         return False  # kept for replay
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Profiles are installation-wide: adding one needs platform.policy.manage, as in the API and CLI.
+        return super().has_add_permission(request) and admin_holds(
+            user=request.user, capability=PLATFORM_POLICY
+        )
+
     def has_activate_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("policy.add_policyprofile")
+        return self.has_add_permission(request)
 
     @admin.display(description="content hash")
     def short_hash(self, obj: PolicyProfile) -> str:

@@ -47,6 +47,9 @@ class ProfileCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     environment = serializers.ChoiceField(Environment.choices)
     content = serializers.DictField(help_text="The profile content, an object (see docs/policy.md).")
+    reason = serializers.CharField(
+        max_length=500, required=False, help_text="Why this version is made; recorded on the ledger."
+    )
 
 
 class ProfileActivateSerializer(serializers.Serializer):
@@ -145,6 +148,7 @@ class PolicyProfileViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
             environment=body.validated_data["environment"],
             content=body.validated_data["content"],
             actor=request.user,
+            reason=body.validated_data.get("reason", ""),
         )
         return Response(
             PolicyProfileSerializer(result.profile).data,

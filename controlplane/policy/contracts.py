@@ -68,7 +68,10 @@ CONTRACTS = [
         "policy.profile.created",
         OWNER,
         "A new, immutable profile version (a draft). Subject `policy-profile/<name>`.",
-        obj({**PROFILE_BASE, "content_hash": HEX64, "content": {"type": "object"}}),
+        obj(
+            {**PROFILE_BASE, "content_hash": HEX64, "content": {"type": "object"}},
+            {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+        ),
         "controlplane.policy.services.profile_create",
     ),
     event_contract(

@@ -49,13 +49,14 @@ def _invalid(path: str, detail: str) -> ControlPlaneError:
 
 
 def profile_create(
-    *, name: str, environment: str, content: Any, actor: Principal | str | None
+    *, name: str, environment: str, content: Any, actor: Principal | str | None, reason: str = ""
 ) -> ProfileCreation:
     """Save content as the next version of the named profile (version 1 for a new name), as a draft.
 
     The content is validated first (POLICY_PROFILE_INVALID with the path at fault). Content identical to
     the latest version returns that version and writes nothing. A name belongs to one environment.
-    Ledger: `controlplane.policy.profile.created` with the name, version, environment, hash and content.
+    Ledger: `controlplane.policy.profile.created` with the name, version, environment, hash, content and
+    the reason given (the CLI requires one, as for every mutation; the API and the admin pass theirs).
     A principal needs `platform.policy.manage` (PLATFORM_SCOPE_REQUIRED); a string actor is the installation.
     """
     platform_authorize(
@@ -92,6 +93,7 @@ def profile_create(
                     "environment": profile.environment,
                     "content_hash": digest,
                     "content": content,
+                    **({"reason": reason.strip()} if reason.strip() else {}),
                 },
                 actor=profile.created_by,
             )

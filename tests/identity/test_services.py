@@ -114,12 +114,14 @@ def test_the_username_hash_is_keyed_with_the_server_secret(settings):
     assert services.username_hmac("alice") != first  # not a plain hash anyone can recompute
 
 
+@pytest.mark.parametrize("capability", ["platform.killswitch.manage", "admin.access"])
 @pytest.mark.parametrize("kind", ["agent", "tool"])
-def test_platform_capabilities_are_refused_to_agents_and_tools(kind):
+def test_platform_capabilities_are_refused_to_agents_and_tools(kind, capability):
+    """`admin.access` is of the platform scope too: the Django admin shows every tenant's objects."""
     principal = PrincipalFactory(kind=kind)
     before = LedgerEvent.objects.count()
     with pytest.raises(ControlPlaneError) as caught:
-        services.grant_add(principal=principal, capability="platform.killswitch.manage", actor="admin")
+        services.grant_add(principal=principal, capability=capability, actor="admin")
     assert caught.value.code == "PLATFORM_GRANT_REFUSED"
     assert not Grant.objects.filter(principal=principal).exists()
     assert LedgerEvent.objects.count() == before

@@ -20,7 +20,23 @@ ADMIN = "/admin/policy/policyprofile/"
 
 @pytest.fixture
 def admin_client(client):
-    return admin_client_for(client)
+    return admin_client_for(client, capabilities=("admin.access", "console.view", "platform.policy.manage"))
+
+
+def test_an_admin_without_the_platform_capability_cannot_add_or_activate(client):
+    """The admin is no side door: admin.access alone does not create or activate installation-wide
+    profiles (the API and CLI need platform.policy.manage). Before, the admin handed profile_create a name,
+    which the service takes for the installation itself."""
+    plain = admin_client_for(client, username="plain")
+    draft = PolicyProfileFactory(name="payments", environment="stage")
+    events = LedgerEvent.objects.count()
+    body = {"name": "payments", "environment": "stage", "content": json.dumps(content())}
+    assert plain.get(f"{ADMIN}add/").status_code == 403
+    assert plain.post(f"{ADMIN}add/", body).status_code == 403
+    plain.post(ADMIN, {"action": "activate", "_selected_action": [draft.pk]})
+    draft.refresh_from_db()
+    assert draft.status == "draft" and LedgerEvent.objects.count() == events
+    assert plain.get(ADMIN).status_code == 200  # reading is still allowed
 
 
 def test_changelist_and_read_only_detail(admin_client):

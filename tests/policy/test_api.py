@@ -76,9 +76,18 @@ def test_create_a_version_then_the_same_content_again(client, manager):
     )
     event = LedgerEvent.objects.filter(type="controlplane.policy.profile.created").get()
     assert (event.actor, event.request_id) == (manager.ref, created["X-Request-ID"])
+    assert "reason" not in event.data  # none given
     again = client.post(PROFILES, payload, content_type="application/json", **auth)
     assert (again.status_code, again.json()["id"]) == (200, created.json()["id"])
     assert LedgerEvent.objects.filter(type="controlplane.policy.profile.created").count() == 1
+
+
+def test_a_reason_given_with_a_new_version_is_recorded(client, manager):
+    payload = {"name": "payments", "environment": "stage", "content": content(), "reason": "OPS-12 stage"}
+    created = client.post(PROFILES, payload, content_type="application/json", **_auth(manager))
+    assert created.status_code == 201
+    event = LedgerEvent.objects.filter(type="controlplane.policy.profile.created").get()
+    assert event.data["reason"] == "OPS-12 stage"
 
 
 def test_an_autonomous_high_tier_is_refused_with_the_path_and_nothing_is_written(client, manager):

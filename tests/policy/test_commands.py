@@ -178,7 +178,7 @@ def test_create_then_activate_a_version(tmp_path, operator):
     event = LedgerEvent.objects.filter(type="controlplane.policy.profile.activated").get()
     assert (event.actor, event.data["reason"]) == ("acme/pat", "first stage profile")
     created = LedgerEvent.objects.filter(type="controlplane.policy.profile.created").get()
-    assert created.actor == "acme/pat"
+    assert (created.actor, created.data["reason"]) == ("acme/pat", "stage rules")
 
 
 def test_refused_create_and_activate_write_nothing(tmp_path, operator):

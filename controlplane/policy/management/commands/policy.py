@@ -185,6 +185,7 @@ class Command(BaseCommand):
             environment=options["environment"],
             content=_read_content(options["file"]),
             actor=actor,
+            reason=options["reason"],
         )
         profile = result.profile
         verb = "created" if result.created else "unchanged, latest is"
