@@ -221,6 +221,21 @@ def markdown(results: dict[str, Any]) -> str:
                 ),
                 "",
             ]
+        walk_only = verification.get("walk_only_runs") or []
+        if walk_only:
+            ratios = verification.get("checks_vs_walk_only") or {}
+            out += [
+                "What the checks beside the chain cost: the same walk timed first with no checkpoint and no "
+                "witness log (nothing beside the chain to check), then with them.",
+                "",
+                "| workers | walk only, events/s (best) | every check on, events/s (best) | on / walk only |",
+                "|---:|---:|---:|---:|",
+            ]
+            for w, ratio in sorted(ratios.items(), key=lambda item: int(item[0])):
+                walk = max(r["events_per_s"] or 0 for r in walk_only if str(r["workers"]) == w)
+                on = verification["best_events_per_s"].get(w)
+                out.append(f"| {w} | {_rate(walk)} | {_rate(on)} | {ratio} |")
+            out.append("")
     profile = results.get("profile")
     if profile and "by_area_ms_per_request" in profile:
         out += [

@@ -693,4 +693,15 @@ def _goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": bool(ratio is not None and ratio >= GOAL_VERIFY_RATIO),
                 }
             )
+        checks_ratio = (verification.get("checks_vs_walk_only") or {}).get("2")
+        if checks_ratio is not None:
+            goals.append(
+                {
+                    "goal": "ledger verify on 2 workers: the checks beside the chain (truncation, fork, "
+                    "Merkle root, key events, witness) against the same walk without them",
+                    "target": f">= {GOAL_VERIFY_RATIO} of the walk alone",
+                    "measured": f"{checks_ratio}",
+                    "met": checks_ratio >= GOAL_VERIFY_RATIO,
+                }
+            )
     return goals

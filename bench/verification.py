@@ -199,22 +199,9 @@ def verification_bench(
         )
 
 
-def _verification_bench(
-    *, events: int, workers: list[int], repeats: int, populate: str, checks: bool, log: Callable[[str], None]
-) -> dict[str, Any]:
-    existing = chain_length()
-    missing = max(0, events - existing)
-    started = time.monotonic()
-    if missing:
-        (populate_copy if populate == "copy" else populate_append)(count=missing)
-    populate_s = time.monotonic() - started
-    log(f"  populated {missing} events ({populate}) in {populate_s:.1f}s; {existing} were already there")
-    settle_s = settle() if missing else 0.0
-    if settle_s:
-        log(f"  VACUUM (ANALYZE) of the events table: {settle_s:.1f}s")
-    checkpoint_seq = _witnessed_checkpoint(events) if checks else None
-    if checkpoint_seq:
-        log(f"  witnessed checkpoint at seq {checkpoint_seq}: truncation, fork, key and witness checks on")
+def _timed_runs(
+    *, events: int, workers: list[int], repeats: int, log: Callable[[str], None], label: str
+) -> list[dict[str, Any]]:
     runs = []
     for worker_count in workers:
         for attempt in range(repeats):
@@ -234,13 +221,47 @@ def _verification_bench(
                 }
             )
             log(
-                f"  verify workers={worker_count}: {result.count} events in {seconds:.2f}s "
+                f"  {label} workers={worker_count}: {result.count} events in {seconds:.2f}s "
                 f"= {result.count / seconds:,.0f}/s ok={result.ok}"
             )
+    return runs
+
+
+def _verification_bench(
+    *, events: int, workers: list[int], repeats: int, populate: str, checks: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
+    existing = chain_length()
+    missing = max(0, events - existing)
+    started = time.monotonic()
+    if missing:
+        (populate_copy if populate == "copy" else populate_append)(count=missing)
+    populate_s = time.monotonic() - started
+    log(f"  populated {missing} events ({populate}) in {populate_s:.1f}s; {existing} were already there")
+    settle_s = settle() if missing else 0.0
+    if settle_s:
+        log(f"  VACUUM (ANALYZE) of the events table: {settle_s:.1f}s")
+    # The walk alone first (no checkpoint, no witness log: nothing beside the chain to check), then with
+    # everything a deployed chain carries: the ratio of the two is what issue 10's checks cost.
+    walk_only = (
+        _timed_runs(events=events, workers=workers, repeats=repeats, log=log, label="walk only")
+        if checks
+        else []
+    )
+    checkpoint_seq = _witnessed_checkpoint(events) if checks else None
+    if checkpoint_seq:
+        log(f"  witnessed checkpoint at seq {checkpoint_seq}: truncation, fork, key and witness checks on")
+    runs = _timed_runs(events=events, workers=workers, repeats=repeats, log=log, label="verify")
     best: dict[int, float] = {}
     for run in runs:
         if run["ok"] and run["events_per_s"]:
             best[run["workers"]] = max(best.get(run["workers"], 0.0), run["events_per_s"])
+    walk_best: dict[int, float] = {}
+    for run in walk_only:
+        if run["ok"] and run["events_per_s"]:
+            walk_best[run["workers"]] = max(walk_best.get(run["workers"], 0.0), run["events_per_s"])
+    checks_ratio = {str(w): round(best[w] / walk_best[w], 3) for w in sorted(best) if walk_best.get(w)}
+    for w, ratio in checks_ratio.items():
+        log(f"  with the checks beside the chain, {w} worker(s) keep {ratio} of the walk alone")
     bare: dict[str, Any] = {}
     for worker_count in sorted(set(workers)):
         samples = [ed25519_baseline(events=events, workers=worker_count) for _ in range(repeats)]
@@ -255,6 +276,8 @@ def _verification_bench(
     return {
         "checks": checks,
         "checkpoint_seq": checkpoint_seq,
+        "walk_only_runs": walk_only,
+        "checks_vs_walk_only": checks_ratio,
         "ed25519_bare": bare,
         "events": events,
         "populated": missing,
