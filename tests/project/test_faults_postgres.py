@@ -323,3 +323,70 @@ def test_a_step_running_across_a_postgresql_restart_is_recorded_once(tmp_path):
         httpd.server_close()
         pg.stop()
         shutil.rmtree(pg.directory, ignore_errors=True)
+
+
+STEP_STATE = """
+import json
+from controlplane.runtime.models import Execution
+execution = Execution.objects.get()
+print(json.dumps({"status": execution.status, "steps": [r.status for r in execution.step_runs.all()]}))
+"""
+
+
+def test_a_step_run_by_a_celery_worker_across_a_postgresql_restart_is_recorded_once(tmp_path):
+    """The step runs in a real `celery worker` process (the broker is this run's Redis, on an index of its
+    own); the server stops while the runner holds the step, the worker's database connection dies with it;
+    once the server is back the worker records the outcome once, the effect happened once, the chain
+    verifies."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from controlplane.kernel.signatures import hmac_secret_generate
+    from controlplane.runtime.reference_runner import ReferenceRunner
+    from tests.runtime.support import Worker
+
+    redis = urlsplit(settings.REDIS_URL)
+    index = (int(redis.path.strip("/") or 0) + 1) % 16  # not the suite's own queue
+    broker = urlunsplit(redis._replace(path=f"/{index}"))
+    subprocess.run(
+        [sys.executable, "-c", f"import redis; redis.Redis.from_url({broker!r}).flushdb()"], check=True
+    )
+    pg = OwnPostgres(Path(tempfile.mkdtemp(prefix="cp-faults-pg-")))
+    pg.init()
+    secret = hmac_secret_generate()
+    runner = ReferenceRunner(secret=secret, state=tmp_path / "runner.sqlite3", workdir=tmp_path / "files")
+    httpd = runner.server("127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    worker = None
+    try:
+        env = {
+            **_env(pg.url, tmp_path / "keys"),
+            "REDIS_URL": broker,
+            "CONTROLPLANE_RUNNER_SECRET": secret,
+            "TEST_RUNNER_URL": f"http://127.0.0.1:{httpd.server_address[1]}/steps",
+        }
+        _manage(env, "migrate", "--no-input")
+        _manage(env, "shell", "-c", SETUP)
+        worker = Worker(tmp_path, env=env).start()
+        submitted = json.loads(_manage(env, "shell", "-c", RUN_STEP).strip().splitlines()[-1])
+        assert submitted["status"] == "running"  # handed to the worker, not run in this process
+        wait_for(lambda: runner.verified >= 1, timeout=120, what="the runner to receive the step")
+        pg.stop()  # the step's effect is under way; the worker's connection dies with the server
+        time.sleep(2)
+        pg.start()
+
+        def finished() -> dict | None:
+            state = json.loads(_manage(env, "shell", "-c", STEP_STATE).strip().splitlines()[-1])
+            return state if state["status"] != "running" else None
+
+        state = wait_for(finished, timeout=120, what="the worker to record the step's outcome", interval=1)
+        assert state == {"status": "completed", "steps": ["completed"]}, worker.output()[-3000:]
+        assert "DATABASE_UNAVAILABLE" in worker.output()  # it did lose the connection, and reconnected
+        assert (tmp_path / "files" / "effects.log").read_text().splitlines() == ["restart checkout"]
+        _manage(env, "ledger", "verify")
+    finally:
+        if worker is not None:
+            worker.stop()
+        httpd.shutdown()
+        httpd.server_close()
+        pg.stop()
+        shutil.rmtree(pg.directory, ignore_errors=True)
