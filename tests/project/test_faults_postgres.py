@@ -3,8 +3,9 @@ temporary directory, its own port; never the shared server): every delivery answ
 once, the chain verifies, the ingest chain writer reconnects by itself, and deliveries during the outage
 were answered 503 with a code, never left hanging past the client's timeout.
 
-The server under test is a real `manage.py runserver` process (ingest POSTs take the lean path and its
-group commit, controlplane.channels.ingest.lean, on the process's own chain writer connection).
+The server under test is a real process, twice: `manage.py runserver` (WSGI: ingest POSTs take the lean
+path and its group commit, controlplane.channels.ingest.lean, on the process's own chain writer
+connection) and gunicorn with a uvicorn worker (ASGI: the event-loop ingest path and its chain writer).
 """
 
 from __future__ import annotations
@@ -179,7 +180,19 @@ def _post(port: int, producer: dict[str, str], index: int) -> tuple[int, dict, f
         return 0, {"error": repr(exc)}, time.monotonic() - started
 
 
-def test_a_postgresql_restart_under_ingest_load_loses_nothing_and_answers_503_with_a_code(tmp_path):
+def _server_command(kind: str, port: int) -> list[str]:
+    """The server under test: Django's threaded WSGI server, or gunicorn with one uvicorn (ASGI) worker, as
+    production serves it (ingest then takes the event-loop path and its own chain writer)."""
+    if kind == "wsgi":
+        return [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    return [
+        sys.executable, "-m", "gunicorn", "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1",
+        "--bind", f"127.0.0.1:{port}", "controlplane.asgi:application",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_a_postgresql_restart_under_ingest_load_loses_nothing_and_answers_503_with_a_code(tmp_path, kind):
     # its own directory under /tmp: pytest's tmp_path lies under root's private directory, which the
     # server's user could not enter
     pg = OwnPostgres(Path(tempfile.mkdtemp(prefix="cp-faults-pg-")))
@@ -192,7 +205,7 @@ def test_a_postgresql_restart_under_ingest_load_loses_nothing_and_answers_503_wi
         port = closed_port()
         log = (tmp_path / "server.log").open("wb")
         server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            _server_command(kind, port),
             cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
