@@ -367,3 +367,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Learning (docs/learning.md) ---------------------------------------------------------------------------
+# Seconds between offline calibration runs of every tenant (nightly by default).
+CONTROLPLANE_LEARNING_CALIBRATE_SCHEDULE = env.int(
+    "CONTROLPLANE_LEARNING_CALIBRATE_SCHEDULE", default=24 * 3600
+)

@@ -328,6 +328,44 @@ _CATALOGUE = [
         409,
         "The recorded promotion decision is not what the recorded rule and model versions give.",
     ),
+    # Learning (issue 15): the anti-gaming codes (findings) and the review's refusals
+    Reason(
+        "LEARNING_ABUSE_NO_TRACE",
+        400,
+        "An outcome claimed with no trace on the chain (no plan, verdict or start for it): hard-blocked, "
+        "kept out of rewards.",
+    ),
+    Reason(
+        "LEARNING_ABUSE_SELF_CONFIRMED",
+        400,
+        "Success reported only by the acting agent, with no runner, approval or other person confirming it: "
+        "hard-blocked.",
+    ),
+    Reason("LEARNING_ABUSE_REPLAYED", 400, "The same outcome claimed again: hard-blocked."),
+    Reason(
+        "LEARNING_ABUSE_EVALUATOR_TAMPERING",
+        400,
+        "An action whose inputs name the learning loop's own data or API (the evaluator's artefacts): "
+        "hard-blocked.",
+    ),
+    Reason(
+        "LEARNING_REVIEW_RUBBER_STAMP",
+        400,
+        "An approver approving everything within seconds of its opening: a soft penalty until reviewed.",
+    ),
+    Reason(
+        "LEARNING_REVIEW_SYNTHETIC_SUCCESS",
+        400,
+        "A burst of trivial low-tier successes of one agent in a short window: a soft penalty until "
+        "reviewed.",
+    ),
+    Reason("LEARNING_LABEL_INVALID", 400, "The label is not one an outcome of that kind takes."),
+    Reason("LEARNING_LABEL_DUPLICATE", 409, "This reviewer has labelled this outcome already."),
+    Reason(
+        "LEARNING_SELF_LABEL", 403, "A reviewer cannot label (or decide a finding about) their own action."
+    ),
+    Reason("LEARNING_REVIEWER_NOT_HUMAN", 403, "Outcomes are labelled and findings decided by people only."),
+    Reason("LEARNING_FINDING_DECIDED", 409, "The finding was confirmed or dismissed already."),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

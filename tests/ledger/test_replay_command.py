@@ -31,6 +31,7 @@ def test_the_apps_register_the_runtime_and_incident_replays():
     registered = {r.name: (r.subject, r.every, r.default, r.simulate is not None) for r in replayers()}
     assert registered == {
         "incidents": ("incident", "incidents", False, False),
+        "learning": ("learning-report", "learning", False, False),
         "runtime": ("execution", "all", True, True),
     }
 
