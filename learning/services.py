@@ -201,10 +201,8 @@ def reward_of(
         provenance *= profile["unconfirmed_factor"]
     about = [f for f in findings.values() if f["outcome"] == facts.id or f["principal"] == facts.actor]
     excluded = any(
-        (f["severity"] == FindingSeverity.BLOCK
-        and f["status"] != FindingStatus.DISMISSED)
-        or (f["severity"] == FindingSeverity.REVIEW
-        and f["status"] == FindingStatus.CONFIRMED)
+        (f["severity"] == FindingSeverity.BLOCK and f["status"] != FindingStatus.DISMISSED)
+        or (f["severity"] == FindingSeverity.REVIEW and f["status"] == FindingStatus.CONFIRMED)
         for f in about
     )
     penalised = not excluded and any(
