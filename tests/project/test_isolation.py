@@ -89,7 +89,35 @@ def _world() -> dict[str, str]:
     identity = channel_identity_map(
         tenant=acme, provider="github", external_id="octocat", principal=person, actor="test"
     )
+    from controlplane.celery import app as celery_app
+    from controlplane.runtime import services as runtime
+    from controlplane.runtime.models import StepRun
+    from learning import services as learning
+    from learning.models import Finding, Proposal
+
+    agent = PrincipalFactory(tenant=acme, agent=True, capabilities=["learning.claim"])
+    finished = runtime.intent_submit(
+        principal=agent,
+        draft={"goal": "g", "steps": [{"key": "a", "action": "noop.echo", "inputs": {"message": "m"}}]},
+        idempotency_key="learning-outcome",
+    )
+    celery_app.conf.task_always_eager = True  # run the step here and now: a finished execution, an outcome
+    try:
+        runtime.step_publish(step_run_id=StepRun.objects.get(execution__intent=finished).pk)
+    finally:
+        celery_app.conf.task_always_eager = False
+    learning.claim_record(principal=agent, execution="e" * 64, result="success")  # a finding: no trace
+    learning.learning_calibrate(tenant=acme, actor="test")
+    report = acme.learning_reports.first()
+    proposal = Proposal.objects.create(
+        tenant=acme, kind="autonomy", key="acme/x noop.echo", content={"tier": "low"},
+        report_hash=report.content_hash, created_at=timezone.now(),
+    )  # fmt: skip
     return {
+        "learning_outcome": acme.learning_outcomes.first().pk,
+        "learning_finding": Finding.objects.filter(tenant=acme).first().pk,
+        "learning_report": report.content_hash,
+        "learning_proposal": str(proposal.pk),
         "connection": connection.key,
         "identity": str(identity.pk),
         "execution": execution.pk,
@@ -138,6 +166,12 @@ A_OBJECT = {
     "channel-identity-detail": {"pk": "identity"},
     "ledger-event-proof": {"seq": "seq"},
     "trace-receipt": {"trace_id": "trace", "seq": "trace_seq"},
+    "learning-outcome-detail": {"pk": "learning_outcome"},
+    "learning-outcome-labels": {"pk": "learning_outcome"},
+    "learning-finding-detail": {"pk": "learning_finding"},
+    "learning-finding-decide": {"pk": "learning_finding"},
+    "learning-report-detail": {"content_hash": "learning_report"},
+    "learning-proposal-detail": {"pk": "learning_proposal"},
 }
 # URLs with parameters that name no tenant's object, and why.
 NOT_A_TENANT_OBJECT = {
