@@ -174,6 +174,11 @@ class PendingSummary:
         return min(waiting) if waiting else None
 
 
+def pending_count(*, principal: Principal) -> int:
+    """How many approvals of the principal's tenant are pending (the navigation badge); one query."""
+    return ApprovalRequest.objects.filter(tenant_id=principal.tenant_id, status=ApprovalStatus.PENDING).count()
+
+
 def pending_summary(*, principal: Principal) -> PendingSummary:
     """Pending approvals of the principal's tenant by risk tier, most urgent first; one query."""
     counted = {

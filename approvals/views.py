@@ -146,3 +146,8 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
 def panel_context(request: HttpRequest) -> dict[str, Any]:
     """The dashboard's "approvals waiting" panel: pending approvals by risk tier, oldest first; one query."""
     return {"pending": selectors.pending_summary(principal=request.console_principal)}
+
+
+def nav_count(request: HttpRequest) -> int:
+    """The navigation badge: how many approvals of the viewer's tenant are pending; one query."""
+    return selectors.pending_count(principal=request.console_principal)

@@ -27,6 +27,8 @@ class IncidentsConfig(AppConfig):
             capability="incidents.read",
             order=40,
             current=["incidents:detail", "incidents:signals", "incidents:silences"],
+            count=views.nav_count,
+            count_label="open incidents",
         )
         register_panel(
             name="incidents",

@@ -501,6 +501,11 @@ class OpenIncidents:
         return sum(sum(counts) for _, counts in self.rows)
 
 
+def open_incident_total(*, tenant: Tenant) -> int:
+    """How many of the tenant's incidents are still open (the navigation badge); one query."""
+    return Incident.objects.filter(tenant=tenant, status__in=OPEN_STATUSES).count()
+
+
 def open_incident_counts(*, tenant: Tenant) -> OpenIncidents:
     """Open incidents by severity and state; one query."""
     states = [str(s) for s in OPEN_STATUSES]

@@ -302,3 +302,8 @@ def silence_expire(request: HttpRequest, silence_id: str) -> HttpResponse:
 def panel_context(request: HttpRequest) -> dict[str, Any]:
     """The dashboard's incidents panel: open incidents by severity and state; one query."""
     return {"open": selectors.open_incident_counts(tenant=request.console_principal.tenant)}
+
+
+def nav_count(request: HttpRequest) -> int:
+    """The navigation badge: the tenant's incidents still open (open, acknowledged, mitigating); one query."""
+    return selectors.open_incident_total(tenant=request.console_principal.tenant)
