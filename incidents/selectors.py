@@ -14,7 +14,9 @@ from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.urls import reverse
 
+from approvals.selectors import QueueNote, QueueRow
 from controlplane.identity.models import Tenant
 from controlplane.kernel.reasons import CATALOGUE
 from controlplane.ledger.models import LedgerEvent
@@ -484,6 +486,38 @@ def silence_groups(
             state = silence_state(silence, now)
             groups[state].append(SilenceRow(silence, state))
     return groups
+
+
+# --- Approval queue: the incident a remediation step belongs to -----------------------------------------
+
+
+def approval_queue_incidents(rows: list[QueueRow]) -> None:
+    """A queue context for plan-step approvals (`runtime.step`): a step of an incident's remediation says
+    which incident, linked to it. One query for the page: the incidents whose remediation intent runs the
+    rows' executions (an execution's id is its intent's, one to one)."""
+    executions = {row.summary.get("execution") for row in rows} - {None, ""}
+    if not executions:
+        return
+    tenants = {row.approval.tenant_id for row in rows}
+    by_execution: dict[str, list[Incident]] = {}
+    for incident in (
+        Incident.objects.filter(tenant_id__in=tenants, remediation_intent__execution__id__in=executions)
+        .select_related("remediation_intent__execution")
+        .only("id", "title", "status", "tenant_id", "remediation_intent__execution__id")
+        .order_by("opened_at", "id")
+    ):
+        by_execution.setdefault(incident.remediation_intent.execution.id, []).append(incident)
+    for row in rows:
+        for incident in by_execution.get(row.summary.get("execution"), []):
+            if incident.tenant_id != row.approval.tenant_id:
+                continue
+            row.notes.append(
+                QueueNote(
+                    label="remediation of incident",
+                    text=f"{incident.title} ({incident.status})",
+                    href=reverse("incidents:detail", args=[incident.pk]),
+                )
+            )
 
 
 # --- Dashboard panel ------------------------------------------------------------------------------------
