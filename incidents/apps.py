@@ -9,11 +9,12 @@ class IncidentsConfig(AppConfig):
         from approvals.registry import register_subject
         from approvals.selectors import register_queue_context
         from controlplane.identity.capabilities import register_capabilities
+        from controlplane.kernel.contracts import register_contracts
         from controlplane.kernel.navigation import register_console_urls, register_nav, register_panel
         from controlplane.kernel.replay import register_replayer
         from controlplane.kernel.webhooks import register_webhook_adapter
         from controlplane.runtime.services import APPROVAL_SUBJECT as STEP_SUBJECT
-        from incidents import selectors, views
+        from incidents import contracts, selectors, views
         from incidents.capabilities import CAPABILITIES
         from incidents.replay import INCIDENTS_REPLAYER
         from incidents.services.silences import APPROVAL_SUBJECT, resolve_silence_approval
@@ -23,6 +24,7 @@ class IncidentsConfig(AppConfig):
         # A remediation step waiting for approval says, in the queue, which incident it belongs to.
         register_queue_context(STEP_SUBJECT, selectors.approval_queue_incidents)
         register_capabilities(CAPABILITIES)
+        register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
         register_replayer(INCIDENTS_REPLAYER)
         register_nav(
             app="incidents",
