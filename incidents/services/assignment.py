@@ -26,8 +26,11 @@ MANAGE_CAPABILITY = "incidents.manage"
 
 
 def _lock(incident: Incident) -> Incident:
+    # Only the incident's row is locked (`of=("self",)`): the assignee is a nullable join.
     return (
-        Incident.objects.select_for_update().select_related("tenant", "assignee__tenant").get(pk=incident.pk)
+        Incident.objects.select_for_update(of=("self",))
+        .select_related("tenant", "assignee__tenant")
+        .get(pk=incident.pk)
     )
 
 
