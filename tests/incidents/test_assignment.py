@@ -267,6 +267,8 @@ def test_console_assign_to_me_then_to_someone_then_a_note(console, incident, bob
     assert 'assigned to <strong class="mono">acme/olivia</strong>' in html and 'id="assign-me"' not in html
     response = client.post(f"/incidents/{incident.pk}/assign/", {"assignee": "bob"}, headers=HTMX)
     assert "Incident assigned to acme/bob." in response.content.decode()
+    for board in (client.get("/incidents/"), client.get("/incidents/", headers=HTMX)):
+        assert '→ <span class="mono">acme/bob</span>' in board.content.decode()  # the board says who is on it
     response = client.post(f"/incidents/{incident.pk}/note/", {"text": "bob <b>owns</b> it"}, headers=HTMX)
     html = response.content.decode()
     note = IncidentNote.objects.get()
