@@ -152,3 +152,11 @@ def test_a_page_refused_for_a_missing_capability_offers_only_what_the_viewer_may
 def test_a_refused_fragment_has_no_way_back_it_stays_on_its_page(acme):
     response = signed_in(acme, EVERYTHING).get("/incidents/" + "0" * 64 + "/", headers=HTMX)
     assert response["HX-Retarget"] == "#notice" and b"way-back" not in response.content
+
+
+def test_a_user_without_a_principal_has_no_badges_to_fetch(client):
+    from tests.identity.factories import UserFactory
+
+    client.force_login(UserFactory())
+    html = client.get("/").content.decode()
+    assert 'data-code="AUTH_NO_PRINCIPAL"' in html and 'hx-get="/nav/"' not in html
