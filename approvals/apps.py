@@ -30,6 +30,8 @@ class ApprovalsConfig(AppConfig):
             url_name="approvals:queue",
             capability="approvals.read",
             order=20,
+            count=views.nav_count,
+            count_label="pending approvals",
         )
         register_panel(
             name="approvals",

@@ -19,7 +19,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, Min, QuerySet
 
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalVote
-from controlplane.identity.models import Principal
+from controlplane.identity.models import Principal, PrincipalKind
 from controlplane.kernel.reasons import CATALOGUE
 from controlplane.policy.models import RiskTier
 
@@ -56,12 +56,33 @@ class SiblingStep:
     is_subject: bool
 
 
+@dataclass(frozen=True)
+class QueueNote:
+    """Something a subject's owner says about an approval (the incident a remediation step belongs to):
+    a label, a text, and where to read more (an href, or "")."""
+
+    label: str
+    text: str
+    href: str = ""
+
+
+@dataclass(frozen=True)
+class DecideBlock:
+    """Why the viewer cannot decide this approval, shown instead of the Approve button: the service's own
+    refusal code (the one a decision would get) and a sentence."""
+
+    code: str
+    detail: str
+
+
 @dataclass
 class QueueRow:
     """One pending approval and everything the operator needs to decide it."""
 
     approval: ApprovalRequest
     approvals: list[str] = field(default_factory=list)  # who has approved so far (quorum > 1)
+    blocked: DecideBlock | None = None  # the viewer may not decide it (their own request, decided already)
+    notes: list[QueueNote] = field(default_factory=list)  # filled by subject owners' queue contexts
     # Filled by the subject kind's queue context (the runtime's, for a plan step):
     is_step: bool = False
     siblings: list[SiblingStep] = field(default_factory=list)
@@ -86,12 +107,48 @@ class QueuePage:
 
 # (the page's rows of one subject kind) -> None: fills them in place, in a fixed number of queries.
 QueueContext = Callable[[list[QueueRow]], None]
-_queue_contexts: dict[str, QueueContext] = {}
+_queue_contexts: dict[str, list[QueueContext]] = defaultdict(list)
 
 
 def register_queue_context(subject_kind: str, fill: QueueContext) -> None:
-    """Let the app owning `subject_kind` add what the queue shows of its approvals (from its ready())."""
-    _queue_contexts[subject_kind] = fill
+    """Let an app add what the queue shows of approvals of `subject_kind` (from its ready()): the kind's
+    owner (the runtime: the plan around a step), and any app that knows more about them (incidents: the
+    incident a remediation step belongs to, as a `QueueNote`). Fills run in registration order
+    (INSTALLED_APPS); registering the same function twice is harmless."""
+    if fill not in _queue_contexts[subject_kind]:
+        _queue_contexts[subject_kind].append(fill)
+
+
+def queue_rows_fill(rows: list[QueueRow]) -> None:
+    """Run every registered queue context over its kind's rows (the queue, and a decision's notice)."""
+    by_kind: dict[str, list[QueueRow]] = defaultdict(list)
+    for row in rows:
+        by_kind[row.approval.subject_kind].append(row)
+    for kind, kind_rows in by_kind.items():
+        for fill in _queue_contexts.get(kind, []):
+            fill(kind_rows)
+
+
+def decide_block(
+    *, approval: ApprovalRequest, principal: Principal, approved_by: list[str]
+) -> DecideBlock | None:
+    """What `approval_decide` would refuse this viewer for whatever they chose (their own request, a
+    decision given already, not a person), so the queue says so instead of offering the buttons."""
+    if principal.kind != PrincipalKind.HUMAN:
+        return DecideBlock(
+            "APPROVAL_APPROVER_NOT_HUMAN", f"{principal.ref} is a {principal.kind}; only people decide."
+        )
+    if approval.requested_by_id == principal.pk:
+        return DecideBlock(
+            "APPROVAL_SELF_APPROVAL",
+            "You asked for this: nobody approves their own request; another person must.",
+        )
+    if principal.ref in approved_by:
+        return DecideBlock(
+            "APPROVAL_DUPLICATE_DECISION",
+            f"You approved it already; it waits for {approval.quorum - len(approved_by)} more approver(s).",
+        )
+    return None
 
 
 def pending_approvals(*, principal: Principal, filters: QueueFilters, now: datetime) -> QuerySet:
@@ -126,14 +183,22 @@ def approval_queue(
         .order_by("decided_at")
     ):
         by_id[decision.request_id].approvals.append(decision.approver.ref)
-    by_kind: dict[str, list[QueueRow]] = defaultdict(list)
     for row in rows:
-        by_kind[row.approval.subject_kind].append(row)
-    for kind, kind_rows in by_kind.items():
-        fill = _queue_contexts.get(kind)
-        if fill is not None:
-            fill(kind_rows)
+        row.blocked = decide_block(approval=row.approval, principal=principal, approved_by=row.approvals)
+    queue_rows_fill(rows)
     return QueuePage(rows=rows, page=current, total=paginator.count)
+
+
+def decided_rows(*, principal: Principal, approval_ids: list[str]) -> list[QueueRow]:
+    """Approvals just decided, with what their subjects' owners show (the execution and trace of a step,
+    the incident it remediates): what a decision's notice links to. Tenant-scoped; a bounded number of
+    queries."""
+    approvals = ApprovalRequest.objects.filter(tenant_id=principal.tenant_id, pk__in=approval_ids).order_by(
+        "created_at", "id"
+    )
+    rows = [QueueRow(approval=approval) for approval in approvals]
+    queue_rows_fill(rows)
+    return rows
 
 
 def queue_approval_get(*, principal: Principal, approval_id: str) -> ApprovalRequest | None:
@@ -172,6 +237,13 @@ class PendingSummary:
     def oldest(self) -> datetime | None:
         waiting = [t.oldest for t in self.tiers if t.oldest is not None]
         return min(waiting) if waiting else None
+
+
+def pending_count(*, principal: Principal) -> int:
+    """How many approvals of the principal's tenant are pending (the navigation badge); one query."""
+    return ApprovalRequest.objects.filter(
+        tenant_id=principal.tenant_id, status=ApprovalStatus.PENDING
+    ).count()
 
 
 def pending_summary(*, principal: Principal) -> PendingSummary:

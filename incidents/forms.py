@@ -57,6 +57,19 @@ class SignalFilterForm(forms.Form):
         return urlencode(pairs)
 
 
+class AssignForm(forms.Form):
+    """Give the incident to a person (their principal name; empty: to nobody), or to me."""
+
+    assignee = forms.CharField(required=False, max_length=200, strip=True, label="Assignee")
+    me = forms.BooleanField(required=False, label="Assign to me")
+
+
+class NoteForm(forms.Form):
+    """A note for the incident's timeline; whether it is empty or too long is the service's to say."""
+
+    text = forms.CharField(required=False, max_length=20_000, strip=True, label="Note")
+
+
 class TransitionForm(forms.Form):
     """Acknowledge, resolve, close or reopen: the reason (the service says when one is required)."""
 

@@ -247,6 +247,15 @@ class Incident(models.Model):
     remediation_intent = models.ForeignKey(
         "runtime.Intent", on_delete=models.PROTECT, null=True, blank=True, related_name="incidents"
     )
+    assignee = models.ForeignKey(
+        Principal,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="assigned_incidents",
+        help_text="The person on it (PagerDuty's assignee); set by `incident_assign`, ledgered.",
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField()
 
     class Meta:
@@ -290,6 +299,30 @@ class Incident(models.Model):
     @transition(field=status, source=IncidentStatus.RESOLVED, target=IncidentStatus.OPEN)
     def reopen(self) -> None:
         pass
+
+
+NOTE_MAX_LENGTH = 10_000
+
+
+class IncidentNote(models.Model):
+    """A timeline entry written by a person (what they tried, what they saw). Never changed afterwards;
+    a projection of its `controlplane.incident.note.added` event, whose seq it keeps."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="notes")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="incident_notes")
+    author = models.ForeignKey(Principal, on_delete=models.PROTECT, related_name="incident_notes")
+    text = models.TextField()
+    created_at = models.DateTimeField()
+    seq = models.BigIntegerField(
+        unique=True, help_text="The seq of its controlplane.incident.note.added event."
+    )
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["incident", "seq"])]
+
+    def __str__(self) -> str:
+        return f"note {self.seq} on {self.incident_id[:12]}"
 
 
 class SilenceStatus(models.TextChoices):

@@ -39,6 +39,7 @@ from incidents.models import (
     SEVERITY_RANK,
     EvidenceBundle,
     Incident,
+    IncidentNote,
     IncidentStatus,
     SilenceStatus,
     severity_max,
@@ -166,6 +167,8 @@ class _IncidentState:
     stamps: dict[str, str | None] = field(default_factory=dict)
     remediation_intent: str | None = None
     raised: list[str] = field(default_factory=list)
+    assignee: str | None = None  # the ref of the person on it, as the last assignment says
+    notes: list[int] = field(default_factory=list)  # the seqs of its notes' events
     violations: list[tuple[str, Any, str, int]] = field(default_factory=list)
 
     def refuse(self, name: str, recorded: Any, code: str, detail: str, seq: int) -> None:
@@ -189,6 +192,18 @@ class _IncidentState:
                 )
             self.evidence.append(data["evidence"])
             self.severity = data["severity"]
+        elif verb == "assigned":
+            if data.get("previous") != self.assignee:
+                self.refuse(
+                    "assignment.previous",
+                    data.get("previous"),
+                    "INCIDENT_ASSIGNEE_UNCHANGED",
+                    f"the incident was assigned to {self.assignee or 'nobody'}",
+                    event.seq,
+                )
+            self.assignee = data.get("assignee")
+        elif verb == "note.added":
+            self.notes.append(event.seq)
         elif verb == "severity.raised":
             self._judge_raise(data, event.seq)
             self.severity = data["to"]
@@ -528,7 +543,7 @@ def _check_incident(report: ReplayReport, ledger: _Ledger, state: _IncidentState
     report.differ(
         subject, "derived severity", state.severity, severity_max(*evidence_severities, *state.raised)
     )
-    row = Incident.objects.filter(pk=state.id).first()
+    row = Incident.objects.filter(pk=state.id).select_related("assignee__tenant").first()
     if row is None:
         report.differ(subject, "row", "present", "missing")
         return
@@ -539,6 +554,12 @@ def _check_incident(report: ReplayReport, ledger: _Ledger, state: _IncidentState
     for name, value in state.stamps.items():
         report.differ(subject, name, _fmt(getattr(row, name)), value)
     report.differ(subject, "remediation_intent", row.remediation_intent_id, state.remediation_intent)
+    assignee = row.assignee.ref if row.assignee_id else None
+    report.differ(subject, "assignee", assignee, state.assignee)
+    notes = list(
+        IncidentNote.objects.filter(incident_id=state.id).order_by("seq").values_list("seq", flat=True)
+    )
+    report.differ(subject, "notes", notes, state.notes)
     attached = sorted(EvidenceBundle.objects.filter(incident_id=state.id).values_list("id", flat=True))
     report.differ(subject, "evidence", attached, sorted(state.evidence))
 

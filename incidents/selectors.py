@@ -11,24 +11,31 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.urls import reverse
 
-from controlplane.identity.models import Tenant
+from approvals.models import ApprovalDecision, ApprovalVote
+from approvals.selectors import QueueNote, QueueRow
+from controlplane.identity.models import Principal, PrincipalKind, Tenant
+from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.reasons import CATALOGUE
 from controlplane.ledger.models import LedgerEvent
-from controlplane.runtime.models import Intent
+from controlplane.runtime.models import Execution, Intent, StepRun, StepStatus
 from incidents.models import (
     OPEN_STATUSES,
     SEVERITY_RANK,
     DetectionRule,
     EvidenceBundle,
     Incident,
+    IncidentNote,
     IncidentStatus,
     Signal,
     Silence,
     SilenceStatus,
+    severity_max,
 )
 from incidents.services import allowed_transitions, silence_state
 
@@ -37,7 +44,7 @@ def incident_queryset(*, tenant: Tenant) -> QuerySet[Incident]:
     """A tenant's incidents with what lists show (rule name, evidence count)."""
     return (
         Incident.objects.filter(tenant=tenant)
-        .select_related("rule", "tenant", "remediation_intent")
+        .select_related("rule", "tenant", "remediation_intent", "assignee__tenant")
         .annotate(evidence_count=Count("evidence"))
     )
 
@@ -95,6 +102,56 @@ def incident_timeline(*, incident: Incident) -> list[LedgerEvent]:
         subjects.add(f"evidence/{evidence_id}")
         subjects.update(f"signal/{sid}" for sid in signal_ids)
     return list(LedgerEvent.objects.filter(subject__in=subjects).order_by("seq"))
+
+
+def incident_notes(*, incident: Incident) -> list[IncidentNote]:
+    """The notes people wrote on the incident, oldest first, with their authors."""
+    return list(
+        IncidentNote.objects.filter(incident=incident).select_related("author__tenant").order_by("seq")
+    )
+
+
+def incident_assignee_get(*, tenant: Tenant, name: str) -> Principal:
+    """The person of `tenant` named `name` (an assignee, as the API and CLI name them); anything else is
+    INCIDENT_ASSIGNEE_INVALID (the service then checks they may manage incidents)."""
+    found = (
+        Principal.objects.filter(tenant=tenant, name=name, kind=PrincipalKind.HUMAN, is_active=True)
+        .select_related("tenant")
+        .first()
+    )
+    if found is None:
+        raise ControlPlaneError("INCIDENT_ASSIGNEE_INVALID", f"no person named {name!r} in this tenant")
+    return found
+
+
+def incident_assignees(*, tenant: Tenant, now: datetime) -> list[Principal]:
+    """The people of the tenant an incident can be given to: active humans holding incidents.manage now
+    (one query; the service checks the same again when assigning)."""
+    return list(
+        Principal.objects.filter(
+            tenant=tenant,
+            kind=PrincipalKind.HUMAN,
+            is_active=True,
+            grants__capability="incidents.manage",
+            grants__revoked_at__isnull=True,
+        )
+        .filter(Q(grants__expires_at__isnull=True) | Q(grants__expires_at__gt=now))
+        .select_related("tenant")
+        .distinct()
+        .order_by("name")
+    )
+
+
+def acknowledged_by(*, incident: Incident) -> str | None:
+    """Who acknowledged the incident last (the actor of its latest acknowledged event), or None."""
+    return (
+        LedgerEvent.objects.filter(
+            subject=f"incident/{incident.id}", type="controlplane.incident.acknowledged"
+        )
+        .order_by("-seq")
+        .values_list("actor", flat=True)
+        .first()
+    )
 
 
 def timeline_entry(event: LedgerEvent) -> dict[str, Any]:
@@ -247,6 +304,11 @@ def _summary(event: LedgerEvent) -> tuple[str, str]:
             "evidence attached",
             f"evidence {str(data.get('evidence', ''))[:12]}, now {data.get('severity', '')}",
         )
+    if event.type == "controlplane.incident.assigned":
+        text = f"to {data.get('assignee') or 'nobody'} (was {data.get('previous') or 'nobody'})"
+        return "assigned", text + (f": {data['reason']}" if data.get("reason") else "")
+    if event.type == "controlplane.incident.note.added":
+        return "note", str(data.get("text", ""))
     if event.type == "controlplane.incident.severity.raised":
         return "severity raised", f"{data.get('from', '')} → {data.get('to', '')}: {data.get('reason', '')}"
     if event.type.startswith("controlplane.incident."):
@@ -348,16 +410,226 @@ def evidence_views(*, incident: Incident) -> list[EvidenceView]:
 
 
 def incident_detail(*, tenant: Tenant, incident_id: str) -> dict[str, Any] | None:
-    """Everything the detail page shows of one incident, or None when the tenant has no such incident."""
+    """Everything the detail page shows of one incident, or None when the tenant has no such incident:
+    its alerts first (what they say, firing or resolved), who acknowledged it, the remediation's state in
+    words, the severity's explanation, the evidence, the notes and the timeline."""
     incident = incident_get(tenant=tenant, incident_id=incident_id)
     if incident is None:
         return None
+    timeline = timeline_rows(incident=incident)
+    evidence = evidence_views(incident=incident)
+    alerts = incident_alerts(incident=incident, evidence=evidence)
     return {
         "incident": incident,
         "allowed": allowed_transitions(incident),
-        "timeline": timeline_rows(incident=incident),
-        "evidence": evidence_views(incident=incident),
+        "timeline": timeline,
+        "evidence": evidence,
+        "alerts": alerts,
+        "acknowledgement": _acknowledgement(timeline),
+        "remediation": remediation_state(incident=incident),
+        "severity_words": severity_words(incident=incident, evidence=evidence),
+        "notes": incident_notes(incident=incident),
     }
+
+
+# --- Incident detail: the alerts, first -----------------------------------------------------------------
+
+# The labels an on-call person reads first (Alertmanager's UI shows them beside the alert name).
+KEY_LABELS = ("instance", "job")
+RUNBOOK_KEYS = ("runbook_url", "runbook")
+
+
+def http_url(value: Any) -> str:
+    """`value` if it is an absolute http or https URL, else "": alert data is untrusted, and a link to
+    `javascript:` or `data:` must never be rendered (the text is still shown, escaped)."""
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """One alert of the incident (one fingerprint and start): its latest notification, and what it says."""
+
+    name: str
+    status: str  # firing | resolved (a resolved notification arrived for it)
+    severity: str
+    starts_at: datetime
+    ends_at: datetime | None
+    summary: str
+    description: str
+    labels: list[tuple[str, str]]  # the labels that matter (instance, job), when present
+    generator_url: str  # as sent (shown as text)
+    generator_href: str  # only an http(s) URL, else ""
+    runbook_url: str
+    runbook_href: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class IncidentAlerts:
+    alerts: list[AlertView]
+
+    @property
+    def firing(self) -> int:
+        return sum(1 for a in self.alerts if a.status == "firing")
+
+    @property
+    def resolved(self) -> int:
+        return sum(1 for a in self.alerts if a.status == "resolved")
+
+    @property
+    def all_resolved(self) -> bool:
+        return bool(self.alerts) and self.firing == 0
+
+
+def incident_alerts(*, incident: Incident, evidence: list[EvidenceView]) -> IncidentAlerts:
+    """The alerts behind the incident's evidence, firing first: one per (fingerprint, start), marked
+    resolved when a resolved notification of the same alert (same fingerprint and startsAt, as
+    Alertmanager sends it) was received. One query beyond the evidence's signals."""
+    firing: dict[tuple[str, datetime], Signal] = {}
+    for view in evidence:
+        for signal in view.signals:
+            key = (signal.fingerprint, signal.starts_at)
+            if key not in firing or firing[key].seq < signal.seq:
+                firing[key] = signal
+    resolved: dict[tuple[str, datetime], Signal] = {}
+    if firing:
+        for signal in Signal.objects.filter(
+            tenant_id=incident.tenant_id,
+            service=incident.service,
+            status="resolved",
+            fingerprint__in={fingerprint for fingerprint, _ in firing},
+        ).order_by("seq"):
+            key = (signal.fingerprint, signal.starts_at)
+            if key in firing:
+                resolved[key] = signal
+    alerts = []
+    for key, signal in firing.items():
+        latest = resolved.get(key, signal)
+        annotations = {**(signal.annotations or {}), **(latest.annotations or {})}
+        labels = {**(signal.labels or {}), **(latest.labels or {})}
+        runbook = next((annotations[k] for k in RUNBOOK_KEYS if annotations.get(k)), "")
+        generator = latest.generator_url or signal.generator_url
+        alerts.append(
+            AlertView(
+                name=signal.name,
+                status="resolved" if key in resolved else "firing",
+                severity=signal.severity,
+                starts_at=signal.starts_at,
+                ends_at=latest.ends_at if key in resolved else None,
+                summary=str(annotations.get("summary", "")),
+                description=str(annotations.get("description", "")),
+                labels=[(name, str(labels[name])) for name in KEY_LABELS if labels.get(name)],
+                generator_url=generator,
+                generator_href=http_url(generator),
+                runbook_url=str(runbook),
+                runbook_href=http_url(runbook),
+                fingerprint=signal.fingerprint,
+            )
+        )
+    alerts.sort(key=lambda a: (a.status != "firing", a.starts_at, a.fingerprint))
+    return IncidentAlerts(alerts)
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    actor: str
+    at: datetime
+
+
+def _acknowledgement(timeline: list[TimelineRow]) -> Acknowledgement | None:
+    """Who acknowledged the incident, and when (the latest acknowledged event of its timeline)."""
+    found = None
+    for row in timeline:
+        if row.event.type == "controlplane.incident.acknowledged":
+            found = Acknowledgement(actor=row.event.actor, at=row.event.time)
+    return found
+
+
+@dataclass(frozen=True)
+class RemediationState:
+    """The remediation's state in words, and where to act on it (the approval queue), if anywhere."""
+
+    words: str
+    waiting_approval: bool
+    execution_status: str
+    trace_id: str
+
+
+def remediation_state(*, incident: Incident) -> RemediationState | None:
+    """What the incident's remediation is doing, as an on-call person says it: "step act waiting for
+    approval by 1 more", "running step restart", "completed", "failed at step act (APPROVAL_REJECTED)".
+    Two queries: the execution with its steps, and the approvals given to its waiting steps."""
+    intent = incident.remediation_intent
+    if intent is None:
+        return None
+    if intent.status == "rejected":
+        code = (intent.rejection or {}).get("code", "")
+        return RemediationState(f"the remediation was rejected ({code})", False, "rejected", intent.trace_id)
+    execution = Execution.objects.filter(intent=intent).first()
+    if execution is None:
+        return RemediationState(f"intent {intent.status}, not started", False, "", intent.trace_id)
+    runs = list(
+        StepRun.objects.filter(execution=execution)
+        .select_related("step", "approval")
+        .order_by("step__position")
+    )
+    waiting = [r for r in runs if r.status == StepStatus.WAITING_APPROVAL and r.approval_id]
+    given: dict[str, int] = {}
+    if waiting:
+        for row in (
+            ApprovalDecision.objects.filter(
+                request_id__in=[r.approval_id for r in waiting], decision=ApprovalVote.APPROVE
+            )
+            .order_by()
+            .values("request_id")
+            .annotate(count=Count("approver", distinct=True))
+        ):
+            given[row["request_id"]] = row["count"]
+    phrases = []
+    for run in waiting:
+        more = max(run.approval.quorum - given.get(run.approval_id, 0), 1)
+        phrases.append(f"step {run.step.key} waiting for approval by {more} more")
+    running = [r.step.key for r in runs if r.status == StepStatus.RUNNING]
+    if running:
+        phrases.append(f"running step {', '.join(running)}")
+    if execution.status == "failed":
+        failed = next((r for r in runs if r.status in (StepStatus.FAILED, StepStatus.BLOCKED)), None)
+        codes = " ".join(failed.reason_codes) if failed and failed.reason_codes else ""
+        phrases.append(
+            f"failed at step {failed.step.key}" + (f" ({codes})" if codes else "") if failed else "failed"
+        )
+    elif execution.status in ("completed", "cancelled"):
+        phrases.append(execution.status)
+    if not phrases:
+        phrases.append(execution.status)
+    return RemediationState("; ".join(phrases), bool(waiting), execution.status, execution.trace_id)
+
+
+def severity_words(*, incident: Incident, evidence: list[EvidenceView]) -> str:
+    """Why the incident has its severity, in the words of its evidence: the rule's implied severity (what
+    evidence carries), what its signals said when that differs, or the person who raised it."""
+    if incident.severity_raised_to and incident.severity == incident.severity_raised_to:
+        implied = severity_max(*(v.evidence.severity for v in evidence)) if evidence else ""
+        return f"raised by a person; its evidence implies {implied or 'less'}"
+    rules = sorted(
+        {f"{v.evidence.rule_version.rule.name} v{v.evidence.rule_version.version}" for v in evidence}
+    )
+    signalled = {s.severity for v in evidence for s in v.signals}
+    words = f"what rule {', '.join(rules)} implies" if rules else "from its evidence"
+    if signalled and signalled != {incident.severity}:
+        highest = severity_max(*signalled)
+        words += f"; its signals said {highest}" + (
+            " (a rule sets the incident's severity, not the alerts)" if highest != incident.severity else ""
+        )
+    return words
 
 
 def remediation_intents(*, tenant: Tenant, limit: int = REMEDIATION_CHOICES) -> list[Intent]:
@@ -486,6 +758,38 @@ def silence_groups(
     return groups
 
 
+# --- Approval queue: the incident a remediation step belongs to -----------------------------------------
+
+
+def approval_queue_incidents(rows: list[QueueRow]) -> None:
+    """A queue context for plan-step approvals (`runtime.step`): a step of an incident's remediation says
+    which incident, linked to it. One query for the page: the incidents whose remediation intent runs the
+    rows' executions (an execution's id is its intent's, one to one)."""
+    executions = {row.summary.get("execution") for row in rows} - {None, ""}
+    if not executions:
+        return
+    tenants = {row.approval.tenant_id for row in rows}
+    by_execution: dict[str, list[Incident]] = {}
+    for incident in (
+        Incident.objects.filter(tenant_id__in=tenants, remediation_intent__execution__id__in=executions)
+        .select_related("remediation_intent__execution")
+        .only("id", "title", "status", "tenant_id", "remediation_intent__execution__id")
+        .order_by("opened_at", "id")
+    ):
+        by_execution.setdefault(incident.remediation_intent.execution.id, []).append(incident)
+    for row in rows:
+        for incident in by_execution.get(row.summary.get("execution"), []):
+            if incident.tenant_id != row.approval.tenant_id:
+                continue
+            row.notes.append(
+                QueueNote(
+                    label="remediation of incident",
+                    text=f"{incident.title} ({incident.status})",
+                    href=reverse("incidents:detail", args=[incident.pk]),
+                )
+            )
+
+
 # --- Dashboard panel ------------------------------------------------------------------------------------
 
 
@@ -499,6 +803,11 @@ class OpenIncidents:
     @property
     def total(self) -> int:
         return sum(sum(counts) for _, counts in self.rows)
+
+
+def open_incident_total(*, tenant: Tenant) -> int:
+    """How many of the tenant's incidents are still open (the navigation badge); one query."""
+    return Incident.objects.filter(tenant=tenant, status__in=OPEN_STATUSES).count()
 
 
 def open_incident_counts(*, tenant: Tenant) -> OpenIncidents:

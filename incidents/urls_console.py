@@ -18,5 +18,7 @@ urlpatterns = [
     path("silences/<str:silence_id>/expire/", views.silence_expire, name="silence-expire"),
     path("<str:incident_id>/", views.incident_detail, name="detail"),
     path("<str:incident_id>/severity/", views.incident_raise_severity, name="severity"),
+    path("<str:incident_id>/assign/", views.incident_assign, name="assign"),
+    path("<str:incident_id>/note/", views.incident_note, name="note"),
     path("<str:incident_id>/<str:verb>/", views.incident_transition, name="transition"),
 ]

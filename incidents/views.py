@@ -29,8 +29,10 @@ from controlplane.kernel.pages import (
 )
 from incidents import selectors, services
 from incidents.forms import (
+    AssignForm,
     ExpireForm,
     MitigateForm,
+    NoteForm,
     RaiseSeverityForm,
     SignalFilterForm,
     SilenceForm,
@@ -121,6 +123,10 @@ def _detail_context(request: HttpRequest, incident_id: str, **extra: Any) -> dic
     }
     if can_manage and "mitigate" in detail["allowed"]:
         context["intents"] = selectors.remediation_intents(tenant=request.console_principal.tenant)
+    if can_manage and incident.status != "closed":
+        context["assignees"] = selectors.incident_assignees(
+            tenant=request.console_principal.tenant, now=timezone.now()
+        )
     return context
 
 
@@ -184,6 +190,50 @@ def incident_raise_severity(request: HttpRequest, incident_id: str) -> HttpRespo
     except ControlPlaneError as refusal:
         return refusal_response(request, refusal)
     return _after_change(request, incident_id, f"Severity raised to {changed.severity}.")
+
+
+@require_POST
+@capability_required(MANAGE)
+def incident_assign(request: HttpRequest, incident_id: str) -> HttpResponse:
+    """Give the incident to a person of the tenant (or to me, or to nobody) through `incident_assign`."""
+    form = AssignForm(request.POST)
+    if not form.is_valid():
+        return refusal_response(request, form_refusal(form))
+    try:
+        incident = _incident(request, incident_id)
+        if form.cleaned_data["me"]:
+            assignee = request.console_principal
+        elif form.cleaned_data["assignee"]:
+            assignee = selectors.incident_assignee_get(
+                tenant=incident.tenant, name=form.cleaned_data["assignee"]
+            )
+        else:
+            assignee = None
+        changed = services.incident_assign(
+            incident=incident, actor=request.console_principal, assignee=assignee
+        )
+    except ControlPlaneError as refusal:
+        return refusal_response(request, refusal)
+    who = changed.assignee.ref if changed.assignee else "nobody"
+    return _after_change(request, incident_id, f"Incident assigned to {who}.")
+
+
+@require_POST
+@capability_required(MANAGE)
+def incident_note(request: HttpRequest, incident_id: str) -> HttpResponse:
+    """Add a note to the incident's timeline through `incident_note_add`."""
+    form = NoteForm(request.POST)
+    if not form.is_valid():
+        return refusal_response(request, form_refusal(form))
+    try:
+        note = services.incident_note_add(
+            incident=_incident(request, incident_id),
+            actor=request.console_principal,
+            text=form.cleaned_data["text"],
+        )
+    except ControlPlaneError as refusal:
+        return refusal_response(request, refusal)
+    return _after_change(request, incident_id, f"Note added (ledger seq {note.seq}).")
 
 
 # --- Signals --------------------------------------------------------------------------------------------
@@ -302,3 +352,8 @@ def silence_expire(request: HttpRequest, silence_id: str) -> HttpResponse:
 def panel_context(request: HttpRequest) -> dict[str, Any]:
     """The dashboard's incidents panel: open incidents by severity and state; one query."""
     return {"open": selectors.open_incident_counts(tenant=request.console_principal.tenant)}
+
+
+def nav_count(request: HttpRequest) -> int:
+    """The navigation badge: the tenant's incidents still open (open, acknowledged, mitigating); one query."""
+    return selectors.open_incident_total(tenant=request.console_principal.tenant)

@@ -32,8 +32,20 @@ def console(request: HttpRequest) -> dict[str, Any]:
 
 def _nav(request: HttpRequest, capabilities: frozenset[str]) -> list[dict[str, Any]]:
     match = getattr(request, "resolver_match", None)
-    current = match.view_name if match else ""
-    return [
-        {"label": entry.label, "href": reverse(entry.url_name), "current": current in entry.current}
-        for entry in navigation.nav_entries(capabilities=capabilities)
-    ]
+    return nav_items(capabilities=capabilities, current=match.view_name if match else "")
+
+
+def nav_items(
+    *, capabilities: frozenset[str], current: str, counts: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """The top bar's links a viewer holding `capabilities` sees; with `counts` (the badges' fragment,
+    `/nav/`), each counting entry carries its count. Pages render the bar without counts, so a page costs
+    no extra query: the bar fetches its badges by htmx once loaded, then every 30 seconds."""
+    items = []
+    for entry in navigation.nav_entries(capabilities=capabilities):
+        item = {"label": entry.label, "href": reverse(entry.url_name), "current": current in entry.current}
+        if counts is not None and entry.url_name in counts:
+            item["count"] = counts[entry.url_name]
+            item["count_label"] = entry.count_label
+        items.append(item)
+    return items

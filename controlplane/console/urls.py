@@ -12,6 +12,7 @@ from controlplane.kernel.navigation import console_urls
 shell = [
     path("", views.dashboard, name="dashboard"),
     path("panels/<slug:name>/", views.panel, name="panel"),
+    path("nav/", views.nav, name="nav"),
     path("verify/", views.verify, name="verify"),
     path("ledger/", views.ledger, name="ledger"),
     path("ledger/<int:seq>/", views.event, name="event"),

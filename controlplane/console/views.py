@@ -8,17 +8,19 @@ pages live in the apps (`<app>/views.py`, `urls_console.py`, `templates/<app>/`)
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.console import selectors
+from controlplane.console.context_processors import nav_items
 from controlplane.console.forms import LedgerFilterForm
 from controlplane.identity import services as identity_services
 from controlplane.kernel import navigation
@@ -136,6 +138,26 @@ def panel(request: HttpRequest, name: str) -> HttpResponse:
             ),
         )
     return render_page(request, found.template, "panel", found.context(request))
+
+
+@require_GET
+@capability_required()
+def nav(request: HttpRequest) -> HttpResponse:
+    """The top bar with its badges: how many things wait for the viewer behind each entry it may open
+    (pending approvals, open incidents, review queues: each app's registered `count`). The fragment is
+    what every page's bar swaps in once loaded and every 30 seconds (marking the page it sits on, named by
+    `HX-Current-URL`); the whole page lists the same entries and counts."""
+    held = request.console_capabilities
+    current = ""
+    if wants_fragment(request) and request.htmx.current_url_abs_path:
+        try:
+            current = resolve(urlsplit(request.htmx.current_url_abs_path).path).view_name
+        except Resolver404:
+            current = ""
+    items = nav_items(
+        capabilities=held, current=current, counts=navigation.nav_counts(request, capabilities=held)
+    )
+    return render_page(request, "console/nav.html", "nav", {"nav_counted": items})
 
 
 @require_POST

@@ -4,8 +4,10 @@ Model-free, like the rest of the kernel. Apps register from their `AppConfig.rea
 (a context processor), its dashboard and its banner tag read the registries. The console therefore names no
 app: adding an app's page or panel touches only that app.
 
-- `register_nav(app=..., label=..., url_name=..., capability=..., order=...)`: a link in the top bar, shown to
-  a viewer holding `capability` (None: any console user).
+- `register_nav(app=..., label=..., url_name=..., capability=..., order=..., count=...)`: a link in the top
+  bar, shown to a viewer holding `capability` (None: any console user); `count(request) -> int` (optional)
+  is what needs the viewer there (pending approvals, open incidents, items in a review queue), shown as a
+  badge beside the label and refreshed by htmx (`nav_counts`).
 - `register_panel(name=..., template=..., context=..., capability=..., order=...)`: a dashboard panel. The
   template is a whole page with a `{% partialdef panel %}`: the dashboard includes the fragment, and
   `/panels/<name>/` serves page or fragment (`kernel.pages.render_page`) for its htmx refresh.
@@ -24,6 +26,8 @@ from typing import Any
 from django.http import HttpRequest
 
 PanelContext = Callable[[HttpRequest], dict[str, Any]]
+# (request of a viewer holding the entry's capability) -> how many things wait there; one cheap query.
+NavCount = Callable[[HttpRequest], int]
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class NavEntry:
     capability: str | None
     order: int
     current: tuple[str, ...]  # the view names ("namespace:name") under which the entry is the current page
+    count: NavCount | None = None  # what waits there for the viewer (a badge); None: no badge
+    count_label: str = ""  # what the count counts, for the badge's title ("pending approvals")
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,11 @@ def register_nav(
     capability: str | None,
     order: int,
     current: Iterable[str] = (),
+    count: NavCount | None = None,
+    count_label: str = "",
 ) -> None:
-    """Add a top-bar link to `url_name`; `current` lists further view names that highlight it."""
+    """Add a top-bar link to `url_name`; `current` lists further view names that highlight it; `count`
+    (optional) gives the badge beside it: how many things wait there for the viewer."""
     _nav[url_name] = NavEntry(
         app=app,
         label=label,
@@ -82,6 +91,8 @@ def register_nav(
         capability=capability,
         order=order,
         current=(url_name, *current),
+        count=count,
+        count_label=count_label,
     )
 
 
@@ -107,6 +118,16 @@ def _visible(entries: Iterable[Any], capabilities: frozenset[str]) -> list[Any]:
 def nav_entries(*, capabilities: frozenset[str]) -> list[NavEntry]:
     """The links a viewer holding `capabilities` sees, in order."""
     return _visible(_nav.values(), capabilities)
+
+
+def nav_counts(request: HttpRequest, *, capabilities: frozenset[str]) -> dict[str, int]:
+    """{url_name: count} of the entries a viewer holding `capabilities` sees that count something; each
+    count function is called only for a viewer who may open its page (one query each)."""
+    return {
+        entry.url_name: entry.count(request)
+        for entry in nav_entries(capabilities=capabilities)
+        if entry.count is not None
+    }
 
 
 def panels(*, capabilities: frozenset[str]) -> list[Panel]:

@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.navigation import nav_entries
 
 CONSOLE_CAPABILITY = "console.view"
 
@@ -63,20 +67,69 @@ def render_page(
     return response
 
 
-def refusal_response(request: HttpRequest, refusal: ControlPlaneError) -> HttpResponse:
+def refusal_response(
+    request: HttpRequest,
+    refusal: ControlPlaneError,
+    *,
+    target: str = "#notice",
+    back: str | None = None,
+) -> HttpResponse:
     """The console's answer to a refused request: the reason code, with the catalogue's status.
 
-    For an htmx swap the refusal goes to the page's notice area instead of the element that asked, and
-    the URL bar keeps the page the operator is on.
+    For an htmx swap the refusal goes to `target` (the page's notice area unless the view names a nearer
+    one, such as the card it concerns) instead of the element that asked, and the URL bar keeps the page
+    the operator is on. A whole refusal page carries a way back (`way_back`): where the operator came
+    from, and the list of the app the page belongs to (or `back`, when the view names one).
     """
-    response = render_page(
-        request, "console/refused.html", "refusal", {"refusal": refusal}, status=refusal.status
-    )
-    if wants_fragment(request):
-        retarget(response, "#notice")
+    context: dict[str, Any] = {"refusal": refusal}
+    fragment = wants_fragment(request)
+    if not fragment:
+        context["way_back"] = way_back(request, back=back)
+    response = render_page(request, "console/refused.html", "refusal", context, status=refusal.status)
+    if fragment:
+        retarget(response, target)
         reswap(response, "innerHTML")
         push_url(response, False)
     return response
+
+
+def way_back(request: HttpRequest, *, back: str | None = None) -> list[tuple[str, str]]:
+    """(label, href) links out of a refusal page: the page the operator came from (the Referer, only when
+    it is this site's and not the refused page itself), then the list of the app the refused page belongs
+    to (its registered navigation entry, when the viewer may open it; `back` when the view names one),
+    else the dashboard. GitHub's and Grafana's error pages do the same: back, and home."""
+    links: list[tuple[str, str]] = []
+    here = request.get_full_path()
+    referer = request.headers.get("Referer", "")
+    if referer and url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        path = urlsplit(referer)
+        came_from = path.path + (f"?{path.query}" if path.query else "")
+        if came_from and came_from != here:
+            links.append(("← Back to where you came from", came_from))
+    listing = back or _app_list(request)
+    if listing and listing != here and listing not in {href for _, href in links}:
+        links.append(("Back to the list", listing))
+    if not links:
+        links.append(("Dashboard", "/"))
+    return links
+
+
+def _app_list(request: HttpRequest) -> str:
+    """The href of the navigation entry of the app the request's view belongs to (its list page)."""
+    match = getattr(request, "resolver_match", None)
+    namespace = match.namespace if match else ""
+    if not namespace:
+        return ""
+    held = getattr(request, "console_capabilities", frozenset())
+    for entry in nav_entries(capabilities=held):
+        if entry.url_name.split(":", 1)[0] == namespace:
+            try:
+                return reverse(entry.url_name)
+            except NoReverseMatch:
+                return ""
+    return ""
 
 
 def capability_required(*capabilities: str) -> Callable[[View], View]:

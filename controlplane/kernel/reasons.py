@@ -311,6 +311,17 @@ _CATALOGUE = [
     Reason("SILENCE_TOO_LONG", 400, "The silence lasts longer than CONTROLPLANE_SILENCE_MAX_SECONDS."),
     Reason("SILENCE_REQUIRES_APPROVAL", 202, "It could hide high or critical signals: people approve it."),
     Reason("SILENCE_NOT_ACTIVE", 409, "The silence is not active (pending, rejected or already expired)."),
+    # Incidents: assignment and notes (who is on it, and what people wrote)
+    Reason(
+        "INCIDENT_ASSIGNEE_INVALID",
+        400,
+        "The assignee is not a person of the tenant who may manage incidents.",
+    ),
+    Reason(
+        "INCIDENT_ASSIGNEE_UNCHANGED", 409, "The incident is assigned to that person already (or to nobody)."
+    ),
+    Reason("INCIDENT_NOTE_EMPTY", 400, "A note needs some text."),
+    Reason("INCIDENT_NOTE_TOO_LONG", 400, "A note is at most 10,000 characters."),
     # Replay: decisions re-taken from the recorded inputs (docs/replay.md)
     Reason("APPROVAL_QUORUM_NOT_MET", 409, "Fewer distinct people than the quorum validly approved it."),
     Reason(

@@ -15,10 +15,13 @@ from controlplane.kernel.errors import ControlPlaneError
 from incidents import selectors, services
 from incidents.api import MANAGE, READ
 from incidents.api.serializers import (
+    AssignSerializer,
     EvidenceSerializer,
     IncidentDetailSerializer,
     IncidentSerializer,
     MitigateSerializer,
+    NoteInputSerializer,
+    NoteSerializer,
     RaiseSeveritySerializer,
     TimelineEntrySerializer,
     TransitionSerializer,
@@ -78,6 +81,9 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
         "close": MANAGE,
         "reopen": MANAGE,
         "raise_severity": MANAGE,
+        "assign": MANAGE,
+        "notes": READ,
+        "note_add": MANAGE,
     }
 
     def get_serializer_class(self):
@@ -158,6 +164,41 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
             incident=self._incident(), actor=request.user, **payload.validated_data
         )
         return self._answer(incident)
+
+    @extend_schema(request=AssignSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def assign(self, request: Request, pk: str | None = None) -> Response:
+        """Give the incident to a person of the tenant who may manage incidents (`assignee`: their name;
+        your own for "assign to me"), or to nobody (`null`)."""
+        payload = AssignSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        incident = self._incident()
+        name = payload.validated_data["assignee"]
+        assignee = (
+            None if name is None else selectors.incident_assignee_get(tenant=incident.tenant, name=name)
+        )
+        changed = services.incident_assign(
+            incident=incident, actor=request.user, assignee=assignee, reason=payload.validated_data["reason"]
+        )
+        return self._answer(changed)
+
+    @extend_schema(responses=NoteSerializer(many=True))
+    # One incident's notes are one answer, oldest first (like its timeline).
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    def notes(self, request: Request, pk: str | None = None) -> Response:
+        """The notes people wrote on the incident, oldest first."""
+        return Response(NoteSerializer(selectors.incident_notes(incident=self._incident()), many=True).data)
+
+    @extend_schema(request=NoteInputSerializer, responses={201: NoteSerializer})
+    @notes.mapping.post
+    def note_add(self, request: Request, pk: str | None = None) -> Response:
+        """Add a note to the incident's timeline (a person holding `incidents.manage`)."""
+        payload = NoteInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        note = services.incident_note_add(
+            incident=self._incident(), actor=request.user, text=payload.validated_data["text"]
+        )
+        return Response(NoteSerializer(note).data, status=201)
 
     @extend_schema(responses=TimelineEntrySerializer(many=True))
     # One incident's timeline is one answer: neither paginated nor filtered (the schema says so too).

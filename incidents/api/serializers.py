@@ -13,6 +13,7 @@ from incidents.models import (
     DetectionRuleVersion,
     EvidenceBundle,
     Incident,
+    IncidentNote,
     PromotionDecision,
     Severity,
     Signal,
@@ -160,6 +161,12 @@ class IncidentSerializer(serializers.ModelSerializer):
     remediation_intent = serializers.CharField(source="remediation_intent_id", allow_null=True)
     evidence_count = serializers.IntegerField(read_only=True)
     allowed_transitions = serializers.SerializerMethodField()
+    assignee = serializers.CharField(
+        source="assignee.ref",
+        allow_null=True,
+        default=None,
+        help_text="`<tenant>/<name>` of the person on it.",
+    )
 
     class Meta:
         model = Incident
@@ -177,6 +184,8 @@ class IncidentSerializer(serializers.ModelSerializer):
             "resolved_at",
             "closed_at",
             "remediation_intent",
+            "assignee",
+            "assigned_at",
             "evidence_count",
             "allowed_transitions",
         ]
@@ -204,6 +213,30 @@ class MitigateSerializer(TransitionSerializer):
 class RaiseSeveritySerializer(serializers.Serializer):
     severity = serializers.ChoiceField(choices=Severity.choices)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class AssignSerializer(serializers.Serializer):
+    assignee = serializers.CharField(
+        allow_null=True,
+        max_length=200,
+        help_text="The principal name of a person of your tenant who may manage incidents; null: nobody.",
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class NoteInputSerializer(serializers.Serializer):
+    text = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, help_text="The note (the service refuses an empty one)."
+    )
+
+
+class NoteSerializer(serializers.ModelSerializer):
+    author = serializers.CharField(source="author.ref")
+    incident = serializers.CharField(source="incident_id")
+
+    class Meta:
+        model = IncidentNote
+        fields = ["seq", "incident", "author", "text", "created_at"]
 
 
 class TimelineEntrySerializer(serializers.Serializer):

@@ -5,12 +5,14 @@
 - promotion: `signal_evaluate` (called by ingest; evidence, confidence, decision, incident)
 - lifecycle: `incident_acknowledge | _mitigate | _resolve | _close | _reopen | _raise_severity`,
              `allowed_transitions`
+- assignment: `incident_assign`, `incident_note_add` (who is on it, what people wrote)
 - silences:  `silence_create`, `silence_expire`, `silence_criticality`, `silence_state`,
              `resolve_silence_approval`
 """
 
 from __future__ import annotations
 
+from incidents.services.assignment import incident_assign, incident_note_add
 from incidents.services.cloudevents import (
     SIGNAL_CLOUDEVENT_TYPE,
     signal_cloudevent_normalise,
@@ -47,8 +49,10 @@ __all__ = [
     "current_rule_versions",
     "detection_locks_take",
     "incident_acknowledge",
+    "incident_assign",
     "incident_close",
     "incident_mitigate",
+    "incident_note_add",
     "incident_raise_severity",
     "incident_reopen",
     "incident_resolve",

@@ -1,11 +1,16 @@
-"""The approval queue in a real browser: it refreshes itself, but never under the operator's selection."""
+"""The approval queue in a real browser: it refreshes itself, but never under the operator's selection; a
+decision needs a reason (the browser asks, the service refuses a blank one beside its card); the notice
+links to the trace; the requester's own request says why they cannot approve it."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
+from controlplane.runtime.models import Execution
 from tests.browser import sign_in
 from tests.console.flow import DECIDER, prod_step_draft, submit
 from tests.identity.factories import PrincipalFactory
@@ -87,6 +92,61 @@ def test_a_refused_bulk_decision_shows_its_code_and_decides_nothing(page, acme, 
     expect(page.locator("h1")).to_have_text("Dashboard")
     page.goto("/approvals/")
     page.locator("#queue article.req input[type=checkbox]").check()
-    page.get_by_role("button", name="Reject selected").click()  # no reason given
-    expect(page.locator("#notice .refusal .code")).to_have_text("APPROVAL_REASON_REQUIRED")
+    page.get_by_role("button", name="Reject selected").click()  # no reason: the browser asks for one
+    assert page.locator("#bulk-form input[name=reason]").evaluate("e => e.validity.valueMissing") is True
+    page.fill("#bulk-form input[name=reason]", "   ")  # blank passes the browser, not the service
+    page.get_by_role("button", name="Reject selected").click()
+    request = ApprovalRequest.objects.get()
+    expect(page.locator(f"#req-notice-{request.pk} .refusal .code")).to_have_text("APPROVAL_REASON_REQUIRED")
     assert ApprovalRequest.objects.get().status == "pending"
+
+
+def test_approve_without_then_with_a_reason_and_follow_the_notice_to_the_trace(page, acme, agent):
+    PrincipalFactory(tenant=acme, name="dora", human=True, user__username="dora", capabilities=DECIDER)
+    submit(agent, prod_step_draft("restart checkout"), "k1")
+    submit(agent, prod_step_draft("restart payments"), "k2")
+    first, second = ApprovalRequest.objects.order_by("created_at", "id")
+    sign_in(page, "dora")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    # The navigation says what waits, once the bar has fetched its badges.
+    expect(page.locator('#cp-nav a[href="/approvals/"] .nav-badge')).to_have_text("2")
+    page.goto("/approvals/")
+    one, two = page.locator(f"#req-{first.pk}"), page.locator(f"#req-{second.pk}")
+
+    # No reason: the browser asks for one, and nothing is sent.
+    one.get_by_role("button", name="Approve", exact=True).click()
+    assert one.locator("input[name=reason]").evaluate("e => e.validity.valueMissing") is True
+    # A blank reason passes the browser; the service refuses it, and the refusal is shown on that card.
+    one.locator("input[name=reason]").fill("   ")
+    one.get_by_role("button", name="Approve", exact=True).click()
+    expect(one.locator(".req-notice .refusal .code")).to_have_text("APPROVAL_REASON_REQUIRED")
+    expect(two.locator(".req-notice")).to_be_empty()
+    assert ApprovalRequest.objects.get(pk=first.pk).status == "pending"
+
+    # With a reason, on the other card: approved; the stale refusal is gone; the notice links onwards.
+    two.locator("input[name=reason]").fill("change window open")
+    two.get_by_role("button", name="Approve", exact=True).click()
+    expect(page.locator("#decided")).to_have_text(f"Request {second.pk[:12]}: approved.")
+    expect(page.locator(".req-notice .refusal")).to_have_count(0)
+    expect(page.locator("#queue article.req")).to_have_count(1)
+    assert ApprovalRequest.objects.get(pk=second.pk).status == "approved"
+    trace = Execution.objects.get(intent__idempotency_key="k2").trace_id
+    page.locator("#decided-links a.decided-trace").click()
+    expect(page).to_have_url(re.compile(rf"/traces/{trace}/$"))
+
+
+def test_the_requesters_own_request_says_why_they_cannot_approve_it(page, acme):
+    dora = PrincipalFactory(
+        tenant=acme, name="dora", human=True, user__username="dora", capabilities=[*DECIDER, "intents.submit"]
+    )
+    submit(dora, prod_step_draft("restart checkout"), "mine")
+    request = ApprovalRequest.objects.get()
+    assert request.requested_by == dora
+    sign_in(page, "dora")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    page.goto("/approvals/")
+    card = page.locator(f"#req-{request.pk}")
+    expect(card.locator(".req-blocked")).to_contain_text("APPROVAL_SELF_APPROVAL")
+    expect(card.locator(".req-blocked")).to_contain_text("nobody approves their own request")
+    expect(card.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+    expect(card.locator("input[type=checkbox]")).to_have_count(0)

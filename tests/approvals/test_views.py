@@ -165,13 +165,13 @@ def test_the_page_costs_the_same_queries_for_3_or_40_pending(
 ):
     for i in range(3):
         submit(agent, prod_step_draft(f"goal {i}", steps=3), f"k{i}", django_capture_on_commit_callbacks)
-    # session, user, principal, grants; count, page, approvals given, plan steps, policy trails; the
-    # engaged kill switches (shown on the queue)
-    with django_assert_num_queries(10):
+    # session, user, principal, grants; count, page, approvals given, plan steps, policy trails, the
+    # incidents the steps remediate (the incidents app's queue context); the engaged kill switches
+    with django_assert_num_queries(11):
         small = dora_client.get("/approvals/")
     for i in range(3, 40):
         submit(agent, prod_step_draft(f"goal {i}", steps=3), f"k{i}", django_capture_on_commit_callbacks)
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         large = dora_client.get("/approvals/")
     assert len(request_ids(small)) == 3 and len(request_ids(large)) == 25
 
@@ -253,11 +253,13 @@ def test_rejecting_one_blocks_the_step_and_fails_the_execution(
     assert Execution.objects.get(intent=intent).status == "failed"
 
 
-def test_without_htmx_a_decision_redirects_to_the_queue(dora_client, agent):
+def test_without_htmx_a_decision_redirects_to_the_queue_which_says_what_was_decided(dora_client, agent):
     request = open_test_request(agent)
     response = decide(dora_client, request)
-    assert response.status_code == 302 and response["Location"] == "/approvals/"
+    assert response.status_code == 302 and response["Location"] == f"/approvals/?decided={request.pk}"
     assert ApprovalRequest.objects.get(pk=request.pk).status == "approved"
+    page = dora_client.get(response["Location"]).content.decode()
+    assert f"request {request.pk[:12]} approved" in page and f'data-decided="{request.pk}"' in page
 
 
 @pytest.mark.parametrize(
@@ -269,7 +271,7 @@ def test_without_htmx_a_decision_redirects_to_the_queue(dora_client, agent):
         ({"content_hash": "short"}, 400, "VALIDATION_FAILED"),
     ],
 )
-def test_a_refused_decision_shows_its_code_in_the_notice_area_and_writes_nothing(
+def test_a_refused_decision_shows_its_code_beside_its_card_and_writes_nothing(
     dora_client, agent, change, status, code
 ):
     request = open_test_request(agent)
@@ -277,7 +279,8 @@ def test_a_refused_decision_shows_its_code_in_the_notice_area_and_writes_nothing
     response = decide(dora_client, request, **{"decision": "approve", "reason": "ok", **change}, **HTMX)
     assert response.status_code == status
     assert f'data-code="{code}"'.encode() in response.content
-    assert response["HX-Retarget"] == "#notice"
+    assert response["HX-Retarget"] == f"#req-notice-{request.pk}"
+    assert b"way-back" not in response.content  # a fragment: the operator is still on the queue
     assert ledger_count() == before and not ApprovalDecision.objects.exists()
     assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
 
@@ -363,6 +366,90 @@ def test_bulk_is_all_or_nothing_and_names_the_request_at_fault(dora_client, agen
     assert f"request {second.pk[:12]}".encode() in response.content
     assert ledger_count() == before and not ApprovalDecision.objects.exists()
     assert [r.status for r in pending()] == ["pending", "pending"]
+
+
+def test_a_refused_bulk_decision_is_shown_beside_the_card_at_fault(dora_client, agent):
+    first, second = open_test_request(agent, n=1), open_test_request(agent, n=2)
+    response = bulk(dora_client, [first, second], hashes={second.pk: "0" * 64}, **HTMX)
+    assert response.status_code == 409 and response["HX-Retarget"] == f"#req-notice-{second.pk}"
+
+
+# --- What the viewer cannot decide, and what a decision links to ----------------------------------------
+
+
+def test_the_requesters_own_request_says_why_they_cannot_approve_it_instead_of_a_button(
+    dora_client, decider, agent
+):
+    own = open_test_request(decider, n=1)
+    other = open_test_request(agent, n=2)
+    for response in (dora_client.get("/approvals/"), dora_client.get("/approvals/", headers=HTMX)):
+        body = response.content.decode()
+        card = body[body.index(f'id="req-{own.pk}"') : body.index(f'id="req-{other.pk}"')]
+        assert 'data-code="APPROVAL_SELF_APPROVAL"' in card and "nobody approves their own request" in card
+        assert "req-decide" not in card and 'type="checkbox"' not in card
+        rest = body[body.index(f'id="req-{other.pk}"') :]
+        assert "req-decide" in rest and "APPROVAL_SELF_APPROVAL" not in rest
+
+
+def test_an_approval_given_already_says_it_waits_for_more_instead_of_a_button(dora_client, decider, agent):
+    request = approvals.approval_request_open(
+        subject_kind=TEST_SUBJECT,
+        subject_id="two-people",
+        content_hash="a" * 64,
+        requested_by=agent,
+        risk_tier="critical",
+        quorum=2,
+        summary={"thing": "two"},
+        reason_codes=["POLICY_REQUIRES_APPROVAL"],
+    )
+    decide(dora_client, request, **HTMX)
+    body = dora_client.get("/approvals/").content.decode()
+    assert 'data-code="APPROVAL_DUPLICATE_DECISION"' in body and "waits for 1 more approver" in body
+    assert "req-decide" not in body
+
+
+def test_the_decision_notice_links_to_the_execution_and_its_trace(
+    dora_client, agent, django_capture_on_commit_callbacks
+):
+    intent = submit(agent, prod_step_draft(), "k1", django_capture_on_commit_callbacks)
+    request = ApprovalRequest.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = decide(dora_client, request, **HTMX)
+    body = response.content.decode()
+    trace = Execution.objects.get(intent=intent).trace_id
+    assert f'data-decided="{request.pk}"' in body
+    assert f'href="/traces/{trace}/" class="mono decided-execution"' in body
+    assert f'href="/traces/{trace}/" class="decided-trace"' in body
+    # A refusal left in the notice area is cleared by the success, out of band.
+    assert '<div id="notice" class="notice-area" aria-live="polite" hx-swap-oob="true"></div>' in body
+
+
+def test_a_step_of_an_incidents_remediation_says_which_incident(
+    dora_client, agent, decider, django_capture_on_commit_callbacks
+):
+    from incidents.models import Incident
+    from tests.incidents.factories import make_rule, open_incident
+
+    make_rule(agent.tenant)
+    incident = open_incident(agent.tenant)
+    intent = submit(agent, prod_step_draft("roll back checkout"), "k1", django_capture_on_commit_callbacks)
+    Incident.objects.filter(pk=incident.pk).update(remediation_intent=intent)  # as incident_mitigate links it
+    submit(agent, prod_step_draft("unrelated"), "k2", django_capture_on_commit_callbacks)
+    page = dora_client.get("/approvals/").content.decode()
+    assert page.count("remediation of incident") == 1
+    assert f'<a href="/incidents/{incident.pk}/">{incident.title} (open)</a>' in page
+    request = ApprovalRequest.objects.get(summary__goal="roll back checkout")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = decide(dora_client, request, **HTMX)
+    assert f'href="/incidents/{incident.pk}/" class="decided-note"' in response.content.decode()
+
+
+def test_the_reason_is_required_in_the_browser_too(dora_client, agent):
+    open_test_request(agent)
+    body = dora_client.get("/approvals/").content.decode()
+    one = r'<input type="text" name="reason" placeholder="reason \(required\)"[^>]* required'
+    bulk_reason = r'<input type="text" name="reason" placeholder="one reason for all[^>]* required'
+    assert re.search(one, body) and re.search(bulk_reason, body)
 
 
 def test_bulk_refusals_write_nothing(dora_client, agent):

@@ -58,6 +58,7 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
     }
     assert guarded == {
         "console:dashboard": ("console.view",),
+        "console:nav": ("console.view",),
         "console:panel": ("console.view",),  # and the panel's own capability (test_dashboard.py)
         "console:verify": ("console.view", "ledger.verify"),
         "console:ledger": ("console.view", "ledger.read"),

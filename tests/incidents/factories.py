@@ -121,3 +121,18 @@ def open_incident(tenant, *, service: str = "checkout", start: float = 0) -> Inc
         signal = normalise.from_generic(generic(service=service, starts=at(start + index * 60)))
         services.signal_ingest(tenant=tenant, signals=[signal], actor="test")
     return Incident.objects.get(service=service, status="open")
+
+
+def write_every_assignment_event(tenant) -> None:
+    """An incident assigned, unassigned and noted: every event of `incidents.contracts` (the contract drift
+    test validates them)."""
+    from tests.identity.factories import PrincipalFactory
+
+    person = PrincipalFactory(
+        tenant=tenant, name="oncall-person", human=True, capabilities=["incidents.manage"]
+    )
+    make_rule(tenant, name="contracts-errors")
+    incident = open_incident(tenant)
+    services.incident_assign(incident=incident, actor=person, assignee=person, reason="mine")
+    services.incident_assign(incident=incident, actor=person, assignee=None)
+    services.incident_note_add(incident=incident, actor=person, text="a note")

@@ -200,3 +200,128 @@ def test_the_detail_refreshes_itself_but_not_under_a_half_typed_reason(page, liv
     page.get_by_label("Reason to resolve").fill("")
     page.locator("h1").click()
     expect(page.locator("#incident-status")).to_have_text("resolved", timeout=10_000)
+
+
+def _on_call(acme, name: str, **extra):
+    return PrincipalFactory(
+        tenant=acme,
+        name=name,
+        human=True,
+        user__username=name,
+        capabilities=["console.view", "incidents.read", "incidents.manage", "ledger.read"],
+        **extra,
+    )
+
+
+def _alerts(now: datetime, status: str = "firing") -> list[dict]:
+    """Three alerts of checkout, on three instances, as Alertmanager sends them: firing, or resolved."""
+    alerts = []
+    for n in range(3):
+        alert = am_alert(
+            starts=now - timedelta(minutes=3 - n),
+            fingerprint=f"{n + 10:016x}",
+            status=status,
+            ends=now + timedelta(minutes=1) if status == "resolved" else None,
+            extra_labels={"instance": f"10.0.0.{n}:9090", "job": "checkout-api"},
+        )
+        alert["annotations"]["description"] = "5xx above 5% for 5 minutes"
+        alert["annotations"]["runbook_url"] = "https://runbooks.example/checkout-errors"
+        alerts.append(alert)
+    return alerts
+
+
+def test_an_incident_with_firing_then_resolved_alerts_says_so_and_fits_the_window(
+    page, live_server, monkeypatch
+):
+    monkeypatch.setattr(views, "DETAIL_POLL_SECONDS", 1)
+    acme = TenantFactory(slug="acme")
+    _on_call(acme, "alice")
+    token = token_for(PrincipalFactory(tenant=acme, name="alertmanager", capabilities=["signals.ingest"]))
+    make_rule(acme, name="checkout-errors")
+    now = datetime.now(UTC).replace(microsecond=0)
+    firing = _alerts(now)
+    post_alertmanager(live_server.url, token, am_payload(*firing))
+    incident = Incident.objects.get()
+
+    sign_in(page)
+    expect(page.locator('#cp-nav a[href="/incidents/"] .nav-badge')).to_have_text("1")
+    page.goto(f"/incidents/{incident.pk}/")
+    alerts = page.locator("#alerts article.alert")
+    expect(alerts).to_have_count(3)
+    expect(page.locator("#alert-counts")).to_have_text("3 firing, 0 resolved")
+    first = alerts.first
+    expect(first).to_contain_text("HighErrorRate on checkout")
+    expect(first).to_contain_text("5xx above 5% for 5 minutes")
+    expect(first).to_contain_text("instance 10.0.0.0:9090")
+    expect(first).to_contain_text("job checkout-api")
+    assert first.locator("a.alert-runbook").get_attribute("rel") == "noopener noreferrer"
+    assert (
+        first.locator("a.alert-generator").get_attribute("href").startswith("http://prometheus.example:9090/")
+    )
+    # The page fits a 1,400 px window: nothing scrolls sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+
+    # Two alerts resolve: the page refreshes itself with the counts; no hint while one still fires.
+    post_alertmanager(live_server.url, token, am_payload(*_alerts(now, "resolved")[:2]))
+    expect(page.locator("#alert-counts")).to_have_text("1 firing, 2 resolved", timeout=10_000)
+    expect(page.locator("#resolve-hint")).to_have_count(0)
+    expect(alerts.first).to_have_attribute("data-alert-status", "firing")
+    # The last one resolves: a hint to resolve the incident.
+    post_alertmanager(live_server.url, token, am_payload(_alerts(now, "resolved")[2]))
+    expect(page.locator("#alert-counts")).to_have_text("0 firing, 3 resolved", timeout=10_000)
+    expect(page.locator("#resolve-hint")).to_contain_text(
+        "Every alert of this incident has resolved (3 of 3)"
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+
+
+def test_assign_to_me_hand_over_and_write_notes(page, live_server, monkeypatch):
+    monkeypatch.setattr(views, "DETAIL_POLL_SECONDS", 600)  # no swap mid-check
+    acme = TenantFactory(slug="acme")
+    alice = _on_call(acme, "alice")
+    _on_call(acme, "bob")
+    make_rule(acme, name="checkout-errors")
+    services.signal_ingest(
+        tenant=acme,
+        signals=normalise.from_alertmanager(
+            am_payload(*_alerts(datetime.now(UTC).replace(microsecond=0))), source="am"
+        ),
+        actor="alertmanager",
+    )
+    incident = Incident.objects.get()
+    sign_in(page)
+    page.goto(f"/incidents/{incident.pk}/")
+    page.evaluate("window.__stillHere = true")
+    expect(page.locator("#incident-assignee")).to_have_text("assigned to nobody")
+
+    page.get_by_role("button", name="Assign to me").click()
+    expect(page.locator("#changed")).to_have_text("Incident assigned to acme/alice.")
+    expect(page.locator("#incident-assignee")).to_contain_text("assigned to acme/alice since")
+    expect(page.get_by_role("button", name="Assign to me")).to_have_count(0)
+
+    # An empty note: the browser asks for text, nothing is sent.
+    page.get_by_role("button", name="Add note").click()
+    assert page.get_by_label("Note").evaluate("e => e.validity.valueMissing") is True
+    page.get_by_label("Note").fill("restarted pod 3, no change; handing over to bob")
+    page.get_by_role("button", name="Add note").click()
+    expect(page.locator("#changed")).to_contain_text("Note added")
+    notes = page.locator("#notes li.note")
+    expect(notes).to_have_count(1)
+    expect(notes.first).to_contain_text("acme/alice")
+    expect(notes.first).to_contain_text("restarted pod 3, no change; handing over to bob")
+
+    page.get_by_label("Assignee").select_option("bob")
+    page.get_by_role("button", name="Assign", exact=True).click()
+    expect(page.locator("#changed")).to_have_text("Incident assigned to acme/bob.")
+    expect(page.locator("#incident-assignee")).to_contain_text("assigned to acme/bob")
+    timeline = page.locator("#timeline tbody tr")
+    expect(timeline.nth(-3)).to_contain_text("to acme/alice (was nobody)")
+    expect(timeline.nth(-2)).to_contain_text("restarted pod 3")
+    expect(timeline.last).to_contain_text("to acme/bob (was acme/alice)")
+    assert page.evaluate("window.__stillHere") is True
+    events = LedgerEvent.objects.filter(subject=f"incident/{incident.pk}").order_by("seq")
+    assert [(e.type, e.actor) for e in events][1:] == [
+        ("controlplane.incident.assigned", alice.ref),
+        ("controlplane.incident.note.added", alice.ref),
+        ("controlplane.incident.assigned", alice.ref),
+    ]

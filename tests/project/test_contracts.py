@@ -25,6 +25,7 @@ from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable, runner_grant_revoke
 from controlplane.runtime.services import steps
 from tests.identity.factories import PrincipalFactory, TenantFactory
+from tests.incidents.factories import write_every_assignment_event
 from tests.learning.support import write_every_learning_event
 from tests.runtime.support import core_skill_installed, local_runner
 from tests.skills.support import write_every_skill_event
@@ -235,6 +236,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings, monkeypatc
         services.execution_cancel(execution=cancelled, actor=agent, reason="changed my mind")
         write_every_skill_event()
         write_every_learning_event(tenant=tenant, agent=agent, monkeypatch=monkeypatch, capture=capture)
+        write_every_assignment_event(tenant)
     finally:
         celery_app.conf.task_always_eager = False
 

@@ -1,8 +1,10 @@
-"""`manage.py incidents list | show ID | ack | mitigate | resolve | close | reopen | severity ID`.
+"""`manage.py incidents list | show ID | ack | mitigate | resolve | close | reopen | severity ID`, and
+`incidents assign ID (--to NAME | --me | --nobody)` and `incidents note ID --text T`.
 
-Transitions act for the person whose API token is in `CONTROLPLANE_TOKEN` (or `--token-file`), with the
-capability the API requires (`incidents.manage`) and through the same services (people only, a reason
-on every transition); refusals exit non-zero with `CommandError: <REASON_CODE>: <detail>`.
+Transitions, assignments and notes act for the person whose API token is in `CONTROLPLANE_TOKEN` (or
+`--token-file`), with the capability the API requires (`incidents.manage`) and through the same services
+(people only, a reason on every transition); refusals exit non-zero with
+`CommandError: <REASON_CODE>: <detail>`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ class Command(BaseCommand):
         show = sub.add_parser("show", help="one incident: evidence, confidence, decision, timeline")
         show.add_argument("id")
         show.add_argument("--json", action="store_true")
+        assign = sub.add_parser("assign", help="give the incident to a person of your tenant, or to nobody")
+        assign.add_argument("id")
+        who = assign.add_mutually_exclusive_group(required=True)
+        who.add_argument("--to", dest="assignee", help="the person's principal name in your tenant")
+        who.add_argument("--me", action="store_true", help="assign it to yourself")
+        who.add_argument("--nobody", action="store_true", help="take the assignment away")
+        assign.add_argument("--reason", default="")
+        add_token_argument(assign)
+        note = sub.add_parser("note", help="add a note to the incident's timeline")
+        note.add_argument("id")
+        note.add_argument("--text", required=True)
+        add_token_argument(note)
         for verb in _VERBS:
             cmd = sub.add_parser(verb)
             cmd.add_argument("id")
@@ -63,6 +77,10 @@ class Command(BaseCommand):
                 self._list(options)
             elif action == "show":
                 self._show(options)
+            elif action == "assign":
+                self._assign(options)
+            elif action == "note":
+                self._note(options)
             else:
                 self._transition(action, options)
         except ControlPlaneError as exc:
@@ -101,6 +119,12 @@ class Command(BaseCommand):
                 "service": incident.service,
                 "rule": incident.rule.name,
                 "opened_at": incident.opened_at.isoformat(),
+                "assignee": incident.assignee.ref if incident.assignee else None,
+                "acknowledged_by": selectors.acknowledged_by(incident=incident),
+                "notes": [
+                    {"seq": n.seq, "author": n.author.ref, "text": n.text, "at": n.created_at.isoformat()}
+                    for n in selectors.incident_notes(incident=incident)
+                ],
                 "allowed_transitions": services.allowed_transitions(incident),
                 "evidence": [
                     {
@@ -124,6 +148,7 @@ class Command(BaseCommand):
             f"  status {incident.status}, severity {incident.severity}, "
             f"opened {incident.opened_at:%Y-%m-%dT%H:%M:%SZ}"
         )
+        out(f"  assigned to {incident.assignee.ref if incident.assignee else 'nobody'}")
         out(f"  allowed: {', '.join(services.allowed_transitions(incident)) or '(none)'}")
         for evidence in incident.evidence.all():
             out(
@@ -136,6 +161,8 @@ class Command(BaseCommand):
                     f"    {factor['name']}: {factor['value_bp']} x {factor['weight_bp']} bp "
                     f"= {factor['contribution_bp']}"
                 )
+        for note in selectors.incident_notes(incident=incident):
+            out(f"  note {note.seq} {note.created_at:%Y-%m-%dT%H:%M:%SZ} {note.author.ref}: {note.text}")
         out("  timeline:")
         for entry in timeline:
             codes = f" [{' '.join(entry['reason_codes'])}]" if entry["reason_codes"] else ""
@@ -144,11 +171,36 @@ class Command(BaseCommand):
                 f"{entry['actor']}{codes}"
             )
 
-    def _transition(self, verb: str, options: dict[str, Any]) -> None:
+    def _acting(self, options: dict[str, Any]) -> tuple[Any, Incident]:
+        """The person the token names, and the incident (of their tenant only)."""
         actor = cli_principal(options, capability=MANAGE)
         incident = self._incident(options["id"])
         if incident.tenant_id != actor.tenant_id:
             raise ControlPlaneError("INCIDENT_NOT_FOUND", f"no incident {options['id']!r}")
+        return actor, incident
+
+    def _assign(self, options: dict[str, Any]) -> None:
+        actor, incident = self._acting(options)
+        if options["me"]:
+            assignee = actor
+        elif options["nobody"]:
+            assignee = None
+        else:
+            assignee = selectors.incident_assignee_get(tenant=incident.tenant, name=options["assignee"])
+        changed = services.incident_assign(
+            incident=incident, actor=actor, assignee=assignee, reason=options["reason"]
+        )
+        self.stdout.write(
+            f"{changed.pk} assigned to {changed.assignee.ref if changed.assignee else 'nobody'}"
+        )
+
+    def _note(self, options: dict[str, Any]) -> None:
+        actor, incident = self._acting(options)
+        note = services.incident_note_add(incident=incident, actor=actor, text=options["text"])
+        self.stdout.write(f"{incident.pk} note {note.seq} by {actor.ref}")
+
+    def _transition(self, verb: str, options: dict[str, Any]) -> None:
+        actor, incident = self._acting(options)
         service = _VERBS[verb]
         kwargs: dict[str, Any] = {"incident": incident, "actor": actor, "reason": options["reason"]}
         if verb == "severity":
