@@ -74,6 +74,8 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:killswitch": ("console.view", "killswitch.manage"),
         "runtime:killswitch-change": ("console.view", "killswitch.manage"),
         "skills:registry": ("console.view", "skills.read"),
+        "learning:learning": ("console.view", "learning.read"),
+        "learning:finding-decide": ("console.view", "learning.read", "learning.review"),
         "console:login": None,
         "console:logout": None,
     }

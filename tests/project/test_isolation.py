@@ -176,6 +176,7 @@ A_OBJECT = {
     "learning-finding-decide": {"pk": "learning_finding"},
     "learning-report-detail": {"content_hash": "learning_report"},
     "learning-proposal-detail": {"pk": "learning_proposal"},
+    "finding-decide": {"fingerprint": "learning_finding"},
 }
 # URLs with parameters that name no tenant's object, and why.
 NOT_A_TENANT_OBJECT = {
