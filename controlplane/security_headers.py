@@ -3,7 +3,9 @@
 - `SecurityHeadersMiddleware`: a Content-Security-Policy on every answer (ASVS 3.4.3, 3.4.6) and
   `Cache-Control: no-store` on every answer that states no caching of its own (14.3.2, 14.2.2). Static
   files are served before it by WhiteNoise, with their own long-lived caching. `TRACE` is refused on
-  every path (405 `METHOD_NOT_ALLOWED`, 13.4.4), as Apache's `TraceEnable off` does.
+  every path (405 `METHOD_NOT_ALLOWED`, 13.4.4), as Apache's `TraceEnable off` does. Signing out
+  (console or admin) answers `Clear-Site-Data: "cache", "storage"` (14.3.1): the browser drops what htmx
+  kept of the pages in its history cache.
 - `SessionLifetimeMiddleware`: a console session ends after `CONTROLPLANE_SESSION_IDLE_SECONDS` without
   a request and, however active, `CONTROLPLANE_SESSION_MAX_SECONDS` after it began (7.3.1, 7.3.2; NIST SP
   800-63B AAL2: 30 minutes idle, 12 hours in all). Ending it is Django's `logout`: the session is flushed
@@ -36,6 +38,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+SIGN_OUT_VIEWS = frozenset({"console:logout", "admin:logout"})
+
 SESSION_STARTED = "controlplane.session.started"
 SESSION_SEEN = "controlplane.session.seen"
 # The last-seen time is written at most this often (a session save per request would be a write per poll).
@@ -50,6 +54,9 @@ class SecurityHeadersMiddleware:
         response = _trace_refused(request) if request.method == "TRACE" else self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("Cache-Control", "no-store")
+        match = getattr(request, "resolver_match", None)
+        if request.method == "POST" and match is not None and match.view_name in SIGN_OUT_VIEWS:
+            response.headers.setdefault("Clear-Site-Data", '"cache", "storage"')
         return response
 
 

@@ -234,3 +234,87 @@ def test_the_password_field_is_masked_and_password_managers_work(client, db):
     assert 'type="password"' in html
     assert 'autocomplete="current-password"' in html
     assert "onpaste" not in html
+
+
+def test_signing_out_clears_what_the_browser_kept(client, operator):
+    _sign_in(client)
+
+    response = client.post("/logout/")
+
+    assert response["Clear-Site-Data"] == '"cache", "storage"'
+    assert "Clear-Site-Data" not in client.get("/login/")
+
+
+def test_no_cross_origin_reads_are_allowed(client, operator):
+    token = token_for(PrincipalFactory(capabilities=["ledger.read"]))
+    origin = {"HTTP_ORIGIN": "https://evil.example"}
+
+    preflight = client.options("/api/v1/ledger/events/", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET", **origin)
+    read = client.get("/api/v1/ledger/events/", HTTP_AUTHORIZATION=f"Bearer {token}", **origin)
+
+    assert read.status_code == 200
+    for response in (preflight, read):
+        assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+
+
+def test_sign_in_never_redirects_to_another_host(client, operator):
+    for target in ("https://evil.example/", "//evil.example/", "javascript:alert(1)"):
+        response = client.post("/login/", {"username": "alice", "password": PASSWORD, "next": target})
+        assert response.status_code == 302 and response["Location"] == "/", target
+        client.post("/logout/")
+
+
+def test_untrusted_text_is_escaped_where_it_is_shown(client, operator):
+    from controlplane.ledger.services import ledger_append
+
+    event = ledger_append(
+        type="controlplane.test.untrusted",
+        subject="thing/1",
+        data={"note": '<script>alert(1)</script>"><img src=x onerror=alert(2)>'},
+        tenant="acme",
+        actor="test",
+    )
+    client.force_login(operator.user)
+
+    html = client.get(f"/ledger/{event.seq}/").content.decode()
+
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_a_password_change_ends_the_users_other_sessions(client, operator):
+    from django.test import Client
+
+    other = Client()
+    _sign_in(client)
+    assert other.post("/login/", {"username": "alice", "password": PASSWORD}).status_code == 302
+
+    operator.user.set_password("a new passphrase for alice")
+    operator.user.save(update_fields=["password"])
+
+    for session in (client, other):
+        response = session.get("/")
+        assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_a_totp_code_is_accepted_once(client, settings, db):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from tests.admin_helpers import admin_client_for
+
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    admin_client_for(client, verified=False)
+    user = get_user_model().objects.get(username="root")
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    code = f"{TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).token():06d}"
+    form = {"otp_device": device.persistent_id, "otp_token": code, "next": "/admin/"}
+    assert client.post("/admin/login/", form).status_code == 302
+
+    replay = Client()
+    replay.force_login(user)
+
+    assert replay.post("/admin/login/", form).status_code == 401
+    assert replay.get("/admin/").status_code == 302
