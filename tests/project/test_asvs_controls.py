@@ -3,6 +3,7 @@ security headers, no caching, TRACE, session lifetime and fixation, cookie names
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import subprocess
@@ -318,3 +319,50 @@ def test_a_totp_code_is_accepted_once(client, settings, db):
 
     assert replay.post("/admin/login/", form).status_code == 401
     assert replay.get("/admin/").status_code == 302
+
+
+# --- Logs --------------------------------------------------------------------------------------------
+
+
+def test_a_log_line_cannot_be_forged_from_a_request():
+    from controlplane.logfilters import EscapeControlCharacters
+
+    handlers = [
+        handler
+        for handler in logging.getLogger().handlers
+        if any(isinstance(f, EscapeControlCharacters) for f in handler.filters)
+    ]
+    assert handlers, "the configured log handler escapes control characters"
+    record = logging.LogRecord(
+        "django.request",
+        logging.WARNING,
+        __file__,
+        1,
+        "Not Found: %s",
+        ("/x\r\n2026 INFO forged\u2028\x1b[2J",),
+        None,
+    )
+
+    assert handlers[0].filter(record)
+    line = handlers[0].format(record)
+
+    assert "\n" not in line and "\r" not in line and "\u2028" not in line and "\x1b" not in line
+    assert line.endswith("Not Found: /x\\r\\n2026 INFO forged\\u2028\\x1b[2J")
+
+
+def test_a_traceback_keeps_its_lines():
+    from controlplane.logfilters import EscapeControlCharacters
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed\tonce", (), sys.exc_info())
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(EscapeControlCharacters())
+
+    assert handler.filter(record)
+    text = handler.format(record)
+
+    assert text.startswith("failed\tonce\nTraceback (most recent call last):")
+    assert text.endswith("ValueError: boom")
