@@ -14,13 +14,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from controlplane.identity import sessions
 from controlplane.kernel.errors import ControlPlaneError
 
 # Scripts only from this origin (htmx is vendored); `'unsafe-eval'` because htmx runs `hx-on` handlers
@@ -40,11 +39,6 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 SIGN_OUT_VIEWS = frozenset({"console:logout", "admin:logout"})
 
-SESSION_STARTED = "controlplane.session.started"
-SESSION_SEEN = "controlplane.session.seen"
-# The last-seen time is written at most this often (a session save per request would be a write per poll).
-SEEN_RESOLUTION_SECONDS = 60
-
 
 class SecurityHeadersMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
@@ -62,32 +56,21 @@ class SecurityHeadersMiddleware:
 
 class SessionLifetimeMiddleware:
     """After authentication: a signed-in session past its idle or absolute limit is signed out before the
-    view runs, so the request is served as anonymous (the console sends it to sign-in, the API: 401)."""
+    view runs, so the request is served as anonymous (the console sends it to sign-in, the API: 401).
+    The stamps are `controlplane.identity.sessions`'."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        user_before = getattr(request, "user", None)
         if _signed_in(request):
-            now = int(time.time())
-            started = request.session.get(SESSION_STARTED)
-            seen = request.session.get(SESSION_SEEN)
-            if started is None or seen is None:
-                _stamp(request, now, started=True)
-            elif (
-                now - started > settings.CONTROLPLANE_SESSION_MAX_SECONDS
-                or now - seen > settings.CONTROLPLANE_SESSION_IDLE_SECONDS
-            ):
+            if sessions.STARTED not in request.session:
+                sessions.session_signed_in(request.session)  # signed in before the lifetime was kept
+            elif sessions.session_expired(request.session):
                 logout(request)
-            elif now - seen >= SEEN_RESOLUTION_SECONDS:
-                _stamp(request, now, started=False)
-        response = self.get_response(request)
-        # `login()` replaces request.user: signed in (again) by this very request, the lifetime starts now.
-        signed_in_now = _signed_in(request) and request.user is not user_before
-        if signed_in_now or (_signed_in(request) and SESSION_STARTED not in request.session):
-            _stamp(request, int(time.time()), started=True)
-        return response
+            else:
+                sessions.session_seen(request.session)
+        return self.get_response(request)
 
 
 def _trace_refused(request: HttpRequest) -> HttpResponse:
@@ -99,9 +82,3 @@ def _trace_refused(request: HttpRequest) -> HttpResponse:
 def _signed_in(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
     return user is not None and user.is_authenticated and hasattr(request, "session")
-
-
-def _stamp(request: HttpRequest, now: int, *, started: bool) -> None:
-    if started:
-        request.session[SESSION_STARTED] = now
-    request.session[SESSION_SEEN] = now

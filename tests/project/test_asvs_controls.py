@@ -15,7 +15,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.exceptions import ValidationError
 
-from controlplane import security_headers
+from controlplane.identity import sessions
 from controlplane.ledger.models import LedgerEvent
 from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 
@@ -37,7 +37,7 @@ def operator(db):
 def clock(monkeypatch):
     """The session middleware's clock, moved by hand."""
     now = {"t": 1_800_000_000.0}
-    monkeypatch.setattr(security_headers.time, "time", lambda: now["t"])
+    monkeypatch.setattr(sessions, "now", lambda: int(now["t"]))
     return now
 
 
