@@ -1,6 +1,7 @@
 """Browser-facing hardening the framework does not do by itself (docs/security.md, OWASP ASVS 5.0):
 
-- `SecurityHeadersMiddleware`: a Content-Security-Policy on every answer (ASVS 3.4.3, 3.4.6) and
+- `SecurityHeadersMiddleware`: a Content-Security-Policy on every answer (but signed ingest's, whose lean
+  chain leaves it out: `controlplane.channels.ingest.lean.LEAN_SKIP`) (ASVS 3.4.3, 3.4.6) and
   `Cache-Control: no-store` on every answer that states no caching of its own (14.3.2, 14.2.2). Static
   files are served before it by WhiteNoise, with their own long-lived caching. `TRACE` is refused on
   every path (405 `METHOD_NOT_ALLOWED`, 13.4.4), as Apache's `TraceEnable off` does. Signing out
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -80,5 +82,8 @@ def _trace_refused(request: HttpRequest) -> HttpResponse:
 
 
 def _signed_in(request: HttpRequest) -> bool:
+    """Without a session cookie there is no session to end (and the session is left untouched)."""
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES or not hasattr(request, "session"):
+        return False
     user = getattr(request, "user", None)
-    return user is not None and user.is_authenticated and hasattr(request, "session")
+    return user is not None and user.is_authenticated
