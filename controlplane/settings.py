@@ -68,6 +68,8 @@ MIDDLEWARE = [
     # Quickstart only (no broker): runs the beat schedule in-process; see controlplane/runtime/inprocess.py.
     "controlplane.runtime.inprocess.InProcessPeriodicMiddleware",
     "controlplane.middleware.RequestIdMiddleware",
+    # Content-Security-Policy, Cache-Control: no-store, TRACE refused (controlplane/security_headers.py).
+    "controlplane.security_headers.SecurityHeadersMiddleware",
     # PostgreSQL or Redis lost mid-request: a coded 503 (DATABASE_UNAVAILABLE, BROKER_UNAVAILABLE).
     "controlplane.middleware.OutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,6 +77,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the admin's second factor
+    # Sessions end when idle or too old (CONTROLPLANE_SESSION_*_SECONDS).
+    "controlplane.security_headers.SessionLifetimeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -357,13 +361,27 @@ if not IS_DEV:
     SECURE_REFERRER_POLICY = "same-origin"
     X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+
+# Console sessions (docs/security.md, OWASP ASVS 5.0 7.3): signed out after this long without a request,
+# and this long after signing in however active (NIST SP 800-63B AAL2: 30 minutes, 12 hours).
+CONTROLPLANE_SESSION_IDLE_SECONDS = env.int("CONTROLPLANE_SESSION_IDLE_SECONDS", default=30 * 60)
+CONTROLPLANE_SESSION_MAX_SECONDS = env.int("CONTROLPLANE_SESSION_MAX_SECONDS", default=12 * 3600)
+SESSION_COOKIE_AGE = CONTROLPLANE_SESSION_MAX_SECONDS
+if not IS_DEV:
+    # `__Host-`: sent only over HTTPS, only to this host, for the whole site (ASVS 3.3.1, 3.3.3).
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # One line per record: CR/LF and other control characters in a message are escaped (ASVS 16.4.1).
+    "filters": {"escape_controls": {"()": "controlplane.logfilters.EscapeControlCharacters"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["escape_controls"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
-from controlplane.identity import services
+from controlplane.identity import services, sessions
 
 
 def _source(request: Any) -> str:
@@ -18,6 +18,8 @@ def _source(request: Any) -> str:
 def _signed_in(sender: Any, request: Any, user: Any, **_: Any) -> None:
     services.auth_failures_reset(source=_source(request))
     services.signin_record(user=user, source=_source(request))
+    if request is not None and hasattr(request, "session"):
+        sessions.session_signed_in(request.session)
 
 
 @receiver(user_logged_out)

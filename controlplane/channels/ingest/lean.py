@@ -52,6 +52,9 @@ LEAN_SKIP = frozenset(
         "django_otp.middleware.OTPMiddleware",  # the admin's second factor, on the session user
         "django.contrib.messages.middleware.MessageMiddleware",
         "django_htmx.middleware.HtmxMiddleware",
+        # browser hardening (CSP, no-store, Clear-Site-Data) and the console session's lifetime
+        "controlplane.security_headers.SecurityHeadersMiddleware",
+        "controlplane.security_headers.SessionLifetimeMiddleware",
     }
 )
 
