@@ -328,6 +328,13 @@ _CATALOGUE = [
         409,
         "The recorded promotion decision is not what the recorded rule and model versions give.",
     ),
+    # Runtime: what the kill switch held, decided by a person (docs/runtime.md, "The kill switch")
+    Reason("KILL_SWITCH_NOTHING_HELD", 409, "The execution has no step held by the kill switch."),
+    Reason(
+        "KILL_SWITCH_HELD_CHOICE_INVALID",
+        400,
+        "What becomes of held work is one of resume, cancel or decide (one by one).",
+    ),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

@@ -245,6 +245,93 @@ def killswitch_engaged_for_principal(*, principal: Principal) -> list[KillSwitch
     )
 
 
+# --- What the kill switch holds ----------------------------------------------------------------------
+
+KILLSWITCH_GATE = "killswitch"  # the dispatch gate's name (controlplane.runtime.gates), in `held_gate`
+
+
+def killswitch_held_runs(*, scope: str, target: str) -> QuerySet[StepRun]:
+    """Steps of running executions held by the kill switch gate that a switch of this scope covers."""
+    runs = StepRun.objects.filter(
+        status=StepStatus.HELD, held_gate=KILLSWITCH_GATE, execution__status=ExecutionStatus.RUNNING
+    )
+    if scope == KillSwitchScope.TENANT:
+        runs = runs.filter(execution__tenant__slug=target)
+    elif scope == KillSwitchScope.ACTION:
+        runs = runs.filter(step__action=target)
+    return runs
+
+
+@dataclass
+class HeldExecution:
+    """An execution with steps the kill switch holds, as the kill switch page and API show it."""
+
+    execution: Execution
+    steps: list[StepRun]
+    held_since: datetime | None
+    # The engaged switches still covering one of its steps: resuming is refused while there is one.
+    engaged: list[KillSwitch]
+
+    @property
+    def detail(self) -> str:
+        return self.steps[0].held_detail if self.steps else ""
+
+
+def killswitch_held_executions(*, principal: Principal | None) -> list[HeldExecution]:
+    """The executions the kill switch holds that the principal may decide on, oldest hold first.
+
+    A platform principal (`platform.killswitch.manage`) or the installation (None) sees every tenant's;
+    anyone else their own tenant's only. Two queries: the held steps (with their execution, plan and
+    submitter) and the engaged switches.
+    """
+    runs = (
+        StepRun.objects.filter(
+            status=StepStatus.HELD, held_gate=KILLSWITCH_GATE, execution__status=ExecutionStatus.RUNNING
+        )
+        .select_related(
+            "step", "execution__tenant", "execution__plan", "execution__intent__principal__tenant"
+        )
+        .order_by("held_since", "pk")
+    )
+    if principal is not None and not principal.has_capability("platform.killswitch.manage"):
+        runs = runs.filter(execution__tenant_id=principal.tenant_id)
+    engaged = list(KillSwitch.objects.filter(engaged=True).order_by("scope", "target"))
+    held: dict[str, HeldExecution] = {}
+    for run in runs:
+        entry = held.get(run.execution_id)
+        if entry is None:
+            entry = held[run.execution_id] = HeldExecution(
+                execution=run.execution, steps=[], held_since=run.held_since, engaged=[]
+            )
+        entry.steps.append(run)
+        for switch in engaged:
+            if switch not in entry.engaged and killswitch_covers(
+                scope=switch.scope,
+                target=switch.target,
+                tenant=run.execution.tenant.slug,
+                action=run.step.action,
+            ):
+                entry.engaged.append(switch)
+    return list(held.values())
+
+
+def killswitch_holding(*, switch: KillSwitch, held: list[HeldExecution]) -> int:
+    """How many of these held executions a switch covers (what releasing it would let a person decide on)."""
+    return sum(
+        1
+        for entry in held
+        if any(
+            killswitch_covers(
+                scope=switch.scope,
+                target=switch.target,
+                tenant=entry.execution.tenant.slug,
+                action=run.step.action,
+            )
+            for run in entry.steps
+        )
+    )
+
+
 # --- Dashboard panel -------------------------------------------------------------------------------------
 
 
