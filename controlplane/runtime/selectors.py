@@ -21,6 +21,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.selectors import EventVerification, event_verify
 from controlplane.ledger.verify import load_keys
 from controlplane.runtime.models import (
+    STEP_FINAL,
     Execution,
     ExecutionStatus,
     KillSwitch,
@@ -104,6 +105,50 @@ def approval_queue_context(rows: list[QueueRow]) -> None:
         ]
         row.trace_id = runs[0].execution.trace_id if runs else ""
         row.trail = [entry for entry in (trails.get(run_id) or {}).get("trail", []) if entry["matched"]]
+
+
+# --- States in words ----------------------------------------------------------------------------------
+
+_STEP_WORDS = {
+    StepStatus.PENDING: "waiting for earlier steps",
+    StepStatus.WAITING_APPROVAL: "waiting for approval",
+    StepStatus.READY: "queued",
+    StepStatus.RUNNING: "running",
+    StepStatus.COMPLETED: "completed",
+    StepStatus.FAILED: "failed",
+    StepStatus.CANCELLED: "cancelled",
+    StepStatus.BLOCKED: "blocked",
+}
+
+
+def step_state(run: StepRun) -> str:
+    """What an on-call person reads for a step: "waiting for approval", "held by the kill switch", the
+    hold's own words for any other gate ("waiting for plugin runner-eu (crashed)"), "retry scheduled"."""
+    if run.status == StepStatus.HELD:
+        if run.held_gate == KILLSWITCH_GATE:
+            return "held by the kill switch"
+        return run.held_detail or "held"
+    if run.status == StepStatus.READY and run.not_before is not None:
+        return "retry scheduled"
+    return _STEP_WORDS.get(run.status, run.status)
+
+
+def execution_state(execution: Execution, runs: list[StepRun]) -> str:
+    """An execution's state in words: its end, or what it waits for now (the most pressing first: the kill
+    switch, a person, another hold, a step running, a step queued)."""
+    if execution.status != ExecutionStatus.RUNNING:
+        return str(execution.status)
+    states = [step_state(run) for run in runs if run.status not in STEP_FINAL]
+    for wanted in ("held by the kill switch", "waiting for approval"):
+        if wanted in states:
+            return wanted
+    held = [step_state(run) for run in runs if run.status == StepStatus.HELD]
+    if held:
+        return held[0]
+    for wanted in ("running", "retry scheduled", "queued"):
+        if wanted in states:
+            return wanted
+    return "running"
 
 
 # --- Executions --------------------------------------------------------------------------------------
@@ -313,6 +358,15 @@ def killswitch_held_executions(*, principal: Principal | None) -> list[HeldExecu
             ):
                 entry.engaged.append(switch)
     return list(held.values())
+
+
+def killswitch_decidable_execution(*, principal: Principal | None, execution_id: str) -> Execution | None:
+    """The execution a person may decide on through the kill switch (as `killswitch_held_executions`
+    restricts them): their own tenant's, any tenant's for a platform principal. None when not visible."""
+    executions = Execution.objects.select_related("tenant")
+    if principal is not None and not principal.has_capability("platform.killswitch.manage"):
+        executions = executions.filter(tenant_id=principal.tenant_id)
+    return executions.filter(pk=execution_id).first()
 
 
 def killswitch_holding(*, switch: KillSwitch, held: list[HeldExecution]) -> int:
