@@ -41,13 +41,17 @@ KILLSWITCH = "killswitch.manage"
 @require_GET
 @capability_required(READ)
 def executions(request: HttpRequest) -> HttpResponse:
-    """The tenant's executions, newest first; each links to its trace."""
+    """The tenant's executions, those waiting first (oldest first), then newest first; each in words, with
+    its duration and a link to its trace."""
     form = ExecutionFilterForm(request.GET)
     if not form.is_valid():
         return refusal_response(request, form_refusal(form))
     status = form.cleaned_data["status"] or ""
     page = selectors.executions_page(
-        principal=request.console_principal, status=status, page=form.cleaned_data["page"] or 1
+        principal=request.console_principal,
+        status=status,
+        page=form.cleaned_data["page"] or 1,
+        now=timezone.now(),
     )
     base = reverse("runtime:executions")
     prefix = f"{base}?status={status}&" if status else f"{base}?"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -189,10 +190,48 @@ def test_executions_page_lists_the_tenants_executions_with_their_traces(
     assert refused.status_code == 400 and b'data-code="VALIDATION_FAILED"' in refused.content
 
 
+def test_executions_page_says_what_each_waits_for_in_words_longest_waiting_first(
+    dora_client, agent, django_capture_on_commit_callbacks
+):
+    from controlplane.runtime import services as runtime
+
+    waited_longest = submit(agent, prod_step_draft("first to wait"), "k1", django_capture_on_commit_callbacks)
+    done = submit(
+        agent,
+        {"goal": "echo", "steps": [{"key": "a", "action": "noop.echo"}]},
+        "k2",
+        django_capture_on_commit_callbacks,
+    )
+    runtime.killswitch_set(scope="tenant", target="acme", engaged=True, reason="drill", actor="cli")
+    held = submit(
+        agent,
+        {"goal": "held", "steps": [{"key": "a", "action": "noop.echo"}]},
+        "k3",
+        django_capture_on_commit_callbacks,
+    )
+    Execution.objects.filter(pk=waited_longest.execution.pk).update(
+        started_at=waited_longest.execution.started_at - timedelta(hours=2, minutes=3)
+    )
+    full = dora_client.get("/executions/").content.decode()
+    fragment = dora_client.get("/executions/", headers=HTMX).content.decode()
+    for body in (full, fragment):
+        rows = re.findall(
+            r'data-execution="(\w+)".*?class="nowrap duration">([^<]*)<.*?class="state">.*?>([^<]*)<',
+            body,
+            re.S,
+        )
+        assert [(pk, state) for pk, _, state in rows] == [
+            (waited_longest.execution.pk, "waiting for approval"),
+            (held.execution.pk, "held by the kill switch"),
+            (done.execution.pk, "completed"),
+        ]
+        assert rows[0][1].startswith("2 h 03 min") and rows[2][1].endswith(" s")
+
+
 def test_executions_page_pages_by_25(dora_client, agent, django_assert_num_queries):
     for i in range(27):
         submit(agent, {"goal": f"g{i}", "steps": [{"key": "a", "action": "noop.echo"}]}, f"k{i}")
-    with django_assert_num_queries(6):  # session, user, principal, grants; count, page
+    with django_assert_num_queries(7):  # session, user, principal, grants; count, page, its steps
         first = dora_client.get("/executions/")
     assert len(re.findall(r"data-execution=", first.content.decode())) == 25
     assert b'rel="next" href="/executions/?page=2"' in first.content
