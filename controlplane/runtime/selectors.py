@@ -279,6 +279,60 @@ def trace_rows(*, trace: Trace, verification: TraceVerification) -> list[TraceRo
     return [row(root) for root in trace.roots]
 
 
+@dataclass(frozen=True)
+class TraceHeader:
+    """What the trace page says first about one intent of the trace (Temporal's workflow header)."""
+
+    goal: str
+    submitted_by: str
+    received_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: str
+    status: str  # the execution's status, or `rejected`
+    outcome: str  # in words: "completed", "waiting for approval", "held by the kill switch" ...
+    reason_codes: list[str]
+
+
+def trace_headers(*, trace: Trace, now: datetime) -> list[TraceHeader]:
+    """The goal, who submitted it, start, end, duration and outcome of each intent of the trace, from what
+    `trace_get` already read (no query)."""
+    headers = []
+    for intent in trace.intents:
+        execution = trace.executions.get(intent.pk)
+        goal = intent.plan.goal if intent.plan else str((intent.draft or {}).get("goal", ""))
+        if execution is None:
+            code = (intent.rejection or {}).get("code")
+            headers.append(
+                TraceHeader(
+                    goal=goal,
+                    submitted_by=intent.principal.ref,
+                    received_at=intent.received_at,
+                    started_at=None,
+                    finished_at=None,
+                    duration="",
+                    status=str(intent.status),
+                    outcome=str(intent.status),
+                    reason_codes=[code] if code else [],
+                )
+            )
+            continue
+        headers.append(
+            TraceHeader(
+                goal=goal,
+                submitted_by=intent.principal.ref,
+                received_at=intent.received_at,
+                started_at=execution.started_at,
+                finished_at=execution.finished_at,
+                duration=execution_duration(execution, now=now),
+                status=str(execution.status),
+                outcome=execution_state(execution, list(execution.step_runs.all())),
+                reason_codes=list(execution.reason_codes),
+            )
+        )
+    return headers
+
+
 def trace_outcomes(*, trace: Trace) -> list[str]:
     """What became of each intent of the trace: its execution's status, or `rejected`."""
     return [
@@ -442,29 +496,40 @@ def killswitch_holding(*, switch: KillSwitch, held: list[HeldExecution]) -> int:
 class ExecutionCounts:
     """What the dashboard's executions panel shows."""
 
-    running: int  # running, no step waiting for a person
+    running: int  # running, no step waiting for a person or held by the kill switch
     waiting: int  # running, with a step waiting for approval
+    held: int  # running, with a step held by the kill switch
     failed: int  # failed within FAILED_WINDOW
 
 
 def execution_counts(*, principal: Principal, now: datetime) -> ExecutionCounts:
-    """The tenant's executions running, waiting for approval, and failed in the last day; one query."""
+    """The tenant's executions running, waiting for approval, held by the kill switch, and failed in the
+    last day; one query. An execution both waiting and held counts as held (a person must act on the
+    switch first)."""
+    running = Q(status=ExecutionStatus.RUNNING)
+    held = running & Q(step_runs__status=StepStatus.HELD, step_runs__held_gate=KILLSWITCH_GATE)
     counted = (
         Execution.objects.filter(tenant_id=principal.tenant_id)
-        .filter(
-            Q(status=ExecutionStatus.RUNNING)
-            | Q(status=ExecutionStatus.FAILED, finished_at__gte=now - FAILED_WINDOW)
-        )
+        .filter(running | Q(status=ExecutionStatus.FAILED, finished_at__gte=now - FAILED_WINDOW))
         .aggregate(
-            running=Count("id", filter=Q(status=ExecutionStatus.RUNNING), distinct=True),
+            running=Count("id", filter=running, distinct=True),
             waiting=Count(
+                "id", filter=running & Q(step_runs__status=StepStatus.WAITING_APPROVAL), distinct=True
+            ),
+            held=Count("id", filter=held, distinct=True),
+            both=Count(
                 "id",
-                filter=Q(status=ExecutionStatus.RUNNING, step_runs__status=StepStatus.WAITING_APPROVAL),
+                filter=held
+                & Q(pk__in=StepRun.objects.filter(status=StepStatus.WAITING_APPROVAL).values("execution_id")),
                 distinct=True,
             ),
             failed=Count("id", filter=Q(status=ExecutionStatus.FAILED), distinct=True),
         )
     )
+    waiting = counted["waiting"] - counted["both"]
     return ExecutionCounts(
-        running=counted["running"] - counted["waiting"], waiting=counted["waiting"], failed=counted["failed"]
+        running=counted["running"] - waiting - counted["held"],
+        waiting=waiting,
+        held=counted["held"],
+        failed=counted["failed"],
     )

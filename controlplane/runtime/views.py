@@ -94,6 +94,7 @@ def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
         "verification": verification,
         "rows": selectors.trace_rows(trace=found, verification=verification),
         "outcomes": selectors.trace_outcomes(trace=found),
+        "headers": selectors.trace_headers(trace=found, now=timezone.now()),
         "first_seq": seqs[0] if seqs else None,
         "last_seq": seqs[-1] if seqs else None,
     }

@@ -89,6 +89,32 @@ def test_the_timeline_is_the_tree_with_every_event_verified(dora_client, approve
     assert f'href="/ledger/?trace={TRACE}"' in body  # dora holds ledger.read
 
 
+def test_the_trace_header_says_the_goal_who_submitted_it_start_end_duration_and_outcome(
+    dora_client, approved_run
+):
+    for response in (
+        dora_client.get(f"/traces/{TRACE}/"),
+        dora_client.get(f"/traces/{TRACE}/", headers=HTMX),
+    ):
+        body = response.content.decode()
+        header = body[body.index('data-trace-header="1"') : body.index('class="panel trace-summary"')]
+        assert '<h2 class="trace-goal">restart checkout</h2>' in header
+        assert '<dd class="mono trace-submitter">acme/deploy-agent</dd>' in header
+        assert f'<dd class="trace-start">{approved_run.started_at:%Y-%m-%d %H:%M:%S}</dd>' in header
+        assert f'<dd class="trace-end">{approved_run.finished_at:%Y-%m-%d %H:%M:%S}</dd>' in header
+        assert re.search(r'<dd class="trace-duration">\d+ s</dd>', header)
+        assert '<span class="badge badge-exec-completed">completed</span>' in header
+
+
+def test_the_trace_header_of_a_waiting_execution_says_what_it_waits_for(
+    dora_client, agent, django_capture_on_commit_callbacks
+):
+    submit(agent, prod_step_draft("needs a person"), "k9", django_capture_on_commit_callbacks, TRACEPARENT)
+    body = dora_client.get(f"/traces/{TRACE}/").content.decode()
+    assert '<span class="badge badge-exec-running">waiting for approval</span>' in body
+    assert '<dd class="trace-end">—</dd>' in body and " so far</dd>" in body
+
+
 def test_a_tampered_event_fails_on_its_node_and_on_the_trace(dora_client, approved_run):
     decided = LedgerEvent.objects.get(type="controlplane.approval.request.decided")
     _tamper_data(decided.seq, {**decided.data, "reason": "someone else's reason"})

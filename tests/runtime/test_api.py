@@ -72,6 +72,41 @@ def test_submit_runs_and_the_execution_is_readable(client, agent_token, django_c
     assert again.status_code == 200 and again.json()["id"] == body["id"]
 
 
+def test_submit_answers_each_steps_state_not_only_compiled(client, agent_token):
+    """Before, the answer said only `"status": "compiled"`, even when a step waited for a person or the
+    execution had already failed."""
+    response = post(client, "/api/v1/intents/", WEBHOOK_DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="s1")
+    body = response.json()
+    assert (body["status"], body["execution_status"], body["execution_state"]) == (
+        "compiled",
+        "running",
+        "waiting for approval",
+    )
+    [step] = body["steps"]
+    assert (step["key"], step["action"], step["status"], step["state"]) == (
+        "restart",
+        "http.webhook",
+        "waiting_approval",
+        "waiting for approval",
+    )
+    assert step["approval"] == str(ApprovalRequest.objects.get().pk)
+    services.killswitch_set(scope="global", engaged=True, reason="drill", actor="cli")
+    held = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="s2").json()
+    assert held["execution_state"] == "held by the kill switch"
+    assert held["steps"][0]["reason_codes"] == [] and held["steps"][0]["status"] == "held"
+
+
+def test_submit_answers_a_failed_execution_with_its_codes(client, agent_token, settings):
+    settings.CONTROLPLANE_ENV = "stage"  # no stage profile is active: every step is denied
+    body = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="s3").json()
+    assert (body["status"], body["execution_status"], body["execution_state"]) == (
+        "compiled",
+        "failed",
+        "failed",
+    )
+    assert body["steps"][0]["state"] == "blocked" and "POLICY_MISSING" in body["steps"][0]["reason_codes"]
+
+
 def test_missing_idempotency_key_is_refused_and_writes_nothing(client, agent_token):
     before = LedgerEvent.objects.count()
     response = post(client, "/api/v1/intents/", DRAFT, agent_token)
