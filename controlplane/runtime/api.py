@@ -375,6 +375,31 @@ class KillSwitchHeldView(APIView):
         return Response(HeldExecutionSerializer(held, many=True).data)
 
 
+class InstalledActionSerializer(serializers.Serializer):
+    """An action a plan step may name: its base risk tier (policy may raise it, e.g. for `prod`
+    targets), its executor, the skill providing it, and the JSON Schemas of its inputs and outcome."""
+
+    name = serializers.CharField()
+    version = serializers.CharField()
+    description = serializers.CharField()
+    risk_tier = serializers.CharField()
+    executor = serializers.CharField()
+    skill = serializers.CharField(source="skill.name")
+    skill_version = serializers.CharField(source="skill.version")
+    input_schema = serializers.JSONField()
+    output_schema = serializers.JSONField()
+
+
+class ActionListView(APIView):
+    """The installed actions (newest version of each, from skills that are installed and verified)."""
+
+    required_capability = "intents.submit"
+
+    @extend_schema(responses=InstalledActionSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(InstalledActionSerializer(selectors.actions_installed(), many=True).data)
+
+
 class TraceSerializer(serializers.Serializer):
     """The documented shape of a trace (the view returns `Trace.as_dict()`)."""
 

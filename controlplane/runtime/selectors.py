@@ -1,6 +1,7 @@
 """Reads of the runtime for the services, the API, the console and the CLI: which kill switch covers a
-step; and behind the runtime's console pages: executions, the trace explorer, the kill switch; what the
-approval queue shows of a plan step; and the dashboard's executions panel.
+step; the actions a plan may name; and behind the runtime's console pages: executions, the trace
+explorer, the kill switch and what it holds; what the approval queue shows of a plan step; and the
+dashboard's executions panel.
 
 Everything is restricted to the principal's tenant, like the API. Every page costs a fixed number of
 queries however many steps a plan has (tests pin the counts).
@@ -30,6 +31,8 @@ from controlplane.runtime.models import (
     StepStatus,
 )
 from controlplane.runtime.traces import Trace, TraceNode
+from skills.models import ActionContract, SkillStatus
+from skills.selectors import action_get
 
 EXECUTIONS_PAGE_SIZE = 25
 FAILED_WINDOW = timedelta(hours=24)  # the dashboard counts the failures of the last day
@@ -58,6 +61,21 @@ def killswitch_engaged_for(*, tenant: str, action: str) -> KillSwitch | None:
         if killswitch_covers(scope=switch.scope, target=switch.target, tenant=tenant, action=action):
             return switch
     return None
+
+
+# --- The actions a plan may name ----------------------------------------------------------------------
+
+
+def actions_installed() -> list[ActionContract]:
+    """Every action a plan step may name now: the newest version of each, from installed skills that
+    still verify (what compilation resolves, `skills.selectors.action_get`), by name."""
+    names = (
+        ActionContract.objects.filter(skill__status=SkillStatus.INSTALLED)
+        .order_by("name")
+        .values_list("name", flat=True)
+        .distinct()
+    )
+    return [contract for name in names if (contract := action_get(name=name)) is not None]
 
 
 # --- The approval queue's plan steps -------------------------------------------------------------------

@@ -142,7 +142,7 @@ def test_broker_down_nothing_is_lost_and_the_step_runs_when_it_returns(operator,
 
 
 def test_the_kill_switch_reaches_a_running_worker_within_one_second(operator, runner, workers):
-    """Product requirement (DESIGN.md invariant 9): once engaged, no step starts anywhere after 1 s.
+    """Product requirement (architecture.md, invariant 9): once engaged, no step starts anywhere after 1 s.
 
     The worker is warmed first (it ran a step with the switch released). A second step passes the
     dispatch-time check and waits in the outbox; the switch is engaged; then the step is handed to the
