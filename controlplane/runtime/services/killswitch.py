@@ -26,6 +26,7 @@ from django.utils import timezone
 from controlplane.identity.models import Principal
 from controlplane.identity.scope import platform_authorize
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.ledger.batch import ledger_deferred
 from controlplane.ledger.services import ledger_append
 from controlplane.runtime.gates import DispatchGate, Hold
 from controlplane.runtime.models import (
@@ -81,6 +82,7 @@ def killswitch_authorize(*, actor: Principal | str, scope: str, target: str) -> 
 
 
 @transaction.atomic
+@ledger_deferred()
 def killswitch_set(
     *,
     scope: str,
@@ -98,6 +100,9 @@ def killswitch_set(
     `resume` them (those another engaged switch still covers stay held), `cancel` their executions, or
     `decide` one by one (they stay held; the default: nothing runs that nobody chose to run). The switch
     returned carries `held_result`, the counts of what was done. A refusal writes nothing.
+
+    The events are appended together at the end (`ledger_deferred`): the step runs and executions a
+    release resumes or cancels are locked before the chain, in the one lock order (see `steps.py`).
     """
     if scope not in KillSwitchScope.values:
         raise ControlPlaneError(
@@ -167,6 +172,7 @@ def _held_settle(
 
 
 @transaction.atomic
+@ledger_deferred()
 def killswitch_held_decide(
     *, execution: Execution, decision: str, reason: str, actor: Principal | str
 ) -> dict[str, int]:
