@@ -15,8 +15,8 @@ on when the hold clears:
 - a gate's `fail_after` bounds the wait: a step held longer is blocked with the hold's code.
 
 Gates are checked in registration order (the runtime's kill switch gate, `killswitch`, is put first); the
-first that holds wins. Checks run inside the dispatching
-transaction, so they must be cheap reads (no network).
+first that holds wins. Checks run inside the dispatching transaction, so they must be cheap reads (no
+network).
 """
 
 from __future__ import annotations
