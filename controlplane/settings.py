@@ -134,7 +134,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Celery: a real Redis broker when REDIS_URL is set, otherwise tasks run in-process (quickstart).
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The in-memory transport names a host so kombu does not warn "No hostname was supplied" on every publish.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True

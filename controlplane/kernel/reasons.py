@@ -377,6 +377,13 @@ _CATALOGUE = [
     ),
     Reason("LEARNING_REVIEWER_NOT_HUMAN", 403, "Outcomes are labelled and findings decided by people only."),
     Reason("LEARNING_FINDING_DECIDED", 409, "The finding was confirmed or dismissed already."),
+    # Runtime: what the kill switch held, decided by a person (docs/runtime.md, "The kill switch")
+    Reason("KILL_SWITCH_NOTHING_HELD", 409, "The execution has no step held by the kill switch."),
+    Reason(
+        "KILL_SWITCH_HELD_CHOICE_INVALID",
+        400,
+        "What becomes of held work is one of resume, cancel or decide (one by one).",
+    ),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

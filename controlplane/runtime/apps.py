@@ -24,10 +24,14 @@ class RuntimeConfig(AppConfig):
         from controlplane.runtime import contracts, selectors, views
         from controlplane.runtime.capabilities import CAPABILITIES
         from controlplane.runtime.executors import register_builtin_executors
+        from controlplane.runtime.gates import register_dispatch_gate
         from controlplane.runtime.replayers import RUNTIME_REPLAYER
         from controlplane.runtime.services import APPROVAL_SUBJECT, step_approval_resolve
+        from controlplane.runtime.services.killswitch import killswitch_gate
 
         register_subject(APPROVAL_SUBJECT, step_approval_resolve)
+        # The kill switch is the first dispatch gate: it holds what it covers before any other gate looks.
+        register_dispatch_gate(killswitch_gate, first=True)
         register_builtin_executors()
         register_periodic(
             "runtime-sweep",

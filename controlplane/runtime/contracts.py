@@ -314,8 +314,8 @@ _EVENTS = [
     event_contract(
         "execution.step.blocked",
         OWNER,
-        "The step will not run: a deny, a refused or expired approval, or the kill switch; `reason_codes` "
-        "says which.",
+        "The step will not run: a deny, a refused or expired approval, or a hold past its gate's limit; "
+        "`reason_codes` says which.",
         obj(STEP_REF),
         _RUNTIME_SERVICES,
     ),
@@ -323,8 +323,8 @@ _EVENTS = [
         "execution.step.held",
         OWNER,
         "A dispatch gate holds the cleared step instead of dispatching it (`reason_codes`: the hold's "
-        "code, e.g. PLUGIN_UNHEALTHY); the execution goes on running and the step waits "
-        "(controlplane.runtime.gates).",
+        "code, e.g. KILL_SWITCH_ENGAGED, PLUGIN_UNHEALTHY); the execution goes on running and the step "
+        "waits (controlplane.runtime.gates).",
         obj(
             {**STEP_REF, "gate": {"type": "string", "minLength": 1}, "detail": {"type": "string"}},
             {"hold": {"type": "object"}},
@@ -412,7 +412,8 @@ _EVENTS = [
     event_contract(
         "killswitch.engaged",
         OWNER,
-        "No new step dispatches in this scope (KILL_SWITCH_ENGAGED). Subject `killswitch/<scope>/<target>`.",
+        "No new step dispatches in this scope: a cleared step it covers is held (KILL_SWITCH_ENGAGED). "
+        "Subject `killswitch/<scope>/<target>`.",
         obj(
             {"scope": {"enum": ["global", "tenant", "action"]}, "target": {"type": "string"}, "reason": TEXT}
         ),
@@ -421,9 +422,12 @@ _EVENTS = [
     event_contract(
         "killswitch.released",
         OWNER,
-        "The switch of this scope no longer holds anything.",
+        "The switch of this scope holds nothing new. `held` is what the person releasing it chose for the "
+        "steps it held: `resume` (step.resumed events follow), `cancel` (execution.cancelled events "
+        "follow) or `decide` one by one (they stay held).",
         obj(
-            {"scope": {"enum": ["global", "tenant", "action"]}, "target": {"type": "string"}, "reason": TEXT}
+            {"scope": {"enum": ["global", "tenant", "action"]}, "target": {"type": "string"}, "reason": TEXT},
+            {"held": {"enum": ["resume", "cancel", "decide"]}},
         ),
         f"{_RUNTIME_SERVICES}.killswitch_set",
     ),

@@ -23,3 +23,16 @@ class KillSwitchForm(forms.Form):
     scope = forms.ChoiceField(choices=KillSwitchScope.choices)
     target = forms.CharField(required=False, max_length=100, strip=True)
     reason = forms.CharField(required=False, max_length=2000, strip=True)
+    # On release: what becomes of the work the switch held (the service refuses anything else).
+    held = forms.ChoiceField(
+        required=False,
+        choices=[("decide", "decide one by one"), ("resume", "resume"), ("cancel", "cancel")],
+    )
+
+
+class HeldDecisionForm(forms.Form):
+    """Resume or cancel one execution the kill switch held, with the person's reason."""
+
+    execution = forms.CharField(max_length=64, strip=True)
+    decision = forms.ChoiceField(choices=[("resume", "resume"), ("cancel", "cancel")])
+    reason = forms.CharField(required=False, max_length=2000, strip=True)

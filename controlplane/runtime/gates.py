@@ -14,8 +14,9 @@ on when the hold clears:
   explicit, ledgered resume does ("automation never surprises humans");
 - a gate's `fail_after` bounds the wait: a step held longer is blocked with the hold's code.
 
-Gates are checked in registration order; the first that holds wins. Checks run inside the dispatching
-transaction, so they must be cheap reads (no network).
+Gates are checked in registration order (the runtime's kill switch gate, `killswitch`, is put first); the
+first that holds wins. Checks run inside the dispatching transaction, so they must be cheap reads (no
+network).
 """
 
 from __future__ import annotations
@@ -48,10 +49,17 @@ class DispatchGate:
 _GATES: dict[str, DispatchGate] = {}
 
 
-def register_dispatch_gate(gate: DispatchGate) -> None:
+def register_dispatch_gate(gate: DispatchGate, *, first: bool = False) -> None:
+    """Add a gate; `first` puts it before every gate registered so far (the kill switch: it always wins)."""
     existing = _GATES.get(gate.name)
     if existing is not None and existing != gate:
         raise ValueError(f"dispatch gate {gate.name!r} is registered twice")
+    if first and existing is None:
+        others = list(_GATES.items())
+        _GATES.clear()
+        _GATES[gate.name] = gate
+        _GATES.update(others)
+        return
     _GATES[gate.name] = gate
 
 

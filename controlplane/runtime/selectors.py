@@ -1,6 +1,7 @@
 """Reads of the runtime for the services, the API, the console and the CLI: which kill switch covers a
-step; and behind the runtime's console pages: executions, the trace explorer, the kill switch; what the
-approval queue shows of a plan step; and the dashboard's executions panel.
+step; the actions a plan may name; and behind the runtime's console pages: executions, the trace
+explorer, the kill switch and what it holds; what the approval queue shows of a plan step; and the
+dashboard's executions panel.
 
 Everything is restricted to the principal's tenant, like the API. Every page costs a fixed number of
 queries however many steps a plan has (tests pin the counts).
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, When
 
 from approvals.selectors import QueueRow, SiblingStep
 from controlplane.identity.models import Principal
@@ -21,6 +22,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.selectors import EventVerification, event_verify
 from controlplane.ledger.verify import load_keys
 from controlplane.runtime.models import (
+    STEP_FINAL,
     Execution,
     ExecutionStatus,
     KillSwitch,
@@ -29,6 +31,8 @@ from controlplane.runtime.models import (
     StepStatus,
 )
 from controlplane.runtime.traces import Trace, TraceNode
+from skills.models import ActionContract, SkillStatus
+from skills.selectors import action_get
 
 EXECUTIONS_PAGE_SIZE = 25
 FAILED_WINDOW = timedelta(hours=24)  # the dashboard counts the failures of the last day
@@ -57,6 +61,21 @@ def killswitch_engaged_for(*, tenant: str, action: str) -> KillSwitch | None:
         if killswitch_covers(scope=switch.scope, target=switch.target, tenant=tenant, action=action):
             return switch
     return None
+
+
+# --- The actions a plan may name ----------------------------------------------------------------------
+
+
+def actions_installed() -> list[ActionContract]:
+    """Every action a plan step may name now: the newest version of each, from installed skills that
+    still verify (what compilation resolves, `skills.selectors.action_get`), by name."""
+    names = (
+        ActionContract.objects.filter(skill__status=SkillStatus.INSTALLED)
+        .order_by("name")
+        .values_list("name", flat=True)
+        .distinct()
+    )
+    return [contract for name in names if (contract := action_get(name=name)) is not None]
 
 
 # --- The approval queue's plan steps -------------------------------------------------------------------
@@ -106,11 +125,84 @@ def approval_queue_context(rows: list[QueueRow]) -> None:
         row.trail = [entry for entry in (trails.get(run_id) or {}).get("trail", []) if entry["matched"]]
 
 
+# --- States in words ----------------------------------------------------------------------------------
+
+_STEP_WORDS = {
+    StepStatus.PENDING: "waiting for earlier steps",
+    StepStatus.WAITING_APPROVAL: "waiting for approval",
+    StepStatus.READY: "queued",
+    StepStatus.RUNNING: "running",
+    StepStatus.COMPLETED: "completed",
+    StepStatus.FAILED: "failed",
+    StepStatus.CANCELLED: "cancelled",
+    StepStatus.BLOCKED: "blocked",
+}
+
+
+def step_state(run: StepRun) -> str:
+    """What an on-call person reads for a step: "waiting for approval", "held by the kill switch", the
+    hold's own words for any other gate ("waiting for plugin runner-eu (crashed)"), "retry scheduled"."""
+    if run.status == StepStatus.HELD:
+        if run.held_gate == KILLSWITCH_GATE:
+            return "held by the kill switch"
+        return run.held_detail or "held"
+    if run.status == StepStatus.READY and run.not_before is not None:
+        return "retry scheduled"
+    return _STEP_WORDS.get(run.status, run.status)
+
+
+def execution_state(execution: Execution, runs: list[StepRun]) -> str:
+    """An execution's state in words: its end, or what it waits for now (the most pressing first: the kill
+    switch, a person, another hold, a step running, a step queued)."""
+    if execution.status != ExecutionStatus.RUNNING:
+        return str(execution.status)
+    states = [step_state(run) for run in runs if run.status not in STEP_FINAL]
+    for wanted in ("held by the kill switch", "waiting for approval"):
+        if wanted in states:
+            return wanted
+    held = [step_state(run) for run in runs if run.status == StepStatus.HELD]
+    if held:
+        return held[0]
+    for wanted in ("running", "retry scheduled", "queued"):
+        if wanted in states:
+            return wanted
+    return "running"
+
+
 # --- Executions --------------------------------------------------------------------------------------
 
 
-def executions_page(*, principal: Principal, status: str, page: int) -> Page:
-    """The tenant's executions, newest first, with their intent's goal; two queries a page."""
+def duration_words(seconds: float | None) -> str:
+    """A duration as an on-call person reads it: "45 s", "3 min 05 s", "2 h 03 min", "3 d 4 h"."""
+    if seconds is None:
+        return ""
+    total = max(int(seconds), 0)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def execution_duration(execution: Execution, *, now: datetime) -> str:
+    """How long it ran (finished) or has been running so far."""
+    end = execution.finished_at or now
+    return duration_words((end - execution.started_at).total_seconds())
+
+
+WAITING_STEP = (StepStatus.WAITING_APPROVAL, StepStatus.HELD)
+
+
+def executions_page(*, principal: Principal, status: str, page: int, now: datetime) -> Page:
+    """The tenant's executions: those waiting for a person or a hold first, oldest first (they have waited
+    longest), then the rest newest first; each with its state in words and its duration. Three queries a
+    page: the count, the page, its steps."""
+    waiting = Exists(StepRun.objects.filter(execution_id=OuterRef("pk"), status__in=WAITING_STEP))
     executions = (
         Execution.objects.filter(tenant_id=principal.tenant_id)
         .select_related("plan", "intent__principal__tenant")
@@ -128,11 +220,31 @@ def executions_page(*, principal: Principal, status: str, page: int) -> Page:
             "intent__principal__name",
             "intent__principal__tenant__slug",
         )
-        .order_by("-started_at", "id")
+        .annotate(waiting=waiting & Q(status=ExecutionStatus.RUNNING))
+        .order_by(
+            F("waiting").desc(),
+            Case(When(waiting=True, then=F("started_at"))).asc(nulls_last=True),
+            "-started_at",
+            "id",
+        )
+        .prefetch_related(
+            Prefetch(
+                "step_runs",
+                queryset=StepRun.objects.select_related("step")
+                .only(
+                    "id", "execution_id", "status", "held_gate", "held_detail", "not_before", "step__position"
+                )
+                .order_by("step__position"),
+            )
+        )
     )
     if status:
         executions = executions.filter(status=status)
-    return Paginator(executions, EXECUTIONS_PAGE_SIZE).get_page(page)
+    result = Paginator(executions, EXECUTIONS_PAGE_SIZE).get_page(page)
+    for execution in result.object_list:
+        execution.state = execution_state(execution, list(execution.step_runs.all()))
+        execution.duration = execution_duration(execution, now=now)
+    return result
 
 
 # --- Traces ------------------------------------------------------------------------------------------
@@ -183,6 +295,60 @@ def trace_rows(*, trace: Trace, verification: TraceVerification) -> list[TraceRo
         return TraceRow(node=node, check=check, children=[row(child) for child in node.children])
 
     return [row(root) for root in trace.roots]
+
+
+@dataclass(frozen=True)
+class TraceHeader:
+    """What the trace page says first about one intent of the trace (Temporal's workflow header)."""
+
+    goal: str
+    submitted_by: str
+    received_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: str
+    status: str  # the execution's status, or `rejected`
+    outcome: str  # in words: "completed", "waiting for approval", "held by the kill switch" ...
+    reason_codes: list[str]
+
+
+def trace_headers(*, trace: Trace, now: datetime) -> list[TraceHeader]:
+    """The goal, who submitted it, start, end, duration and outcome of each intent of the trace, from what
+    `trace_get` already read (no query)."""
+    headers = []
+    for intent in trace.intents:
+        execution = trace.executions.get(intent.pk)
+        goal = intent.plan.goal if intent.plan else str((intent.draft or {}).get("goal", ""))
+        if execution is None:
+            code = (intent.rejection or {}).get("code")
+            headers.append(
+                TraceHeader(
+                    goal=goal,
+                    submitted_by=intent.principal.ref,
+                    received_at=intent.received_at,
+                    started_at=None,
+                    finished_at=None,
+                    duration="",
+                    status=str(intent.status),
+                    outcome=str(intent.status),
+                    reason_codes=[code] if code else [],
+                )
+            )
+            continue
+        headers.append(
+            TraceHeader(
+                goal=goal,
+                submitted_by=intent.principal.ref,
+                received_at=intent.received_at,
+                started_at=execution.started_at,
+                finished_at=execution.finished_at,
+                duration=execution_duration(execution, now=now),
+                status=str(execution.status),
+                outcome=execution_state(execution, list(execution.step_runs.all())),
+                reason_codes=list(execution.reason_codes),
+            )
+        )
+    return headers
 
 
 def trace_outcomes(*, trace: Trace) -> list[str]:
@@ -245,6 +411,102 @@ def killswitch_engaged_for_principal(*, principal: Principal) -> list[KillSwitch
     )
 
 
+# --- What the kill switch holds ----------------------------------------------------------------------
+
+KILLSWITCH_GATE = "killswitch"  # the dispatch gate's name (controlplane.runtime.gates), in `held_gate`
+
+
+def killswitch_held_runs(*, scope: str, target: str) -> QuerySet[StepRun]:
+    """Steps of running executions held by the kill switch gate that a switch of this scope covers."""
+    runs = StepRun.objects.filter(
+        status=StepStatus.HELD, held_gate=KILLSWITCH_GATE, execution__status=ExecutionStatus.RUNNING
+    )
+    if scope == KillSwitchScope.TENANT:
+        runs = runs.filter(execution__tenant__slug=target)
+    elif scope == KillSwitchScope.ACTION:
+        runs = runs.filter(step__action=target)
+    return runs
+
+
+@dataclass
+class HeldExecution:
+    """An execution with steps the kill switch holds, as the kill switch page and API show it."""
+
+    execution: Execution
+    steps: list[StepRun]
+    held_since: datetime | None
+    # The engaged switches still covering one of its steps: resuming is refused while there is one.
+    engaged: list[KillSwitch]
+
+    @property
+    def detail(self) -> str:
+        return self.steps[0].held_detail if self.steps else ""
+
+
+def killswitch_held_executions(*, principal: Principal | None) -> list[HeldExecution]:
+    """The executions the kill switch holds that the principal may decide on, oldest hold first.
+
+    A platform principal (`platform.killswitch.manage`) or the installation (None) sees every tenant's;
+    anyone else their own tenant's only. Two queries: the held steps (with their execution, plan and
+    submitter) and the engaged switches.
+    """
+    runs = (
+        StepRun.objects.filter(
+            status=StepStatus.HELD, held_gate=KILLSWITCH_GATE, execution__status=ExecutionStatus.RUNNING
+        )
+        .select_related(
+            "step", "execution__tenant", "execution__plan", "execution__intent__principal__tenant"
+        )
+        .order_by("held_since", "pk")
+    )
+    if principal is not None and not principal.has_capability("platform.killswitch.manage"):
+        runs = runs.filter(execution__tenant_id=principal.tenant_id)
+    engaged = list(KillSwitch.objects.filter(engaged=True).order_by("scope", "target"))
+    held: dict[str, HeldExecution] = {}
+    for run in runs:
+        entry = held.get(run.execution_id)
+        if entry is None:
+            entry = held[run.execution_id] = HeldExecution(
+                execution=run.execution, steps=[], held_since=run.held_since, engaged=[]
+            )
+        entry.steps.append(run)
+        for switch in engaged:
+            if switch not in entry.engaged and killswitch_covers(
+                scope=switch.scope,
+                target=switch.target,
+                tenant=run.execution.tenant.slug,
+                action=run.step.action,
+            ):
+                entry.engaged.append(switch)
+    return list(held.values())
+
+
+def killswitch_decidable_execution(*, principal: Principal | None, execution_id: str) -> Execution | None:
+    """The execution a person may decide on through the kill switch (as `killswitch_held_executions`
+    restricts them): their own tenant's, any tenant's for a platform principal. None when not visible."""
+    executions = Execution.objects.select_related("tenant")
+    if principal is not None and not principal.has_capability("platform.killswitch.manage"):
+        executions = executions.filter(tenant_id=principal.tenant_id)
+    return executions.filter(pk=execution_id).first()
+
+
+def killswitch_holding(*, switch: KillSwitch, held: list[HeldExecution]) -> int:
+    """How many of these held executions a switch covers (what releasing it would let a person decide on)."""
+    return sum(
+        1
+        for entry in held
+        if any(
+            killswitch_covers(
+                scope=switch.scope,
+                target=switch.target,
+                tenant=entry.execution.tenant.slug,
+                action=run.step.action,
+            )
+            for run in entry.steps
+        )
+    )
+
+
 # --- Dashboard panel -------------------------------------------------------------------------------------
 
 
@@ -252,29 +514,40 @@ def killswitch_engaged_for_principal(*, principal: Principal) -> list[KillSwitch
 class ExecutionCounts:
     """What the dashboard's executions panel shows."""
 
-    running: int  # running, no step waiting for a person
+    running: int  # running, no step waiting for a person or held by the kill switch
     waiting: int  # running, with a step waiting for approval
+    held: int  # running, with a step held by the kill switch
     failed: int  # failed within FAILED_WINDOW
 
 
 def execution_counts(*, principal: Principal, now: datetime) -> ExecutionCounts:
-    """The tenant's executions running, waiting for approval, and failed in the last day; one query."""
+    """The tenant's executions running, waiting for approval, held by the kill switch, and failed in the
+    last day; one query. An execution both waiting and held counts as held (a person must act on the
+    switch first)."""
+    running = Q(status=ExecutionStatus.RUNNING)
+    held = running & Q(step_runs__status=StepStatus.HELD, step_runs__held_gate=KILLSWITCH_GATE)
     counted = (
         Execution.objects.filter(tenant_id=principal.tenant_id)
-        .filter(
-            Q(status=ExecutionStatus.RUNNING)
-            | Q(status=ExecutionStatus.FAILED, finished_at__gte=now - FAILED_WINDOW)
-        )
+        .filter(running | Q(status=ExecutionStatus.FAILED, finished_at__gte=now - FAILED_WINDOW))
         .aggregate(
-            running=Count("id", filter=Q(status=ExecutionStatus.RUNNING), distinct=True),
+            running=Count("id", filter=running, distinct=True),
             waiting=Count(
+                "id", filter=running & Q(step_runs__status=StepStatus.WAITING_APPROVAL), distinct=True
+            ),
+            held=Count("id", filter=held, distinct=True),
+            both=Count(
                 "id",
-                filter=Q(status=ExecutionStatus.RUNNING, step_runs__status=StepStatus.WAITING_APPROVAL),
+                filter=held
+                & Q(pk__in=StepRun.objects.filter(status=StepStatus.WAITING_APPROVAL).values("execution_id")),
                 distinct=True,
             ),
             failed=Count("id", filter=Q(status=ExecutionStatus.FAILED), distinct=True),
         )
     )
+    waiting = counted["waiting"] - counted["both"]
     return ExecutionCounts(
-        running=counted["running"] - counted["waiting"], waiting=counted["waiting"], failed=counted["failed"]
+        running=counted["running"] - waiting - counted["held"],
+        waiting=waiting,
+        held=counted["held"],
+        failed=counted["failed"],
     )

@@ -107,6 +107,9 @@ class Trace:
     tenant: str
     roots: list[TraceNode]
     event_count: int
+    # What the tree was built from, for the page's header (goal, submitter, times, outcome): no more reads.
+    intents: list[Intent] = field(default_factory=list, repr=False, compare=False)
+    executions: dict[str, Execution] = field(default_factory=dict, repr=False, compare=False)
 
     def nodes(self):
         for root in self.roots:
@@ -179,7 +182,14 @@ def trace_get(*, trace_id: str, tenant: Tenant | None) -> Trace:
     ]
     roots.sort(key=lambda node: (node.seq is None, node.seq or 0))
     slug = tenant.slug if tenant is not None else (intents[0].tenant.slug if intents else events[0].tenant)
-    return Trace(trace_id=trace_id, tenant=slug, roots=roots, event_count=len(events))
+    return Trace(
+        trace_id=trace_id,
+        tenant=slug,
+        roots=roots,
+        event_count=len(events),
+        intents=intents,
+        executions=executions,
+    )
 
 
 # --- building the tree ---------------------------------------------------------------------------------

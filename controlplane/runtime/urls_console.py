@@ -15,4 +15,5 @@ urlpatterns = [
     path("traces/<str:trace_id>/events/<int:seq>/receipt/", views.trace_receipt, name="trace-receipt"),
     path("killswitch/", views.killswitch, name="killswitch"),
     path("killswitch/change/", views.killswitch_change, name="killswitch-change"),
+    path("killswitch/held/", views.killswitch_held_decide, name="killswitch-held"),
 ]

@@ -28,7 +28,7 @@ from controlplane.kernel.pages import (
 from controlplane.ledger.selectors import event_receipt, event_verify, pretty_json
 from controlplane.runtime import selectors
 from controlplane.runtime import services as runtime
-from controlplane.runtime.forms import ExecutionFilterForm, KillSwitchForm
+from controlplane.runtime.forms import ExecutionFilterForm, HeldDecisionForm, KillSwitchForm
 from controlplane.runtime.traces import TRACE_ID, trace_get
 
 READ = "executions.read"
@@ -41,13 +41,17 @@ KILLSWITCH = "killswitch.manage"
 @require_GET
 @capability_required(READ)
 def executions(request: HttpRequest) -> HttpResponse:
-    """The tenant's executions, newest first; each links to its trace."""
+    """The tenant's executions, those waiting first (oldest first), then newest first; each in words, with
+    its duration and a link to its trace."""
     form = ExecutionFilterForm(request.GET)
     if not form.is_valid():
         return refusal_response(request, form_refusal(form))
     status = form.cleaned_data["status"] or ""
     page = selectors.executions_page(
-        principal=request.console_principal, status=status, page=form.cleaned_data["page"] or 1
+        principal=request.console_principal,
+        status=status,
+        page=form.cleaned_data["page"] or 1,
+        now=timezone.now(),
     )
     base = reverse("runtime:executions")
     prefix = f"{base}?status={status}&" if status else f"{base}?"
@@ -90,6 +94,7 @@ def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
         "verification": verification,
         "rows": selectors.trace_rows(trace=found, verification=verification),
         "outcomes": selectors.trace_outcomes(trace=found),
+        "headers": selectors.trace_headers(trace=found, now=timezone.now()),
         "first_seq": seqs[0] if seqs else None,
         "last_seq": seqs[-1] if seqs else None,
     }
@@ -140,8 +145,11 @@ def trace_receipt(request: HttpRequest, trace_id: str, seq: int) -> HttpResponse
 
 
 def _killswitch_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
-    status = selectors.killswitch_status(principal=request.console_principal)
-    return {"status": status, "scopes": ["global", "tenant", "action"], **extra}
+    principal = request.console_principal
+    status = selectors.killswitch_status(principal=principal)
+    held = selectors.killswitch_held_executions(principal=principal)
+    rows = [(switch, selectors.killswitch_holding(switch=switch, held=held)) for switch in status.switches]
+    return {"status": status, "rows": rows, "held": held, "scopes": ["global", "tenant", "action"], **extra}
 
 
 @require_GET
@@ -167,6 +175,7 @@ def killswitch_change(request: HttpRequest) -> HttpResponse:
             engaged=data["engaged"],
             reason=data["reason"],
             actor=request.console_principal,
+            held=data["held"] or "decide",
         )
     except ControlPlaneError as refusal:
         return refusal_response(request, refusal)
@@ -174,6 +183,39 @@ def killswitch_change(request: HttpRequest) -> HttpResponse:
         return redirect("runtime:killswitch")
     state = "engaged" if switch.engaged else "released"
     message = f"Kill switch {switch.scope}:{switch.target or '*'} {state}."
+    if not switch.engaged:
+        done = switch.held_result
+        message += (
+            f" Held work: {done['resumed']} step(s) resumed, {done['cancelled']} execution(s) cancelled,"
+            f" {done['still_held']} step(s) still held."
+        )
+    return render_page(
+        request, "runtime/killswitch.html", "switches", _killswitch_context(request, changed=message)
+    )
+
+
+@require_POST
+@capability_required(KILLSWITCH)
+def killswitch_held_decide(request: HttpRequest) -> HttpResponse:
+    """Resume or cancel one execution the kill switch held (`runtime.services.killswitch_held_decide`)."""
+    form = HeldDecisionForm(request.POST)
+    if not form.is_valid():
+        return refusal_response(request, form_refusal(form))
+    data = form.cleaned_data
+    principal = request.console_principal
+    execution = selectors.killswitch_decidable_execution(principal=principal, execution_id=data["execution"])
+    try:
+        if execution is None:
+            raise ControlPlaneError("NOT_FOUND", f"no execution {data['execution']} visible to you")
+        runtime.killswitch_held_decide(
+            execution=execution, decision=data["decision"], reason=data["reason"], actor=principal
+        )
+    except ControlPlaneError as refusal:
+        return refusal_response(request, refusal)
+    if not wants_fragment(request):
+        return redirect("runtime:killswitch")
+    done = "resumed" if data["decision"] == "resume" else "cancelled"
+    message = f"Execution {execution.pk[:12]} {done}."
     return render_page(
         request, "runtime/killswitch.html", "switches", _killswitch_context(request, changed=message)
     )

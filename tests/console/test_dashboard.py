@@ -185,6 +185,23 @@ def test_the_executions_panel_counts_running_waiting_and_recently_failed(
     assert 'href="/executions/?status=failed"' in html
 
 
+def test_the_executions_panel_counts_what_the_kill_switch_holds(
+    oncall_client, agent, django_capture_on_commit_callbacks
+):
+    from controlplane.runtime import services as runtime
+
+    submit(agent, prod_step_draft("waits"), "w0")
+    runtime.killswitch_set(scope="tenant", target="acme", engaged=True, reason="drill", actor="cli")
+    for i in range(2):
+        submit(agent, echo_draft(f"held {i}"), f"h{i}", django_capture_on_commit_callbacks)
+    html = oncall_client.get("/panels/executions/", headers=HTMX).content.decode()
+    assert (
+        stat(html, "executions-running"),
+        stat(html, "executions-waiting"),
+        stat(html, "executions-held"),
+    ) == ("0", "1", "2")
+
+
 def test_the_dashboard_costs_a_bounded_number_of_queries(
     oncall_client, agent, django_capture_on_commit_callbacks, django_assert_max_num_queries
 ):

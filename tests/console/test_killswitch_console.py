@@ -44,7 +44,8 @@ def test_killswitch_page_full_and_fragment(sre_client):
     full = sre_client.get("/killswitch/")
     fragment = sre_client.get("/killswitch/", headers=HTMX)
     assert b"<html" in full.content and b"<html" not in fragment.content
-    assert b'id="killswitch-state"' in fragment.content and b"Nothing is held" in fragment.content
+    assert b'id="killswitch-state"' in fragment.content and b"Nothing new is held" in fragment.content
+    assert b'id="held-none"' in fragment.content
 
 
 def test_engage_global_stops_dispatch_and_release_lets_it_run_again(
@@ -64,18 +65,97 @@ def test_engage_global_stops_dispatch_and_release_lets_it_run_again(
         "database failover",
     )
     draft = {"goal": "echo", "steps": [{"key": "a", "action": "noop.echo"}]}
-    held = submit(agent, draft, "k1", django_capture_on_commit_callbacks)
-    assert Execution.objects.get(intent=held).reason_codes == ["KILL_SWITCH_ENGAGED"]
+    held = Execution.objects.get(intent=submit(agent, draft, "k1", django_capture_on_commit_callbacks))
+    assert (held.status, held.step_runs.get().status) == ("running", "held")
+    page = sre_client.get("/killswitch/", headers=HTMX).content.decode()
+    assert f'data-held="{held.pk}"' in page and 'id="held-count">1<' in page
+    assert 'class="holding">1 execution<' in page
 
-    released = change(sre_client, engaged="false", scope="global", target="", reason="failover done")
+    with django_capture_on_commit_callbacks(execute=True):
+        released = change(
+            sre_client, engaged="false", scope="global", target="", reason="failover done", held="resume"
+        )
 
-    assert b"Kill switch global:* released." in released.content and b"Nothing is held" in released.content
+    assert b"Kill switch global:* released." in released.content
+    assert (
+        b"Held work: 1 step(s) resumed, 0 execution(s) cancelled, 0 step(s) still held." in released.content
+    )
+    assert (
+        b"Nothing new is held" in released.content
+        and b"Nothing is held by the kill switch" in released.content
+    )
     assert [e.type for e in switch_events()] == [
         "controlplane.killswitch.engaged",
         "controlplane.killswitch.released",
     ]
+    held.refresh_from_db()
+    assert held.status == "completed"
+    resumed = LedgerEvent.objects.get(type="controlplane.execution.step.resumed")
+    assert (resumed.actor, resumed.data["reason"]) == ("acme/sam", "failover done")
     ran = submit(agent, draft, "k2", django_capture_on_commit_callbacks)
     assert Execution.objects.get(intent=ran).status == "completed"
+
+
+def test_held_work_is_decided_one_by_one_from_the_page(sre_client, agent, django_capture_on_commit_callbacks):
+    draft = {"goal": "echo", "steps": [{"key": "a", "action": "noop.echo"}]}
+    change(sre_client, engaged="true", scope="tenant", target="acme", reason="drill")
+    keep = Execution.objects.get(intent=submit(agent, draft, "k1", django_capture_on_commit_callbacks))
+    drop = Execution.objects.get(intent=submit(agent, draft, "k2", django_capture_on_commit_callbacks))
+    page = sre_client.get("/killswitch/").content.decode()
+    assert "<html" in page and 'title="a switch still holds it"' in page  # resume disabled while engaged
+    before = LedgerEvent.objects.count()
+    refused = sre_client.post(
+        "/killswitch/held/", {"execution": keep.pk, "decision": "resume", "reason": "go"}, headers=HTMX
+    )
+    assert refused.status_code == 503 and b'data-code="KILL_SWITCH_ENGAGED"' in refused.content
+    assert LedgerEvent.objects.count() == before
+
+    released = change(sre_client, engaged="false", scope="tenant", target="acme", reason="over")
+    assert b"0 step(s) resumed, 0 execution(s) cancelled, 2 step(s) still held." in released.content
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = sre_client.post(
+            "/killswitch/held/",
+            {"execution": keep.pk, "decision": "resume", "reason": "needed"},
+            headers=HTMX,
+        )
+    assert resumed.status_code == 200 and f"Execution {keep.pk[:12]} resumed.".encode() in resumed.content
+    cancelled = sre_client.post(
+        "/killswitch/held/", {"execution": drop.pk, "decision": "cancel", "reason": "stale"}, headers=HTMX
+    )
+    assert b"<html" not in cancelled.content and b"Nothing is held by the kill switch" in cancelled.content
+    keep.refresh_from_db()
+    drop.refresh_from_db()
+    assert (keep.status, drop.status) == ("completed", "cancelled")
+    no_reason = sre_client.post(
+        "/killswitch/held/", {"execution": drop.pk, "decision": "cancel", "reason": " "}, headers=HTMX
+    )
+    assert b'data-code="KILL_SWITCH_REASON_REQUIRED"' in no_reason.content
+    redirect = sre_client.post("/killswitch/held/", {"execution": "x", "decision": "cancel", "reason": "y"})
+    assert redirect.status_code == 404 and b'data-code="NOT_FOUND"' in redirect.content
+
+
+def test_another_tenants_held_work_is_neither_shown_nor_decided(
+    client, acme, agent, django_capture_on_commit_callbacks
+):
+    from tests.identity.factories import TenantFactory
+
+    services.killswitch_set(scope="global", engaged=True, reason="drill", actor="cli")
+    draft = {"goal": "echo", "steps": [{"key": "a", "action": "noop.echo"}]}
+    held = Execution.objects.get(intent=submit(agent, draft, "k1", django_capture_on_commit_callbacks))
+    services.killswitch_set(scope="global", engaged=False, reason="over", actor="cli")
+    outsider = PrincipalFactory(
+        tenant=TenantFactory(slug="globex"), human=True, capabilities=["console.view", "killswitch.manage"]
+    )
+    client.force_login(outsider.user)
+    assert held.pk not in client.get("/killswitch/").content.decode()
+    before = LedgerEvent.objects.count()
+    response = client.post(
+        "/killswitch/held/", {"execution": held.pk, "decision": "cancel", "reason": "mine"}, headers=HTMX
+    )
+    assert response.status_code == 404 and b'data-code="NOT_FOUND"' in response.content
+    assert LedgerEvent.objects.count() == before
+    held.refresh_from_db()
+    assert held.status == "running"
 
 
 def test_engage_per_tenant_and_per_action(sre_client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -86,6 +87,32 @@ def test_the_timeline_is_the_tree_with_every_event_verified(dora_client, approve
     assert re.search(r'id="trace-outcome"><span class="badge badge-exec-completed">completed</span>', body)
     assert "decision by acme/dora" in body and "“go”" in body
     assert f'href="/ledger/?trace={TRACE}"' in body  # dora holds ledger.read
+
+
+def test_the_trace_header_says_the_goal_who_submitted_it_start_end_duration_and_outcome(
+    dora_client, approved_run
+):
+    for response in (
+        dora_client.get(f"/traces/{TRACE}/"),
+        dora_client.get(f"/traces/{TRACE}/", headers=HTMX),
+    ):
+        body = response.content.decode()
+        header = body[body.index('data-trace-header="1"') : body.index('class="panel trace-summary"')]
+        assert '<h2 class="trace-goal">restart checkout</h2>' in header
+        assert '<dd class="mono trace-submitter">acme/deploy-agent</dd>' in header
+        assert f'<dd class="trace-start">{approved_run.started_at:%Y-%m-%d %H:%M:%S}</dd>' in header
+        assert f'<dd class="trace-end">{approved_run.finished_at:%Y-%m-%d %H:%M:%S}</dd>' in header
+        assert re.search(r'<dd class="trace-duration">\d+ s</dd>', header)
+        assert '<span class="badge badge-exec-completed">completed</span>' in header
+
+
+def test_the_trace_header_of_a_waiting_execution_says_what_it_waits_for(
+    dora_client, agent, django_capture_on_commit_callbacks
+):
+    submit(agent, prod_step_draft("needs a person"), "k9", django_capture_on_commit_callbacks, TRACEPARENT)
+    body = dora_client.get(f"/traces/{TRACE}/").content.decode()
+    assert '<span class="badge badge-exec-running">waiting for approval</span>' in body
+    assert '<dd class="trace-end">—</dd>' in body and " so far</dd>" in body
 
 
 def test_a_tampered_event_fails_on_its_node_and_on_the_trace(dora_client, approved_run):
@@ -189,10 +216,48 @@ def test_executions_page_lists_the_tenants_executions_with_their_traces(
     assert refused.status_code == 400 and b'data-code="VALIDATION_FAILED"' in refused.content
 
 
+def test_executions_page_says_what_each_waits_for_in_words_longest_waiting_first(
+    dora_client, agent, django_capture_on_commit_callbacks
+):
+    from controlplane.runtime import services as runtime
+
+    waited_longest = submit(agent, prod_step_draft("first to wait"), "k1", django_capture_on_commit_callbacks)
+    done = submit(
+        agent,
+        {"goal": "echo", "steps": [{"key": "a", "action": "noop.echo"}]},
+        "k2",
+        django_capture_on_commit_callbacks,
+    )
+    runtime.killswitch_set(scope="tenant", target="acme", engaged=True, reason="drill", actor="cli")
+    held = submit(
+        agent,
+        {"goal": "held", "steps": [{"key": "a", "action": "noop.echo"}]},
+        "k3",
+        django_capture_on_commit_callbacks,
+    )
+    Execution.objects.filter(pk=waited_longest.execution.pk).update(
+        started_at=waited_longest.execution.started_at - timedelta(hours=2, minutes=3)
+    )
+    full = dora_client.get("/executions/").content.decode()
+    fragment = dora_client.get("/executions/", headers=HTMX).content.decode()
+    for body in (full, fragment):
+        rows = re.findall(
+            r'data-execution="(\w+)".*?class="nowrap duration">([^<]*)<.*?class="state">.*?>([^<]*)<',
+            body,
+            re.S,
+        )
+        assert [(pk, state) for pk, _, state in rows] == [
+            (waited_longest.execution.pk, "waiting for approval"),
+            (held.execution.pk, "held by the kill switch"),
+            (done.execution.pk, "completed"),
+        ]
+        assert rows[0][1].startswith("2 h 03 min") and rows[2][1].endswith(" s")
+
+
 def test_executions_page_pages_by_25(dora_client, agent, django_assert_num_queries):
     for i in range(27):
         submit(agent, {"goal": f"g{i}", "steps": [{"key": "a", "action": "noop.echo"}]}, f"k{i}")
-    with django_assert_num_queries(6):  # session, user, principal, grants; count, page
+    with django_assert_num_queries(7):  # session, user, principal, grants; count, page, its steps
         first = dora_client.get("/executions/")
     assert len(re.findall(r"data-execution=", first.content.decode())) == 25
     assert b'rel="next" href="/executions/?page=2"' in first.content

@@ -73,6 +73,7 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:trace-receipt": ("console.view", "executions.read", "ledger.read"),
         "runtime:killswitch": ("console.view", "killswitch.manage"),
         "runtime:killswitch-change": ("console.view", "killswitch.manage"),
+        "runtime:killswitch-held": ("console.view", "killswitch.manage"),
         "skills:registry": ("console.view", "skills.read"),
         "learning:learning": ("console.view", "learning.read"),
         "learning:finding-decide": ("console.view", "learning.read", "learning.review"),

@@ -48,17 +48,44 @@ def test_demo_shows_the_whole_flow_an_incident_a_pending_approval_and_executions
     assert run("replay", "--verify", "--all").endswith(" checked, 0 difference(s)\n")
 
 
-def test_quickstart_admin_prints_a_working_one_time_password(settings):
+def _passwords(output: str) -> dict[str, str]:
+    return {
+        line.split()[0]: line.split()[2]
+        for line in output.splitlines()
+        if line.startswith("  ") and " password " in line
+    }
+
+
+def test_quickstart_admin_prints_three_people_whose_passwords_survive_a_restart(settings, tmp_path):
     settings.IS_DEV = True
-    first_line, totp_line = run("quickstart_admin").splitlines()
-    password = first_line.rsplit(" ", 1)[-1].strip()
-    user = authenticate(username="admin", password=password)
-    assert user is not None and user.is_superuser
-    assert Principal.objects.get(user=user).capabilities() == set(CAPABILITIES)
+    settings.CONTROLPLANE_KEY_DIR = tmp_path
+    output = run("quickstart_admin")
+    passwords = _passwords(output)
+    assert set(passwords) == {"admin", "alice", "bob"}
+    admin = authenticate(username="admin", password=passwords["admin"])
+    assert admin is not None and admin.is_superuser
+    assert Principal.objects.get(user=admin).capabilities() == set(CAPABILITIES)
     assert "admin.access" in CAPABILITIES
+    alice = Principal.objects.get(user=authenticate(username="alice", password=passwords["alice"]))
+    bob = Principal.objects.get(user=authenticate(username="bob", password=passwords["bob"]))
+    assert alice.kind == bob.kind == "human"
+    assert {"approvals.decide", "incidents.manage", "killswitch.manage"} <= alice.capabilities()
+    assert "approvals.decide" in bob.capabilities() and "incidents.manage" not in bob.capabilities()
+    totp_line = output.splitlines()[-1]
     assert totp_line.startswith("Admin second factor (TOTP): otpauth://totp/")
-    second = run("quickstart_admin").splitlines()[0].rsplit(" ", 1)[-1].strip()
-    assert second != password and authenticate(username="admin", password=password) is None
+    assert (tmp_path / "quickstart-passwords.key").stat().st_mode & 0o777 == 0o600
+
+    # A restart: the same passwords, the same TOTP device, and nobody's session is invalidated.
+    session_hash = admin.get_session_auth_hash()
+    again = run("quickstart_admin")
+    assert _passwords(again) == passwords and again.splitlines()[-1] == totp_line
+    admin.refresh_from_db()
+    assert admin.get_session_auth_hash() == session_hash
+
+    # --reset: new passwords (the old ones stop working) and a new device.
+    reset = run("quickstart_admin", "--reset")
+    assert _passwords(reset)["admin"] != passwords["admin"] and reset.splitlines()[-1] != totp_line
+    assert authenticate(username="admin", password=passwords["admin"]) is None
 
 
 def test_quickstart_admin_refuses_outside_dev(settings):
@@ -75,3 +102,26 @@ def test_reason_code_docs_are_current():
 def test_reasons_list_has_every_code():
     lines = run("reasons", "list").splitlines()
     assert [line.split("\t")[0] for line in lines] == list(CATALOGUE)
+
+
+def test_a_command_piped_to_head_ends_quietly_without_a_traceback():
+    """Before, `manage.py ... | head` printed a BrokenPipeError traceback once head had what it wanted;
+    manage.py now handles it once for every command."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        # far more than a pipe holds, so the writer meets the closed pipe
+        [sys.executable, "manage.py", "shell", "-c", "print('line\\n' * 200000)"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.readline()
+    child.stdout.close()  # the reader goes away, as head does
+    stderr = child.stderr.read().decode()
+    child.wait(timeout=120)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+    assert child.returncode in (0, 141)

@@ -70,6 +70,11 @@ EXCLUDED = {
     # DRF's CharField reads a number as its text (`"target": 0.2` is "0.2"): a schema-violating type that
     # the serializer coerces. Refusing it would take strict string fields project-wide (not done yet).
     ("POST /api/v1/killswitch/", "negative_data_rejection"),
+    # A decision on held work names an execution by id: it must exist, be visible and hold a step the kill
+    # switch held (NOT_FOUND, KILL_SWITCH_NOTHING_HELD): state the schema cannot state. Its `execution`
+    # and `reason` are CharFields too (a number is read as its text).
+    ("POST /api/v1/killswitch/held/", "positive_data_acceptance"),
+    ("POST /api/v1/killswitch/held/", "negative_data_rejection"),
     ("POST /api/v1/channels/connections/", "negative_data_rejection"),  # `channel`, `name`: the same
     # django-filter reads an empty value (`?status=`) as "no filter"; the schema's enum has no "".
     *(

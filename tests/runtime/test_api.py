@@ -72,6 +72,41 @@ def test_submit_runs_and_the_execution_is_readable(client, agent_token, django_c
     assert again.status_code == 200 and again.json()["id"] == body["id"]
 
 
+def test_submit_answers_each_steps_state_not_only_compiled(client, agent_token):
+    """Before, the answer said only `"status": "compiled"`, even when a step waited for a person or the
+    execution had already failed."""
+    response = post(client, "/api/v1/intents/", WEBHOOK_DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="s1")
+    body = response.json()
+    assert (body["status"], body["execution_status"], body["execution_state"]) == (
+        "compiled",
+        "running",
+        "waiting for approval",
+    )
+    [step] = body["steps"]
+    assert (step["key"], step["action"], step["status"], step["state"]) == (
+        "restart",
+        "http.webhook",
+        "waiting_approval",
+        "waiting for approval",
+    )
+    assert step["approval"] == str(ApprovalRequest.objects.get().pk)
+    services.killswitch_set(scope="global", engaged=True, reason="drill", actor="cli")
+    held = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="s2").json()
+    assert held["execution_state"] == "held by the kill switch"
+    assert held["steps"][0]["reason_codes"] == [] and held["steps"][0]["status"] == "held"
+
+
+def test_submit_answers_a_failed_execution_with_its_codes(client, agent_token, settings):
+    settings.CONTROLPLANE_ENV = "stage"  # no stage profile is active: every step is denied
+    body = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="s3").json()
+    assert (body["status"], body["execution_status"], body["execution_state"]) == (
+        "compiled",
+        "failed",
+        "failed",
+    )
+    assert body["steps"][0]["state"] == "blocked" and "POLICY_MISSING" in body["steps"][0]["reason_codes"]
+
+
 def test_missing_idempotency_key_is_refused_and_writes_nothing(client, agent_token):
     before = LedgerEvent.objects.count()
     response = post(client, "/api/v1/intents/", DRAFT, agent_token)
@@ -147,7 +182,7 @@ def test_bulk_decide_is_all_or_nothing(client, tenant, agent_token):
     assert done.status_code == 200 and {r["status"] for r in done.json()} == {"rejected"}
 
 
-def test_the_kill_switch_api(client, tenant, agent_token):
+def test_the_kill_switch_api(client, tenant, agent_token, django_capture_on_commit_callbacks):
     operator = token_for(
         PrincipalFactory(
             tenant=tenant,
@@ -165,13 +200,97 @@ def test_the_kill_switch_api(client, tenant, agent_token):
     assert engaged.status_code == 200 and engaged.json()["engaged"] is True
     response = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="k9")
     execution = get(client, f"/api/v1/executions/{response.json()['execution']}/", agent_token).json()
-    assert execution["status"] == "failed" and execution["reason_codes"] == ["KILL_SWITCH_ENGAGED"]
+    assert execution["status"] == "running" and execution["reason_codes"] == []
+    assert [(s["status"], s["held_code"]) for s in execution["steps"]] == [("held", "KILL_SWITCH_ENGAGED")]
+    [switch] = get(client, "/api/v1/killswitch/", operator).json()
+    assert (switch["scope"], switch["holding"]) == ("global", 1) and "held" not in switch
     assert (
         post(
             client, "/api/v1/killswitch/", {"scope": "global", "engaged": True, "reason": "x"}, agent_token
         ).status_code
         == 403
     )
+    with django_capture_on_commit_callbacks(execute=True):
+        released = post(
+            client,
+            "/api/v1/killswitch/",
+            {"scope": "global", "target": "", "engaged": False, "reason": "over", "held": "resume"},
+            operator,
+        )
+    assert released.status_code == 200
+    assert released.json()["held_result"] == {"resumed": 1, "cancelled": 0, "still_held": 0}
+    assert released.json()["holding"] == 0
+    execution = get(client, f"/api/v1/executions/{execution['id']}/", agent_token).json()
+    assert execution["status"] == "completed"
+
+
+def test_held_executions_are_listed_and_decided_one_by_one(
+    client, tenant, agent_token, django_capture_on_commit_callbacks
+):
+    olga = token_for(
+        PrincipalFactory(tenant=tenant, name="olga", human=True, capabilities=["killswitch.manage"])
+    )
+    services.killswitch_set(scope="tenant", target="acme", engaged=True, reason="drill", actor="cli")
+    first = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="h1").json()[
+        "execution"
+    ]
+    second = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="h2").json()[
+        "execution"
+    ]
+    held = get(client, "/api/v1/killswitch/held/", olga).json()
+    assert [(h["execution"], h["steps"], h["engaged"]) for h in held] == [
+        (first, ["a"], ["tenant/acme"]),
+        (second, ["a"], ["tenant/acme"]),
+    ]
+    assert held[0]["detail"] == "held by the kill switch (tenant acme: drill)"
+    before = LedgerEvent.objects.count()
+    refused = post(
+        client, "/api/v1/killswitch/held/", {"execution": first, "decision": "resume", "reason": "go"}, olga
+    )
+    assert (refused.status_code, refused.json()["code"]) == (503, "KILL_SWITCH_ENGAGED")
+    assert LedgerEvent.objects.count() == before
+    services.killswitch_set(scope="tenant", target="acme", engaged=False, reason="over", actor="cli")
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = post(
+            client,
+            "/api/v1/killswitch/held/",
+            {"execution": first, "decision": "resume", "reason": "go"},
+            olga,
+        )
+    assert resumed.status_code == 200 and [h["execution"] for h in resumed.json()] == [second]
+    cancelled = post(
+        client, "/api/v1/killswitch/held/", {"execution": second, "decision": "cancel", "reason": "no"}, olga
+    )
+    assert cancelled.status_code == 200 and cancelled.json() == []
+    statuses = [
+        get(client, f"/api/v1/executions/{e}/", agent_token).json()["status"] for e in (first, second)
+    ]
+    assert statuses == ["completed", "cancelled"]
+    again = post(
+        client, "/api/v1/killswitch/held/", {"execution": second, "decision": "cancel", "reason": "no"}, olga
+    )
+    assert (again.status_code, again.json()["code"]) == (409, "KILL_SWITCH_NOTHING_HELD")
+
+
+def test_another_tenants_held_execution_is_not_found(client, tenant, agent_token):
+    services.killswitch_set(scope="global", engaged=True, reason="drill", actor="cli")
+    execution = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="h1").json()[
+        "execution"
+    ]
+    services.killswitch_set(scope="global", engaged=False, reason="over", actor="cli")
+    other = token_for(
+        PrincipalFactory(tenant=TenantFactory(slug="other"), human=True, capabilities=["killswitch.manage"])
+    )
+    assert get(client, "/api/v1/killswitch/held/", other).json() == []
+    before = LedgerEvent.objects.count()
+    response = post(
+        client,
+        "/api/v1/killswitch/held/",
+        {"execution": execution, "decision": "cancel", "reason": "x"},
+        other,
+    )
+    assert (response.status_code, response.json()["code"]) == (404, "NOT_FOUND")
+    assert LedgerEvent.objects.count() == before
 
 
 def test_executions_of_other_tenants_are_invisible(client, agent_token):

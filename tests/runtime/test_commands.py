@@ -25,25 +25,85 @@ def run(*args: str) -> str:
 
 @pytest.fixture
 def operator(monkeypatch):
-    """A person holding killswitch.manage, whose API token the commands read from CONTROLPLANE_TOKEN."""
+    """A platform operator (action-wide switches are installation-wide), whose API token the commands
+    read from CONTROLPLANE_TOKEN."""
     principal = PrincipalFactory(
-        tenant=TenantFactory(slug="acme"), name="olga", human=True, capabilities=["killswitch.manage"]
+        tenant=TenantFactory(slug="acme"),
+        name="olga",
+        human=True,
+        capabilities=["killswitch.manage", "platform.killswitch.manage"],
     )
     monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(principal))
     return principal
 
 
 def test_killswitch_engage_status_release(operator):
-    assert run("killswitch", "status") == "released: nothing is held\n"
+    assert run("killswitch", "status") == "released: nothing new is held\n"
     assert run("killswitch", "engage", "--action", "noop.echo", "--reason", "bad echo") == (
         "ENGAGED action noop.echo: bad echo\n"
     )
     assert killswitch_engaged_for(tenant="acme", action="noop.echo") is not None
     assert killswitch_engaged_for(tenant="acme", action="http.webhook") is None
-    assert "ENGAGED\taction\tnoop.echo\tbad echo\tacme/olga" in run("killswitch", "status")
-    run("killswitch", "release", "--action", "noop.echo", "--reason", "fixed")
+    assert "ENGAGED\taction\tnoop.echo\tbad echo\tacme/olga\tholding 0" in run("killswitch", "status")
+    assert run("killswitch", "release", "--action", "noop.echo", "--reason", "fixed") == (
+        "released action noop.echo: fixed\nheld work (decide): resumed 0, cancelled 0, still held 0\n"
+    )
     assert killswitch_engaged_for(tenant="acme", action="noop.echo") is None
     assert LedgerEvent.objects.filter(type__startswith="controlplane.killswitch").count() == 2
+
+
+def test_a_tenant_operator_cannot_turn_the_global_switch_from_the_cli(monkeypatch):
+    """Before, the command passed the principal's name as a plain string: the service took it for the
+    installation itself and skipped the scope check, so a tenant's `killswitch.manage` turned every switch."""
+    tenant_only = PrincipalFactory(
+        tenant=TenantFactory(slug="acme"), name="tom", human=True, capabilities=["killswitch.manage"]
+    )
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(tenant_only))
+    for scope in ([], ["--action", "noop.echo"], ["--tenant", "globex"]):
+        with pytest.raises(CommandError, match=r"^PLATFORM_SCOPE_REQUIRED"):
+            run("killswitch", "engage", *scope, "--reason", "mine")
+    assert not LedgerEvent.objects.filter(type__startswith="controlplane.killswitch").exists()
+    assert (
+        run("killswitch", "engage", "--tenant", "acme", "--reason", "ours") == "ENGAGED tenant acme: ours\n"
+    )
+
+
+def test_killswitch_held_resume_and_cancel(operator, django_capture_on_commit_callbacks):
+    from controlplane.celery import app as celery_app
+    from controlplane.policy import services as policy
+    from controlplane.runtime import services
+    from controlplane.runtime.models import Execution
+
+    policy.profile_bootstrap(environment="dev")
+    agent = PrincipalFactory(tenant=operator.tenant, name="bot", agent=True)
+    run("killswitch", "engage", "--reason", "drill")
+    executions = []
+    for key in ("k-1", "k-2", "k-3"):
+        intent = services.intent_submit(
+            principal=agent,
+            draft={"goal": f"echo {key}", "steps": [{"key": "a", "action": "noop.echo"}]},
+            idempotency_key=key,
+        )
+        executions.append(Execution.objects.get(intent=intent))
+    listed = run("killswitch", "held").splitlines()
+    assert [line.split("\t")[0] for line in listed] == [e.pk for e in executions]
+    assert listed[0].split("\t")[3:] == ["global/*", "a", "echo k-1"]
+    with pytest.raises(CommandError, match=r"^KILL_SWITCH_ENGAGED"):
+        run("killswitch", "resume", executions[0].pk, "--reason", "too early")
+    assert "held by the kill switch: 3 execution(s)" in run("killswitch", "status")
+    run("killswitch", "release", "--reason", "drill over")  # decide one by one
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert run("killswitch", "resume", executions[0].pk, "--reason", "needed").startswith("resumed ")
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert run("killswitch", "cancel", executions[1].pk, "--reason", "stale").startswith("cancelled ")
+    with pytest.raises(CommandError, match=r"^NOT_FOUND"):
+        run("killswitch", "cancel", "f" * 64, "--reason", "x")
+    statuses = [Execution.objects.get(pk=e.pk).status for e in executions]
+    assert statuses == ["completed", "cancelled", "running"]
+    assert [line.split("\t")[0] for line in run("killswitch", "held").splitlines()] == [executions[2].pk]
 
 
 def test_killswitch_needs_a_reason_and_writes_nothing_without_one(operator):

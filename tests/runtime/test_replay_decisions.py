@@ -22,7 +22,7 @@ from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Intent, StepRun
 from controlplane.runtime.replay import replay_verify
 from controlplane.runtime.selectors import killswitch_covers
-from controlplane.runtime.services import dispatch, steps
+from controlplane.runtime.services import killswitch
 from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed
 
@@ -167,12 +167,33 @@ def test_an_honest_history_of_approvals_and_switches_gives_no_difference(
     services.killswitch_set(scope="global", engaged=True, reason="drill", actor="cli")
     held = submit(deployer, one_step("held"), "held")
     decide(request_of(held), alice, capture)  # granted, but the switch holds the dispatch
-    services.killswitch_set(scope="global", engaged=False, reason="over", actor="cli")
+    still_held = submit(deployer, one_step("still held"), "still")
+    decide(request_of(still_held), alice, capture)
+    with capture(execute=True):  # released: the person resumes what the switch held
+        services.killswitch_set(scope="global", engaged=False, reason="over", actor="cli", held="resume")
+    services.killswitch_set(scope="global", engaged=True, reason="drill 2", actor="cli")
+    again = submit(deployer, one_step("held again"), "again")
+    decide(request_of(again), alice, capture)
+    services.killswitch_set(scope="global", engaged=False, reason="over", actor="cli")  # decide later
     statuses = {
         name: Execution.objects.get(intent=intent).status
-        for name, intent in {"critical": critical, "one": medium, "no": rejected, "held": held}.items()
+        for name, intent in {
+            "critical": critical,
+            "one": medium,
+            "no": rejected,
+            "held": held,
+            "still": still_held,
+            "again": again,
+        }.items()
     }
-    assert statuses == {"critical": "completed", "one": "completed", "no": "failed", "held": "failed"}
+    assert statuses == {
+        "critical": "completed",
+        "one": "completed",
+        "no": "failed",
+        "held": "completed",
+        "still": "completed",
+        "again": "running",
+    }
     assert replay_verify().differences == []
 
 
@@ -339,9 +360,8 @@ def test_a_step_started_before_its_approval_was_granted_is_found(assist_all, dep
 
 @pytest.fixture
 def switch_ignored(monkeypatch):
-    """Dispatch and the worker's claim both without their kill-switch check."""
-    monkeypatch.setattr(dispatch, "killswitch_engaged_for", lambda **kwargs: None)
-    monkeypatch.setattr(steps, "killswitch_engaged_for", lambda **kwargs: None)
+    """Dispatch and the worker's claim both without their kill-switch check (the gate lets everything go)."""
+    monkeypatch.setattr(killswitch, "killswitch_engaged_for", lambda **kwargs: None)
 
 
 @pytest.mark.parametrize(

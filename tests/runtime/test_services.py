@@ -217,13 +217,19 @@ def test_without_a_policy_every_step_is_denied_in_stage(agent, settings):
     assert execution.status == "failed" and "POLICY_MISSING" in execution.reason_codes
 
 
-def test_an_engaged_kill_switch_blocks_dispatch(dev_policy, agent, django_capture_on_commit_callbacks):
+def test_an_engaged_kill_switch_holds_dispatch(dev_policy, agent, django_capture_on_commit_callbacks):
     services.killswitch_set(scope="global", engaged=True, reason="incident 42", actor="acme/alice")
     intent = submit(agent, capture=django_capture_on_commit_callbacks)
     execution = Execution.objects.get(intent=intent)
-    assert execution.status == "failed" and execution.reason_codes == ["KILL_SWITCH_ENGAGED"]
+    assert execution.status == "running" and execution.reason_codes == []
+    held = execution.step_runs.get(step__key="a")
+    assert (held.status, held.held_gate, held.held_code) == ("held", "killswitch", "KILL_SWITCH_ENGAGED")
+    assert held.held_detail == "held by the kill switch (global *: incident 42)"
     assert not LedgerEvent.objects.filter(type="controlplane.execution.step.started").exists()
+    # Released without a choice: nothing that was held runs; new work does.
     services.killswitch_set(scope="global", engaged=False, reason="resolved", actor="acme/alice")
+    held.refresh_from_db()
+    assert held.status == "held"
     again = submit(agent, key="k-after", capture=django_capture_on_commit_callbacks)
     assert Execution.objects.get(intent=again).status == "completed"
 
@@ -235,7 +241,7 @@ def test_the_worker_rechecks_the_kill_switch_before_the_side_effect(dev_policy, 
     services.killswitch_set(scope="action", target="noop.echo", engaged=True, reason="bad echo", actor="cli")
     services.step_run_execute(step_run_id=run.pk)
     run.refresh_from_db()
-    assert run.status == "blocked" and run.reason_codes[-1] == "KILL_SWITCH_ENGAGED"
+    assert (run.status, run.held_code, run.attempts) == ("held", "KILL_SWITCH_ENGAGED", 0)
     assert not LedgerEvent.objects.filter(type="controlplane.execution.step.started").exists()
 
 

@@ -260,7 +260,7 @@ def test_a_rejected_draft_traces_to_its_refusal(client, agent, reader):
     assert root["children"][0]["reason_codes"] == ["PLAN_CYCLE"]
 
 
-def test_a_step_held_by_the_kill_switch_and_the_steps_cancelled_with_it(
+def test_a_step_held_by_the_kill_switch_and_cancelled_on_release(
     client, agent, reader, django_capture_on_commit_callbacks
 ):
     services.killswitch_set(scope="global", engaged=True, reason="incident", actor="test")
@@ -277,18 +277,19 @@ def test_a_step_held_by_the_kill_switch_and_the_steps_cancelled_with_it(
             idempotency_key="k-3",
             traceparent=TRACEPARENT,
         )
+    services.killswitch_set(scope="global", engaged=False, reason="not needed", actor="test", held="cancel")
 
     execution = get_trace(client, reader).json()["roots"][0]["children"][0]["children"][0]
 
     step_a, step_b, final = execution["children"]
-    assert step_a["children"][0]["event_type"] == "controlplane.execution.step.blocked"
-    assert step_a["children"][0]["reason_codes"] == ["KILL_SWITCH_ENGAGED"]
-    # A step stopped with its execution has no event of its own; it points at the execution's last one.
-    assert (step_b["children"][0]["status"], step_b["children"][0]["seq"]) == ("cancelled", final["seq"])
-    assert (final["event_type"], final["reason_codes"]) == (
-        "controlplane.execution.failed",
+    held = step_a["children"][0]
+    assert (held["event_type"], held["reason_codes"]) == (
+        "controlplane.execution.step.held",
         ["KILL_SWITCH_ENGAGED"],
     )
+    # A step stopped with its execution has no event of its own; it points at the execution's last one.
+    assert (step_b["children"][0]["status"], step_b["children"][0]["seq"]) == ("cancelled", final["seq"])
+    assert final["event_type"] == "controlplane.execution.cancelled"
 
 
 def test_events_carrying_the_trace_that_no_node_claims_are_listed_too(client, agent, reader):

@@ -274,6 +274,8 @@ def test_attempts_are_bounded_then_the_step_fails_with_retry_exhausted(
         "failed": 0,
         "published": 0,
         "deferred": 0,
+        "resumed": 0,
+        "held_failed": 0,
     }
 
 

@@ -37,7 +37,12 @@ PREFIXES = (
 # The one identity event the fold reads: the kind a principal was created with (replay judges approvers
 # by it: only people approve).
 PRINCIPAL_CREATED = "controlplane.identity.principal.created"
-_OPEN = (StepStatus.PENDING.value, StepStatus.WAITING_APPROVAL.value, StepStatus.READY.value)
+_OPEN = (
+    StepStatus.PENDING.value,
+    StepStatus.WAITING_APPROVAL.value,
+    StepStatus.READY.value,
+    StepStatus.HELD.value,
+)
 
 
 def iso(moment: datetime) -> str:

@@ -10,7 +10,7 @@ transaction. The modules, by sub-domain:
   Celery).
 - `steps`: the worker side (claim, run, finish, retry, fail) and cancelling an execution.
 - `sweep`: the sweeper (lost workers, the outbox, tasks the broker lost, held steps re-checked).
-- `killswitch`: engaging and releasing the kill switch.
+- `killswitch`: engaging and releasing the kill switch (the first dispatch gate), and what it held.
 - `approval_subject`: the `runtime.step` approval subject and its resolver.
 
 Reads are in `controlplane.runtime.selectors`; the recorded verdict's shape is in
@@ -35,7 +35,11 @@ from controlplane.runtime.services.dispatch import (
     step_resume,
 )
 from controlplane.runtime.services.intents import execution_start, intent_submit
-from controlplane.runtime.services.killswitch import killswitch_set
+from controlplane.runtime.services.killswitch import (
+    HELD_CHOICES,
+    killswitch_held_decide,
+    killswitch_set,
+)
 from controlplane.runtime.services.steps import (
     execution_cancel,
     retry_delay_seconds,
@@ -47,12 +51,14 @@ from controlplane.runtime.services.sweep import OUTBOX_GRACE_SECONDS, held_steps
 
 __all__ = [
     "APPROVAL_SUBJECT",
+    "HELD_CHOICES",
     "OUTBOX_GRACE_SECONDS",
     "execution_advance",
     "execution_cancel",
     "execution_start",
     "held_steps_recheck",
     "intent_submit",
+    "killswitch_held_decide",
     "killswitch_set",
     "retry_delay_seconds",
     "step_approval_await",

@@ -21,9 +21,8 @@ from kombu.exceptions import OperationalError
 from approvals import services as approvals
 from approvals.models import ApprovalStatus
 from controlplane.ledger.services import ledger_append
-from controlplane.runtime.gates import DispatchGate, Hold, dispatch_hold
+from controlplane.runtime.gates import DispatchGate, Hold, dispatch_gate, dispatch_hold
 from controlplane.runtime.models import Execution, ExecutionStatus, StepRun, StepStatus
-from controlplane.runtime.selectors import killswitch_engaged_for
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +72,13 @@ def execution_advance(*, execution: Execution, at: datetime) -> None:
         )
         return
     status_by_key = {run.step.key: run.status for run in runs}
-    blocked = False
     for run in runs:
         if (
             run.status == StepStatus.READY
             and run.dispatched_at is None
             and all(status_by_key[dep] == StepStatus.COMPLETED for dep in run.step.depends_on)
         ):
-            blocked |= not step_dispatch(run=run, at=at)
-    if blocked:
-        execution_advance(execution=execution, at=at)
+            step_dispatch(run=run, at=at)
 
 
 def _execution_wind_down(execution: Execution, runs: list[StepRun], *, at: datetime) -> None:
@@ -126,20 +122,15 @@ def _execution_wind_down(execution: Execution, runs: list[StepRun], *, at: datet
 
 
 def step_dispatch(*, run: StepRun, at: datetime) -> bool:
-    """Send a cleared step to a worker when the transaction commits, unless something stops it.
+    """Send a cleared step to a worker when the transaction commits, unless a dispatch gate holds it.
 
-    False when the kill switch blocked the step (the caller winds the execution down); True when it was
-    dispatched or a dispatch gate holds it (the execution goes on running; see `controlplane.runtime.gates`).
+    True when it was dispatched; False when a gate (the kill switch first) holds it: the execution goes on
+    running and the step waits, `held` with the gate's code (see `controlplane.runtime.gates`).
     """
-    execution = run.execution
-    switch = killswitch_engaged_for(tenant=execution.tenant.slug, action=run.step.action)
-    if switch is not None:
-        step_block(run=run, codes=["KILL_SWITCH_ENGAGED"], at=at)
-        return False
     held = dispatch_hold(run)
     if held is not None:
         step_hold(run=run, gate=held[0], hold=held[1], at=at)
-        return True
+        return False
     # The step row is the outbox: the task is published after commit; if the broker is down the step
     # stays here (enqueued_at empty) and the sweeper publishes it later (see steps.py).
     run.dispatched_at = at
@@ -190,12 +181,16 @@ def step_hold(*, run: StepRun, gate: DispatchGate, hold: Hold, at: datetime) -> 
 def step_resume(*, run: StepRun, actor: str, reason: str, at: datetime) -> bool:
     """Resume a held step (the caller holds its lock): dispatched at once unless a gate still holds it.
 
-    Returns False, changing nothing, when a gate still holds the step (the same one or another).
+    Returns False, changing nothing, when the gate that held the step still holds it. When that gate let
+    it go but another holds it now, the step is resumed from the first hold and held by the other (each
+    hold is its own: what the kill switch held waits for a person, what a plugin holds for the plugin).
     """
     if run.status != StepStatus.HELD or run.execution.status != ExecutionStatus.RUNNING:
         return False
-    if dispatch_hold(run) is not None:
+    own = dispatch_gate(run.held_gate)
+    if own is not None and own.check(run) is not None:
         return False
+    still = dispatch_hold(run)
     gate, code, since = run.held_gate, run.held_code, run.held_since
     run.resume()
     run.held_gate, run.held_code, run.held_detail, run.held_since = "", "", "", None
@@ -216,6 +211,9 @@ def step_resume(*, run: StepRun, actor: str, reason: str, at: datetime) -> bool:
         time=at,
         traceparent=execution.traceparent,
     )
+    if still is not None:
+        step_hold(run=run, gate=still[0], hold=still[1], at=at)
+        return True
     execution_advance(execution=execution, at=at)
     return True
 

@@ -1,10 +1,11 @@
 """Running a step, the worker side: claim it, run its executor, record the outcome; and cancelling.
 
-`step_run_execute` claims the step (kill switch checked again, lease taken), runs the executor with the
-step's execution key while a heartbeat renews the lease, validates the outcome against the action's output
-schema, then completes it, schedules a retry with backoff, or fails it with a reason code. Claim and finish
-defer their ledger events to the end of their transaction (`ledger_deferred`). Delivery is at least once;
-the execution key makes the effect happen once (runners return the first result for a repeated key).
+`step_run_execute` claims the step (the dispatch gates, the kill switch first, checked again; lease
+taken), runs the executor with the step's execution key while a heartbeat renews the lease, validates the
+outcome against the action's output schema, then completes it, schedules a retry with backoff, or fails it
+with a reason code. Claim and finish defer their ledger events to the end of their transaction
+(`ledger_deferred`). Delivery is at least once; the execution key makes the effect happen once (runners
+return the first result for a repeated key).
 """
 
 from __future__ import annotations
@@ -30,11 +31,9 @@ from controlplane.ledger.services import ledger_append
 from controlplane.runtime import executors
 from controlplane.runtime.gates import dispatch_hold
 from controlplane.runtime.models import STEP_FINAL, Execution, ExecutionStatus, StepRun, StepStatus
-from controlplane.runtime.selectors import killswitch_engaged_for
 from controlplane.runtime.services.common import iso
 from controlplane.runtime.services.dispatch import (
     execution_advance,
-    step_block,
     step_hold,
     step_publish_on_commit,
 )
@@ -173,11 +172,9 @@ def _claim(step_run_id: int) -> tuple[StepRun, executors.StepCall, dict[str, Any
         if run.not_before and run.not_before > now + timedelta(seconds=EARLY_TOLERANCE_SECONDS):
             return None  # a retry that is not due yet; its delayed task or the sweeper runs it
         step = run.step
-        if killswitch_engaged_for(tenant=execution.tenant.slug, action=step.action) is not None:
-            step_block(run=run, codes=["KILL_SWITCH_ENGAGED"], at=now)
-            execution_advance(execution=execution, at=now)
-            return None
-        held = dispatch_hold(run)  # what cleared it at dispatch may have changed since (a plugin crashed)
+        # What cleared it at dispatch may have changed since: the kill switch engaged (the first gate), a
+        # plugin crashed. The step is held, not run; the worker refuses it before the side effect.
+        held = dispatch_hold(run)
         if held is not None:
             step_hold(run=run, gate=held[0], hold=held[1], at=now)
             return None
@@ -383,8 +380,10 @@ def _attempt_retry(
 
 @transaction.atomic
 @ledger_deferred()
-def execution_cancel(*, execution: Execution, actor: Principal, reason: str) -> Execution:
+def execution_cancel(*, execution: Execution, actor: Principal | str, reason: str) -> Execution:
     """Stop further steps; a step already running finishes and is recorded.
+
+    `actor` is the principal cancelling, or a string naming the installation itself (a shell user).
 
     Locks in the one order (approvals, step runs, execution; see `execution_approvals_lock`): a decision
     racing the cancel either lands first (and the cancel then cancels what it cleared) or finds the
@@ -396,13 +395,14 @@ def execution_cancel(*, execution: Execution, actor: Principal, reason: str) -> 
     if execution.status != ExecutionStatus.RUNNING:
         raise ControlPlaneError("EXECUTION_NOT_RUNNING", f"the execution is {execution.status}")
     at = timezone.now()
+    actor_ref = actor.ref if isinstance(actor, Principal) else actor
     for run in execution.step_runs.select_related("approval"):
         if run.status not in STEP_FINAL and run.status != StepStatus.RUNNING:
             run.cancel()
             run.finished_at = at
             run.save(update_fields=["status", "finished_at"])
             if run.approval_id and run.approval.status == ApprovalStatus.PENDING:
-                approvals.approval_cancel(approval=run.approval, actor=actor.ref, reason=reason, at=at)
+                approvals.approval_cancel(approval=run.approval, actor=actor_ref, reason=reason, at=at)
     execution.cancel()
     execution.finished_at = at
     execution.save(update_fields=["status", "finished_at"])
@@ -411,7 +411,7 @@ def execution_cancel(*, execution: Execution, actor: Principal, reason: str) -> 
         subject=f"execution/{execution.id}",
         data={"execution": execution.id, "reason": reason},
         tenant=execution.tenant.slug,
-        actor=actor.ref,
+        actor=actor_ref,
         time=at,
         traceparent=execution.traceparent,
     )
