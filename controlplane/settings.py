@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "incidents",
     "plugins",
     "learning",
+    "governance",
 ]
 
 MIDDLEWARE = [
@@ -178,6 +179,8 @@ REST_FRAMEWORK = {
     # "" where JSON would carry null or nothing, so forms are refused (415) unless a view declares its own
     # parsers (the webhooks and ingest read their raw bytes: signatures are over them).
     "DEFAULT_PARSER_CLASSES": ["controlplane.parsers.BoundedJSONParser"],
+    # Every answer carries the telemetry envelope as `meta` (docs/telemetry.md).
+    "DEFAULT_RENDERER_CLASSES": ["controlplane.renderers.EnvelopeJSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "controlplane.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "controlplane.exceptions.api_exception_handler",
@@ -195,6 +198,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "controlplane.schema.document_error_responses",
+        # Every answer's `meta` (the telemetry envelope, docs/telemetry.md).
+        "controlplane.schema.document_telemetry_envelope",
     ],
     "ENUM_NAME_OVERRIDES": {
         "PrincipalKindEnum": "controlplane.identity.models.PrincipalKind",

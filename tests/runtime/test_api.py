@@ -144,7 +144,7 @@ def test_bulk_decide_is_all_or_nothing(client, tenant, agent_token):
         {"decision": "reject", "reason": "batch", "requests": items},
         token,
     )
-    assert done.status_code == 200 and {r["status"] for r in done.json()} == {"rejected"}
+    assert done.status_code == 200 and {r["status"] for r in done.json()["results"]} == {"rejected"}
 
 
 def test_the_kill_switch_api(client, tenant, agent_token):
@@ -218,10 +218,10 @@ def test_the_kill_switch_list_hides_other_tenants_switches(client, tenant):
     services.killswitch_set(scope="tenant", target=tenant.slug, engaged=True, reason="ours", actor="cli")
     services.killswitch_set(scope="global", engaged=False, reason="drill over", actor="cli")
     mine = token_for(PrincipalFactory(tenant=tenant, capabilities=["killswitch.manage"]))
-    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", mine).json()}
+    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", mine).json()["results"]}
     assert seen == {("global", ""), ("tenant", tenant.slug)}
     platform = token_for(
         PrincipalFactory(tenant=tenant, capabilities=["killswitch.manage", "platform.killswitch.manage"])
     )
-    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", platform).json()}
+    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", platform).json()["results"]}
     assert seen == {("global", ""), ("tenant", tenant.slug), ("tenant", "other")}

@@ -1,0 +1,23 @@
+from django.apps import AppConfig
+
+
+class GovernanceConfig(AppConfig):
+    name = "governance"
+    verbose_name = "Governance"
+
+    def ready(self) -> None:
+        from controlplane.identity.capabilities import register_capabilities
+        from controlplane.kernel import governance as kernel
+        from controlplane.kernel.contracts import register_contracts
+        from governance import checks, contracts, services
+        from governance.capabilities import CAPABILITIES, PLATFORM_GOVERNANCE
+
+        register_capabilities(CAPABILITIES)
+        register_capabilities(
+            {PLATFORM_GOVERNANCE: "Change the enforcement rollback toggle (warn | enforce)."}
+        )
+        register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
+        for check in checks.CHECKS:
+            kernel.register_check(check)
+        kernel.register_enforcement_source(services.enforcement_source)
+        kernel.register_counter_sink(services.enforcement_count)
