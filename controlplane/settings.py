@@ -372,3 +372,23 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Governance and telemetry (docs/governance.md, docs/telemetry.md) --------------------------------------
+# The one rollback toggle: `warn` turns every enforce-mode check to warn. A ledgered runtime setting
+# (`manage.py governance enforcement warn|enforce|clear`, POST /api/v1/governance/enforcement/) overrides it
+# without a redeploy; every process reads it at each check, cached for at most one second.
+CONTROLPLANE_ENFORCEMENT = env.str("CONTROLPLANE_ENFORCEMENT", default="")
+if CONTROLPLANE_ENFORCEMENT not in {"", "warn", "enforce"}:
+    raise ImproperlyConfigured(
+        f"CONTROLPLANE_ENFORCEMENT is warn or enforce, not {CONTROLPLANE_ENFORCEMENT!r}"
+    )
+# The mode matrix per environment, over the defaults of controlplane/kernel/governance.py (JSON, e.g.
+# {"dev": {"envelope": "enforce"}}); `governance validate` checks its schema and that prod >= stage >= dev.
+CONTROLPLANE_GOVERNANCE_MODES = env.json("CONTROLPLANE_GOVERNANCE_MODES", default={})
+# Preflight: the largest rejection ratio (basis points) that is "ready", and how long a ready one counts.
+CONTROLPLANE_PREFLIGHT_MAX_REJECTION_BP = env.int("CONTROLPLANE_PREFLIGHT_MAX_REJECTION_BP", default=500)
+CONTROLPLANE_PREFLIGHT_MAX_AGE_SECONDS = env.int(
+    "CONTROLPLANE_PREFLIGHT_MAX_AGE_SECONDS", default=7 * 24 * 3600
+)
+# Tenants whose agents' prompt and response text is kept with their model-call telemetry (else: hashes only).
+CONTROLPLANE_TELEMETRY_TEXT_TENANTS = env.list("CONTROLPLANE_TELEMETRY_TEXT_TENANTS", default=[])

@@ -9,7 +9,10 @@ class GovernanceConfig(AppConfig):
         from controlplane.identity.capabilities import register_capabilities
         from controlplane.kernel import governance as kernel
         from controlplane.kernel.contracts import register_contracts
-        from governance import checks, contracts, services
+        from controlplane.kernel.telemetry import declare_fidelity
+        from controlplane.policy.services import register_activation_guard
+        from controlplane.runtime.traces import register_intent_attachment
+        from governance import checks, contracts, preflight, services
         from governance.capabilities import CAPABILITIES, PLATFORM_GOVERNANCE
 
         register_capabilities(CAPABILITIES)
@@ -21,3 +24,11 @@ class GovernanceConfig(AppConfig):
             kernel.register_check(check)
         kernel.register_enforcement_source(services.enforcement_source)
         kernel.register_counter_sink(services.enforcement_count)
+        register_activation_guard(preflight.activation_guard)
+        register_intent_attachment("controlplane.telemetry.model_call.reported", intent_key="intent")
+        declare_fidelity(
+            "governance-preflight",
+            fidelity="simulated",
+            reason_code="TELEMETRY_SIMULATED",
+            why="a replay of recorded traffic under a candidate profile, not what happened",
+        )

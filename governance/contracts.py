@@ -102,7 +102,8 @@ CONTRACTS = [
                 "tool_calls": {"type": "array", "items": TEXT},
                 "translator": TEXT,
                 "warnings": CODES,
-            }
+            },
+            {"prompt": _NULLABLE_TEXT, "response": _NULLABLE_TEXT},
         ),
         "governance.services.model_call_report",
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -120,6 +121,22 @@ def attestation_data() -> dict[str, Any]:
     }
 
 
+def governance_banner() -> str:
+    """The start-up line's governance part: the toggle (LOUD when rolled back to warn) and the modes."""
+    try:
+        toggle, source = kernel.enforcement_toggle()
+    except Exception as exc:  # no table yet: the configured value, said so
+        return f"enforcement=unavailable ({type(exc).__name__})"
+    modes = kernel.mode_matrix().get(settings.CONTROLPLANE_ENV, {})
+    effective = ",".join(f"{d}:{kernel.effective_mode(d)}" for d in kernel.ENFORCED_DIMENSIONS)
+    loud = " ENFORCEMENT ROLLED BACK TO WARN" if toggle == kernel.WARN else ""
+    return (
+        f"enforcement={toggle}({source}){loud} modes={effective} "
+        f"trace_required={modes.get('trace_required')} "
+        f"learning_min_fidelity={modes.get('learning_min_fidelity')}"
+    )
+
+
 def mode_attest(*, force: bool = False) -> bool:
     """Ledger `controlplane.governance.mode.attested` (the environment's modes, the active profile's hash,
     the toggle) once per process, at start-up. True when it wrote the event."""
@@ -185,3 +202,132 @@ def since_parse(value: str, *, now: dt.datetime | None = None) -> SinceWindow:
         )
     seconds = int(raw[:-1]) * units[raw[-1]]
     return SinceWindow((now or timezone.now()) - dt.timedelta(seconds=seconds), raw)
+
+
+# --- model-call telemetry ----------------------------------------------------------------------------------
+
+# The endpoint's own fields; the envelope's canonical fields pass too, dialect fields go through translators.
+MODEL_CALL_FIELDS = frozenset(
+    {"trace_id", "intent", "prompt_sha256", "response_sha256", "prompt", "response", "tool_calls"}
+)
+_HEX64 = frozenset("0123456789abcdef")
+_DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
+
+
+def _sha256_of(*, digest: Any, text: Any, name: str) -> str:
+    import hashlib
+
+    if isinstance(text, str):
+        return hashlib.sha256(text.encode()).hexdigest()
+    if isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX64:
+        return digest
+    raise ControlPlaneError("VALIDATION_FAILED", f"{name}_sha256 is 64 lowercase hex digits (or send {name})")
+
+
+def _nonnegative(value: Any, name: str, *, required: bool) -> int | None:
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ControlPlaneError("VALIDATION_FAILED", f"{name} is a non-negative integer")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelCallReport:
+    seq: int
+    translator: str
+    warnings: tuple[str, ...]
+    data: dict[str, Any]
+
+
+def model_call_report(*, principal: Principal, payload: dict[str, Any]) -> ModelCallReport:
+    """An agent reports one model call it made for a trace (`controlplane.telemetry.model_call.reported`,
+    on the trace: the trace explorer shows it under the intent it names).
+
+    The payload may speak a known dialect (OpenTelemetry `gen_ai.*`, `fallbackUsed`, ...): translators map
+    it into the envelope and the event names the translator that ran. A field no translator knows is
+    TELEMETRY_NONCANONICAL in enforce mode; in warn mode it is dropped and counted (would have refused).
+    Prompt and response are stored as SHA-256 only; their text is hashed and forgotten unless the tenant
+    is in CONTROLPLANE_TELEMETRY_TEXT_TENANTS. Only an agent reports (TELEMETRY_AGENT_REQUIRED); an
+    `intent` must be one of its tenant's, on that trace (NOT_FOUND otherwise)."""
+    from controlplane.identity.models import PrincipalKind
+    from controlplane.kernel import telemetry
+    from controlplane.runtime.models import Intent
+
+    if principal.kind != PrincipalKind.AGENT:
+        raise ControlPlaneError("TELEMETRY_AGENT_REQUIRED", f"{principal.ref} is not an agent")
+    tenant = principal.tenant.slug
+    own = {key: value for key, value in payload.items() if key in MODEL_CALL_FIELDS}
+    translation = telemetry.telemetry_translate(
+        {key: value for key, value in payload.items() if key not in MODEL_CALL_FIELDS}
+    )
+    warnings: list[str] = []
+    if translation.unknown:
+        kernel.gate(
+            "envelope",
+            "TELEMETRY_NONCANONICAL",
+            tenant=tenant,
+            detail=f"fields no translator knows: {', '.join(translation.unknown[:10])}",
+        )
+        warnings.append("TELEMETRY_NONCANONICAL")
+    trace_id = str(own.get("trace_id") or "").lower()
+    if len(trace_id) != 32 or not set(trace_id) <= _HEX64 or trace_id == "0" * 32:
+        raise ControlPlaneError("TRACE_ID_INVALID", "trace_id is 32 lowercase hex digits, not all zero")
+    intent_id = own.get("intent") or None
+    if (
+        intent_id is not None
+        and not Intent.objects.filter(pk=str(intent_id), tenant=principal.tenant, trace_id=trace_id).exists()
+    ):
+        raise ControlPlaneError("NOT_FOUND", f"no intent {intent_id} of tenant {tenant} on trace {trace_id}")
+    genai = translation.envelope.get("genai")
+    if not isinstance(genai, dict) or not str(genai.get("model") or "").strip():
+        raise ControlPlaneError("VALIDATION_FAILED", "genai.model (or gen_ai.request.model) is required")
+    tool_calls = own.get("tool_calls") or []
+    if not isinstance(tool_calls, list) or not all(isinstance(t, str) and t for t in tool_calls):
+        raise ControlPlaneError("VALIDATION_FAILED", "tool_calls is a list of tool names")
+    cost = genai.get("cost")
+    if cost is not None and not (isinstance(cost, str) and _DECIMAL.fullmatch(cost)):
+        raise ControlPlaneError(
+            "VALIDATION_FAILED", "genai.cost is a decimal string (no floats: it is signed)"
+        )
+    data: dict[str, Any] = {
+        "trace_id": trace_id,
+        "intent": str(intent_id) if intent_id else None,
+        "model": str(genai["model"])[:200],
+        "system": str(genai["system"])[:100] if genai.get("system") else None,
+        "input_tokens": _nonnegative(genai.get("input_tokens"), "genai.input_tokens", required=True),
+        "output_tokens": _nonnegative(genai.get("output_tokens"), "genai.output_tokens", required=True),
+        "cost": cost,
+        "currency": str(genai["currency"]) if genai.get("currency") else None,
+        "latency_ms": _nonnegative(genai.get("latency_ms"), "genai.latency_ms", required=False),
+        "prompt_sha256": _sha256_of(digest=own.get("prompt_sha256"), text=own.get("prompt"), name="prompt"),
+        "response_sha256": _sha256_of(
+            digest=own.get("response_sha256"), text=own.get("response"), name="response"
+        ),
+        "tool_calls": tool_calls[:100],
+        "translator": translation.translator,
+        "warnings": warnings,
+    }
+    if tenant in getattr(settings, "CONTROLPLANE_TELEMETRY_TEXT_TENANTS", []):
+        data.update(prompt=own.get("prompt"), response=own.get("response"))
+    fidelity = translation.envelope.get("fidelity", telemetry.LIVE)
+    if fidelity not in telemetry.FIDELITY_LEVELS:
+        raise ControlPlaneError(
+            "VALIDATION_FAILED", f"fidelity is one of {', '.join(telemetry.FIDELITY_LEVELS)}"
+        )
+    fallback = translation.envelope.get("fallback")
+    reason_codes = (
+        [fallback["reason_code"]] if isinstance(fallback, dict) and fallback.get("reason_code") else []
+    )
+    with transaction.atomic():
+        event = ledger_append(
+            type="controlplane.telemetry.model_call.reported",
+            subject=f"trace/{trace_id}",
+            data=data,
+            actor=principal.ref,
+            tenant=tenant,
+            fidelity=fidelity,
+            reason_codes=reason_codes + warnings,
+            traceparent=f"00-{trace_id}-{os.urandom(8).hex()}-01",
+        )
+    return ModelCallReport(event.seq, translation.translator, tuple(warnings), data)

@@ -339,6 +339,11 @@ _CATALOGUE = [
         200,
         "A fallback reported in a dialect whose reason is not a catalogue code (translated, not refused).",
     ),
+    Reason(
+        "TELEMETRY_SIMULATED",
+        200,
+        "The answer is a simulation or a hypothetical evaluation (preflight, explain), not what happened.",
+    ),
     Reason("GOVERNANCE_SCHEMA_INVALID", 409, "An object does not validate against its shipped JSON Schema."),
     Reason(
         "GOVERNANCE_FALLBACK_INCONSISTENT",
