@@ -20,8 +20,8 @@ def banner() -> str:
         f"event_signing_mode={settings.CONTROLPLANE_EVENT_SIGNING_MODE} "
         f"timestamp_tolerance={settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS}s "
         f"replay_seed={settings.CONTROLPLANE_REPLAY_SEED} "
-        f"{active_profile_banner(environment=settings.CONTROLPLANE_ENV)} "
-        f"{governance_banner()}"
+        f"{governance_banner()} "
+        f"{active_profile_banner(environment=settings.CONTROLPLANE_ENV)}"
     )
 
 

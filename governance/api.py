@@ -40,9 +40,19 @@ class GovernanceView(APIView):
         return Response(overview)
 
 
+class StrictCharField(serializers.CharField):
+    """A string, refused (VALIDATION_FAILED) when the JSON value is a number or a boolean: DRF's CharField
+    would read `0.2` as "0.2", a schema-violating request the API should not accept."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class EnforcementSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=["warn", "enforce", "clear"])
-    reason = serializers.CharField()
+    reason = StrictCharField()
 
 
 class EnforcementView(APIView):
@@ -64,7 +74,7 @@ class EnforcementView(APIView):
 
 
 class PreflightSerializer(serializers.Serializer):
-    profile = serializers.CharField(max_length=100)
+    profile = StrictCharField(max_length=100)
     version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     environment = serializers.ChoiceField(choices=Environment.choices, default=Environment.PROD)
     since = serializers.RegexField(r"^[0-9]{1,6}[dhm]$", default="7d")

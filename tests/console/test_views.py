@@ -73,6 +73,7 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:killswitch": ("console.view", "killswitch.manage"),
         "runtime:killswitch-change": ("console.view", "killswitch.manage"),
         "skills:registry": ("console.view", "skills.read"),
+        "governance:page": ("console.view", "governance.read"),
         "console:login": None,
         "console:logout": None,
     }
