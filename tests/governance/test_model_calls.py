@@ -155,6 +155,13 @@ def test_the_model_call_shows_under_the_intent_it_led_to(client, agent, django_c
     root = next(node for node in trace.roots if node.kind == "intent")
     calls = [child for child in root.children if child.title == REPORTED]
     assert len(calls) == 1 and calls[0].detail["model"] == "gpt-x"
+    # and the console's trace explorer draws it, under the intent
+    viewer = PrincipalFactory(
+        tenant=agent.tenant, human=True, capabilities=["console.view", "executions.read"]
+    )
+    client.force_login(viewer.user)
+    html = client.get(f"/traces/{TRACE}/").content.decode()
+    assert "data-model-call" in html and "model gpt-x · 1200 in / 80 out" in html
 
 
 def test_another_tenants_agent_cannot_report_for_an_intent_it_does_not_own(
