@@ -130,7 +130,10 @@ def ledger_check() -> Iterator[Finding]:
                     f"{reason_code!r} is not in the catalogue",
                 )
     types = (
-        LedgerEvent.objects.filter(type__startswith=LEDGER_PREFIX).values_list("type", flat=True).distinct()
+        LedgerEvent.objects.filter(type__startswith=LEDGER_PREFIX)
+        .order_by()
+        .values_list("type", flat=True)
+        .distinct()
     )
     for event_type in sorted(types):
         if REGISTRY.for_ledger_type(event_type) is None and event_type not in baseline.WITHOUT_CONTRACT:

@@ -4,6 +4,7 @@ results, model-call telemetry. Every state change appends its ledger event in th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import socket
@@ -15,11 +16,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from controlplane.identity.models import Principal
+from controlplane.identity.models import Principal, PrincipalKind
 from controlplane.identity.scope import platform_authorize
 from controlplane.kernel import governance as kernel
+from controlplane.kernel import telemetry
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.services import ledger_append
+from controlplane.policy.selectors import active_profile
+from controlplane.runtime.models import Intent
 from governance.capabilities import PLATFORM_GOVERNANCE
 from governance.models import EnforcementCount, EnforcementMode, EnforcementToggle
 
@@ -90,8 +94,8 @@ _COUNT_SQL = (
 
 
 def enforcement_count(outcome: str, dimension: str, code: str, tenant: str) -> None:
-    """Count one refusal or would-have-refused (the kernel's gate calls it). One upsert statement; it is
-    a metric, not a decision, so a failure to count is logged by the database layer, not raised."""
+    """Count one refusal or would-have-refused (the kernel's gate calls it): one upsert statement, in the
+    caller's transaction if it has one (gates run before the write transaction opens)."""
     table = connection.ops.quote_name(EnforcementCount._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -106,8 +110,6 @@ _attested = threading.Event()
 
 def attestation_data() -> dict[str, Any]:
     """What the start-up line prints and the attestation ledgers: mode, profile, toggle."""
-    from controlplane.policy.selectors import active_profile
-
     environment = settings.CONTROLPLANE_ENV
     profile = active_profile(environment=environment)
     toggle, source = kernel.enforcement_toggle()
@@ -178,9 +180,11 @@ def validation_record(*, result: kernel.ValidationResult, actor: Principal | str
     return event.seq
 
 
-def governance_validate(*, actor: Principal | str | None, record: bool = True) -> kernel.ValidationResult:
-    """Run every registered check; ledger the result when `record`."""
-    result = kernel.validate()
+def governance_validate(
+    *, actor: Principal | str | None, record: bool = True, only: list[str] | None = None
+) -> kernel.ValidationResult:
+    """Run the registered checks (all, or those named); ledger the result when `record`."""
+    result = kernel.validate(only=only)
     if record:
         validation_record(result=result, actor=actor)
     return result
@@ -215,8 +219,6 @@ _DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
 
 
 def _sha256_of(*, digest: Any, text: Any, name: str) -> str:
-    import hashlib
-
     if isinstance(text, str):
         return hashlib.sha256(text.encode()).hexdigest()
     if isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX64:
@@ -250,10 +252,6 @@ def model_call_report(*, principal: Principal, payload: dict[str, Any]) -> Model
     Prompt and response are stored as SHA-256 only; their text is hashed and forgotten unless the tenant
     is in CONTROLPLANE_TELEMETRY_TEXT_TENANTS. Only an agent reports (TELEMETRY_AGENT_REQUIRED); an
     `intent` must be one of its tenant's, on that trace (NOT_FOUND otherwise)."""
-    from controlplane.identity.models import PrincipalKind
-    from controlplane.kernel import telemetry
-    from controlplane.runtime.models import Intent
-
     if principal.kind != PrincipalKind.AGENT:
         raise ControlPlaneError("TELEMETRY_AGENT_REQUIRED", f"{principal.ref} is not an agent")
     tenant = principal.tenant.slug

@@ -166,12 +166,12 @@ def test_the_page_costs_the_same_queries_for_3_or_40_pending(
     for i in range(3):
         submit(agent, prod_step_draft(f"goal {i}", steps=3), f"k{i}", django_capture_on_commit_callbacks)
     # session, user, principal, grants; count, page, approvals given, plan steps, policy trails; the
-    # engaged kill switches (shown on the queue)
-    with django_assert_num_queries(10):
+    # engaged kill switches (shown on the queue); the enforcement banner's rollback toggle (cached 1 s)
+    with django_assert_num_queries(11):
         small = dora_client.get("/approvals/")
     for i in range(3, 40):
         submit(agent, prod_step_draft(f"goal {i}", steps=3), f"k{i}", django_capture_on_commit_callbacks)
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         large = dora_client.get("/approvals/")
     assert len(request_ids(small)) == 3 and len(request_ids(large)) == 25
 

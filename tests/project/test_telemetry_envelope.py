@@ -140,3 +140,20 @@ def test_the_schema_documents_meta_on_every_json_answer():
 def test_the_ledger_speaks_the_envelope_vocabulary():
     assert tuple(Fidelity.values) == telemetry.FIDELITY_LEVELS
     assert telemetry.envelope_schema()["$defs"]["fidelity"]["enum"] == list(telemetry.FIDELITY_LEVELS)
+
+
+def test_ledger_pages_holding_demo_data_say_demo(client):
+    from controlplane.ledger.services import ledger_append
+
+    tenant = TenantFactory(slug="acme")
+    reader = PrincipalFactory(tenant=tenant, capabilities=["ledger.read"])
+    headers = {"Authorization": f"Bearer {token_for(reader)}"}
+    ledger_append(type="demo.thing", subject="d/1", data={}, tenant="acme", fidelity="live")
+    demo = ledger_append(type="demo.thing", subject="d/2", data={}, tenant="acme", fidelity="demo")
+    page = client.get("/api/v1/ledger/events/?type=demo.thing", headers=headers).json()
+    one = client.get(f"/api/v1/ledger/events/{demo.seq}/", headers=headers).json()
+    assert page["meta"]["fidelity"] == "demo" and one["meta"]["fidelity"] == "demo"
+    live_only = client.get(
+        "/api/v1/ledger/events/?type=demo.thing&seq_to=" + str(demo.seq - 1), headers=headers
+    )
+    assert live_only.json()["meta"]["fidelity"] == "live"

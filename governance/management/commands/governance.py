@@ -63,8 +63,7 @@ class Command(BaseCommand):
         if options["offline"]:
             result = kernel.validate(only=options["only"], offline=True)
         else:
-            result = kernel.validate(only=options["only"])
-            services.validation_record(result=result, actor=cli_actor())
+            result = services.governance_validate(actor=cli_actor(), only=options["only"])
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2, sort_keys=True))
         else:
