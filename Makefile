@@ -58,6 +58,8 @@ test: bootstrap chromium
 	.venv/bin/lint-imports --no-cache
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
+	# Governance drift (docs/governance.md): schemas, fallbacks, modes, generated docs; no database needed.
+	$(PY) manage.py governance validate --offline
 	status=0
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) || status=$$?
 	# pytest's 5 means "no tests collected": a suite that silently ran nothing must not pass.

@@ -58,7 +58,12 @@ class ReadyView(APIView):
 
     @extend_schema(
         responses=inline_serializer(
-            "Readiness", {"ready": serializers.BooleanField(), "checks": serializers.DictField()}
+            "Readiness",
+            {
+                "ready": serializers.BooleanField(),
+                "checks": serializers.DictField(),
+                "governance": serializers.DictField(),
+            },
         )
     )
     def get(self, request: Request) -> Response:
@@ -68,4 +73,16 @@ class ReadyView(APIView):
             "signing_key": _check_signing_key(),
         }
         ready = all(check["ok"] for check in checks.values())
-        return Response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        return Response(
+            {"ready": ready, "checks": checks, "governance": _governance()}, status=200 if ready else 503
+        )
+
+
+def _governance() -> dict[str, Any]:
+    """The active mode, the rollback toggle and the profile hash (docs/governance.md); never fails."""
+    from governance.services import attestation_data
+
+    try:
+        return attestation_data()
+    except Exception as exc:  # readiness reports, it does not raise
+        return {"error": type(exc).__name__}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.kernel.reasons import CATALOGUE
+from controlplane.kernel.telemetry import ENVELOPE_VERSION, FIDELITY_LEVELS
 
 # Answers any operation can give: its input refused, no or a bad credential, a missing capability, an
 # object not found or not visible, a state conflict, a throttle, a crash, a dependency down.
@@ -79,4 +80,79 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
             answers = {**_ALWAYS, **(_WITH_BODY if "requestBody" in operation else {})}
             for status, description in answers.items():
                 responses.setdefault(status, {"description": description, "content": error})
+    return result
+
+
+# --- the telemetry envelope (docs/telemetry.md) ---------------------------------------------------------
+
+
+_META_REQUIRED = ("envelope", "fidelity", "fallback", "reason_codes", "contract", "trace_id", "request_id")
+
+
+def _meta_component() -> dict[str, Any]:
+    """`TelemetryMeta`: the envelope's JSON Schema (controlplane/kernel/schemas/) in OpenAPI 3.0's words."""
+    code = {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"}
+    return {
+        "type": "object",
+        "description": "The telemetry envelope every answer carries (controlplane.telemetry/v1).",
+        "required": [*_META_REQUIRED],
+        "properties": {
+            "envelope": {"type": "string", "enum": [ENVELOPE_VERSION]},
+            "fidelity": {"type": "string", "enum": list(FIDELITY_LEVELS)},
+            "fallback": {
+                "type": "object",
+                "nullable": True,
+                "required": ["used", "from", "to", "reason_code"],
+                "properties": {
+                    "used": {"type": "boolean"},
+                    "from": {"type": "string"},
+                    "to": {"type": "string"},
+                    "reason_code": code,
+                },
+            },
+            "reason_codes": {"type": "array", "items": code},
+            "contract": {"type": "string", "nullable": True},
+            "trace_id": {"type": "string", "pattern": "^([0-9a-f]{32})?$"},
+            "request_id": {"type": "string", "nullable": True},
+            "translator": {"type": "string"},
+            "warnings": {"type": "array", "items": code},
+        },
+    }
+
+
+_META = {"meta": {"$ref": "#/components/schemas/TelemetryMeta"}}
+
+
+def document_telemetry_envelope(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict:
+    """drf-spectacular postprocessing hook: every JSON answer requires `meta` (the renderer adds it), and a
+    bare list is documented as the `{results, meta}` object it is served as."""
+    result.setdefault("components", {}).setdefault("schemas", {})["TelemetryMeta"] = _meta_component()
+    done: set[int] = set()  # answers share content objects (the error answers): wrap each once
+    for path_item in result.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method not in _METHODS:
+                continue
+            for answer in operation.get("responses", {}).values():
+                content = answer.get("content", {}).get("application/json")
+                if not content or "schema" not in content or id(content) in done:
+                    continue
+                done.add(id(content))
+                body = content["schema"]
+                if body.get("type") == "array":
+                    content["schema"] = {
+                        "type": "object",
+                        "required": ["results", "meta"],
+                        "properties": {"results": body, "meta": dict(_META["meta"])},
+                    }
+                else:
+                    content["schema"] = {
+                        "allOf": [
+                            body,
+                            {
+                                "type": "object",
+                                "required": ["meta"],
+                                "properties": {"meta": dict(_META["meta"])},
+                            },
+                        ]
+                    }
     return result

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "incidents",
     "plugins",
     "learning",
+    "governance",
 ]
 
 MIDDLEWARE = [
@@ -183,6 +184,8 @@ REST_FRAMEWORK = {
     # "" where JSON would carry null or nothing, so forms are refused (415) unless a view declares its own
     # parsers (the webhooks and ingest read their raw bytes: signatures are over them).
     "DEFAULT_PARSER_CLASSES": ["controlplane.parsers.BoundedJSONParser"],
+    # Every answer carries the telemetry envelope as `meta` (docs/telemetry.md).
+    "DEFAULT_RENDERER_CLASSES": ["controlplane.renderers.EnvelopeJSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "controlplane.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "controlplane.exceptions.api_exception_handler",
@@ -200,6 +203,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "controlplane.schema.document_error_responses",
+        # Every answer's `meta` (the telemetry envelope, docs/telemetry.md).
+        "controlplane.schema.document_telemetry_envelope",
     ],
     "ENUM_NAME_OVERRIDES": {
         "PrincipalKindEnum": "controlplane.identity.models.PrincipalKind",
@@ -392,3 +397,22 @@ LOGGING = {
 CONTROLPLANE_LEARNING_CALIBRATE_SCHEDULE = env.int(
     "CONTROLPLANE_LEARNING_CALIBRATE_SCHEDULE", default=24 * 3600
 )
+# --- Governance and telemetry (docs/governance.md, docs/telemetry.md) --------------------------------------
+# The one rollback toggle: `warn` turns every enforce-mode check to warn. A ledgered runtime setting
+# (`manage.py governance enforcement warn|enforce|clear`, POST /api/v1/governance/enforcement/) overrides it
+# without a redeploy; every process reads it at each check, cached for at most one second.
+CONTROLPLANE_ENFORCEMENT = env.str("CONTROLPLANE_ENFORCEMENT", default="")
+if CONTROLPLANE_ENFORCEMENT not in {"", "warn", "enforce"}:
+    raise ImproperlyConfigured(
+        f"CONTROLPLANE_ENFORCEMENT is warn or enforce, not {CONTROLPLANE_ENFORCEMENT!r}"
+    )
+# The mode matrix per environment, over the defaults of controlplane/kernel/governance.py (JSON, e.g.
+# {"dev": {"envelope": "enforce"}}); `governance validate` checks its schema and that prod >= stage >= dev.
+CONTROLPLANE_GOVERNANCE_MODES = env.json("CONTROLPLANE_GOVERNANCE_MODES", default={})
+# Preflight: the largest rejection ratio (basis points) that is "ready", and how long a ready one counts.
+CONTROLPLANE_PREFLIGHT_MAX_REJECTION_BP = env.int("CONTROLPLANE_PREFLIGHT_MAX_REJECTION_BP", default=500)
+CONTROLPLANE_PREFLIGHT_MAX_AGE_SECONDS = env.int(
+    "CONTROLPLANE_PREFLIGHT_MAX_AGE_SECONDS", default=7 * 24 * 3600
+)
+# Tenants whose agents' prompt and response text is kept with their model-call telemetry (else: hashes only).
+CONTROLPLANE_TELEMETRY_TEXT_TENANTS = env.list("CONTROLPLANE_TELEMETRY_TEXT_TENANTS", default=[])

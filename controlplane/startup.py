@@ -11,6 +11,7 @@ logger = logging.getLogger("controlplane")
 
 def banner() -> str:
     from controlplane.policy.selectors import active_profile_banner  # needs the app registry
+    from governance.services import governance_banner
 
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     broker = "redis" if settings.REDIS_URL else "in-process"
@@ -19,9 +20,17 @@ def banner() -> str:
         f"event_signing_mode={settings.CONTROLPLANE_EVENT_SIGNING_MODE} "
         f"timestamp_tolerance={settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS}s "
         f"replay_seed={settings.CONTROLPLANE_REPLAY_SEED} "
+        f"{governance_banner()} "
         f"{active_profile_banner(environment=settings.CONTROLPLANE_ENV)}"
     )
 
 
 def log_banner() -> None:
+    """The start-up line, then the process's mode attestation on the ledger (once per process)."""
+    from governance.services import mode_attest
+
     logger.info(banner())
+    try:
+        mode_attest()
+    except Exception as exc:  # no database yet (a first migrate), no key: say so, never fail start-up
+        logger.warning("governance mode attestation not ledgered: %s: %s", type(exc).__name__, exc)

@@ -22,6 +22,7 @@ api_v1 = [
     path("", include("incidents.urls")),
     path("", include("skills.urls")),
     path("", include("learning.urls")),
+    path("", include("governance.urls")),
 ]
 
 # JSON answers with a reason code under /api/ for paths the router does not match and for crashes.

@@ -18,3 +18,7 @@ class SkillsConfig(AppConfig):
             app="skills", label="Skills", url_name="skills:registry", capability="skills.read", order=60
         )
         register_console_urls(app="skills", prefix="skills/", urlconf="skills.urls_console")
+        from controlplane.kernel.governance import register_check
+        from skills.governance import CHECK as GOVERNANCE_CHECK
+
+        register_check(GOVERNANCE_CHECK)  # governance validate: installed skills re-verify

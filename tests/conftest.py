@@ -51,9 +51,11 @@ def _clear_cache():
     """An empty cache for each test, including the ingest refusals counted in process but not yet
     written to it (the ASGI path and shedding defer them by up to a second)."""
     from controlplane.channels.services import rejection_flush
+    from controlplane.kernel.governance import enforcement_forget
 
     rejection_flush()
     cache.clear()
+    enforcement_forget()  # the rollback toggle's 1 s in-process cache: each test starts cold
     yield
     rejection_flush()
     cache.clear()

@@ -384,6 +384,59 @@ _CATALOGUE = [
         400,
         "What becomes of held work is one of resume, cancel or decide (one by one).",
     ),
+    # Governance and telemetry: the envelope, `governance validate`, warn -> enforce (docs/governance.md)
+    Reason(
+        "TELEMETRY_NONCANONICAL",
+        400,
+        "Telemetry with a field no registered translator knows (enforce; warn mode drops and counts it).",
+    ),
+    Reason(
+        "TELEMETRY_FALLBACK_UNSPECIFIED",
+        200,
+        "A fallback reported in a dialect whose reason is not a catalogue code (translated, not refused).",
+    ),
+    Reason(
+        "TELEMETRY_SIMULATED",
+        200,
+        "The answer is a simulation or a hypothetical evaluation (preflight, explain), not what happened.",
+    ),
+    Reason("GOVERNANCE_SCHEMA_INVALID", 409, "An object does not validate against its shipped JSON Schema."),
+    Reason(
+        "GOVERNANCE_FALLBACK_INCONSISTENT",
+        409,
+        "A declared fallback or non-live path has no catalogue reason or no route, or vocabularies differ.",
+    ),
+    Reason(
+        "GOVERNANCE_MODE_REGRESSION",
+        409,
+        "An environment is weaker than a less production-like one (prod < stage or stage < dev) on a mode.",
+    ),
+    Reason(
+        "GOVERNANCE_INCOMPATIBLE",
+        409,
+        "A plugin or skill is incompatible with the contracts or its dependencies.",
+    ),
+    Reason(
+        "GOVERNANCE_SKILL_UNVERIFIED",
+        409,
+        "An installed skill no longer verifies (signature, threshold, trust).",
+    ),
+    Reason("GOVERNANCE_CONTRACT_MISSING", 409, "An event type on the chain has no contract."),
+    Reason("GOVERNANCE_DOCS_STALE", 409, "A generated document is not what its command writes now."),
+    Reason("GOVERNANCE_CHECK_FAILED", 409, "A validation check crashed; its error is the finding."),
+    Reason(
+        "GOVERNANCE_PREFLIGHT_REQUIRED",
+        409,
+        "Activating the strict profile in prod needs a passing preflight on the ledger within "
+        "CONTROLPLANE_PREFLIGHT_MAX_AGE_SECONDS.",
+    ),
+    Reason("GOVERNANCE_ENFORCEMENT_INVALID", 400, "The enforcement toggle takes warn, enforce or clear."),
+    Reason("GOVERNANCE_REASON_REQUIRED", 400, "Changing the enforcement toggle needs a reason."),
+    Reason(
+        "TELEMETRY_AGENT_REQUIRED",
+        403,
+        "Model-call telemetry is reported by an agent principal, for a trace of its own tenant.",
+    ),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

@@ -20,6 +20,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.telemetry import telemetry_mark
 from controlplane.ledger import verify_jobs
 from controlplane.ledger.models import STORED_COLUMNS, Checkpoint, LedgerEvent
 from controlplane.ledger.selectors import checkpoint_consistency, event_receipt
@@ -136,6 +137,19 @@ class LedgerEventViewSet(viewsets.ReadOnlyModelViewSet):
         if principal.has_capability(PLATFORM_LEDGER_READ):
             tenants.append("")
         return LedgerEvent.objects.filter(tenant__in=tenants)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A page says, in its `meta`, the lowest fidelity of the events it holds (demo data says demo)."""
+        response = super().list(request, *args, **kwargs)
+        for fidelity in {row.get("fidelity") for row in response.data.get("results", [])} - {None}:
+            telemetry_mark(fidelity=fidelity)
+        return response
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().retrieve(request, *args, **kwargs)
+        if response.data.get("fidelity"):
+            telemetry_mark(fidelity=response.data["fidelity"])
+        return response
 
     @extend_schema(
         parameters=[

@@ -8,6 +8,7 @@ app's resolver calls `profile_activate` on a granted decision, passing the conte
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,17 @@ def profile_create(
     return ProfileCreation(profile, created=True)
 
 
+# Checks a higher app adds before any activation (registered from its `ready()`): each takes the profile
+# and the one active before it, and refuses with its own reason code.
+ACTIVATION_GUARDS: list[Callable[..., None]] = []
+
+
+def register_activation_guard(guard: Callable[..., None]) -> None:
+    """Add a check run by `profile_activate` before it changes anything (`guard(profile=, previous=)`)."""
+    if guard not in ACTIVATION_GUARDS:
+        ACTIVATION_GUARDS.append(guard)
+
+
 @transaction.atomic
 def profile_activate(
     *,
@@ -147,6 +159,8 @@ def profile_activate(
     now = timezone.now()
     actor_ref = _actor_ref(actor)
     previous = next((row for row in rows if row.status == ProfileStatus.ACTIVE), None)
+    for guard in ACTIVATION_GUARDS:  # e.g. governance: prod's strict profile needs a recent preflight
+        guard(profile=target, previous=previous)
     if previous is not None:
         previous.status, previous.retired_at = ProfileStatus.RETIRED, now
         previous.save(update_fields=["status", "retired_at"])

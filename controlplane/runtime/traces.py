@@ -52,6 +52,16 @@ _APPROVAL_OPENED = "controlplane.approval.request.opened"
 _APPROVAL_DECIDED = "controlplane.approval.request.decided"
 
 
+# Event types another app writes on a trace that belong under an intent: type -> the `data` key naming the
+# intent (registered from that app's `ready()`; e.g. governance's model-call telemetry).
+INTENT_ATTACHMENTS: dict[str, str] = {}
+
+
+def register_intent_attachment(event_type: str, *, intent_key: str) -> None:
+    """Show events of `event_type` whose `data[intent_key]` names an intent under that intent's node."""
+    INTENT_ATTACHMENTS[event_type] = intent_key
+
+
 @dataclass
 class TraceNode:
     """One node of the tree, with the ledger event that records it (`seq` is None when none does)."""
@@ -237,6 +247,11 @@ def _intent_node(
             "traceparent": intent.traceparent,
         },
     ).record(_first(events, placed, _INTENT, subject=subject))
+    for event in events:  # what other apps recorded for this intent (model calls that led to it)
+        key = INTENT_ATTACHMENTS.get(event.type)
+        if key is not None and event.seq not in placed and event.data.get(key) == intent.pk:
+            placed.add(event.seq)
+            node.children.append(_event_node(event))
     if intent.plan_id is None:
         rejected = _first(events, placed, "controlplane.plan.rejected", subject=subject)
         node.children.append(

@@ -166,12 +166,13 @@ def test_the_page_costs_the_same_queries_for_3_or_40_pending(
     for i in range(3):
         submit(agent, prod_step_draft(f"goal {i}", steps=3), f"k{i}", django_capture_on_commit_callbacks)
     # session, user, principal, grants; count, page, approvals given, plan steps, policy trails, the
-    # incidents the steps remediate (the incidents app's queue context); the engaged kill switches
-    with django_assert_num_queries(11):
+    # incidents the steps remediate (the incidents app's queue context); the engaged kill switches; the
+    # enforcement banner's rollback toggle (cached 1 s)
+    with django_assert_num_queries(12):
         small = dora_client.get("/approvals/")
     for i in range(3, 40):
         submit(agent, prod_step_draft(f"goal {i}", steps=3), f"k{i}", django_capture_on_commit_callbacks)
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(12):
         large = dora_client.get("/approvals/")
     assert len(request_ids(small)) == 3 and len(request_ids(large)) == 25
 

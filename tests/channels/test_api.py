@@ -20,6 +20,7 @@ from controlplane.identity.services import grant_revoke
 from controlplane.kernel import signatures
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
+from tests import envelope
 from tests.channels.support import UNSET, URL, cloudevent, make_deliver, written
 from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 
@@ -52,7 +53,7 @@ def test_a_signed_event_is_appended_with_its_provenance_and_delivery(producer, d
 
     assert response.status_code == 201, response.json()
     ledger_event = LedgerEvent.objects.get(type="com.example.alert.fired")
-    assert response.json() == {
+    assert envelope.body(response) == {
         "seq": ledger_event.seq,
         "id": ledger_event.id,
         "hash": ledger_event.hash,
@@ -595,7 +596,7 @@ def test_the_counters_are_served_to_ledger_readers_of_the_tenant(tenant, produce
     response = client.get(f"{URL}rejections/", headers={"Authorization": f"Bearer {token_for(reader)}"})
 
     assert response.status_code == 200
-    assert response.json() == {
+    assert envelope.body(response) == {
         "total": 2,
         "counters": [
             {"producer": "acme/alerts", "code": "SIGNATURE_INVALID", "count": 1},

@@ -28,6 +28,7 @@ from controlplane.ledger import services as ledger
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from incidents.models import Incident, Signal
+from tests import envelope
 from tests.channels.asgi import AsgiClient, asgi_request
 from tests.channels.support import URL, accepted_answer, cloudevent, make_deliver, written
 from tests.channels.test_ingest_path import wsgi_post
@@ -83,7 +84,7 @@ def test_the_asgi_application_answers_ingest_as_the_wsgi_application_does(produc
 
     assert (response.status_code, status) == (201, 201)
     event = LedgerEvent.objects.get(seq=response.json()["seq"])
-    assert response.json() == accepted_answer(event, producer)
+    assert envelope.body(response) == accepted_answer(event, producer)
     assert event.request_id == "req-asgi" and response["X-Request-ID"] == "req-asgi"
     # The lean middleware's response phases: the same headers as the WSGI lean chain sends.
     assert set(response.headers) == {name.lower() for name in wsgi_headers}

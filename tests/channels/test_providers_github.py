@@ -12,6 +12,7 @@ import pytest
 from approvals.models import ApprovalStatus
 from controlplane.channels.providers.base import hub_signature_check
 from controlplane.kernel.errors import ControlPlaneError
+from tests import envelope
 from tests.channels.chat import agent, connect, messages, open_request, person, url, written
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +63,7 @@ def test_ping_is_answered_and_ledgered(client, github):
     response = deliver(
         client, github, {"zen": "Keep it logically awesome.", "sender": {"login": "octocat"}}, event="ping"
     )
-    assert response.status_code == 200 and response.json() == {"ok": True, "pong": True}
+    assert response.status_code == 200 and envelope.body(response) == {"ok": True, "pong": True}
     assert messages()[0]["kind"] == "github.ping" and messages()[0]["delivery_id"] == "d-1"
 
 
@@ -101,7 +102,12 @@ def test_an_approve_comment_by_a_mapped_login_decides(client, github):
     approval = open_request(agent(github))
     text = f"/approve {approval.id[:12]} {approval.content_hash[:12]} rollout looks healthy"
     response = deliver(client, github, comment(text))
-    assert response.json() == {"ok": True, "action": "approve", "approval": approval.id, "status": "approved"}
+    assert envelope.body(response) == {
+        "ok": True,
+        "action": "approve",
+        "approval": approval.id,
+        "status": "approved",
+    }
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.APPROVED
     assert approval.decisions.get().reason == "rollout looks healthy"

@@ -22,6 +22,7 @@ from controlplane.channels.providers.slack import (
 from controlplane.channels.selectors import webhook_rejection_counts
 from controlplane.channels.services.connections import channel_disconnect
 from controlplane.kernel.errors import ControlPlaneError
+from tests import envelope
 from tests.channels.chat import CONTENT_HASH, agent, connect, messages, open_request, person, url, written
 from tests.console.flow import eager_tasks  # noqa: F401  (fixture)
 
@@ -103,12 +104,12 @@ def post_event(client, connection, body: bytes, headers: dict[str, str] | None =
 def test_url_verification_is_answered_with_its_challenge(client, slack):
     body = orjson.dumps({"type": "url_verification", "challenge": "3eZbrw1aB", "token": "x"})
     response = post_event(client, slack, body)
-    assert response.status_code == 200 and response.json() == {"challenge": "3eZbrw1aB"}
+    assert response.status_code == 200 and envelope.body(response) == {"challenge": "3eZbrw1aB"}
 
 
 def test_a_message_is_ledgered_normalised(client, slack):
     response = post_event(client, slack, event_body("hello from chat"))
-    assert response.status_code == 200 and response.json() == {"ok": True}
+    assert response.status_code == 200 and envelope.body(response) == {"ok": True}
     assert messages() == [
         {
             "provider": "slack",
@@ -204,7 +205,12 @@ def test_an_approve_click_by_a_mapped_person_decides_the_approval(client, slack)
     approval = open_request(agent(slack))
     response = click(client, slack, card_click(approval, user="U100"))
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "action": "approve", "approval": approval.id, "status": "approved"}
+    assert envelope.body(response) == {
+        "ok": True,
+        "action": "approve",
+        "approval": approval.id,
+        "status": "approved",
+    }
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.APPROVED
     decision = approval.decisions.get()

@@ -77,6 +77,7 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "skills:registry": ("console.view", "skills.read"),
         "learning:learning": ("console.view", "learning.read"),
         "learning:finding-decide": ("console.view", "learning.read", "learning.review"),
+        "governance:page": ("console.view", "governance.read"),
         "console:login": None,
         "console:logout": None,
     }

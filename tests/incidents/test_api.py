@@ -70,7 +70,7 @@ def test_timeline_is_every_event_of_the_incident_in_order(client, tenant, rule, 
     incident = open_incident(tenant)
     services.incident_acknowledge(incident=incident, actor=oncall, reason="on it")
     services.incident_resolve(incident=incident, actor=oncall, reason="rolled back")
-    timeline = get(client, oncall_token, f"/api/v1/incidents/{incident.pk}/timeline/")
+    timeline = get(client, oncall_token, f"/api/v1/incidents/{incident.pk}/timeline/")["results"]
     assert [e["type"] for e in timeline] == [
         "controlplane.signal.received",
         "controlplane.signal.received",

@@ -179,6 +179,8 @@ def test_explain_a_hypothetical_step_with_its_rule_trail(client, reader):
     )
     assert response.status_code == 200
     body = response.json()
+    meta = body.pop("meta")  # a hypothetical step: the answer says it is simulated (docs/telemetry.md)
+    assert meta["fidelity"] == "simulated" and meta["reason_codes"] == ["TELEMETRY_SIMULATED"]
     strict = PolicyProfile.objects.get(name=shipped.STRICT)
     assert body == {
         "verdict": "require_approval",

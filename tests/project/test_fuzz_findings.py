@@ -115,7 +115,9 @@ def test_incident_timeline_is_the_array_the_schema_promises(client, tmp_path):
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
     timeline = schema["paths"]["/api/v1/incidents/{id}/timeline/"]["get"]
-    assert timeline["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
+    body = timeline["responses"]["200"]["content"]["application/json"]["schema"]
+    # the array, served as `{results, meta}` (the telemetry envelope on every answer, docs/telemetry.md)
+    assert body["properties"]["results"]["type"] == "array" and "meta" in body["required"]
     assert {p["name"] for p in timeline.get("parameters", [])} == {"id"}  # no filters, no paging
 
 

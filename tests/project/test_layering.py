@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
-PACKAGES = ("controlplane", "approvals", "skills", "incidents", "plugins", "learning")
+PACKAGES = ("controlplane", "approvals", "skills", "incidents", "plugins", "learning", "governance")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

@@ -25,7 +25,7 @@ def test_the_api_lists_the_installed_actions_with_tiers_and_schemas(client):
     token = token_for(PrincipalFactory(tenant=TenantFactory(slug="acme"), capabilities=["intents.submit"]))
     response = client.get("/api/v1/actions/", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200
-    actions = {a["name"]: a for a in response.json()}
+    actions = {a["name"]: a for a in response.json()["results"]}
     assert {"noop.echo", "http.webhook"} <= set(actions)
     echo = actions["noop.echo"]
     assert (echo["risk_tier"], echo["executor"], echo["skill"]) == ("low", "noop.echo", "core")
@@ -44,7 +44,8 @@ def test_the_api_needs_intents_submit(client):
 def test_an_action_of_a_disabled_skill_is_not_listed(client):
     token = token_for(PrincipalFactory(tenant=TenantFactory(slug="acme"), capabilities=["intents.submit"]))
     Skill.objects.filter(name="core").update(status="disabled")
-    names = [a["name"] for a in client.get("/api/v1/actions/", HTTP_AUTHORIZATION=f"Bearer {token}").json()]
+    listed = client.get("/api/v1/actions/", HTTP_AUTHORIZATION=f"Bearer {token}").json()["results"]
+    names = [a["name"] for a in listed]
     assert "noop.echo" not in names
     assert ActionContract.objects.filter(name="noop.echo").exists()
 

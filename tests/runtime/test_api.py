@@ -179,7 +179,7 @@ def test_bulk_decide_is_all_or_nothing(client, tenant, agent_token):
         {"decision": "reject", "reason": "batch", "requests": items},
         token,
     )
-    assert done.status_code == 200 and {r["status"] for r in done.json()} == {"rejected"}
+    assert done.status_code == 200 and {r["status"] for r in done.json()["results"]} == {"rejected"}
 
 
 def test_the_kill_switch_api(client, tenant, agent_token, django_capture_on_commit_callbacks):
@@ -202,7 +202,7 @@ def test_the_kill_switch_api(client, tenant, agent_token, django_capture_on_comm
     execution = get(client, f"/api/v1/executions/{response.json()['execution']}/", agent_token).json()
     assert execution["status"] == "running" and execution["reason_codes"] == []
     assert [(s["status"], s["held_code"]) for s in execution["steps"]] == [("held", "KILL_SWITCH_ENGAGED")]
-    [switch] = get(client, "/api/v1/killswitch/", operator).json()
+    [switch] = get(client, "/api/v1/killswitch/", operator).json()["results"]
     assert (switch["scope"], switch["holding"]) == ("global", 1) and "held" not in switch
     assert (
         post(
@@ -237,7 +237,7 @@ def test_held_executions_are_listed_and_decided_one_by_one(
     second = post(client, "/api/v1/intents/", DRAFT, agent_token, HTTP_IDEMPOTENCY_KEY="h2").json()[
         "execution"
     ]
-    held = get(client, "/api/v1/killswitch/held/", olga).json()
+    held = get(client, "/api/v1/killswitch/held/", olga).json()["results"]
     assert [(h["execution"], h["steps"], h["engaged"]) for h in held] == [
         (first, ["a"], ["tenant/acme"]),
         (second, ["a"], ["tenant/acme"]),
@@ -281,7 +281,7 @@ def test_another_tenants_held_execution_is_not_found(client, tenant, agent_token
     other = token_for(
         PrincipalFactory(tenant=TenantFactory(slug="other"), human=True, capabilities=["killswitch.manage"])
     )
-    assert get(client, "/api/v1/killswitch/held/", other).json() == []
+    assert get(client, "/api/v1/killswitch/held/", other).json()["results"] == []
     before = LedgerEvent.objects.count()
     response = post(
         client,
@@ -337,10 +337,10 @@ def test_the_kill_switch_list_hides_other_tenants_switches(client, tenant):
     services.killswitch_set(scope="tenant", target=tenant.slug, engaged=True, reason="ours", actor="cli")
     services.killswitch_set(scope="global", engaged=False, reason="drill over", actor="cli")
     mine = token_for(PrincipalFactory(tenant=tenant, capabilities=["killswitch.manage"]))
-    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", mine).json()}
+    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", mine).json()["results"]}
     assert seen == {("global", ""), ("tenant", tenant.slug)}
     platform = token_for(
         PrincipalFactory(tenant=tenant, capabilities=["killswitch.manage", "platform.killswitch.manage"])
     )
-    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", platform).json()}
+    seen = {(s["scope"], s["target"]) for s in get(client, "/api/v1/killswitch/", platform).json()["results"]}
     assert seen == {("global", ""), ("tenant", tenant.slug), ("tenant", "other")}

@@ -35,6 +35,7 @@ from controlplane.identity import services as identity
 from controlplane.identity.authentication import token_failure_record
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant, hash_token
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.telemetry import response_meta, with_meta
 
 _WWW_AUTHENTICATE = 'Bearer realm="api"'
 
@@ -43,7 +44,11 @@ _WWW_AUTHENTICATE = 'Bearer realm="api"'
 
 
 def json_response(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> HttpResponse:
-    return HttpResponse(orjson.dumps(body), status=status, content_type="application/json", headers=headers)
+    """An ingest answer, carrying the telemetry envelope as `meta` as every API answer does."""
+    content = orjson.dumps(with_meta(body, response_meta(route=None, body=body)))
+    response = HttpResponse(content, status=status, content_type="application/json", headers=headers)
+    response._telemetry_meta = True  # type: ignore[attr-defined]
+    return response
 
 
 def refusal(error: ControlPlaneError, request_id: str | None) -> HttpResponse:
