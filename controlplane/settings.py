@@ -340,6 +340,12 @@ CONTROLPLANE_SLACK_TOLERANCE_SECONDS = env.int("CONTROLPLANE_SLACK_TOLERANCE_SEC
 CONTROLPLANE_SLACK_API_URL = env.str("CONTROLPLANE_SLACK_API_URL", default="https://slack.com/api/")
 CONTROLPLANE_TWILIO_API_URL = env.str("CONTROLPLANE_TWILIO_API_URL", default="https://api.twilio.com")
 CONTROLPLANE_META_API_URL = env.str("CONTROLPLANE_META_API_URL", default="https://graph.facebook.com/v21.0")
+CONTROLPLANE_GITHUB_API_URL = env.str("CONTROLPLANE_GITHUB_API_URL", default="https://api.github.com")
+# The channels outbox: first retry after this many seconds, doubling (at most 300 s), given up after
+# this many attempts; the sweeper's beat period.
+CONTROLPLANE_CHANNEL_OUTBOX_BACKOFF_SECONDS = env.int("CONTROLPLANE_CHANNEL_OUTBOX_BACKOFF_SECONDS", default=5)
+CONTROLPLANE_CHANNEL_OUTBOX_MAX_ATTEMPTS = env.int("CONTROLPLANE_CHANNEL_OUTBOX_MAX_ATTEMPTS", default=6)
+CONTROLPLANE_CHANNEL_OUTBOX_SWEEP_SECONDS = env.float("CONTROLPLANE_CHANNEL_OUTBOX_SWEEP_SECONDS", default=10.0)
 # The longest message text a channel event keeps (longer text is cut, and says so).
 CONTROLPLANE_CHANNEL_TEXT_MAX = env.int("CONTROLPLANE_CHANNEL_TEXT_MAX", default=2000)
 

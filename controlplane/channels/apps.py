@@ -24,3 +24,19 @@ class ChannelsConfig(AppConfig):
             twilio.TWILIO,
         ):
             register_webhook_adapter(adapter)
+
+        from approvals.registry import register_observer
+        from controlplane.channels.services.notifications import approval_observed
+
+        register_observer("channels.notifications", approval_observed)
+
+        from django.conf import settings
+
+        from controlplane.kernel.periodic import register_periodic
+
+        register_periodic(
+            "channels-outbox-sweep",
+            task="controlplane.channels.tasks.channel_outbox_sweep_task",
+            every=lambda: settings.CONTROLPLANE_CHANNEL_OUTBOX_SWEEP_SECONDS,
+            why="Send outbound chat messages that are due: retries after their back-off, lost tasks.",
+        )

@@ -186,3 +186,56 @@ class ChannelIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.provider}:{self.external_id} -> {self.principal.ref}"
+
+
+class OutboundStatus(models.TextChoices):
+    PENDING = "pending"  # waiting for its first attempt or its next retry
+    SENT = "sent"
+    FAILED = "failed"  # given up: attempts exhausted, or a refusal no retry can cure
+
+
+class OutboundMethod(models.TextChoices):
+    POST = "post"  # a new message (Slack chat.postMessage, a WhatsApp message)
+    UPDATE = "update"  # replace a posted Slack message (chat.update)
+    EPHEMERAL = "ephemeral"  # a Slack message only one user sees (chat.postEphemeral)
+    REVIEW = "review"  # GitHub's deployment protection rule review for a workflow run
+
+
+class ChannelMessage(models.Model):
+    """One outbound call to a provider: the channels outbox.
+
+    Written in the transaction of what causes it (an approval opened, a decision, a link started), sent
+    after the commit by a task and retried with back-off by the sweeper until it is sent or given up.
+    `key` is its idempotency key: asking twice for the same message makes one row, and a sent row is never
+    sent again. `payload` holds what is sent (no secret: those are read from the connection when sending).
+    Rows change only through controlplane.channels.services.outbox, which ledgers each send and each
+    message given up.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="channel_messages")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="messages")
+    key = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=40)  # approval.request, approval.outcome, identity.code, ...
+    method = models.CharField(max_length=16, choices=OutboundMethod.choices, default=OutboundMethod.POST)
+    to = models.CharField(max_length=200, blank=True)
+    payload = models.JSONField(default=dict)
+    approval_id = models.CharField(max_length=64, blank=True, db_index=True)
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replies"
+    )
+    status = models.CharField(max_length=16, choices=OutboundStatus.choices, default=OutboundStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_code = models.CharField(max_length=64, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    provider_channel = models.CharField(max_length=120, blank=True)  # e.g. the Slack channel id answered
+    provider_message_id = models.CharField(max_length=120, blank=True)  # Slack ts, wamid..., SM...
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="channel_outbox_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} -> {self.to} ({self.status})"

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs
 
 import orjson
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest
 
+from approvals.models import ApprovalRequest
 from controlplane.channels.models import ChannelProvider
 from controlplane.channels.providers.base import ChannelAdapter, json_object, text_of
 from controlplane.channels.services.messages import (
@@ -29,12 +29,9 @@ from controlplane.channels.services.messages import (
     channel_message_receive,
     pending_approvals,
 )
-from controlplane.channels.tasks import slack_card_update_task
+from controlplane.channels.services.notifications import slack_card_answer
+from controlplane.channels.services.outbound import APPROVE_ACTION, REASON_ACTION, REJECT_ACTION
 from controlplane.kernel.errors import ControlPlaneError
-
-APPROVE_ACTION = "controlplane.approve"
-REJECT_ACTION = "controlplane.reject"
-REASON_ACTION = "controlplane.reason"
 
 
 def slack_signature_check(
@@ -165,18 +162,20 @@ class SlackInteractivityWebhook(_Slack):
             action=action,
         )
         container = payload.get("container") if isinstance(payload.get("container"), dict) else {}
-        channel, ts = text_of(container.get("channel_id")), text_of(container.get("message_ts"))
-        if action is not None and channel and ts and "bot_token" in connection.secret_names:
-            text = _card_outcome(outcome, sender)
-            # After the commit, on a worker: the answer goes back to Slack now, the card update follows.
-            transaction.on_commit(lambda: slack_card_update_task.delay(connection.pk, channel, ts, text))
+        if action is not None:
+            # Outbox rows only: the answer goes back to Slack now, the card's update after the commit.
+            slack_card_answer(
+                connection=connection,
+                approval=ApprovalRequest.objects.filter(
+                    tenant=connection.tenant, pk=outcome.get("approval") or action.approval
+                ).first(),
+                channel=text_of(container.get("channel_id")),
+                ts=text_of(container.get("message_ts")),
+                user=sender,
+                code=outcome.get("code"),
+                trigger=payload["trigger_id"],
+            )
         return outcome
-
-
-def _card_outcome(outcome: dict[str, Any], sender: str) -> str:
-    if outcome.get("ok"):
-        return f"{outcome.get('action')} by <@{sender}>: the approval is now {outcome.get('status')}"
-    return f"<@{sender}>'s {outcome.get('action')} was refused: {outcome.get('code')}"
 
 
 def _button_action(payload: dict[str, Any]) -> ApprovalAction | None:

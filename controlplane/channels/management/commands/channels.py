@@ -23,7 +23,7 @@ from controlplane.channels.services.connections import (
     connection_webhook_urls,
     secrets_parse,
 )
-from controlplane.channels.services.outbound import channel_approval_notify
+from controlplane.channels.services.notifications import channel_approval_notify
 from controlplane.identity.selectors import principal_get, tenant_get
 from controlplane.kernel.errors import ControlPlaneError
 
@@ -144,6 +144,6 @@ class Command(BaseCommand):
         if approval is None:
             raise ControlPlaneError("APPROVAL_NOT_FOUND", f"no approval {options['approval']}")
         message_id = channel_approval_notify(
-            connection=connection, approval=approval, actor=ACTOR, to=options["to"]
-        )
+            connection=connection, approval=approval, to=options["to"]
+        ).provider_message_id
         self.stdout.write(f"posted approval {approval.id[:12]} to {connection.ref} (message {message_id})")
