@@ -239,3 +239,38 @@ class ChannelMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} -> {self.to} ({self.status})"
+
+
+class LinkStatus(models.TextChoices):
+    PENDING = "pending"  # the code is sent; waiting for it to be typed back
+    LINKED = "linked"  # typed back in time: the identity is mapped to the principal
+    VOID = "void"  # replaced by a newer link, or too many wrong codes
+
+
+class ChannelLink(models.Model):
+    """A person's request to link a chat identity to their principal, proved by a one-time code.
+
+    The code is sent over the connection to `external_id` (controlplane.channels.services.links); only
+    its keyed hash is kept. Typed back from that identity before `expires_at`, once, it maps the identity
+    to `principal` (a `ChannelIdentity`). Wrong codes are counted; too many void the link.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="channel_links")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="links")
+    principal = models.ForeignKey(Principal, on_delete=models.PROTECT, related_name="channel_links")
+    external_id = models.CharField(max_length=120)
+    code_hash = models.CharField(max_length=100)  # salt$HMAC-SHA256
+    status = models.CharField(max_length=16, choices=LinkStatus.choices, default=LinkStatus.PENDING)
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    linked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["connection", "external_id", "status"], name="channel_link_lookup_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection.ref}:{self.external_id} -> {self.principal.ref} ({self.status})"

@@ -23,14 +23,19 @@ from django.http import HttpRequest
 from approvals.models import ApprovalRequest
 from controlplane.channels.models import ChannelProvider
 from controlplane.channels.providers.base import ChannelAdapter, json_object, text_of
+from controlplane.channels.services.commands import channel_command_run
 from controlplane.channels.services.messages import (
     ApprovalAction,
     approval_action_parse,
     channel_message_receive,
-    pending_approvals,
 )
 from controlplane.channels.services.notifications import slack_card_answer
-from controlplane.channels.services.outbound import APPROVE_ACTION, REASON_ACTION, REJECT_ACTION
+from controlplane.channels.services.outbound import (
+    APPROVE_ACTION,
+    REASON_ACTION,
+    REJECT_ACTION,
+    slack_escape,
+)
 from controlplane.kernel.errors import ControlPlaneError
 
 
@@ -202,8 +207,9 @@ def _reason_of(payload: dict[str, Any]) -> str:
 
 
 class SlackCommandsWebhook(_Slack):
-    """Slack's slash command for one connection (`/cp` by default): `approvals` lists the pending ones,
-    `approve|reject <id> <hash> <reason>` decides as the caller's mapped principal."""
+    """Slack's slash command for one connection (`/cp` by default): `approvals`, `incident ID`, `ack ID`,
+    `approve|reject <id> <hash> <reason>`, `link CODE`, each as the caller's linked principal
+    (controlplane.channels.services.commands)."""
 
     name = "slack-commands"
     path = "channels/slack/<str:connection>/commands/"
@@ -216,33 +222,16 @@ class SlackCommandsWebhook(_Slack):
 
     def accept(self, request: HttpRequest, principal: Any) -> dict[str, Any]:
         form = _form(request.body)
-        text = form.get("text", "").strip()
-        connection = self.connection(request)
-        if text.lower() in {"", "approvals"}:
-            lines = [
-                f"{a.id[:12]} {a.content_hash[:12]} {a.risk_tier} {a.subject_kind}"
-                for a in pending_approvals(connection=connection)
-            ]
-            outcome = channel_message_receive(
-                connection=connection,
-                sender=form.get("user_id", ""),
-                text=text,
-                delivery_id=form["trigger_id"],
-                kind="slack.command",
-            )
-            return {**outcome, "response_type": "ephemeral", "text": "\n".join(lines) or "nothing pending"}
-        outcome = channel_message_receive(
-            connection=connection,
+        outcome = channel_command_run(
+            connection=self.connection(request),
             sender=form.get("user_id", ""),
-            text=text,
+            text=form.get("text", ""),
             delivery_id=form["trigger_id"],
             kind="slack.command",
-            action=approval_action_parse(text),
         )
-        if "action" not in outcome:
-            outcome = {**outcome, "ok": False, "code": "CHANNEL_COMMAND_INVALID"}
-        reply = outcome.get("status") or f"{outcome.get('code')}: {outcome.get('detail', '')}"
-        return {**outcome, "response_type": "ephemeral", "text": reply}
+        reply = outcome.pop("reply", "")
+        outcome.pop("detail", None)
+        return {**outcome, "response_type": "ephemeral", "text": slack_escape(reply)}
 
 
 SLACK_EVENTS = SlackEventsWebhook()
