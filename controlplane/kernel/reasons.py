@@ -159,7 +159,7 @@ _CATALOGUE = [
     Reason("CHANNEL_LINK_CODE_EXPIRED", 403, "The link code expired before it was typed back; start again."),
     Reason("CHANNEL_LINK_CODE_USED", 409, "The link code was used already; a code links once."),
     Reason(
-        "CHANNEL_LINK_UNSUPPORTED", 400, "This provider cannot carry a link code (GitHub: an admin maps logins)."
+        "CHANNEL_LINK_UNSUPPORTED", 400, "This provider cannot carry a link code (GitHub: admins map logins)."
     ),
     # Policy (verdict codes: the ones with status 200 explain a decision, they refuse nothing)
     Reason("POLICY_MISSING", 403, "No policy profile is active for the environment; every step is denied."),

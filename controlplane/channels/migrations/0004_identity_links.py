@@ -6,31 +6,67 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels', '0003_outbox'),
-        ('identity', '0001_initial'),
+        ("channels", "0003_outbox"),
+        ("identity", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ChannelLink',
+            name="ChannelLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_id', models.CharField(max_length=120)),
-                ('code_hash', models.CharField(max_length=100)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('linked', 'Linked'), ('void', 'Void')], default='pending', max_length=16)),
-                ('failed_attempts', models.PositiveSmallIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('linked_at', models.DateTimeField(blank=True, null=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='links', to='channels.channelconnection')),
-                ('principal', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='channel_links', to='identity.principal')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='channel_links', to='identity.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("external_id", models.CharField(max_length=120)),
+                ("code_hash", models.CharField(max_length=100)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("linked", "Linked"), ("void", "Void")],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("failed_attempts", models.PositiveSmallIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                ("linked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="links",
+                        to="channels.channelconnection",
+                    ),
+                ),
+                (
+                    "principal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="channel_links",
+                        to="identity.principal",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="channel_links",
+                        to="identity.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['connection', 'external_id', 'status'], name='channel_link_lookup_idx')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["connection", "external_id", "status"], name="channel_link_lookup_idx"
+                    )
+                ],
             },
         ),
     ]
