@@ -25,10 +25,12 @@ class ChannelsConfig(AppConfig):
         ):
             register_webhook_adapter(adapter)
 
-        from approvals.registry import register_observer
+        from approvals.registry import register_observer, register_subject
+        from controlplane.channels.services.changes import DEPLOYMENT_SUBJECT, deployment_review_resolve
         from controlplane.channels.services.notifications import approval_observed
 
         register_observer("channels.notifications", approval_observed)
+        register_subject(DEPLOYMENT_SUBJECT, deployment_review_resolve)
 
         from django.conf import settings
 
@@ -39,4 +41,16 @@ class ChannelsConfig(AppConfig):
             task="controlplane.channels.tasks.channel_outbox_sweep_task",
             every=lambda: settings.CONTROLPLANE_CHANNEL_OUTBOX_SWEEP_SECONDS,
             why="Send outbound chat messages that are due: retries after their back-off, lost tasks.",
+        )
+
+        from controlplane.channels.panels import incident_changes
+        from controlplane.kernel.navigation import register_detail_panel
+
+        register_detail_panel(
+            page="incidents.detail",
+            name="channels.changes",
+            template="channels/console/incident_changes.html",
+            context=incident_changes,
+            capability="incidents.read",
+            order=50,
         )

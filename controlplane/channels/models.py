@@ -274,3 +274,55 @@ class ChannelLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection.ref}:{self.external_id} -> {self.principal.ref} ({self.status})"
+
+
+class ChangeSignal(models.Model):
+    """A change to a service, as GitHub reported it: a deployment, a deployment's status, a finished
+    workflow run, a push, a merged pull request. Read-only context for incidents ("changes in the window
+    before this incident", as PagerDuty's change events are); it decides nothing.
+
+    `service` is the repository's name (`owner/checkout` -> `checkout`): the name incidents use for the
+    service the repository deploys. Text fields hold provider data: untrusted, escaped where shown.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="change_signals")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="changes")
+    kind = models.CharField(max_length=32)  # deployment, deployment_status, workflow_run, push, pull_request
+    service = models.CharField(max_length=200)
+    repository = models.CharField(max_length=200)
+    environment = models.CharField(max_length=120, blank=True)
+    ref = models.CharField(max_length=200, blank=True)
+    sha = models.CharField(max_length=64, blank=True)
+    actor = models.CharField(max_length=120, blank=True)  # the GitHub login
+    status = models.CharField(max_length=40, blank=True)  # a deployment's state, a run's conclusion
+    summary = models.CharField(max_length=300, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField()
+    delivery_id = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "occurred_at"], name="change_signal_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.service}@{self.sha[:7]} by {self.actor}"
+
+
+class DeploymentReview(models.Model):
+    """A GitHub deployment waiting on a deployment protection rule: the approval request opened for it,
+    and the run whose review endpoint hears the decision (through the outbox)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="deployment_reviews")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="reviews")
+    subject = models.CharField(max_length=128, unique=True)  # the approval's subject id
+    approval_id = models.CharField(max_length=64, blank=True)
+    repository = models.CharField(max_length=200)
+    environment = models.CharField(max_length=120)
+    ref = models.CharField(max_length=200, blank=True)
+    sha = models.CharField(max_length=64, blank=True)
+    run_id = models.BigIntegerField()
+    requested_by = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.repository} {self.environment} run {self.run_id}"
