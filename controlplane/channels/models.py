@@ -326,3 +326,14 @@ class DeploymentReview(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository} {self.environment} run {self.run_id}"
+
+
+class ChannelCursor(models.Model):
+    """How far a relay has read the ledger (the incident notifications: `seq` of the last event read)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    seq = models.BigIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.seq}"

@@ -18,7 +18,10 @@ def channel_message_send_task(message_id: int) -> str:
 
 @shared_task(name="controlplane.channels.tasks.channel_outbox_sweep_task")
 def channel_outbox_sweep_task() -> dict[str, int]:
-    """Send what is due in the outbox: retries after their back-off, and rows whose task was lost."""
+    """Queue the incident notifications the ledger holds since the last run, then send what is due in the
+    outbox: first attempts, retries after their back-off, and rows whose task was lost."""
+    from controlplane.channels.services.incidents import incident_notifications_relay
     from controlplane.channels.services.outbox import channel_outbox_sweep
 
-    return channel_outbox_sweep()
+    relayed = incident_notifications_relay()
+    return {"incident_events": relayed, **channel_outbox_sweep()}
