@@ -12,6 +12,11 @@ class ChannelsConfig(AppConfig):
 
         register_capabilities(CAPABILITIES)
 
+        from controlplane.channels import contracts
+        from controlplane.kernel.contracts import register_contracts
+
+        register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
+
         from controlplane.channels.providers import github, meta, slack, twilio
         from controlplane.kernel.webhooks import register_webhook_adapter
 
@@ -41,6 +46,12 @@ class ChannelsConfig(AppConfig):
             task="controlplane.channels.tasks.channel_outbox_sweep_task",
             every=lambda: settings.CONTROLPLANE_CHANNEL_OUTBOX_SWEEP_SECONDS,
             why="Send outbound chat messages that are due: retries after their back-off, lost tasks.",
+        )
+        register_periodic(
+            "channels-refusals-digest",
+            task="controlplane.channels.tasks.channel_refusals_digest_task",
+            every=lambda: settings.CONTROLPLANE_CHANNEL_REFUSAL_DIGEST_SECONDS,
+            why="Ledger a digest of each connection's refused deliveries (one event, not one per refusal).",
         )
 
         from controlplane.channels.panels import incident_changes

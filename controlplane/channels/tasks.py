@@ -25,3 +25,11 @@ def channel_outbox_sweep_task() -> dict[str, int]:
 
     relayed = incident_notifications_relay()
     return {"incident_events": relayed, **channel_outbox_sweep()}
+
+
+@shared_task(name="controlplane.channels.tasks.channel_refusals_digest_task")
+def channel_refusals_digest_task() -> int:
+    """Ledger one digest of refused deliveries per connection that had some since the last run."""
+    from controlplane.channels.services.refusals import channel_refusals_digest
+
+    return channel_refusals_digest()

@@ -4,6 +4,7 @@ tests: it records every request (path, headers, body) and answers as the provide
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -54,8 +55,9 @@ def _answer(path: str) -> tuple[int, dict[str, Any]]:
     return 404, {"ok": False, "error": "unknown_method"}
 
 
-@pytest.fixture
-def stand_in() -> Iterator[ThreadingHTTPServer]:
+@contextlib.contextmanager
+def serving() -> Iterator[ThreadingHTTPServer]:
+    """The stand-in server on a free loopback port, for as long as the block runs."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.seen = []
     server.fail_next = 0
@@ -63,6 +65,14 @@ def stand_in() -> Iterator[ThreadingHTTPServer]:
     server.base = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[ThreadingHTTPServer]:
+    with serving() as server:
+        yield server

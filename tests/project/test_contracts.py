@@ -24,6 +24,7 @@ from controlplane.runtime import services
 from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable, runner_grant_revoke
 from controlplane.runtime.services import steps
+from tests.channels.every_event import write_every_channel_event
 from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import core_skill_installed, local_runner
 from tests.skills.support import write_every_skill_event
@@ -223,6 +224,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings):
         cancelled = Execution.objects.get(step_runs__approval=request)
         services.execution_cancel(execution=cancelled, actor=agent, reason="changed my mind")
         write_every_skill_event()
+        write_every_channel_event()
     finally:
         celery_app.conf.task_always_eager = False
 

@@ -16,7 +16,13 @@ from typing import Any
 from django.http import HttpRequest
 
 from controlplane.channels.models import ChannelProvider
-from controlplane.channels.providers.base import ChannelAdapter, hub_signature_check, json_object, text_of
+from controlplane.channels.providers.base import (
+    ChannelAdapter,
+    hub_diagnose,
+    hub_signature_check,
+    json_object,
+    text_of,
+)
 from controlplane.channels.services.changes import change_signal_record, deployment_review_open
 from controlplane.channels.services.messages import approval_action_parse, channel_message_receive
 from controlplane.kernel.errors import ControlPlaneError
@@ -35,6 +41,13 @@ class GitHubWebhook(ChannelAdapter):
 
     def verify(self, request: HttpRequest) -> None:
         hub_signature_check(
+            header=request.headers.get("X-Hub-Signature-256"),
+            secret=self.secret(request, "webhook_secret"),
+            body=request.body,
+        )
+
+    def diagnose(self, request: HttpRequest) -> str:
+        return hub_diagnose(
             header=request.headers.get("X-Hub-Signature-256"),
             secret=self.secret(request, "webhook_secret"),
             body=request.body,

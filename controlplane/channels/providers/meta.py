@@ -16,7 +16,13 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from controlplane.channels.models import ChannelProvider
-from controlplane.channels.providers.base import ChannelAdapter, hub_signature_check, json_object, text_of
+from controlplane.channels.providers.base import (
+    ChannelAdapter,
+    hub_diagnose,
+    hub_signature_check,
+    json_object,
+    text_of,
+)
 from controlplane.channels.services.messages import (
     ApprovalAction,
     approval_action_parse,
@@ -85,6 +91,13 @@ class MetaWhatsAppWebhook(ChannelAdapter):
         if status and text_of(status.get("id")):
             return f"status:{status['id']}:{text_of(status.get('status'))}"
         raise ControlPlaneError("CHANNEL_MALFORMED", "neither a message nor a status with an id")
+
+    def diagnose(self, request: HttpRequest) -> str:
+        return hub_diagnose(
+            header=request.headers.get("X-Hub-Signature-256"),
+            secret=self.secret(request, "app_secret"),
+            body=request.body,
+        )
 
     def delivery_id(self, request: HttpRequest) -> str | None:
         return self.scoped(request, self._raw_id(request))

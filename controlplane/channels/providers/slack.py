@@ -22,7 +22,13 @@ from django.http import HttpRequest
 
 from approvals.models import ApprovalRequest
 from controlplane.channels.models import ChannelProvider
-from controlplane.channels.providers.base import ChannelAdapter, json_object, text_of
+from controlplane.channels.providers.base import (
+    ChannelAdapter,
+    body_variants,
+    json_object,
+    mismatch,
+    text_of,
+)
 from controlplane.channels.services.commands import channel_command_run
 from controlplane.channels.services.messages import (
     ApprovalAction,
@@ -81,6 +87,18 @@ class _Slack(ChannelAdapter):
             signature=request.headers.get("X-Slack-Signature"),
             body=request.body,
         )
+
+    def diagnose(self, request: HttpRequest) -> str:
+        secret = self.secret(request, "signing_secret")
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        given = request.headers.get("X-Slack-Signature", "").strip()
+        for label, variant in body_variants(request.body):
+            basestring = b"v0:" + timestamp.encode() + b":" + variant
+            if hmac.compare_digest(
+                "v0=" + hmac.new(secret.encode(), basestring, hashlib.sha256).hexdigest(), given
+            ):
+                return mismatch(label)
+        return "no common variant verifies: most likely the signing secret differs from the app's"
 
 
 class SlackEventsWebhook(_Slack):
