@@ -65,3 +65,17 @@ class ChannelsConfig(AppConfig):
             capability="incidents.read",
             order=50,
         )
+
+        from controlplane.kernel.navigation import register_console_urls, register_nav
+
+        register_nav(
+            app="channels",
+            label="Channels",
+            url_name="channels:links",
+            capability="channels.link",
+            order=75,
+            current=("channels:connections", "channels:deliveries"),
+        )
+        register_console_urls(
+            app="channels", prefix="channels/", urlconf="controlplane.channels.urls_console"
+        )

@@ -128,3 +128,44 @@ def webhook_rejection_counts(*, adapter: str) -> dict[str, int]:
     keys = {webhook_rejection_key(adapter, code): code for code in CATALOGUE}
     values = _cached_counts(list(keys))
     return {code: int(values[key]) for key, code in keys.items() if values.get(key)}
+
+
+# --- the console's channel pages ----------------------------------------------------------------------
+
+
+def connection_list(*, tenant: Tenant) -> list[Any]:
+    """The tenant's channel connections, with their webhook URLs and recent refusals (for its admins)."""
+    from controlplane.channels.models import ChannelConnection
+    from controlplane.channels.services.connections import connection_webhook_urls
+    from controlplane.channels.services.refusals import channel_refusals_recent
+
+    connections = list(ChannelConnection.objects.select_related("tenant").filter(tenant=tenant))
+    return [
+        {
+            "connection": c,
+            "urls": connection_webhook_urls(connection=c),
+            "refusals": channel_refusals_recent(connection=c),
+        }
+        for c in connections
+    ]
+
+
+def outbox_recent(*, tenant: Tenant, limit: int = 50) -> QuerySet[Any]:
+    """The tenant's last outbound messages, newest first."""
+    from controlplane.channels.models import ChannelMessage
+
+    return ChannelMessage.objects.select_related("connection").filter(tenant=tenant).order_by("-id")[:limit]
+
+
+def deliveries_recent(*, tenant: Tenant, limit: int = 50) -> QuerySet[Any]:
+    """The tenant's last accepted chat deliveries and refusal digests, from the ledger (newest first)."""
+    from controlplane.ledger.models import LedgerEvent
+
+    return (
+        LedgerEvent.objects.filter(
+            tenant=tenant.slug,
+            type__in=["controlplane.channels.message.received", "controlplane.channels.refusals.digested"],
+        )
+        .only("seq", "type", "time", "data", "reason_codes")
+        .order_by("-seq")[:limit]
+    )
