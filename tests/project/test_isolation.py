@@ -89,9 +89,20 @@ def _world() -> dict[str, str]:
     identity = channel_identity_map(
         tenant=acme, provider="github", external_id="octocat", principal=person, actor="test"
     )
+    from controlplane.channels.services.links import channel_link_start
+
+    slack = channel_connect(
+        tenant=acme,
+        provider="slack",
+        name="ops",
+        secret_values={"signing_secret": "s" * 32, "bot_token": "xoxb-1"},
+        actor="test",
+    )
+    link = channel_link_start(connection=slack, principal=person, external_id="U1").link
     return {
         "connection": connection.key,
         "identity": str(identity.pk),
+        "link": str(link.pk),
         "execution": execution.pk,
         "approval": str(approval.pk),
         "incident": incident.pk,
@@ -136,6 +147,9 @@ A_OBJECT = {
     "channel-connection-disconnect": {"key": "connection"},
     "channel-connection-rotate-secret": {"key": "connection"},
     "channel-identity-detail": {"pk": "identity"},
+    "channel-link-detail": {"pk": "link"},
+    "channel-my-identity-detail": {"pk": "identity"},
+    "link-revoke": {"identity_id": "identity"},
     "ledger-event-proof": {"seq": "seq"},
     "trace-receipt": {"trace_id": "trace", "seq": "trace_seq"},
 }
