@@ -337,3 +337,31 @@ class ChannelCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.seq}"
+
+
+class ApprovalCode(models.Model):
+    """A short single-use reply code for one approval on one connection (WhatsApp: `APPROVE <code>`,
+    `REJECT <code> <reason>`), bound to the approval's content hash; it expires with the approval and is
+    used by the first decision it carries. Only its keyed hash is kept."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="approval_codes")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="approval_codes")
+    approval_id = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=64)
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "code_hash"], name="approval_code_unique_per_connection"
+            ),
+            models.UniqueConstraint(
+                fields=["connection", "approval_id"], name="approval_code_one_per_approval"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}:{self.approval_id[:12]}"

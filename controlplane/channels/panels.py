@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from controlplane.channels.services.changes import changes_before
+from controlplane.channels.selectors import changes_before
 
 
 def incident_changes(request: HttpRequest, incident: Any) -> dict[str, Any]:

@@ -158,6 +158,10 @@ _CATALOGUE = [
     Reason("CHANNEL_LINK_CODE_INVALID", 403, "No pending link of this chat identity has that code."),
     Reason("CHANNEL_LINK_CODE_EXPIRED", 403, "The link code expired before it was typed back; start again."),
     Reason("CHANNEL_LINK_CODE_USED", 409, "The link code was used already; a code links once."),
+    Reason("CHANNEL_APPROVAL_CODE_INVALID", 403, "No approval of this channel has that reply code."),
+    Reason(
+        "CHANNEL_APPROVAL_CODE_USED", 409, "The approval's reply code was used already; a code decides once."
+    ),
     Reason(
         "CHANNEL_LINK_UNSUPPORTED", 400, "This provider cannot carry a link code (GitHub: admins map logins)."
     ),

@@ -6,6 +6,7 @@ bound to its content hash."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -21,6 +22,11 @@ from tests.channels.chat import agent, connect, open_request, person, url
 from tests.channels.test_outbox import sent_body
 from tests.channels.test_providers_meta import APP_SECRET, SENDER, VERIFY_TOKEN, sign
 from tests.channels.test_providers_slack import SECRET, command
+from tests.channels.test_providers_twilio import AUTH_TOKEN as TWILIO_TOKEN
+from tests.channels.test_providers_twilio import PUBLIC as TWILIO_PUBLIC
+from tests.channels.test_providers_twilio import SENDER as TWILIO_SENDER
+from tests.channels.test_providers_twilio import deliver as twilio_deliver
+from tests.channels.test_providers_twilio import form as twilio_form
 from tests.identity.factories import TenantFactory
 from tests.incidents.factories import make_rule, open_incident
 
@@ -194,3 +200,56 @@ def test_a_reply_button_for_other_content_or_from_an_unlinked_number_decides_not
     changed = press(client, meta, button_click(approval, message_id="wamid.B3", content_hash="b" * 64)).json()
     assert changed["code"] == "APPROVAL_CONTENT_CHANGED"
     assert approval.decisions.count() == 0
+
+
+@pytest.fixture
+def twilio(settings, stand_in):
+    settings.CONTROLPLANE_TWILIO_API_URL = stand_in.base
+    settings.CONTROLPLANE_PUBLIC_URL = TWILIO_PUBLIC
+    connection = connect(
+        "twilio", {"auth_token": TWILIO_TOKEN, "account_sid": "AC1", "from": "whatsapp:+1415"}
+    )
+    connection.channel = TWILIO_SENDER
+    connection.save(update_fields=["channel"])
+    return connection
+
+
+def prompt_code(stand_in) -> str:
+    body = sent_body(next(s for s in stand_in.seen if s["path"].endswith("/Messages.json")))["Body"]
+    return re.search(r"APPROVE ([A-Z0-9]{6})", body)[1]
+
+
+def test_a_whatsapp_reply_code_approves_once_and_never_again(client, twilio, stand_in):
+    person(twilio, "alice", TWILIO_SENDER)
+    approval = open_request(agent(twilio))
+    channel_outbox_sweep()
+    code = prompt_code(stand_in)
+    row = ChannelMessage.objects.get(kind="approval.request")
+    assert row.status == "sent" and row.payload == {"scrubbed": True}  # the code is not kept in the outbox
+    wrong = twilio_deliver(client, twilio, twilio_form(f"APPROVE {'X' * 6}", sid="SM-w"))
+    assert wrong["X-Controlplane-Outcome"] == "CHANNEL_APPROVAL_CODE_INVALID"
+    no_reason = twilio_deliver(client, twilio, twilio_form(f"REJECT {code}", sid="SM-r"))
+    assert no_reason["X-Controlplane-Outcome"] == "APPROVAL_REASON_REQUIRED"
+    ok = twilio_deliver(client, twilio, twilio_form(f"approve {code.lower()}", sid="SM-1"))
+    assert ok["X-Controlplane-Outcome"] == "ok"
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.APPROVED
+    assert approval.decisions.get().reason == "approved with a WhatsApp reply code"
+    again = twilio_deliver(client, twilio, twilio_form(f"APPROVE {code}", sid="SM-2"))
+    assert again["X-Controlplane-Outcome"] == "CHANNEL_APPROVAL_CODE_USED"
+    assert approval.decisions.count() == 1
+    assert not LedgerEvent.objects.filter(canonical__contains=code).exists()
+
+
+def test_a_reply_code_is_bound_to_its_connection_and_needs_a_linked_number(client, twilio, stand_in):
+    approval = open_request(agent(twilio))
+    channel_outbox_sweep()
+    code = prompt_code(stand_in)
+    unlinked = twilio_deliver(client, twilio, twilio_form(f"APPROVE {code}", sid="SM-u"))
+    assert unlinked["X-Controlplane-Outcome"] == "CHANNEL_IDENTITY_UNLINKED"
+    person(twilio, "alice", TWILIO_SENDER)
+    reject = twilio_deliver(client, twilio, twilio_form(f"REJECT {code} not in this window", sid="SM-x"))
+    assert reject["X-Controlplane-Outcome"] == "ok"
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.REJECTED
+    assert approval.decisions.get().reason == "not in this window"

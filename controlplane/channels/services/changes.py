@@ -3,7 +3,7 @@
 - `deployment`, `deployment_status`, a completed `workflow_run`, a `push` (not a branch deletion) and a
   merged `pull_request` become a `ChangeSignal` (what changed on which service, by whom, when) and a
   `controlplane.channels.change.recorded` event; the incident page lists those of the window before it
-  (`changes_before`). Read only: a change signal decides nothing.
+  (`controlplane.channels.selectors.changes_before`). Read only: a change signal decides nothing.
 - `deployment_protection_rule` (a custom deployment protection rule asking for a review) opens an
   approval request for the deployment (subject `channels.github.deployment`); when it is decided, expires
   or is cancelled, the decision goes to GitHub's review endpoint for that run through the outbox:
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -175,21 +175,6 @@ def change_signal_record(
         time=change.occurred_at,
     )
     return change
-
-
-def changes_before(
-    *, tenant_id: int, until: datetime, service: str = "", limit: int = 20
-) -> list[ChangeSignal]:
-    """The tenant's changes in CONTROLPLANE_CHANGE_WINDOW_SECONDS before `until` (and up to it), the
-    named service's first, newest first within each."""
-    since = until - timedelta(seconds=settings.CONTROLPLANE_CHANGE_WINDOW_SECONDS)
-    changes = list(
-        ChangeSignal.objects.filter(
-            tenant_id=tenant_id, occurred_at__gte=since, occurred_at__lte=until
-        ).order_by("-occurred_at", "-id")[: limit * 2]
-    )
-    changes.sort(key=lambda c: c.service != service)  # stable: newest first within each group
-    return changes[:limit]
 
 
 # --- deployment protection rules ----------------------------------------------------------------------

@@ -104,7 +104,8 @@ def channel_link_start(
         to=external_id,
         payload={
             "text": f"{principal.tenant.slug}/{principal.name} asked to link this account to the control "
-            f"plane. If that is you, reply: link {code}  (valid {minutes} min). Otherwise ignore this."
+            f"plane. If that is you, reply: link {code}  (valid {minutes} min). Otherwise ignore this.",
+            "scrub": True,
         },
     )
     ledger_append(

@@ -24,6 +24,12 @@ from django.db import transaction
 from approvals.models import ApprovalRequest, ApprovalStatus
 from approvals.services import approval_decide
 from controlplane.channels.models import ChannelConnection, ChannelIdentity
+from controlplane.channels.services.codes import (
+    CODE_ALPHABET,
+    CODE_LENGTH,
+    approval_code_find,
+    approval_code_use,
+)
 from controlplane.channels.services.links import (
     REDACTED,
     channel_link_confirm,
@@ -36,6 +42,11 @@ from controlplane.ledger.services import ledger_append
 
 MESSAGE_EVENT = "controlplane.channels.message.received"
 _NOT_MESSAGES = {"meta.status", "github.ping"}
+# `APPROVE <code>` / `REJECT <code> <reason>`: a 6-character reply code (approval id prefixes are 8+).
+_CODE_GRAMMAR = re.compile(
+    rf"^\s*/?(?P<decision>approve|reject)\s+(?P<code>[{CODE_ALPHABET}]{{{CODE_LENGTH}}})(?:\s+(?P<reason>.*))?$",
+    re.IGNORECASE | re.DOTALL,
+)
 # A link code is never ledgered, wherever it appears (e.g. Slack echoing the bot's own message).
 _LINK_CODE_ANYWHERE = re.compile(r"\blink\s+\d{4,}", re.IGNORECASE)
 MIN_PREFIX = 8
@@ -47,16 +58,27 @@ _GRAMMAR = re.compile(
 
 @dataclass(frozen=True)
 class ApprovalAction:
-    """An approval decision asked for in chat: the approval (by id or prefix), the hash seen, a reason."""
+    """An approval decision asked for in chat: the approval (by id or prefix), the hash seen, a reason;
+    or a reply code standing for both (`code`)."""
 
     decision: str
     approval: str
     content_hash: str
     reason: str
+    code: str = ""
 
 
 def approval_action_parse(text: str) -> ApprovalAction | None:
     """The approval action `text` asks for, or None when it is not one (then it is only a message)."""
+    coded = _CODE_GRAMMAR.match(text or "")
+    if coded is not None:
+        return ApprovalAction(
+            decision=coded["decision"].lower(),
+            approval="",
+            content_hash="",
+            reason=(coded["reason"] or "").strip(),
+            code=coded["code"].upper(),
+        )
     match = _GRAMMAR.match(text or "")
     if match is None:
         return None
@@ -114,6 +136,8 @@ def channel_approval_act(
     other value is compared as it is (and so refused as APPROVAL_CONTENT_CHANGED).
     """
     principal = linked_principal(connection=connection, sender=sender)
+    if action.code:
+        return _decide_by_code(connection, principal, action)
     approval = _approval_by_prefix(connection, action.approval)
     content_hash = action.content_hash
     if len(content_hash) >= MIN_PREFIX and approval.content_hash.startswith(content_hash):
@@ -125,6 +149,33 @@ def channel_approval_act(
         reason=action.reason,
         content_hash=content_hash,
     )
+
+
+def _decide_by_code(
+    connection: ChannelConnection, principal: Principal, action: ApprovalAction
+) -> ApprovalRequest:
+    """Decide the approval a reply code names, bound to the content hash it was issued for; the code is
+    used by this decision (a refusal rolls that back with the decision)."""
+    found = approval_code_find(connection=connection, code=action.code)
+    if found is None:
+        raise ControlPlaneError("CHANNEL_APPROVAL_CODE_INVALID", "no approval of this channel has that code")
+    if found.used_at is not None:
+        raise ControlPlaneError(
+            "CHANNEL_APPROVAL_CODE_USED", "this code decided already; a code decides once"
+        )
+    approval = ApprovalRequest.objects.filter(tenant=connection.tenant, pk=found.approval_id).first()
+    if approval is None:
+        raise ControlPlaneError("APPROVAL_NOT_FOUND", "the code's approval is gone")
+    reason = action.reason or ("approved with a WhatsApp reply code" if action.decision == "approve" else "")
+    decided = approval_decide(
+        approval=approval,
+        actor=principal,
+        decision=action.decision,
+        reason=reason,
+        content_hash=found.content_hash,
+    )
+    approval_code_use(code=found, principal=principal)
+    return decided
 
 
 def _bounded(text: str) -> tuple[str, bool]:
@@ -164,6 +215,8 @@ def channel_message_receive(
             outcome.update(linked=linked.principal.ref)
     elif action is not None:
         outcome["action"] = action.decision
+        if action.code:  # a reply code is never ledgered either
+            text = f"{action.decision} ****** {action.reason}".strip()
         try:
             with transaction.atomic():  # a refusal rolls back whatever the decision had begun
                 decided = channel_approval_act(connection=connection, sender=sender, action=action)

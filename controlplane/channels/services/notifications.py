@@ -21,6 +21,7 @@ from controlplane.channels.models import (
     OutboundMethod,
     OutboundStatus,
 )
+from controlplane.channels.services.codes import approval_code_issue
 from controlplane.channels.services.outbound import (
     OUTBOUND_SECRETS,
     approval_outcome_text,
@@ -68,8 +69,15 @@ def approval_request_message(
     payload: dict[str, object] = {"text": approval_text(approval)}
     if connection.provider == ChannelProvider.SLACK:
         payload["blocks"] = slack_approval_blocks(approval)
-    elif connection.provider == ChannelProvider.META:
-        payload["interactive"] = meta_approval_buttons(approval)
+    else:  # WhatsApp: a single-use reply code too (bound to the content hash); the row is scrubbed once sent
+        code = approval_code_issue(
+            connection=connection, approval_id=approval.id, content_hash=approval.content_hash
+        )
+        if code is not None:
+            payload["text"] = f"{payload['text']}\nOr reply: APPROVE {code}  /  REJECT {code} <reason>"
+            payload["scrub"] = True
+        if connection.provider == ChannelProvider.META:
+            payload["interactive"] = meta_approval_buttons(approval, str(payload["text"]))
     return channel_message_enqueue(
         connection=connection,
         key=f"{APPROVAL_REQUEST}:{connection.pk}:{approval.id}:{parse_key(to)}",
@@ -80,12 +88,12 @@ def approval_request_message(
     )
 
 
-def meta_approval_buttons(approval: ApprovalRequest) -> dict[str, object]:
+def meta_approval_buttons(approval: ApprovalRequest, text: str) -> dict[str, object]:
     """WhatsApp reply buttons (Meta's `interactive` of type `button`): each id carries the decision, the
     approval id and its content hash, as the Slack buttons do; a click comes back as a `button_reply`."""
     return {
         "type": "button",
-        "body": {"text": approval_text(approval)[:1024]},
+        "body": {"text": text[:1024]},
         "action": {
             "buttons": [
                 {

@@ -144,8 +144,11 @@ def channel_message_send(*, message_id: int, now: datetime | None = None) -> Cha
         message.provider_message_id = sent.message_id[:120]
         message.provider_channel = sent.channel[:120]
         message.last_code = message.last_error = ""
+        if message.payload.get("scrub"):  # it carried a code: nothing of it stays once delivered
+            message.payload = {"scrubbed": True}
         message.save(
             update_fields=[
+                "payload",
                 "status",
                 "sent_at",
                 "attempts",
