@@ -73,6 +73,11 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:killswitch": ("console.view", "killswitch.manage"),
         "runtime:killswitch-change": ("console.view", "killswitch.manage"),
         "skills:registry": ("console.view", "skills.read"),
+        "channels:links": ("console.view", "channels.link"),
+        "channels:link-start": ("console.view", "channels.link"),
+        "channels:link-revoke": ("console.view", "channels.link"),
+        "channels:connections": ("console.view", "channels.manage"),
+        "channels:deliveries": ("console.view", "channels.manage"),
         "console:login": None,
         "console:logout": None,
     }
