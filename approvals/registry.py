@@ -32,3 +32,24 @@ def resolver_for(kind: str) -> Resolver | None:
 
 def registered_kinds() -> list[str]:
     return sorted(_RESOLVERS)
+
+
+# Observers: told, inside the same transaction, when a request opens, gets a decision or reaches a final
+# state (`event` is "opened", "decided", or the final status). They may write rows of their own (an
+# outbox) but must not call out; what goes out goes after the commit. E.g. the channels app posts
+# approval requests to chat and updates the posted card with the outcome.
+Observer = Callable[["ApprovalRequest", str], None]
+
+_OBSERVERS: dict[str, Observer] = {}
+
+
+def register_observer(name: str, observer: Observer) -> None:
+    """Register an observer under a name; a name registered twice with another observer is a bug."""
+    existing = _OBSERVERS.get(name)
+    if existing is not None and existing is not observer:
+        raise ValueError(f"approval observer {name!r} is already registered")
+    _OBSERVERS[name] = observer
+
+
+def observers() -> list[Observer]:
+    return [_OBSERVERS[name] for name in sorted(_OBSERVERS)]

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals.models import ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalVote
-from approvals.registry import resolver_for
+from approvals.registry import observers, resolver_for
 from controlplane.identity.models import Principal, PrincipalKind
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.ledger.batch import ledger_deferred
@@ -101,7 +101,13 @@ def approval_request_open(
         reason_codes=list(reason_codes),
         traceparent=approval.traceparent or None,
     )
+    _observe(approval, "opened")
     return approval
+
+
+def _observe(approval: ApprovalRequest, event: str) -> None:
+    for observer in observers():
+        observer(approval, event)
 
 
 def _lock(approval: ApprovalRequest) -> ApprovalRequest:
@@ -129,6 +135,7 @@ def _resolve(approval: ApprovalRequest) -> None:
     resolver = resolver_for(approval.subject_kind)
     if resolver is not None:
         resolver(approval)
+    _observe(approval, approval.status)
 
 
 @transaction.atomic
@@ -186,6 +193,7 @@ def approval_decide(
     elif approval.quorum_reached():
         approval.approve()
     else:
+        _observe(approval, "decided")
         return approval
     approval.decided_at = at
     approval.save(update_fields=["status", "decided_at"])

@@ -350,6 +350,23 @@ CONTROLPLANE_SLACK_TOLERANCE_SECONDS = env.int("CONTROLPLANE_SLACK_TOLERANCE_SEC
 CONTROLPLANE_SLACK_API_URL = env.str("CONTROLPLANE_SLACK_API_URL", default="https://slack.com/api/")
 CONTROLPLANE_TWILIO_API_URL = env.str("CONTROLPLANE_TWILIO_API_URL", default="https://api.twilio.com")
 CONTROLPLANE_META_API_URL = env.str("CONTROLPLANE_META_API_URL", default="https://graph.facebook.com/v21.0")
+CONTROLPLANE_GITHUB_API_URL = env.str("CONTROLPLANE_GITHUB_API_URL", default="https://api.github.com")
+# The channels outbox: first retry after this many seconds, doubling (at most 300 s), given up after
+# this many attempts; the sweeper's beat period.
+CONTROLPLANE_CHANNEL_OUTBOX_BACKOFF_SECONDS = env.int("CONTROLPLANE_CHANNEL_OUTBOX_BACKOFF_SECONDS", 5)
+CONTROLPLANE_CHANNEL_OUTBOX_MAX_ATTEMPTS = env.int("CONTROLPLANE_CHANNEL_OUTBOX_MAX_ATTEMPTS", 6)
+CONTROLPLANE_CHANNEL_OUTBOX_SWEEP_SECONDS = env.float("CONTROLPLANE_CHANNEL_OUTBOX_SWEEP_SECONDS", 10.0)
+# GitHub: how far back an incident page looks for change signals, and how long a deployment held by a
+# protection rule waits for a decision (then it is rejected: fail closed).
+CONTROLPLANE_CHANGE_WINDOW_SECONDS = env.int("CONTROLPLANE_CHANGE_WINDOW_SECONDS", 7200)
+CONTROLPLANE_GITHUB_REVIEW_TIMEOUT_SECONDS = env.int("CONTROLPLANE_GITHUB_REVIEW_TIMEOUT_SECONDS", 3600)
+# Refused deliveries kept per connection for its admins (with mismatch diagnostics); the digest's period.
+CONTROLPLANE_CHANNEL_REFUSALS_KEPT = env.int("CONTROLPLANE_CHANNEL_REFUSALS_KEPT", 20)
+CONTROLPLANE_CHANNEL_REFUSAL_DIGEST_SECONDS = env.float("CONTROLPLANE_CHANNEL_REFUSAL_DIGEST_SECONDS", 3600.0)
+# Identity links: the one-time code's digits, how long it is valid, and how many wrong codes void a link.
+CONTROLPLANE_CHANNEL_LINK_CODE_DIGITS = env.int("CONTROLPLANE_CHANNEL_LINK_CODE_DIGITS", default=8)
+CONTROLPLANE_CHANNEL_LINK_TTL_SECONDS = env.int("CONTROLPLANE_CHANNEL_LINK_TTL_SECONDS", default=600)
+CONTROLPLANE_CHANNEL_LINK_MAX_FAILURES = env.int("CONTROLPLANE_CHANNEL_LINK_MAX_FAILURES", default=5)
 # The longest message text a channel event keeps (longer text is cut, and says so).
 CONTROLPLANE_CHANNEL_TEXT_MAX = env.int("CONTROLPLANE_CHANNEL_TEXT_MAX", default=2000)
 

@@ -10,15 +10,7 @@ from __future__ import annotations
 
 WITHOUT_CONTRACT = frozenset(
     {
-        "controlplane.channels.identity.mapped",
-        "controlplane.channels.identity.unmapped",
-        "controlplane.channels.message.received",
-        "controlplane.channels.notification.sent",
         "controlplane.channels.notification.updated",
-        "controlplane.channels.producer.created",
-        "controlplane.channels.producer.key.revoked",
-        "controlplane.channels.producer.key.rotated",
-        "controlplane.channels.webhook.received",
         "controlplane.confidence.assessed",
         "controlplane.detection.rule.versioned",
         "controlplane.evidence.assembled",

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.channels import selectors
-from controlplane.channels.models import ChannelConnection, ChannelIdentity, ChannelProvider
+from controlplane.channels.models import ChannelConnection, ChannelIdentity, ChannelLink, ChannelProvider
 from controlplane.channels.services.connections import (
     channel_connect,
     channel_disconnect,
@@ -24,9 +24,12 @@ from controlplane.channels.services.connections import (
     channel_secrets_rotate,
     connection_webhook_urls,
 )
+from controlplane.channels.services.links import channel_link_revoke, channel_link_start
 from controlplane.identity.selectors import principal_get
+from controlplane.kernel.errors import ControlPlaneError
 
 MANAGE = "channels.manage"
+LINK = "channels.link"
 
 
 class RejectionCountsView(APIView):
@@ -191,4 +194,63 @@ class ChannelIdentityViewSet(
             external_id=identity.external_id,
             actor=request.user.ref,
         )
+        return Response(status=204)
+
+
+# --- Identity links by one-time code (`channels.link`: a person, for themselves) -----------------------
+
+
+class ChannelLinkSerializer(serializers.ModelSerializer):
+    connection = serializers.CharField(source="connection.key")
+    provider = serializers.CharField(source="connection.provider", read_only=True)
+
+    class Meta:
+        model = ChannelLink
+        fields = ["id", "connection", "provider", "external_id", "status", "created_at", "expires_at"]
+        read_only_fields = ["id", "provider", "status", "created_at", "expires_at"]
+
+
+class ChannelLinkViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """The caller's own identity links. Creating one sends a one-time code to the chat identity named;
+    typing `link <code>` back from it links it to the caller. The code is never in an answer."""
+
+    serializer_class = ChannelLinkSerializer
+    required_capability = LINK
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChannelLink.objects.none()
+        return ChannelLink.objects.select_related("connection").filter(
+            tenant=self.request.user.tenant, principal=self.request.user
+        )
+
+    def create(self, request: Request) -> Response:
+        payload = ChannelLinkSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        connection = ChannelConnection.objects.filter(
+            tenant=request.user.tenant, key=payload.validated_data["connection"]["key"]
+        ).first()
+        if connection is None:
+            raise ControlPlaneError("CHANNEL_NOT_FOUND", "no such channel connection in your tenant")
+        started = channel_link_start(
+            connection=connection, principal=request.user, external_id=payload.validated_data["external_id"]
+        )
+        return Response(ChannelLinkSerializer(started.link).data, status=201)
+
+
+class MyIdentityViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """The chat identities linked to the caller; deleting one revokes the link (ledgered)."""
+
+    serializer_class = ChannelIdentitySerializer
+    required_capability = LINK
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChannelIdentity.objects.none()
+        return ChannelIdentity.objects.select_related("principal", "tenant").filter(
+            tenant=self.request.user.tenant, principal=self.request.user
+        )
+
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        channel_link_revoke(identity=self.get_object(), actor=request.user)
         return Response(status=204)

@@ -186,3 +186,182 @@ class ChannelIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.provider}:{self.external_id} -> {self.principal.ref}"
+
+
+class OutboundStatus(models.TextChoices):
+    PENDING = "pending"  # waiting for its first attempt or its next retry
+    SENT = "sent"
+    FAILED = "failed"  # given up: attempts exhausted, or a refusal no retry can cure
+
+
+class OutboundMethod(models.TextChoices):
+    POST = "post"  # a new message (Slack chat.postMessage, a WhatsApp message)
+    UPDATE = "update"  # replace a posted Slack message (chat.update)
+    EPHEMERAL = "ephemeral"  # a Slack message only one user sees (chat.postEphemeral)
+    REVIEW = "review"  # GitHub's deployment protection rule review for a workflow run
+
+
+class ChannelMessage(models.Model):
+    """One outbound call to a provider: the channels outbox.
+
+    Written in the transaction of what causes it (an approval opened, a decision, a link started), sent
+    after the commit by a task and retried with back-off by the sweeper until it is sent or given up.
+    `key` is its idempotency key: asking twice for the same message makes one row, and a sent row is never
+    sent again. `payload` holds what is sent (no secret: those are read from the connection when sending).
+    Rows change only through controlplane.channels.services.outbox, which ledgers each send and each
+    message given up.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="channel_messages")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="messages")
+    key = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=40)  # approval.request, approval.outcome, identity.code, ...
+    method = models.CharField(max_length=16, choices=OutboundMethod.choices, default=OutboundMethod.POST)
+    to = models.CharField(max_length=200, blank=True)
+    payload = models.JSONField(default=dict)
+    approval_id = models.CharField(max_length=64, blank=True, db_index=True)
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replies"
+    )
+    status = models.CharField(max_length=16, choices=OutboundStatus.choices, default=OutboundStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_code = models.CharField(max_length=64, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    provider_channel = models.CharField(max_length=120, blank=True)  # e.g. the Slack channel id answered
+    provider_message_id = models.CharField(max_length=120, blank=True)  # Slack ts, wamid..., SM...
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="channel_outbox_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} -> {self.to} ({self.status})"
+
+
+class LinkStatus(models.TextChoices):
+    PENDING = "pending"  # the code is sent; waiting for it to be typed back
+    LINKED = "linked"  # typed back in time: the identity is mapped to the principal
+    VOID = "void"  # replaced by a newer link, or too many wrong codes
+
+
+class ChannelLink(models.Model):
+    """A person's request to link a chat identity to their principal, proved by a one-time code.
+
+    The code is sent over the connection to `external_id` (controlplane.channels.services.links); only
+    its keyed hash is kept. Typed back from that identity before `expires_at`, once, it maps the identity
+    to `principal` (a `ChannelIdentity`). Wrong codes are counted; too many void the link.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="channel_links")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="links")
+    principal = models.ForeignKey(Principal, on_delete=models.PROTECT, related_name="channel_links")
+    external_id = models.CharField(max_length=120)
+    code_hash = models.CharField(max_length=100)  # salt$HMAC-SHA256
+    status = models.CharField(max_length=16, choices=LinkStatus.choices, default=LinkStatus.PENDING)
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    linked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["connection", "external_id", "status"], name="channel_link_lookup_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection.ref}:{self.external_id} -> {self.principal.ref} ({self.status})"
+
+
+class ChangeSignal(models.Model):
+    """A change to a service, as GitHub reported it: a deployment, a deployment's status, a finished
+    workflow run, a push, a merged pull request. Read-only context for incidents ("changes in the window
+    before this incident", as PagerDuty's change events are); it decides nothing.
+
+    `service` is the repository's name (`owner/checkout` -> `checkout`): the name incidents use for the
+    service the repository deploys. Text fields hold provider data: untrusted, escaped where shown.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="change_signals")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="changes")
+    kind = models.CharField(max_length=32)  # deployment, deployment_status, workflow_run, push, pull_request
+    service = models.CharField(max_length=200)
+    repository = models.CharField(max_length=200)
+    environment = models.CharField(max_length=120, blank=True)
+    ref = models.CharField(max_length=200, blank=True)
+    sha = models.CharField(max_length=64, blank=True)
+    actor = models.CharField(max_length=120, blank=True)  # the GitHub login
+    status = models.CharField(max_length=40, blank=True)  # a deployment's state, a run's conclusion
+    summary = models.CharField(max_length=300, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField()
+    delivery_id = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "occurred_at"], name="change_signal_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.service}@{self.sha[:7]} by {self.actor}"
+
+
+class DeploymentReview(models.Model):
+    """A GitHub deployment waiting on a deployment protection rule: the approval request opened for it,
+    and the run whose review endpoint hears the decision (through the outbox)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="deployment_reviews")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="reviews")
+    subject = models.CharField(max_length=128, unique=True)  # the approval's subject id
+    approval_id = models.CharField(max_length=64, blank=True)
+    repository = models.CharField(max_length=200)
+    environment = models.CharField(max_length=120)
+    ref = models.CharField(max_length=200, blank=True)
+    sha = models.CharField(max_length=64, blank=True)
+    run_id = models.BigIntegerField()
+    requested_by = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.repository} {self.environment} run {self.run_id}"
+
+
+class ChannelCursor(models.Model):
+    """How far a relay has read the ledger (the incident notifications: `seq` of the last event read)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    seq = models.BigIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.seq}"
+
+
+class ApprovalCode(models.Model):
+    """A short single-use reply code for one approval on one connection (WhatsApp: `APPROVE <code>`,
+    `REJECT <code> <reason>`), bound to the approval's content hash; it expires with the approval and is
+    used by the first decision it carries. Only its keyed hash is kept."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="approval_codes")
+    connection = models.ForeignKey(ChannelConnection, on_delete=models.PROTECT, related_name="approval_codes")
+    approval_id = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=64)
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "code_hash"], name="approval_code_unique_per_connection"
+            ),
+            models.UniqueConstraint(
+                fields=["connection", "approval_id"], name="approval_code_one_per_approval"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}:{self.approval_id[:12]}"

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import QuerySet
 
-from controlplane.channels.models import Producer, ProducerKey
+from controlplane.channels.models import (
+    ChangeSignal,
+    ChannelConnection,
+    ChannelMessage,
+    Producer,
+    ProducerKey,
+)
 from controlplane.channels.services import (
     REJECTION_CODES,
     UNKNOWN_PRODUCER,
@@ -128,3 +136,56 @@ def webhook_rejection_counts(*, adapter: str) -> dict[str, int]:
     keys = {webhook_rejection_key(adapter, code): code for code in CATALOGUE}
     values = _cached_counts(list(keys))
     return {code: int(values[key]) for key, code in keys.items() if values.get(key)}
+
+
+# --- the console's channel pages ----------------------------------------------------------------------
+
+
+def connection_list(*, tenant: Tenant) -> list[Any]:
+    """The tenant's channel connections, with their webhook URLs and recent refusals (for its admins)."""
+    from controlplane.channels.services.connections import connection_webhook_urls
+    from controlplane.channels.services.refusals import channel_refusals_recent
+
+    connections = list(ChannelConnection.objects.select_related("tenant").filter(tenant=tenant))
+    return [
+        {
+            "connection": c,
+            "urls": connection_webhook_urls(connection=c),
+            "refusals": channel_refusals_recent(connection=c),
+        }
+        for c in connections
+    ]
+
+
+def outbox_recent(*, tenant: Tenant, limit: int = 50) -> QuerySet[Any]:
+    """The tenant's last outbound messages, newest first."""
+    return ChannelMessage.objects.select_related("connection").filter(tenant=tenant).order_by("-id")[:limit]
+
+
+def deliveries_recent(*, tenant: Tenant, limit: int = 50) -> QuerySet[Any]:
+    """The tenant's last accepted chat deliveries and refusal digests, from the ledger (newest first)."""
+    from controlplane.ledger.models import LedgerEvent
+
+    return (
+        LedgerEvent.objects.filter(
+            tenant=tenant.slug,
+            type__in=["controlplane.channels.message.received", "controlplane.channels.refusals.digested"],
+        )
+        .only("seq", "type", "time", "data", "reason_codes")
+        .order_by("-seq")[:limit]
+    )
+
+
+def changes_before(
+    *, tenant_id: int, until: datetime, service: str = "", limit: int = 20
+) -> list[ChangeSignal]:
+    """The tenant's changes in CONTROLPLANE_CHANGE_WINDOW_SECONDS before `until` (and up to it), the
+    named service's first, newest first within each."""
+    since = until - timedelta(seconds=settings.CONTROLPLANE_CHANGE_WINDOW_SECONDS)
+    changes = list(
+        ChangeSignal.objects.filter(
+            tenant_id=tenant_id, occurred_at__gte=since, occurred_at__lte=until
+        ).order_by("-occurred_at", "-id")[: limit * 2]
+    )
+    changes.sort(key=lambda c: c.service != service)  # stable: newest first within each group
+    return changes[:limit]

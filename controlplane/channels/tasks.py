@@ -1,26 +1,35 @@
-"""Celery tasks of the channels app: outbound work done after a delivery's commit (Slack resends a
-delivery not acknowledged within 3 s, so nothing outbound runs inside the request)."""
+"""Celery tasks of the channels app: the outbox's sends (controlplane.channels.services.outbox). Slack
+resends a delivery not acknowledged within 3 s, so nothing outbound runs inside a request: it is an
+outbox row, sent by these after the commit."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from controlplane.kernel.errors import ControlPlaneError
+
+@shared_task(name="controlplane.channels.tasks.channel_message_send_task")
+def channel_message_send_task(message_id: int) -> str:
+    """Send one outbox row; safe to run twice (a sent row is left alone; a failure waits for the sweep)."""
+    from controlplane.channels.services.outbox import channel_message_send
+
+    message = channel_message_send(message_id=message_id)
+    return message.status if message is not None else "locked"
 
 
-@shared_task(
-    name="controlplane.channels.tasks.slack_card_update_task",
-    autoretry_for=(ControlPlaneError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=5,
-)
-def slack_card_update_task(connection_id: int, channel: str, ts: str, text: str) -> None:
-    """Update a Slack approval card with its outcome; safe to run twice (chat.update is idempotent)."""
-    from controlplane.channels.models import ChannelConnection
-    from controlplane.channels.services.outbound import slack_card_update
+@shared_task(name="controlplane.channels.tasks.channel_outbox_sweep_task")
+def channel_outbox_sweep_task() -> dict[str, int]:
+    """Queue the incident notifications the ledger holds since the last run, then send what is due in the
+    outbox: first attempts, retries after their back-off, and rows whose task was lost."""
+    from controlplane.channels.services.incidents import incident_notifications_relay
+    from controlplane.channels.services.outbox import channel_outbox_sweep
 
-    connection = ChannelConnection.objects.select_related("tenant", "principal").get(pk=connection_id)
-    slack_card_update(
-        connection=connection, channel=channel, ts=ts, text=text, actor=connection.principal.ref
-    )
+    relayed = incident_notifications_relay()
+    return {"incident_events": relayed, **channel_outbox_sweep()}
+
+
+@shared_task(name="controlplane.channels.tasks.channel_refusals_digest_task")
+def channel_refusals_digest_task() -> int:
+    """Ledger one digest of refused deliveries per connection that had some since the last run."""
+    from controlplane.channels.services.refusals import channel_refusals_digest
+
+    return channel_refusals_digest()

@@ -12,6 +12,8 @@ from controlplane.channels.webhooks import webhook_urlpatterns
 router = SimpleRouter()
 router.register("channels/connections", api.ChannelConnectionViewSet, basename="channel-connection")
 router.register("channels/identities", api.ChannelIdentityViewSet, basename="channel-identity")
+router.register("channels/links", api.ChannelLinkViewSet, basename="channel-link")
+router.register("channels/my-identities", api.MyIdentityViewSet, basename="channel-my-identity")
 
 urlpatterns = [
     path("events/", EventIngestView.as_view(), name="events-ingest"),

@@ -84,7 +84,23 @@ class WebhookView(APIView):
             connection = getattr(http_request, "_channel_connection", None)
             if connection is not None:
                 services.webhook_rejection_record(adapter=f"{self.adapter_name}:{connection.key}", code=code)
+                self._note_refusal(http_request, connection, code)
         return response
+
+    def _note_refusal(self, http_request: Any, connection: Any, code: str) -> None:
+        """A channel's refusal, kept for its admins with the mismatch diagnostics (never answered)."""
+        from controlplane.channels.services.refusals import channel_refusal_note
+        from controlplane.kernel.errors import ControlPlaneError
+
+        diagnostic = ""
+        if code == "CHANNEL_SIGNATURE_INVALID":
+            try:
+                diagnostic = webhook_adapter(self.adapter_name).diagnose(http_request)
+            except ControlPlaneError:
+                diagnostic = ""
+        channel_refusal_note(
+            connection=connection, adapter=self.adapter_name, code=code, diagnostic=diagnostic
+        )
 
 
 class ChannelWebhookView(WebhookView):

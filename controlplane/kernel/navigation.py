@@ -162,3 +162,40 @@ def register_console_urls(*, app: str, prefix: str, urlconf: str) -> None:
 def console_urls() -> list[tuple[str, str]]:
     """(prefix, urlconf) of every app's console pages, in registration order."""
     return list(_CONSOLE_URLS.values())
+
+
+# --- panels on another app's detail page ------------------------------------------------------------
+# An app adds read-only context to a page it does not own (channels: "changes before this incident" on
+# the incident page) without the page's app knowing it: the page renders `{% detail_panels "<page>" obj %}`
+# (console_tags) and each registered panel's template gets `context(request, obj)`.
+
+DetailContext = Callable[[HttpRequest, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DetailPanel:
+    """A panel on the detail page `page` (e.g. "incidents.detail"), filled from the object shown."""
+
+    page: str
+    name: str
+    template: str
+    context: DetailContext
+    capability: str | None
+    order: int
+
+
+_detail_panels: dict[tuple[str, str], DetailPanel] = {}
+
+
+def register_detail_panel(
+    *, page: str, name: str, template: str, context: DetailContext, capability: str | None, order: int
+) -> None:
+    """Add a panel to `page`, shown to a viewer holding `capability`."""
+    _detail_panels[(page, name)] = DetailPanel(
+        page=page, name=name, template=template, context=context, capability=capability, order=order
+    )
+
+
+def detail_panels(*, page: str, capabilities: frozenset[str]) -> list[DetailPanel]:
+    """The panels of `page` a viewer holding `capabilities` sees, in order."""
+    return _visible((p for p in _detail_panels.values() if p.page == page), capabilities)

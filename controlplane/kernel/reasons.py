@@ -154,6 +154,17 @@ _CATALOGUE = [
     Reason(
         "CHANNEL_OUTBOUND_FAILED", 502, "The provider's API refused or did not answer the outbound message."
     ),
+    # Channels: identity links by one-time code, chat commands (issue 16)
+    Reason("CHANNEL_LINK_CODE_INVALID", 403, "No pending link of this chat identity has that code."),
+    Reason("CHANNEL_LINK_CODE_EXPIRED", 403, "The link code expired before it was typed back; start again."),
+    Reason("CHANNEL_LINK_CODE_USED", 409, "The link code was used already; a code links once."),
+    Reason("CHANNEL_APPROVAL_CODE_INVALID", 403, "No approval of this channel has that reply code."),
+    Reason(
+        "CHANNEL_APPROVAL_CODE_USED", 409, "The approval's reply code was used already; a code decides once."
+    ),
+    Reason(
+        "CHANNEL_LINK_UNSUPPORTED", 400, "This provider cannot carry a link code (GitHub: admins map logins)."
+    ),
     # Policy (verdict codes: the ones with status 200 explain a decision, they refuse nothing)
     Reason("POLICY_MISSING", 403, "No policy profile is active for the environment; every step is denied."),
     Reason("POLICY_DENY_RISK_TIER", 403, "The step's effective risk tier is blocked by the active profile."),

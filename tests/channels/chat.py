@@ -10,6 +10,7 @@ from django.urls import reverse
 from approvals.models import ApprovalDecision
 from controlplane.channels.models import ChannelConnection
 from controlplane.channels.services.connections import channel_connect, channel_identity_map
+from controlplane.identity.services import grant_add
 from controlplane.ledger.models import LedgerEvent
 from tests.approvals.test_services import approver, open_request  # noqa: F401  (re-exported helpers)
 from tests.identity.factories import PrincipalFactory, TenantFactory
@@ -28,8 +29,9 @@ def url(adapter: str, connection: ChannelConnection | str) -> str:
 
 
 def person(connection: ChannelConnection, name: str, external_id: str) -> Any:
-    """A human holding approvals.decide, mapped to `external_id` on the connection's provider."""
+    """A human holding approvals.decide and .read, mapped to `external_id` on the connection's provider."""
     principal = approver(connection.tenant, name)
+    grant_add(principal=principal, capability="approvals.read", actor="test")
     channel_identity_map(
         tenant=connection.tenant,
         provider=connection.provider,

@@ -328,4 +328,4 @@ def test_after_the_commit_the_card_is_updated_with_the_outcome(
         parse_qs(seen["body"].decode()) if not seen["body"].startswith(b"{") else orjson.loads(seen["body"])
     )
     text = sent["text"][0] if isinstance(sent["text"], list) else sent["text"]
-    assert text == "approve by <@U100>: the approval is now approved"
+    assert text == "restart checkout: approved (approve by alice: fine)"

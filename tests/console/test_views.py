@@ -78,6 +78,11 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "learning:learning": ("console.view", "learning.read"),
         "learning:finding-decide": ("console.view", "learning.read", "learning.review"),
         "governance:page": ("console.view", "governance.read"),
+        "channels:links": ("console.view", "channels.link"),
+        "channels:link-start": ("console.view", "channels.link"),
+        "channels:link-revoke": ("console.view", "channels.link"),
+        "channels:connections": ("console.view", "channels.manage"),
+        "channels:deliveries": ("console.view", "channels.manage"),
         "console:login": None,
         "console:logout": None,
     }

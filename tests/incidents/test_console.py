@@ -645,8 +645,8 @@ def test_page_costs_do_not_grow_with_evidence_signals_or_silences(
 ):
     """Session, user, principal and grants (4), plus a fixed number of reads per page."""
     # incident, evidence, timeline subjects, events, signals, resolved notifications of its alerts, notes,
-    # intents, the people it may be assigned to
-    with django_assert_num_queries(13):
+    # intents, the people it may be assigned to; the changes panel (channels)
+    with django_assert_num_queries(14):
         small = console.get(f"/incidents/{incident.pk}/", headers=HTMX)
     for n in range(3):
         ingest(tenant, generic(starts=at(200 + n * 60)))  # three more evidence bundles, attached
@@ -654,7 +654,7 @@ def test_page_costs_do_not_grow_with_evidence_signals_or_silences(
         actor=operator, reason="x", match_service="batch", ends_at=timezone.now() + timedelta(hours=1)
     )
     assert incident.evidence.count() == 4
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         large = console.get(f"/incidents/{incident.pk}/", headers=HTMX)
     assert large.content.decode().count('class="panel panel-wide evidence"') == 4
     assert small.content.decode().count('class="panel panel-wide evidence"') == 1

@@ -24,6 +24,7 @@ from controlplane.runtime import gates, services
 from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable, runner_grant_revoke
 from controlplane.runtime.services import steps
+from tests.channels.every_event import write_every_channel_event
 from tests.governance.support import write_every_governance_event
 from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.incidents.factories import write_every_assignment_event
@@ -239,6 +240,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings, monkeypatc
         write_every_learning_event(tenant=tenant, agent=agent, monkeypatch=monkeypatch, capture=capture)
         write_every_assignment_event(tenant)
         write_every_governance_event()
+        write_every_channel_event()
     finally:
         celery_app.conf.task_always_eager = False
 

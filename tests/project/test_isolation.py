@@ -113,6 +113,16 @@ def _world() -> dict[str, str]:
         tenant=acme, kind="autonomy", key="acme/x noop.echo", content={"tier": "low"},
         report_hash=report.content_hash, created_at=timezone.now(),
     )  # fmt: skip
+    from controlplane.channels.services.links import channel_link_start
+
+    slack = channel_connect(
+        tenant=acme,
+        provider="slack",
+        name="ops",
+        secret_values={"signing_secret": "s" * 32, "bot_token": "xoxb-1"},
+        actor="test",
+    )
+    link = channel_link_start(connection=slack, principal=person, external_id="U1").link
     return {
         "learning_outcome": acme.learning_outcomes.first().pk,
         "learning_finding": Finding.objects.filter(tenant=acme).first().pk,
@@ -120,6 +130,7 @@ def _world() -> dict[str, str]:
         "learning_proposal": str(proposal.pk),
         "connection": connection.key,
         "identity": str(identity.pk),
+        "link": str(link.pk),
         "execution": execution.pk,
         "approval": str(approval.pk),
         "incident": incident.pk,
@@ -168,6 +179,9 @@ A_OBJECT = {
     "channel-connection-disconnect": {"key": "connection"},
     "channel-connection-rotate-secret": {"key": "connection"},
     "channel-identity-detail": {"pk": "identity"},
+    "channel-link-detail": {"pk": "link"},
+    "channel-my-identity-detail": {"pk": "identity"},
+    "link-revoke": {"identity_id": "identity"},
     "ledger-event-proof": {"seq": "seq"},
     "trace-receipt": {"trace_id": "trace", "seq": "trace_seq"},
     "learning-outcome-detail": {"pk": "learning_outcome"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
 
 import orjson
@@ -92,6 +93,46 @@ class ChannelAdapter(WebhookAdapter):
     def handshake(self, request: HttpRequest) -> HttpResponse:
         """A GET on the webhook URL (Meta's verification); refused unless the provider has one."""
         raise ControlPlaneError("METHOD_NOT_ALLOWED", "this webhook accepts POST only")
+
+    def diagnose(self, request: HttpRequest) -> str:
+        """After CHANNEL_SIGNATURE_INVALID: which common variant of the request would have verified (for
+        the connection's admins only; never in the answer, and the delivery stays refused)."""
+        return ""
+
+
+def body_variants(body: bytes) -> list[tuple[str, bytes]]:
+    """What proxies and frameworks commonly do to a body before it reaches us (or before it was signed)."""
+    variants = [
+        ("the body without its trailing newline", body.rstrip(b"\r\n")),
+        ("the body with a trailing newline", body + b"\n"),
+    ]
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = None
+    if value is not None:
+        variants += [
+            (
+                "the JSON re-serialised with Unicode unescaped",
+                json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
+            ),
+            ("the JSON re-serialised compactly", json.dumps(value, separators=(",", ":")).encode()),
+            ("the JSON re-serialised with spaces", json.dumps(value).encode()),
+        ]
+    return [(label, variant) for label, variant in variants if variant != body]
+
+
+def mismatch(label: str) -> str:
+    return f"would verify over {label}: something between the provider and us re-encoded the request"
+
+
+def hub_diagnose(*, header: str | None, secret: str, body: bytes) -> str:
+    """Which body variant the X-Hub-Signature-256 would verify over, if any."""
+    given = (header or "").strip().partition("=")[2].lower()
+    for label, variant in body_variants(body):
+        if hmac.compare_digest(hmac.new(secret.encode(), variant, hashlib.sha256).hexdigest(), given):
+            return mismatch(label)
+    return "no common variant verifies: most likely the secret differs from the provider's"
 
 
 def hub_signature_check(*, header: str | None, secret: str, body: bytes) -> None:

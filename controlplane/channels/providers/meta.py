@@ -16,8 +16,18 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from controlplane.channels.models import ChannelProvider
-from controlplane.channels.providers.base import ChannelAdapter, hub_signature_check, json_object, text_of
-from controlplane.channels.services.messages import approval_action_parse, channel_message_receive
+from controlplane.channels.providers.base import (
+    ChannelAdapter,
+    hub_diagnose,
+    hub_signature_check,
+    json_object,
+    text_of,
+)
+from controlplane.channels.services.messages import (
+    ApprovalAction,
+    approval_action_parse,
+    channel_message_receive,
+)
 from controlplane.kernel.errors import ControlPlaneError
 
 
@@ -82,6 +92,13 @@ class MetaWhatsAppWebhook(ChannelAdapter):
             return f"status:{status['id']}:{text_of(status.get('status'))}"
         raise ControlPlaneError("CHANNEL_MALFORMED", "neither a message nor a status with an id")
 
+    def diagnose(self, request: HttpRequest) -> str:
+        return hub_diagnose(
+            header=request.headers.get("X-Hub-Signature-256"),
+            secret=self.secret(request, "app_secret"),
+            body=request.body,
+        )
+
     def delivery_id(self, request: HttpRequest) -> str | None:
         return self.scoped(request, self._raw_id(request))
 
@@ -99,14 +116,38 @@ class MetaWhatsAppWebhook(ChannelAdapter):
                 kind="meta.status",
             )
         text = text_of((message.get("text") or {}).get("body")) if message.get("type") == "text" else ""
+        action = approval_action_parse(text)
+        if message.get("type") == "interactive":
+            action = button_action(message)
+            text = f"{action.decision} {action.approval[:12]} (reply button)" if action else ""
         return channel_message_receive(
             connection=connection,
             sender=text_of(message.get("from")),
             text=text,
             delivery_id=message["id"],
             kind=f"meta.{text_of(message.get('type')) or 'message'}",
-            action=approval_action_parse(text),
+            action=action,
         )
+
+
+def button_action(message: dict[str, Any]) -> ApprovalAction | None:
+    """A click on an approval prompt's reply button (controlplane.channels.services.notifications): its id
+    is `<decision>:<approval id>:<content hash>`. A button carries no typed reason, so the reason recorded
+    says how the person decided; the content hash binds the click to what the prompt showed."""
+    interactive = message.get("interactive") if isinstance(message.get("interactive"), dict) else {}
+    reply = interactive.get("button_reply") if interactive.get("type") == "button_reply" else None
+    if not isinstance(reply, dict):
+        return None
+    decision, _, rest = text_of(reply.get("id")).partition(":")
+    approval, _, content_hash = rest.partition(":")
+    if decision not in {"approve", "reject"} or not approval or not content_hash:
+        return None
+    return ApprovalAction(
+        decision=decision,
+        approval=approval.lower(),
+        content_hash=content_hash.lower(),
+        reason=f"{decision}d with WhatsApp's reply button",
+    )
 
 
 META = MetaWhatsAppWebhook()

@@ -18,23 +18,31 @@ from urllib.parse import parse_qs
 
 import orjson
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest
 
+from approvals.models import ApprovalRequest
 from controlplane.channels.models import ChannelProvider
-from controlplane.channels.providers.base import ChannelAdapter, json_object, text_of
+from controlplane.channels.providers.base import (
+    ChannelAdapter,
+    body_variants,
+    json_object,
+    mismatch,
+    text_of,
+)
+from controlplane.channels.services.commands import channel_command_run
 from controlplane.channels.services.messages import (
     ApprovalAction,
     approval_action_parse,
     channel_message_receive,
-    pending_approvals,
 )
-from controlplane.channels.tasks import slack_card_update_task
+from controlplane.channels.services.notifications import slack_card_answer
+from controlplane.channels.services.outbound import (
+    APPROVE_ACTION,
+    REASON_ACTION,
+    REJECT_ACTION,
+    slack_escape,
+)
 from controlplane.kernel.errors import ControlPlaneError
-
-APPROVE_ACTION = "controlplane.approve"
-REJECT_ACTION = "controlplane.reject"
-REASON_ACTION = "controlplane.reason"
 
 
 def slack_signature_check(
@@ -79,6 +87,18 @@ class _Slack(ChannelAdapter):
             signature=request.headers.get("X-Slack-Signature"),
             body=request.body,
         )
+
+    def diagnose(self, request: HttpRequest) -> str:
+        secret = self.secret(request, "signing_secret")
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        given = request.headers.get("X-Slack-Signature", "").strip()
+        for label, variant in body_variants(request.body):
+            basestring = b"v0:" + timestamp.encode() + b":" + variant
+            if hmac.compare_digest(
+                "v0=" + hmac.new(secret.encode(), basestring, hashlib.sha256).hexdigest(), given
+            ):
+                return mismatch(label)
+        return "no common variant verifies: most likely the signing secret differs from the app's"
 
 
 class SlackEventsWebhook(_Slack):
@@ -165,18 +185,20 @@ class SlackInteractivityWebhook(_Slack):
             action=action,
         )
         container = payload.get("container") if isinstance(payload.get("container"), dict) else {}
-        channel, ts = text_of(container.get("channel_id")), text_of(container.get("message_ts"))
-        if action is not None and channel and ts and "bot_token" in connection.secret_names:
-            text = _card_outcome(outcome, sender)
-            # After the commit, on a worker: the answer goes back to Slack now, the card update follows.
-            transaction.on_commit(lambda: slack_card_update_task.delay(connection.pk, channel, ts, text))
+        if action is not None:
+            # Outbox rows only: the answer goes back to Slack now, the card's update after the commit.
+            slack_card_answer(
+                connection=connection,
+                approval=ApprovalRequest.objects.filter(
+                    tenant=connection.tenant, pk=outcome.get("approval") or action.approval
+                ).first(),
+                channel=text_of(container.get("channel_id")),
+                ts=text_of(container.get("message_ts")),
+                user=sender,
+                code=outcome.get("code"),
+                trigger=payload["trigger_id"],
+            )
         return outcome
-
-
-def _card_outcome(outcome: dict[str, Any], sender: str) -> str:
-    if outcome.get("ok"):
-        return f"{outcome.get('action')} by <@{sender}>: the approval is now {outcome.get('status')}"
-    return f"<@{sender}>'s {outcome.get('action')} was refused: {outcome.get('code')}"
 
 
 def _button_action(payload: dict[str, Any]) -> ApprovalAction | None:
@@ -203,8 +225,9 @@ def _reason_of(payload: dict[str, Any]) -> str:
 
 
 class SlackCommandsWebhook(_Slack):
-    """Slack's slash command for one connection (`/cp` by default): `approvals` lists the pending ones,
-    `approve|reject <id> <hash> <reason>` decides as the caller's mapped principal."""
+    """Slack's slash command for one connection (`/cp` by default): `approvals`, `incident ID`, `ack ID`,
+    `approve|reject <id> <hash> <reason>`, `link CODE`, each as the caller's linked principal
+    (controlplane.channels.services.commands)."""
 
     name = "slack-commands"
     path = "channels/slack/<str:connection>/commands/"
@@ -217,33 +240,16 @@ class SlackCommandsWebhook(_Slack):
 
     def accept(self, request: HttpRequest, principal: Any) -> dict[str, Any]:
         form = _form(request.body)
-        text = form.get("text", "").strip()
-        connection = self.connection(request)
-        if text.lower() in {"", "approvals"}:
-            lines = [
-                f"{a.id[:12]} {a.content_hash[:12]} {a.risk_tier} {a.subject_kind}"
-                for a in pending_approvals(connection=connection)
-            ]
-            outcome = channel_message_receive(
-                connection=connection,
-                sender=form.get("user_id", ""),
-                text=text,
-                delivery_id=form["trigger_id"],
-                kind="slack.command",
-            )
-            return {**outcome, "response_type": "ephemeral", "text": "\n".join(lines) or "nothing pending"}
-        outcome = channel_message_receive(
-            connection=connection,
+        outcome = channel_command_run(
+            connection=self.connection(request),
             sender=form.get("user_id", ""),
-            text=text,
+            text=form.get("text", ""),
             delivery_id=form["trigger_id"],
             kind="slack.command",
-            action=approval_action_parse(text),
         )
-        if "action" not in outcome:
-            outcome = {**outcome, "ok": False, "code": "CHANNEL_COMMAND_INVALID"}
-        reply = outcome.get("status") or f"{outcome.get('code')}: {outcome.get('detail', '')}"
-        return {**outcome, "response_type": "ephemeral", "text": reply}
+        reply = outcome.pop("reply", "")
+        outcome.pop("detail", None)
+        return {**outcome, "response_type": "ephemeral", "text": slack_escape(reply)}
 
 
 SLACK_EVENTS = SlackEventsWebhook()

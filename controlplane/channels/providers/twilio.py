@@ -12,6 +12,7 @@ mapping is by the `From` address, e.g. `whatsapp:+14155550100`).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -66,6 +67,28 @@ class TwilioWebhook(ChannelAdapter):
             params=signed,
             signature=request.headers.get("X-Twilio-Signature"),
         )
+
+    def diagnose(self, request: HttpRequest) -> str:
+        """Which URL Twilio signed, when it is not CONTROLPLANE_PUBLIC_URL's (the classic proxy mistake)."""
+        if self._is_json(request):
+            return ""
+        validator = RequestValidator(self.secret(request, "auth_token"))
+        signature = request.headers.get("X-Twilio-Signature", "")
+        ours = urlsplit(public_url(request))
+        path = ours.path[:-1] if ours.path.endswith("/") else ours.path + "/"
+        other = "http" if ours.scheme == "https" else "https"
+        port = ours.port or (443 if ours.scheme == "https" else 80)
+        candidates = [
+            ("the path with the trailing slash toggled", ours._replace(path=path).geturl()),
+            (f"scheme {other}", ours._replace(scheme=other).geturl()),
+            (f"an explicit port {port}", ours._replace(netloc=f"{ours.hostname}:{port}").geturl()),
+            ("no port", ours._replace(netloc=ours.hostname or "").geturl()),
+            ("the Host header's URL", request.build_absolute_uri()),
+        ]
+        for label, url in candidates:
+            if url != ours.geturl() and validator.validate(url, request.POST, signature):
+                return f"Twilio signed {url} ({label}): set CONTROLPLANE_PUBLIC_URL to what Twilio calls"
+        return "no common URL variant verifies: most likely the auth token differs from the account's"
 
     def delivery_id(self, request: HttpRequest) -> str | None:
         params = self._params(request)

@@ -46,3 +46,16 @@ def banners(context: template.Context) -> str:
         for banner in navigation.banners(capabilities=held)
     ]
     return format_html_join("", "{}", ((html,) for html in rendered))
+
+
+@register.simple_tag(takes_context=True)
+def detail_panels(context: template.Context, page: str, obj: Any) -> str:
+    """The panels other apps registered for `page` (kernel.navigation.register_detail_panel), each given
+    the object the page shows, for the viewer's capabilities."""
+    request = context.get("request")
+    held = getattr(request, "console_capabilities", frozenset())
+    rendered = [
+        render_to_string(panel.template, panel.context(request, obj), request=request)
+        for panel in navigation.detail_panels(page=page, capabilities=held)
+    ]
+    return format_html_join("", "{}", ((html,) for html in rendered))

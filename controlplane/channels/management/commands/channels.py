@@ -1,4 +1,8 @@
-"""`manage.py channels connect | list | rotate-secret | disconnect | map-user | unmap-user | notify`.
+"""`manage.py channels connect | list | rotate-secret | disconnect | map-user | unmap-user | notify | link |
+unlink`.
+
+`link` and `unlink` act for a person: the one whose API token is in CONTROLPLANE_TOKEN (or --token-file),
+holding `channels.link`, through the same services as the console and the API.
 
 Secrets are read as KEY=VALUE lines on standard input (never as arguments: those land in shell history
 and process listings), stored encrypted, and never printed.
@@ -23,7 +27,9 @@ from controlplane.channels.services.connections import (
     connection_webhook_urls,
     secrets_parse,
 )
-from controlplane.channels.services.outbound import channel_approval_notify
+from controlplane.channels.services.links import channel_link_revoke, channel_link_start
+from controlplane.channels.services.notifications import channel_approval_notify
+from controlplane.identity.cli import add_token_argument, cli_principal
 from controlplane.identity.selectors import principal_get, tenant_get
 from controlplane.kernel.errors import ControlPlaneError
 
@@ -67,6 +73,15 @@ class Command(BaseCommand):
         notify.add_argument("approval", help="the approval request's id")
         notify.add_argument("--tenant", required=True)
         notify.add_argument("--to", default="", help="instead of the connection's channel")
+        link = sub.add_parser("link", help="link your chat identity: a code is sent to it, type it back")
+        link.add_argument("provider", choices=PROVIDERS)
+        link.add_argument("name", help="the connection's name")
+        link.add_argument("user_id", help="your Slack user id or WhatsApp number")
+        add_token_argument(link)
+        unlink = sub.add_parser("unlink", help="revoke a linked chat identity (yours, or any as an admin)")
+        unlink.add_argument("provider", choices=PROVIDERS)
+        unlink.add_argument("user_id")
+        add_token_argument(unlink)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._stdin = options.get("stdin") or sys.stdin
@@ -144,6 +159,27 @@ class Command(BaseCommand):
         if approval is None:
             raise ControlPlaneError("APPROVAL_NOT_FOUND", f"no approval {options['approval']}")
         message_id = channel_approval_notify(
-            connection=connection, approval=approval, actor=ACTOR, to=options["to"]
-        )
+            connection=connection, approval=approval, to=options["to"]
+        ).provider_message_id
         self.stdout.write(f"posted approval {approval.id[:12]} to {connection.ref} (message {message_id})")
+
+    def _link(self, options: dict[str, Any]) -> None:
+        person = cli_principal(options, capability="channels.link")
+        connection = channel_connection_get(
+            tenant=person.tenant, provider=options["provider"], name=options["name"]
+        )
+        started = channel_link_start(connection=connection, principal=person, external_id=options["user_id"])
+        self.stdout.write(
+            f"a code was sent to {options['provider']}:{started.link.external_id}; reply there with "
+            f"`link <code>` before {started.link.expires_at:%H:%M} UTC"
+        )
+
+    def _unlink(self, options: dict[str, Any]) -> None:
+        person = cli_principal(options, capability="channels.link")
+        identity = ChannelIdentity.objects.filter(
+            tenant=person.tenant, provider=options["provider"], external_id=options["user_id"]
+        ).first()
+        if identity is None:
+            raise ControlPlaneError("NOT_FOUND", "no such linked identity of yours")
+        channel_link_revoke(identity=identity, actor=person)
+        self.stdout.write(f"revoked {options['provider']}:{options['user_id']}")
