@@ -6,14 +6,18 @@ class SkillsConfig(AppConfig):
     verbose_name = "Skills"
 
     def ready(self) -> None:
+        from approvals.registry import register_subject
+        from approvals.selectors import register_queue_context
         from controlplane.identity.capabilities import register_capabilities
         from controlplane.kernel.contracts import register_contracts
         from controlplane.kernel.navigation import register_console_urls, register_nav
-        from skills import contracts
+        from skills import contracts, selectors, services
         from skills.capabilities import CAPABILITIES
 
         register_capabilities(CAPABILITIES)
         register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
+        register_subject(services.INSTALL_SUBJECT, services.install_approval_resolve)
+        register_queue_context(services.INSTALL_SUBJECT, selectors.install_queue_context)
         register_nav(
             app="skills", label="Skills", url_name="skills:registry", capability="skills.read", order=60
         )

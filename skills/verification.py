@@ -34,10 +34,15 @@ RUNTIME_CONTRACT_VERSION = "1.0.0"
 _PLUGIN_VERSIONS: list[Any] = []
 
 
-def register_plugin_versions(provider: Any) -> None:
-    """Register a callable returning {plugin name: version} of the plugins present (the plugins app)."""
+def register_plugin_inventory(provider: Any) -> None:
+    """Register a callable returning {plugin name: version} of the plugins present. The plugins app (above
+    skills) registers its inventory from its `ready()`; with none registered no plugin is present, so a
+    skill requiring one is refused SKILL_INCOMPATIBLE naming it (fail closed)."""
     if provider not in _PLUGIN_VERSIONS:
         _PLUGIN_VERSIONS.append(provider)
+
+
+register_plugin_versions = register_plugin_inventory  # the name the first version of this module used
 
 
 def plugin_versions() -> dict[str, str]:
@@ -217,6 +222,7 @@ def _conflicts_check(result: Verification, manifest: dict[str, Any]) -> None:
             "executor": executor_name(action),
             "input_schema": action["input_schema"],
             "output_schema": action["output_schema"],
+            "blast_radius": action["blast_radius"],
         }
         if same is not None and same.as_contract() != contract:
             conflicts.append(f"{action['name']}@{action['version']} was published with another contract")
@@ -226,13 +232,45 @@ def _conflicts_check(result: Verification, manifest: dict[str, Any]) -> None:
         result.passed("actions")
 
 
+def bundle_digests(files: dict[str, bytes]) -> dict[str, str]:
+    """path -> SHA-256 (hex) of each file of a code bundle, as `artifacts[]` names them."""
+    return {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+
+
+def _digests_check(result: Verification, manifest: dict[str, Any], bundle: dict[str, str] | None) -> None:
+    """Each file the manifest's `artifacts[]` names must be in the bundle with that SHA-256 (fail closed: a
+    manifest declaring files with no bundle given is refused)."""
+    declared = {a["path"]: a["sha256"] for a in manifest.get("artifacts", [])}
+    if not declared:
+        result.passed("artifact digests", "no code bundle declared")
+        return
+    bundle = bundle or {}
+    wrong = [path for path, digest in sorted(declared.items()) if bundle.get(path) != digest]
+    if wrong:
+        missing = [p for p in wrong if p not in bundle]
+        detail = "; ".join(
+            f"{p}: {'not in the bundle' if p in missing else 'SHA-256 ' + bundle[p] + ' != ' + declared[p]}"
+            for p in wrong
+        )
+        result.failed("artifact digests", "SKILL_DIGEST_MISMATCH", detail)
+    else:
+        result.passed("artifact digests", f"{len(declared)} file(s) match")
+
+
 def envelope_check(
-    *, envelope: Any, at: datetime, installing: bool = True, revoked_as_of: datetime | None = None
+    *,
+    envelope: Any,
+    at: datetime,
+    installing: bool = True,
+    revoked_as_of: datetime | None = None,
+    bundle: dict[str, str] | None = None,
 ) -> Verification:
     """Run every check on a DSSE envelope as of `at`; read-only.
 
-    `installing=False` (re-verifying an installed skill) skips the anti-rollback and conflict checks, which
-    compare with what is installed; `revoked_as_of` judges key revocation at another instant (now)."""
+    `installing=False` (re-verifying an installed skill) skips the anti-rollback, conflict and digest
+    checks, which compare with what is installed and with the bundle given at install; `revoked_as_of`
+    judges key revocation at another instant (now). `bundle` is path -> SHA-256 of the code bundle's files
+    (`bundle_digests`)."""
     result = Verification()
     try:
         parsed = envelopes.envelope_parse(envelope)
@@ -272,6 +310,7 @@ def envelope_check(
         _rollback_check(result, manifest)
     compatibility_check(result, manifest)
     if installing:
+        _digests_check(result, manifest, bundle)
         _conflicts_check(result, manifest)
     return result
 

@@ -148,7 +148,12 @@ NOT_A_TENANT_OBJECT = {
     "ledger-checkpoint-consistency": "proofs between two tree heads of the global chain; no tenant's data",
     "ledger-verify-job": "a verification job over the global chain; its answer names no tenant's data",
     "skill-detail": "skills are installation-wide (tenants read them)",
-    "skill-disable": "installation-wide; refused without skills.manage (tests/skills)",
+    "skill-disable": "installation-wide; refused without platform.skills.manage (tests/skills)",
+    "skill-enable": "installation-wide; refused without platform.skills.manage (tests/skills)",
+    "skill-install-request": "an install of an installation-wide skill; its review names no tenant's data",
+    "skill-publisher-detail": "the publisher trust store is installation-wide (tenants read it)",
+    "skill-publisher-rotate": "installation-wide; refused without platform.skills.manage (tests/skills)",
+    "skill-publisher-revoke-key": "installation-wide; refused without platform.skills.manage (tests/skills)",
     "skill-verify-installed": "skills are installation-wide; verifying one writes nothing",
 }
 # Channel webhooks (controlplane.channels.webhooks.ChannelWebhookView) name a connection, but they are the
