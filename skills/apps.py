@@ -19,6 +19,11 @@ class SkillsConfig(AppConfig):
         register_subject(services.INSTALL_SUBJECT, services.install_approval_resolve)
         register_queue_context(services.INSTALL_SUBJECT, selectors.install_queue_context)
         register_nav(
-            app="skills", label="Skills", url_name="skills:registry", capability="skills.read", order=60
+            app="skills",
+            label="Skills",
+            url_name="skills:registry",
+            capability="skills.read",
+            order=60,
+            current=["skills:publishers", "skills:install-review"],
         )
         register_console_urls(app="skills", prefix="skills/", urlconf="skills.urls_console")

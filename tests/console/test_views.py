@@ -73,6 +73,9 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:killswitch": ("console.view", "killswitch.manage"),
         "runtime:killswitch-change": ("console.view", "killswitch.manage"),
         "skills:registry": ("console.view", "skills.read"),
+        "skills:publishers": ("console.view", "skills.read"),
+        "skills:install-review": ("console.view", "skills.read"),
+        "skills:toggle": ("console.view", "skills.read"),  # the service checks platform.skills.manage
         "console:login": None,
         "console:logout": None,
     }

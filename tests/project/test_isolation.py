@@ -155,6 +155,8 @@ NOT_A_TENANT_OBJECT = {
     "skill-publisher-rotate": "installation-wide; refused without platform.skills.manage (tests/skills)",
     "skill-publisher-revoke-key": "installation-wide; refused without platform.skills.manage (tests/skills)",
     "skill-verify-installed": "skills are installation-wide; verifying one writes nothing",
+    "install-review": "an install of an installation-wide skill; its review names no tenant's data",
+    "toggle": "installation-wide; refused without platform.skills.manage (tests/skills/test_views.py)",
 }
 # Channel webhooks (controlplane.channels.webhooks.ChannelWebhookView) name a connection, but they are the
 # provider's delivery address: no bearer token or session is read there, only the provider's signature

@@ -64,10 +64,10 @@ def test_a_publishers_walkthrough(tmp_path: Path, people):
 
 def test_acting_commands_need_a_token(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("CONTROLPLANE_TOKEN", raising=False)
-    with pytest.raises(CommandError, match="^AUTH_REQUIRED"):
+    with pytest.raises(CommandError, match=r"^AUTH_REQUIRED"):
         run("disable", "core", "--reason", "r")
     monkeypatch.setenv("CONTROLPLANE_TOKEN", "not-a-token")
-    with pytest.raises(CommandError, match="^AUTH_INVALID_TOKEN"):
+    with pytest.raises(CommandError, match=r"^AUTH_INVALID_TOKEN"):
         run("enable", "core", "--reason", "r")
     assert Skill.objects.get(name="core").status == SkillStatus.INSTALLED
     assert not LedgerEvent.objects.filter(type__startswith="controlplane.skill.").exists()
