@@ -31,3 +31,36 @@ def blast_radius_exceeded(blast_radius: Mapping[str, Any] | None, inputs: Mappin
         return None
     name = blast_radius.get("target_input")
     return f"names {targets} targets in {name!r}; the action allows at most {limit}"
+
+
+def _pointer(document: Any, pointer: str) -> Any:
+    """RFC 6901: the value at `pointer` ("" is the whole document); KeyError when it is not there."""
+    if pointer == "":
+        return document
+    if not pointer.startswith("/"):
+        raise KeyError(pointer)
+    value = document
+    for raw in pointer[1:].split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, list) and token.isdigit() and int(token) < len(value):
+            value = value[int(token)]
+        elif isinstance(value, Mapping) and token in value:
+            value = value[token]
+        else:
+            raise KeyError(pointer)
+    return value
+
+
+def compensating_inputs(
+    mapping: Mapping[str, str], *, inputs: Mapping[str, Any], outcome: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The compensating action's inputs from the undone step's: each mapped name takes the value a JSON
+    pointer names in the step's inputs (`/...`) or its outcome (`#/...`). KeyError names a pointer that
+    does not resolve."""
+    built: dict[str, Any] = {}
+    for name, pointer in mapping.items():
+        if pointer.startswith("#"):
+            built[name] = _pointer(outcome, pointer[1:])
+        else:
+            built[name] = _pointer(inputs, pointer)
+    return built

@@ -216,3 +216,9 @@ def action_capabilities(*, name: str, version: str) -> list[str] | None:
     """The capabilities the action's manifest declared (None: no skill registered the action)."""
     contracts = ActionContract.objects.filter(name=name, version=version)
     return contracts.values_list("capabilities", flat=True).first()
+
+
+def action_compensation(*, name: str, version: str) -> dict[str, Any] | None:
+    """The compensating action the action's manifest declares (action, version, input_mapping), or None."""
+    contracts = ActionContract.objects.filter(name=name, version=version)
+    return contracts.values_list("compensating_action", flat=True).first()

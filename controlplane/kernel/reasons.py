@@ -313,6 +313,14 @@ _CATALOGUE = [
         403,
         "The action asked for a capability its manifest does not declare.",
     ),
+    Reason("ROLLBACK_STEP_UNKNOWN", 404, "The execution has no step with that key."),
+    Reason("ROLLBACK_STEP_NOT_COMPLETED", 409, "Only a completed step can be rolled back."),
+    Reason("ROLLBACK_NOT_REVERSIBLE", 409, "The step's action declares no compensating action."),
+    Reason(
+        "ROLLBACK_INPUT_UNMAPPED",
+        409,
+        "The compensating action's input mapping names a value the undone step does not have.",
+    ),
     Reason(
         "PLAN_BLAST_RADIUS_EXCEEDED",
         400,

@@ -150,7 +150,7 @@ def test_dispatch_rechecks_the_manifest_hash_against_the_ledger(django_capture_o
     )
     _approve(request, alice, django_capture_on_commit_callbacks)
     run.refresh_from_db()
-    assert (run.status, run.held_code) in {("held", "SKILL_MANIFEST_CHANGED"), ("held", "SKILL_NOT_ACTIVE")}
+    assert (run.status, run.held_code) == ("held", "SKILL_MANIFEST_CHANGED")
     assert not LedgerEvent.objects.filter(type="controlplane.execution.step.completed").exists()
 
 
@@ -186,3 +186,38 @@ def test_a_step_naming_more_targets_than_its_blast_radius_is_refused_at_compilat
     assert intent.rejection["path"] == "inputs.services" and "at most 2" in intent.rejection["detail"]
     assert Execution.objects.count() == 1
     assert replay_verify().differences == []
+
+
+def _restarts(call):
+    """A test executor that uses the capability the acme manifest declares, and one it does not."""
+    call.require("acme.services.restart")
+    if call.inputs.get("service") == "everything":
+        call.require("acme.services.delete")
+    return {"restarted": call.inputs["service"]}
+
+
+def test_an_action_may_use_only_the_capabilities_its_manifest_declared(
+    django_capture_on_commit_callbacks, eager, monkeypatch
+):
+    from controlplane.runtime import executors
+    from controlplane.runtime.models import StepRun
+    from tests.skills.support import ACTION
+
+    monkeypatch.setitem(executors._EXECUTORS, "acme.restarts", _restarts)
+    _install_acme({**ACTION, "executor": {"kind": "builtin", "name": "acme.restarts"}})
+    policy.profile_bootstrap(environment="dev")
+    agent = PrincipalFactory(tenant=TenantFactory(slug="acme"), name="bot", agent=True)
+
+    def submit(service, key):
+        draft = {
+            "goal": "g",
+            "steps": [{"key": "a", "action": "acme.restart", "inputs": {"service": service}}],
+        }
+        with django_capture_on_commit_callbacks(execute=True):
+            intent = services.intent_submit(principal=agent, draft=draft, idempotency_key=key)
+        return StepRun.objects.get(execution__intent=intent)
+
+    assert submit("web", "declared").status == "completed"
+    undeclared = submit("everything", "undeclared")
+    assert undeclared.status == "failed" and undeclared.reason_codes == ["SKILL_CAPABILITY_UNDECLARED"]
+    assert LedgerEvent.objects.filter(type="controlplane.execution.step.completed").count() == 1
