@@ -11,12 +11,15 @@ class SkillsConfig(AppConfig):
         from controlplane.identity.capabilities import register_capabilities
         from controlplane.kernel.contracts import register_contracts
         from controlplane.kernel.navigation import register_console_urls, register_nav
+        from controlplane.kernel.replay import register_replayer
         from skills import contracts, selectors, services
         from skills.capabilities import CAPABILITIES
+        from skills.replay import SKILLS_REPLAYER
 
         register_capabilities(CAPABILITIES)
         register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
         register_subject(services.INSTALL_SUBJECT, services.install_approval_resolve)
+        register_replayer(SKILLS_REPLAYER)
         register_queue_context(services.INSTALL_SUBJECT, selectors.install_queue_context)
         register_nav(
             app="skills",

@@ -27,6 +27,7 @@ ENVELOPE = obj(
 )
 ENVELOPE["additionalProperties"] = True  # DSSE: unknown fields are ignored
 VERSION = {"type": "string", "minLength": 1}
+BUNDLE = {"type": "object", "additionalProperties": HEX64, "description": "path -> SHA-256 of the bundle"}
 REVISION = {"type": "integer", "minimum": 0}
 KEY = obj(
     {
@@ -118,7 +119,8 @@ CONTRACTS = [
                 "supersedes": {"type": ["string", "null"]},
                 "review": {"type": "object"},
                 "reason": TEXT,
-            }
+            },
+            {"envelope": {"type": "object"}, "bundle": BUNDLE},
         ),
         "skills.services.skill_install",
     ),
@@ -132,7 +134,8 @@ CONTRACTS = [
                 "skill": {"type": "string"},
                 "version": {"type": "string"},
                 "detail": TEXT,
-            }
+            },
+            {"envelope": {"type": ["object", "null"]}, "bundle": BUNDLE},
         ),
         "skills.services.skill_install",
     ),

@@ -276,12 +276,24 @@ def publisher_rotate(
     return publisher
 
 
-def _reject(*, envelope: Any, codes: list[str], detail: str, actor: str, at: datetime, manifest: dict | None):
+def _reject(
+    *,
+    envelope: Any,
+    codes: list[str],
+    detail: str,
+    actor: str,
+    at: datetime,
+    manifest: dict | None,
+    bundle: dict[str, str] | None = None,
+):
     data = {
         "envelope_sha256": envelopes.envelope_hash(envelope) if isinstance(envelope, dict) else "",
         "skill": (manifest or {}).get("name", ""),
         "version": (manifest or {}).get("version", ""),
         "detail": detail,
+        # what the decision was taken on, so replay takes it again (skills/replay.py)
+        "envelope": envelope if isinstance(envelope, dict) else None,
+        "bundle": dict(bundle or {}),
     }
     with transaction.atomic():
         _append("skill.rejected", f"skill/{data['skill'] or 'unknown'}", data, actor, at, codes)
@@ -319,6 +331,7 @@ def skill_install(
             actor=actor,
             at=at,
             manifest=refused.manifest,
+            bundle=bundle,
         )
         raise refused.error from None
 
@@ -364,6 +377,7 @@ def skill_install_request(
             actor=actor.ref,
             at=at,
             manifest=result.manifest,
+            bundle=bundle,
         )
         raise error
     from approvals.services import approval_request_open
@@ -483,6 +497,7 @@ def install_approval_resolve(approval: Any) -> None:
             actor=actor,
             at=at,
             manifest=refused.manifest,
+            bundle=request.bundle,
         )
         return
     request.status, request.skill = InstallStatus.INSTALLED, skill
@@ -556,6 +571,8 @@ def _install(
             "supersedes": previous.version if previous else None,
             "review": review,
             "reason": reason,
+            "envelope": envelope,
+            "bundle": dict(bundle or {}),
         },
         actor,
         at,

@@ -110,17 +110,34 @@ def _version(value: str) -> Version | None:
         return None
 
 
+@dataclass(frozen=True)
+class TrustedPublisher:
+    """A publisher as a check sees it: its threshold and keys (`PublisherKey` rows, saved or not)."""
+
+    name: str
+    threshold: int
+    keys: list[Any]
+
+
+def trust_store_lookup(name: str) -> TrustedPublisher | None:
+    """The trust store as it is now (the database)."""
+    publisher = Publisher.objects.filter(name=name, builtin=False).prefetch_related("keys").first()
+    if publisher is None:
+        return None
+    return TrustedPublisher(publisher.name, publisher.threshold, list(publisher.keys.all()))
+
+
 def _signatures(
     result: Verification,
     parsed: envelopes.ParsedEnvelope,
-    publisher: Publisher,
+    publisher: TrustedPublisher,
     at: datetime,
     revoked_as_of: datetime | None,
 ) -> None:
     if not parsed.signatures:
         result.failed("signatures", "SKILL_UNSIGNED", "the envelope carries no signature")
         return
-    keys = list(publisher.keys.all())
+    keys = publisher.keys
     valid: set[str] = set()
     problems: dict[str, list[str]] = {"revoked": [], "expired": [], "invalid": []}
     for keyid, sig in parsed.signatures:
@@ -191,12 +208,11 @@ def compatibility_check(result: Verification, manifest: dict[str, Any]) -> None:
         result.passed("compatibility", f"runtime contract {RUNTIME_CONTRACT_VERSION}")
 
 
-def _rollback_check(result: Verification, manifest: dict[str, Any]) -> None:
+def _rollback_check(result: Verification, manifest: dict[str, Any], seen_versions: list[str] | None) -> None:
     version = _version(manifest["version"])
-    seen = [
-        (_version(v), v)
-        for v in Skill.objects.filter(name=manifest["name"]).values_list("version", flat=True)
-    ]
+    if seen_versions is None:
+        seen_versions = list(Skill.objects.filter(name=manifest["name"]).values_list("version", flat=True))
+    seen = [(_version(v), v) for v in seen_versions]
     newest = max((pair for pair in seen if pair[0] is not None), default=None)
     if newest is not None and (version is None or version <= newest[0]):
         result.failed(
@@ -264,13 +280,17 @@ def envelope_check(
     installing: bool = True,
     revoked_as_of: datetime | None = None,
     bundle: dict[str, str] | None = None,
+    trust: Any = None,
+    seen_versions: list[str] | None = None,
 ) -> Verification:
     """Run every check on a DSSE envelope as of `at`; read-only.
 
     `installing=False` (re-verifying an installed skill) skips the anti-rollback, conflict and digest
     checks, which compare with what is installed and with the bundle given at install; `revoked_as_of`
     judges key revocation at another instant (now). `bundle` is path -> SHA-256 of the code bundle's files
-    (`bundle_digests`)."""
+    (`bundle_digests`). Replay passes `trust` (name -> `TrustedPublisher` as of an event, rebuilt from the
+    ledger) and `seen_versions` (the versions installed before it); the conflict check then is skipped
+    (it reads the rows as they are now)."""
     result = Verification()
     try:
         parsed = envelopes.envelope_parse(envelope)
@@ -293,7 +313,7 @@ def envelope_check(
         return result
     result.passed("manifest schema")
     result.manifest = manifest
-    publisher = Publisher.objects.filter(name=manifest["publisher"], builtin=False).first()
+    publisher = (trust or trust_store_lookup)(manifest["publisher"])
     if publisher is None:
         result.failed(
             "publisher", "SKILL_PUBLISHER_UNKNOWN", f"publisher {manifest['publisher']!r} is not trusted"
@@ -307,10 +327,11 @@ def envelope_check(
     else:
         result.passed("expiry")
     if installing:
-        _rollback_check(result, manifest)
+        _rollback_check(result, manifest, seen_versions)
     compatibility_check(result, manifest)
     if installing:
         _digests_check(result, manifest, bundle)
+    if installing and trust is None:
         _conflicts_check(result, manifest)
     return result
 
