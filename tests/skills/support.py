@@ -138,3 +138,23 @@ def approve(request_id: str, approvers, *, decision: str = "approve"):
             content_hash=approval.content_hash,
         )
     return ApprovalRequest.objects.get(pk=request_id)
+
+
+def unsigned_skill(*, name: str, version: str = "1.0.0"):
+    """A skill row for runtime tests that register their own executors, as if installed: its manifest hash
+    is the one a ledgered `skill.installed` recorded (dispatch re-checks it, skills.selectors)."""
+    from controlplane.ledger.services import ledger_append
+    from skills.models import Skill
+    from skills.verification import manifest_hash
+
+    body = {"name": name, "version": version, "publisher": "test"}
+    skill = Skill.objects.create(
+        name=name, version=version, publisher="test", manifest=body, manifest_hash=manifest_hash(body)
+    )
+    ledger_append(
+        type="controlplane.skill.installed",
+        subject=f"skill/{name}",
+        data={"skill": name, "version": version, "manifest_sha256": skill.manifest_hash},
+        actor="test",
+    )
+    return skill
