@@ -61,6 +61,11 @@ def _context(request: HttpRequest, trace_id: str, *, message: str = "") -> dict:
 @capability_required("executions.read")
 def trace_rollback(request: HttpRequest, trace_id: str) -> HttpResponse:
     """GET: what in this trace can be undone; POST (needs intents.submit): roll one step back."""
+    tenant = request.console_principal.tenant
+    if not Execution.objects.filter(tenant=tenant, trace_id=trace_id).exists():
+        return refusal_response(
+            request, ControlPlaneError("NOT_FOUND", "no execution of your tenant in this trace")
+        )
     if request.method == "GET":
         return render_page(request, "runtime/rollback.html", "rollback", _context(request, trace_id))
     principal = request.console_principal

@@ -68,6 +68,7 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:executions": ("console.view", "executions.read"),
         "runtime:trace-find": ("console.view", "executions.read"),
         "runtime:trace": ("console.view", "executions.read"),
+        "runtime:trace-rollback": ("console.view", "executions.read"),  # POST checks intents.submit
         "runtime:trace-event": ("console.view", "executions.read"),
         "runtime:trace-receipt": ("console.view", "executions.read", "ledger.read"),
         "runtime:killswitch": ("console.view", "killswitch.manage"),
