@@ -241,7 +241,7 @@ class PublisherAddSerializer(serializers.Serializer):
 
 
 class PublisherRotateSerializer(serializers.Serializer):
-    statement = serializers.JSONField(
+    statement = serializers.DictField(
         help_text="A DSSE key statement signed by a threshold of the current keys"
     )
     reason = serializers.CharField()

@@ -155,7 +155,7 @@ def publisher_key_revoke(
     at = at or timezone.now()
     key = PublisherKey.objects.select_for_update().select_related("publisher").filter(key_id=key_id).first()
     if key is None:
-        raise ControlPlaneError("PUBLISHER_INVALID", f"no key {key_id} in the trust store")
+        raise ControlPlaneError("PUBLISHER_KEY_NOT_FOUND", f"no key {key_id} in the trust store")
     if key.revoked_at is not None:
         raise ControlPlaneError("SKILL_KEY_REVOKED", f"key {key_id} was revoked already")
     key.revoked_at, key.revoked_reason = at, reason

@@ -313,6 +313,7 @@ _CATALOGUE = [
         403,
         "The action asked for a capability its manifest does not declare.",
     ),
+    Reason("PUBLISHER_KEY_NOT_FOUND", 404, "No key with that id is in the publisher trust store."),
     Reason("ROLLBACK_STEP_UNKNOWN", 404, "The execution has no step with that key."),
     Reason("ROLLBACK_STEP_NOT_COMPLETED", 409, "Only a completed step can be rolled back."),
     Reason("ROLLBACK_NOT_REVERSIBLE", 409, "The step's action declares no compensating action."),

@@ -131,6 +131,10 @@ def test_publishers_and_keys(client, manager, reader):
     assert revoked.status_code == 200 and revoked.json() == {"key_id": key_id, "quarantined": []}
     again = _post(client, path, {"reason": "leaked"}, manager)
     assert again.status_code == 400 and again.json()["code"] == "SKILL_KEY_REVOKED"
+    unknown = _post(
+        client, "/api/v1/skills/publishers/keys/" + "0" * 64 + "/revoke/", {"reason": "r"}, manager
+    )
+    assert unknown.status_code == 404 and unknown.json()["code"] == "PUBLISHER_KEY_NOT_FOUND"
 
 
 def test_install_of_a_tampered_envelope_is_refused_with_its_code(client, manager):
