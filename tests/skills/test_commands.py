@@ -103,3 +103,33 @@ def test_rotation_from_the_command_line(tmp_path: Path, people):
         .data["keys"][0]["key_id"]
         == new_id
     )
+
+
+def test_an_install_asked_on_the_command_line_is_approved_on_the_command_line(
+    tmp_path: Path, people, monkeypatch
+):
+    from tests.skills.support import SigningPublisher
+
+    publisher = SigningPublisher()
+    publisher.trust()
+    envelope = tmp_path / "e.json"
+    envelope.write_text(json.dumps(publisher.sign()))
+    asked = run("install", str(envelope), "--reason", "ops")
+    approval = asked.split("approval ")[1].split()[0]
+    from approvals.models import ApprovalRequest
+
+    content_hash = ApprovalRequest.objects.get(pk=approval).content_hash
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(people[1][0]))
+    out = StringIO()
+    call_command(
+        "approvals",
+        "approve",
+        approval,
+        "--reason",
+        "diff reviewed",
+        "--content-hash",
+        content_hash,
+        stdout=out,
+    )
+    assert Skill.objects.get(name="acme-ops").status == SkillStatus.INSTALLED
+    assert LedgerEvent.objects.get(type="controlplane.skill.installed").actor == f"approval/{approval}"
