@@ -3,8 +3,8 @@
 Acting commands (install, disable, enable, publishers add | rotate | revoke-key) act for the person whose
 API token is in `CONTROLPLANE_TOKEN` (or `--token-file`), who must hold `platform.skills.manage`, and need
 `--reason`. `install` asks for the install (a `skills.install` approval request showing the install review);
-people decide it in the approval queue or with `manage.py approvals approve ID`. The publisher tooling (keygen,
-sign) and the reads (verify, list, publishers list) need no token.
+people decide it in the approval queue or with `manage.py approvals approve ID`. The publisher tooling
+(keygen, sign) and the reads (verify, list, publishers list) need no token.
 """
 
 from __future__ import annotations
