@@ -88,6 +88,8 @@ class QueueRow:
     siblings: list[SiblingStep] = field(default_factory=list)
     trail: list[dict[str, Any]] = field(default_factory=list)  # the matched policy rules
     trace_id: str = ""
+    # Pages the subject's owner links from the row (e.g. a skill install's review): (label, url) pairs.
+    links: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from controlplane.kernel.contracts import (
     obj,
     schema,
 )
+from skills.capabilities import MANAGE, READ
 
 OWNER = "skills"
 COVERS = ("controlplane.skill.",)
@@ -26,6 +27,7 @@ ENVELOPE = obj(
 )
 ENVELOPE["additionalProperties"] = True  # DSSE: unknown fields are ignored
 VERSION = {"type": "string", "minLength": 1}
+BUNDLE = {"type": "object", "additionalProperties": HEX64, "description": "path -> SHA-256 of the bundle"}
 REVISION = {"type": "integer", "minimum": 0}
 KEY = obj(
     {
@@ -42,24 +44,42 @@ CONTRACTS = [
         "skill.install",
         COMMAND,
         OWNER,
-        "Verify a signed skill against the trust store as of now and install it; the answer carries the "
-        "install review (what the upgrade newly allows). Refusals carry a SKILL_* code.",
-        schema(obj({"envelope": ENVELOPE, "reason": TEXT})),
+        "Verify a signed skill against the trust store as of now and ask to install it: a skills.install "
+        "approval request bound to the envelope's hash, showing the install review (what the upgrade newly "
+        "allows); installed on approval. Refusals carry a SKILL_* code.",
+        schema(
+            obj(
+                {"envelope": ENVELOPE, "reason": TEXT},
+                {"bundle": {"type": "object", "additionalProperties": {"type": "string"}}},
+            )
+        ),
         api=("POST /api/v1/skills/install/",),
-        service="skills.services.skill_install",
-        cli=("manage.py skills install ENVELOPE --reason R",),
-        capability="skills.manage",
+        service="skills.services.skill_install_request",
+        cli=("manage.py skills install ENVELOPE --reason R [--bundle DIR]",),
+        capability=MANAGE,
     ),
     Contract(
         "skill.disable",
         COMMAND,
         OWNER,
-        "Disable a skill: its actions stop compiling (SKILL_NOT_ACTIVE) and dispatching.",
+        "Disable a skill: its actions stop compiling (SKILL_NOT_ACTIVE); its steps not yet dispatched are "
+        "held (SKILL_DISABLED) until it is enabled.",
         schema(obj({"name": TEXT, "reason": TEXT})),
         api=("POST /api/v1/skills/{name}/disable/",),
         service="skills.services.skill_disable",
         cli=("manage.py skills disable NAME --reason R",),
-        capability="skills.manage",
+        capability=MANAGE,
+    ),
+    Contract(
+        "skill.enable",
+        COMMAND,
+        OWNER,
+        "Enable a disabled skill after re-verifying it; its held steps resume.",
+        schema(obj({"name": TEXT, "reason": TEXT})),
+        api=("POST /api/v1/skills/{name}/enable/",),
+        service="skills.services.skill_enable",
+        cli=("manage.py skills enable NAME --reason R",),
+        capability=MANAGE,
     ),
     Contract(
         "skill.list",
@@ -70,7 +90,7 @@ CONTRACTS = [
         api=("GET /api/v1/skills/", "GET /api/v1/skills/{name}/"),
         service="skills.selectors.skill_list",
         cli=("manage.py skills list",),
-        capability="skills.read",
+        capability=READ,
     ),
     Contract(
         "skill.verify",
@@ -81,7 +101,7 @@ CONTRACTS = [
         api=("POST /api/v1/skills/verify/", "GET /api/v1/skills/{name}/verify/"),
         service="skills.verification.envelope_check",
         cli=("manage.py skills verify NAME|ENVELOPE", "manage.py skills verify --all"),
-        capability="skills.read",
+        capability=READ,
     ),
     event_contract(
         "skill.installed",
@@ -99,7 +119,8 @@ CONTRACTS = [
                 "supersedes": {"type": ["string", "null"]},
                 "review": {"type": "object"},
                 "reason": TEXT,
-            }
+            },
+            {"envelope": {"type": "object"}, "bundle": BUNDLE},
         ),
         "skills.services.skill_install",
     ),
@@ -113,9 +134,33 @@ CONTRACTS = [
                 "skill": {"type": "string"},
                 "version": {"type": "string"},
                 "detail": TEXT,
-            }
+            },
+            {"envelope": {"type": ["object", "null"]}, "bundle": BUNDLE},
         ),
         "skills.services.skill_install",
+    ),
+    event_contract(
+        "skill.install_requested",
+        OWNER,
+        "A person asked to install a verified skill; a skills.install approval request was opened.",
+        obj(
+            {
+                "skill": TEXT,
+                "version": VERSION,
+                "envelope_sha256": HEX64,
+                "approval": HEX64,
+                "review": {"type": "object"},
+                "reason": TEXT,
+            }
+        ),
+        "skills.services.skill_install_request",
+    ),
+    event_contract(
+        "skill.enabled",
+        OWNER,
+        "A disabled skill was enabled again by a person, with a reason.",
+        obj({"skill": TEXT, "version": VERSION, "reason": TEXT}),
+        "skills.services.skill_enable",
     ),
     event_contract(
         "skill.disabled",

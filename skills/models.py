@@ -117,6 +117,10 @@ class ActionContract(models.Model):
     output_schema = models.JSONField()
     risk_tier = models.CharField(max_length=16, choices=RiskTier.choices)
     executor = models.CharField(max_length=100, help_text="The registered executor that performs the action.")
+    # From the manifest: what the action may use and touch, and what undoes it (docs/skills.md).
+    capabilities = models.JSONField(default=list, blank=True)
+    blast_radius = models.JSONField(default=dict, blank=True)
+    compensating_action = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "version"]
@@ -128,7 +132,8 @@ class ActionContract(models.Model):
         return f"{self.name}@{self.version}"
 
     def as_contract(self) -> dict:
-        """The contract as plain data: what compilation hashes into the plan."""
+        """The contract as plain data: what compilation hashes into the plan, and (not hashed: the compiler
+        checks it, see `controlplane.runtime.compiler.UNHASHED`) the action's blast radius."""
         return {
             "name": self.name,
             "version": self.version,
@@ -136,4 +141,37 @@ class ActionContract(models.Model):
             "executor": self.executor,
             "input_schema": self.input_schema,
             "output_schema": self.output_schema,
+            "blast_radius": self.blast_radius,
         }
+
+
+class InstallStatus(models.TextChoices):
+    PENDING = "pending"  # waiting for its approval
+    INSTALLED = "installed"
+    REJECTED = "rejected"  # the approvers said no, or the request expired or was cancelled
+    REFUSED = "refused"  # approved, but no longer passed verification when it was to be installed
+
+
+class InstallRequest(models.Model):
+    """A verified envelope waiting for (or decided by) its `skills.install` approval, with the install
+    review the approvers saw. Its id is the approval request's; the approval is bound to `envelope_hash`."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    envelope = models.JSONField()
+    envelope_hash = models.CharField(max_length=64, db_index=True)
+    manifest = models.JSONField()
+    review = models.JSONField()
+    reason = models.TextField()
+    bundle = models.JSONField(default=dict, blank=True, help_text="path -> SHA-256 of the bundle checked.")
+    requested_by = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=InstallStatus.choices, default=InstallStatus.PENDING)
+    status_codes = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    skill = models.ForeignKey(Skill, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"install {self.manifest.get('name')}@{self.manifest.get('version')} ({self.status})"

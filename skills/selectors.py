@@ -144,3 +144,81 @@ def install_review(*, manifest: dict[str, Any], installed: Skill | None) -> dict
         "highest_risk_tier": max((a["risk_tier"] for a in manifest["actions"]), key=_tier_rank),
         "changes": changes,
     }
+
+
+def install_queue_context(rows: list[Any]) -> None:
+    """The approval queue's `skills.install` rows link the install review page (the diff approved)."""
+    from django.urls import reverse
+
+    for row in rows:
+        row.links.append(("install review", reverse("skills:install-review", args=[row.approval.pk])))
+
+
+def install_request_get(*, request_id: str):
+    """One install request (pending or decided) with what its approvers saw; None if there is none."""
+    from skills.models import InstallRequest
+
+    return InstallRequest.objects.filter(pk=request_id).first()
+
+
+def action_dispatch_refusal(*, name: str, version: str) -> tuple[str, str] | None:
+    """Why a step of this action must not be dispatched now, as (code, words), or None when it may go.
+
+    Asked by the runtime's skill gate at dispatch (a cheap read, no signature check unless the trust store
+    moved): the skill is disabled (SKILL_DISABLED: its steps wait), quarantined for a revoked key
+    (SKILL_KEY_REVOKED), otherwise not installed and verified (SKILL_NOT_ACTIVE), or its stored manifest no
+    longer hashes to the one its install recorded on the ledger (SKILL_MANIFEST_CHANGED)."""
+    contract = ActionContract.objects.filter(name=name, version=version).select_related("skill").first()
+    if contract is None:
+        return None  # an action no skill registered (a test executor): the executor lookup answers for it
+    skill = contract.skill
+    if skill.status == SkillStatus.DISABLED:
+        return "SKILL_DISABLED", f"{skill} is disabled: {skill.status_reason}"
+    if skill.status == SkillStatus.QUARANTINED and "SKILL_KEY_REVOKED" in (skill.status_codes or []):
+        return "SKILL_KEY_REVOKED", f"{skill} is quarantined: {skill.status_reason}"
+    if skill.status != SkillStatus.INSTALLED:
+        return "SKILL_NOT_ACTIVE", f"{skill} is {skill.status}"
+    if not _still_verified(skill):
+        return "SKILL_NOT_ACTIVE", f"{skill} no longer verifies against the trust store"
+    if (changed := _manifest_changed(skill)) is not None:
+        return "SKILL_MANIFEST_CHANGED", changed
+    return None
+
+
+def _manifest_changed(skill: Skill) -> str | None:
+    """The installed manifest against the hash its install recorded on the ledger (for a signed skill; the
+    built-in one against the code)."""
+    from controlplane.ledger.models import LedgerEvent
+    from skills.verification import manifest_hash
+
+    actual = manifest_hash(skill.manifest)
+    if skill.trusted:
+        from skills.core import CORE_SKILL
+
+        expected = manifest_hash(CORE_SKILL)
+    else:
+        expected = (
+            LedgerEvent.objects.filter(
+                type="controlplane.skill.installed",
+                subject=f"skill/{skill.name}",
+                data__version=skill.version,
+            )
+            .order_by("-seq")
+            .values_list("data__manifest_sha256", flat=True)
+            .first()
+        )
+    if expected is not None and actual == expected == skill.manifest_hash:
+        return None
+    return f"{skill}'s manifest hashes to {actual[:12]}…, its install recorded {str(expected)[:12]}…"
+
+
+def action_capabilities(*, name: str, version: str) -> list[str] | None:
+    """The capabilities the action's manifest declared (None: no skill registered the action)."""
+    contracts = ActionContract.objects.filter(name=name, version=version)
+    return contracts.values_list("capabilities", flat=True).first()
+
+
+def action_compensation(*, name: str, version: str) -> dict[str, Any] | None:
+    """The compensating action the action's manifest declares (action, version, input_mapping), or None."""
+    contracts = ActionContract.objects.filter(name=name, version=version)
+    return contracts.values_list("compensating_action", flat=True).first()

@@ -6,4 +6,9 @@ from skills import views
 
 app_name = "skills"
 
-urlpatterns = [path("", views.registry, name="registry")]
+urlpatterns = [
+    path("", views.registry, name="registry"),
+    path("publishers/", views.publishers, name="publishers"),
+    path("installs/<str:request_id>/", views.install_review, name="install-review"),
+    path("<str:name>/<str:verb>/", views.toggle, name="toggle"),
+]

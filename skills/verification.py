@@ -34,10 +34,15 @@ RUNTIME_CONTRACT_VERSION = "1.0.0"
 _PLUGIN_VERSIONS: list[Any] = []
 
 
-def register_plugin_versions(provider: Any) -> None:
-    """Register a callable returning {plugin name: version} of the plugins present (the plugins app)."""
+def register_plugin_inventory(provider: Any) -> None:
+    """Register a callable returning {plugin name: version} of the plugins present. The plugins app (above
+    skills) registers its inventory from its `ready()`; with none registered no plugin is present, so a
+    skill requiring one is refused SKILL_INCOMPATIBLE naming it (fail closed)."""
     if provider not in _PLUGIN_VERSIONS:
         _PLUGIN_VERSIONS.append(provider)
+
+
+register_plugin_versions = register_plugin_inventory  # the name the first version of this module used
 
 
 def plugin_versions() -> dict[str, str]:
@@ -105,17 +110,34 @@ def _version(value: str) -> Version | None:
         return None
 
 
+@dataclass(frozen=True)
+class TrustedPublisher:
+    """A publisher as a check sees it: its threshold and keys (`PublisherKey` rows, saved or not)."""
+
+    name: str
+    threshold: int
+    keys: list[Any]
+
+
+def trust_store_lookup(name: str) -> TrustedPublisher | None:
+    """The trust store as it is now (the database)."""
+    publisher = Publisher.objects.filter(name=name, builtin=False).prefetch_related("keys").first()
+    if publisher is None:
+        return None
+    return TrustedPublisher(publisher.name, publisher.threshold, list(publisher.keys.all()))
+
+
 def _signatures(
     result: Verification,
     parsed: envelopes.ParsedEnvelope,
-    publisher: Publisher,
+    publisher: TrustedPublisher,
     at: datetime,
     revoked_as_of: datetime | None,
 ) -> None:
     if not parsed.signatures:
         result.failed("signatures", "SKILL_UNSIGNED", "the envelope carries no signature")
         return
-    keys = list(publisher.keys.all())
+    keys = publisher.keys
     valid: set[str] = set()
     problems: dict[str, list[str]] = {"revoked": [], "expired": [], "invalid": []}
     for keyid, sig in parsed.signatures:
@@ -186,12 +208,11 @@ def compatibility_check(result: Verification, manifest: dict[str, Any]) -> None:
         result.passed("compatibility", f"runtime contract {RUNTIME_CONTRACT_VERSION}")
 
 
-def _rollback_check(result: Verification, manifest: dict[str, Any]) -> None:
+def _rollback_check(result: Verification, manifest: dict[str, Any], seen_versions: list[str] | None) -> None:
     version = _version(manifest["version"])
-    seen = [
-        (_version(v), v)
-        for v in Skill.objects.filter(name=manifest["name"]).values_list("version", flat=True)
-    ]
+    if seen_versions is None:
+        seen_versions = list(Skill.objects.filter(name=manifest["name"]).values_list("version", flat=True))
+    seen = [(_version(v), v) for v in seen_versions]
     newest = max((pair for pair in seen if pair[0] is not None), default=None)
     if newest is not None and (version is None or version <= newest[0]):
         result.failed(
@@ -217,6 +238,7 @@ def _conflicts_check(result: Verification, manifest: dict[str, Any]) -> None:
             "executor": executor_name(action),
             "input_schema": action["input_schema"],
             "output_schema": action["output_schema"],
+            "blast_radius": action["blast_radius"],
         }
         if same is not None and same.as_contract() != contract:
             conflicts.append(f"{action['name']}@{action['version']} was published with another contract")
@@ -226,13 +248,49 @@ def _conflicts_check(result: Verification, manifest: dict[str, Any]) -> None:
         result.passed("actions")
 
 
+def bundle_digests(files: dict[str, bytes]) -> dict[str, str]:
+    """path -> SHA-256 (hex) of each file of a code bundle, as `artifacts[]` names them."""
+    return {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+
+
+def _digests_check(result: Verification, manifest: dict[str, Any], bundle: dict[str, str] | None) -> None:
+    """Each file the manifest's `artifacts[]` names must be in the bundle with that SHA-256 (fail closed: a
+    manifest declaring files with no bundle given is refused)."""
+    declared = {a["path"]: a["sha256"] for a in manifest.get("artifacts", [])}
+    if not declared:
+        result.passed("artifact digests", "no code bundle declared")
+        return
+    bundle = bundle or {}
+    wrong = [path for path, digest in sorted(declared.items()) if bundle.get(path) != digest]
+    if wrong:
+        missing = [p for p in wrong if p not in bundle]
+        detail = "; ".join(
+            f"{p}: {'not in the bundle' if p in missing else 'SHA-256 ' + bundle[p] + ' != ' + declared[p]}"
+            for p in wrong
+        )
+        result.failed("artifact digests", "SKILL_DIGEST_MISMATCH", detail)
+    else:
+        result.passed("artifact digests", f"{len(declared)} file(s) match")
+
+
 def envelope_check(
-    *, envelope: Any, at: datetime, installing: bool = True, revoked_as_of: datetime | None = None
+    *,
+    envelope: Any,
+    at: datetime,
+    installing: bool = True,
+    revoked_as_of: datetime | None = None,
+    bundle: dict[str, str] | None = None,
+    trust: Any = None,
+    seen_versions: list[str] | None = None,
 ) -> Verification:
     """Run every check on a DSSE envelope as of `at`; read-only.
 
-    `installing=False` (re-verifying an installed skill) skips the anti-rollback and conflict checks, which
-    compare with what is installed; `revoked_as_of` judges key revocation at another instant (now)."""
+    `installing=False` (re-verifying an installed skill) skips the anti-rollback, conflict and digest
+    checks, which compare with what is installed and with the bundle given at install; `revoked_as_of`
+    judges key revocation at another instant (now). `bundle` is path -> SHA-256 of the code bundle's files
+    (`bundle_digests`). Replay passes `trust` (name -> `TrustedPublisher` as of an event, rebuilt from the
+    ledger) and `seen_versions` (the versions installed before it); the conflict check then is skipped
+    (it reads the rows as they are now)."""
     result = Verification()
     try:
         parsed = envelopes.envelope_parse(envelope)
@@ -255,7 +313,7 @@ def envelope_check(
         return result
     result.passed("manifest schema")
     result.manifest = manifest
-    publisher = Publisher.objects.filter(name=manifest["publisher"], builtin=False).first()
+    publisher = (trust or trust_store_lookup)(manifest["publisher"])
     if publisher is None:
         result.failed(
             "publisher", "SKILL_PUBLISHER_UNKNOWN", f"publisher {manifest['publisher']!r} is not trusted"
@@ -269,9 +327,11 @@ def envelope_check(
     else:
         result.passed("expiry")
     if installing:
-        _rollback_check(result, manifest)
+        _rollback_check(result, manifest, seen_versions)
     compatibility_check(result, manifest)
     if installing:
+        _digests_check(result, manifest, bundle)
+    if installing and trust is None:
         _conflicts_check(result, manifest)
     return result
 

@@ -297,6 +297,47 @@ _CATALOGUE = [
         400,
         "A key rotation is not signed by a threshold of the publisher's current keys.",
     ),
+    # Skills, issue 13 (approval-gated install, run time, digests; docs/skills.md)
+    Reason(
+        "SKILL_INSTALL_NEEDS_APPROVAL",
+        409,
+        "A person's skill install waits for its skills.install approval (quorum by its highest risk tier).",
+    ),
+    Reason(
+        "SKILL_DIGEST_MISMATCH",
+        400,
+        "A file of the code bundle is missing or its SHA-256 differs from the manifest's artifacts.",
+    ),
+    Reason(
+        "SKILL_DISABLED",
+        409,
+        "The action's skill is disabled: its steps wait (held) until the skill is enabled again.",
+    ),
+    Reason("SKILL_NOT_DISABLED", 409, "The skill is not disabled, so there is nothing to enable."),
+    Reason(
+        "SKILL_MANIFEST_CHANGED",
+        409,
+        "The installed manifest's hash differs from the one its install recorded on the ledger.",
+    ),
+    Reason(
+        "SKILL_CAPABILITY_UNDECLARED",
+        403,
+        "The action asked for a capability its manifest does not declare.",
+    ),
+    Reason("PUBLISHER_KEY_NOT_FOUND", 404, "No key with that id is in the publisher trust store."),
+    Reason("ROLLBACK_STEP_UNKNOWN", 404, "The execution has no step with that key."),
+    Reason("ROLLBACK_STEP_NOT_COMPLETED", 409, "Only a completed step can be rolled back."),
+    Reason("ROLLBACK_NOT_REVERSIBLE", 409, "The step's action declares no compensating action."),
+    Reason(
+        "ROLLBACK_INPUT_UNMAPPED",
+        409,
+        "The compensating action's input mapping names a value the undone step does not have.",
+    ),
+    Reason(
+        "PLAN_BLAST_RADIUS_EXCEEDED",
+        400,
+        "A step names more targets than its action's blast radius allows (names the input).",
+    ),
     # Replay
     Reason("REPLAY_DIFFERENCE", 409, "Replay found a state or decision that the ledger does not support."),
     Reason("REPLAY_UNAVAILABLE", 501, "The replay asked for is not part of this build."),

@@ -223,6 +223,7 @@ class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):
         "list": "executions.read",
         "retrieve": "executions.read",
         "cancel": "executions.cancel",
+        "rollback": "intents.submit",  # a rollback is an intent of its own (services/rollback.py)
     }
     filterset_fields = ["status", "trace_id"]
 
@@ -244,6 +245,27 @@ class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):
             execution=self.get_object(), actor=request.user, reason=payload.validated_data["reason"]
         )
         return Response(ExecutionSerializer(self.get_queryset().get(pk=execution.pk)).data)
+
+    @extend_schema(request=CancelSerializer, responses={202: IntentSerializer})
+    @action(detail=True, methods=["post"], url_path=r"steps/(?P<key>[a-z0-9][a-z0-9_.-]{0,62})/rollback")
+    def rollback(self, request: Request, key: str, pk: str | None = None) -> Response:
+        """Undo a completed step: its action's compensating action runs as a governed step of its own (an
+        intent in the same trace: compiled, a policy verdict, an approval when its tier needs one)."""
+        from controlplane.runtime.services.rollback import step_rollback
+
+        payload = CancelSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        intent = step_rollback(
+            execution=self.get_object(),
+            step_key=key,
+            actor=request.user,
+            reason=payload.validated_data["reason"],
+        )
+        if intent.status == IntentStatus.REJECTED:  # recorded, as any refused plan (intent_submit)
+            return Response(
+                {**intent.rejection, "intent": intent.id, "request_id": request.request_id}, status=400
+            )
+        return Response(IntentSerializer(intent).data, status=202)
 
 
 class KillSwitchSerializer(serializers.ModelSerializer):

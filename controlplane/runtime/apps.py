@@ -74,3 +74,8 @@ class RuntimeConfig(AppConfig):
             order=0,
         )
         register_console_urls(app="runtime", prefix="", urlconf="controlplane.runtime.urls_console")
+        from controlplane.runtime.services.rollback import ROLLBACK_CONTRACTS
+        from controlplane.runtime.skill_gate import register_skill_gates  # disabled/untrusted skills held
+
+        register_skill_gates()
+        register_contracts(ROLLBACK_CONTRACTS)

@@ -16,6 +16,7 @@ Checks, in order (the first failure is the refusal):
 4. the dependencies form no cycle        -> PLAN_CYCLE
 5. every action resolves to a contract   -> PLAN_UNKNOWN_ACTION (or the registry's code: SKILL_NOT_ACTIVE)
 6. inputs validate against its schema    -> PLAN_INPUT_INVALID (names the step and the schema error)
+7. no more targets than its blast radius -> PLAN_BLAST_RADIUS_EXCEEDED (`skills.limits`)
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ from jsonschema import Draft202012Validator
 
 from controlplane.kernel.canonical import canonical_bytes
 from controlplane.kernel.errors import ControlPlaneError
+from skills.limits import blast_radius_exceeded
 
 STEP_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 MAX_STEPS = 200
+
+# Contract fields the compiler checks but does not hash into the plan: plans compiled before actions
+# carried a blast radius keep their contract hashes (and so their ids) under replay.
+UNHASHED = frozenset({"blast_radius"})
 
 # (name, version or None for the newest) -> the contract as plain data, or None when unknown.
 ContractResolver = Callable[[str, str | None], Mapping[str, Any] | None]
@@ -198,13 +204,20 @@ def plan_compile(*, draft: Any, resolve: ContractResolver, tenant: str | None) -
                 f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
             )
             raise PlanRejected("PLAN_INPUT_INVALID", f"step {key!r}: {error.message}", step=key, path=path)
+        if exceeded := blast_radius_exceeded(contract.get("blast_radius"), step.get("inputs", {})):
+            target = (contract.get("blast_radius") or {}).get("target_input")
+            raise PlanRejected(
+                "PLAN_BLAST_RADIUS_EXCEEDED", f"step {key!r} {exceeded}", step=key, path=f"inputs.{target}"
+            )
         resolved[key] = contract
     body_steps = [
         {
             "key": key,
             "action": resolved[key]["name"],
             "action_version": resolved[key]["version"],
-            "contract_hash": _sha256(canonical_bytes(dict(resolved[key]))),
+            "contract_hash": _sha256(
+                canonical_bytes({k: v for k, v in resolved[key].items() if k not in UNHASHED})
+            ),
             "inputs": dict(by_key[key].get("inputs", {})),
             "depends_on": sorted(set(by_key[key].get("depends_on", []))),
         }

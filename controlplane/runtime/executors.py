@@ -67,6 +67,16 @@ class StepCall:
     traceparent: str
     tenant: str
     attempt: int
+    # The capabilities the action's skill manifest declared; an executor asks `require` before using one.
+    capabilities: tuple[str, ...] = ()
+
+    def require(self, capability: str) -> None:
+        """Refuse (SKILL_CAPABILITY_UNDECLARED, not retryable) a capability the manifest did not declare."""
+        if capability not in self.capabilities:
+            raise ExecutorError(
+                "SKILL_CAPABILITY_UNDECLARED",
+                f"{self.action}@{self.action_version} did not declare {capability!r} in its manifest",
+            )
 
 
 Executor = Callable[[StepCall], dict[str, Any]]

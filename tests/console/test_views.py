@@ -69,6 +69,7 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:executions": ("console.view", "executions.read"),
         "runtime:trace-find": ("console.view", "executions.read"),
         "runtime:trace": ("console.view", "executions.read"),
+        "runtime:trace-rollback": ("console.view", "executions.read"),  # POST checks intents.submit
         "runtime:trace-event": ("console.view", "executions.read"),
         "runtime:trace-receipt": ("console.view", "executions.read", "ledger.read"),
         "runtime:killswitch": ("console.view", "killswitch.manage"),
@@ -83,6 +84,9 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "channels:link-revoke": ("console.view", "channels.link"),
         "channels:connections": ("console.view", "channels.manage"),
         "channels:deliveries": ("console.view", "channels.manage"),
+        "skills:publishers": ("console.view", "skills.read"),
+        "skills:install-review": ("console.view", "skills.read"),
+        "skills:toggle": ("console.view", "skills.read"),  # the service checks platform.skills.manage
         "console:login": None,
         "console:logout": None,
     }

@@ -24,6 +24,7 @@ from controlplane.runtime import gates, services
 from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable, runner_grant_revoke
 from controlplane.runtime.services import steps
+from controlplane.runtime.services.rollback import step_rollback
 from tests.channels.every_event import write_every_channel_event
 from tests.governance.support import write_every_governance_event
 from tests.identity.factories import PrincipalFactory, TenantFactory
@@ -166,7 +167,11 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings, monkeypatc
         submit = services.intent_submit
         assert REGISTRY.get("intent.submit").errors({"idempotency_key": "done", "draft": draft}) == []
         with capture(execute=True):
-            submit(principal=agent, draft=draft, idempotency_key="done")
+            done = submit(principal=agent, draft=draft, idempotency_key="done")
+        with capture(execute=True):  # a completed step rolled back by its compensating action
+            step_rollback(
+                execution=Execution.objects.get(intent=done), step_key="a", actor=alice, reason="undo"
+            )
         submit(
             principal=agent,
             draft={"goal": "x", "steps": [{"key": "a", "action": "nope"}]},

@@ -64,6 +64,10 @@ EXCLUDED = {
     # its JSON shape: a schema-valid envelope that nobody signed is refused, as it must be.
     ("POST /api/v1/skills/install/", "positive_data_acceptance"),
     ("POST /api/v1/skills/verify/", "positive_data_acceptance"),
+    # A publisher's keys are PEM public keys and a rotation a DSSE statement signed by a threshold of the
+    # current keys (PUBLISHER_INVALID, PUBLISHER_ROTATION_INVALID): no schema states a valid key or signature.
+    ("POST /api/v1/skills/publishers/", "positive_data_acceptance"),
+    ("POST /api/v1/skills/publishers/{name}/rotate/", "positive_data_acceptance"),
     # Any JSON body with U+0000 or a lone surrogate in a string is MALFORMED_JSON before the view (PostgreSQL
     # cannot store it); bulk-decide's free-form item objects do not carry the string pattern that says so.
     ("POST /api/v1/approvals/bulk-decide/", "positive_data_acceptance"),

@@ -8,8 +8,9 @@ from controlplane.celery import app as celery_app
 from controlplane.policy import services as policy
 from controlplane.runtime import executors, services
 from controlplane.runtime.models import Execution, StepRun
-from skills.models import ActionContract, Skill
+from skills.models import ActionContract
 from tests.identity.factories import PrincipalFactory, TenantFactory
+from tests.skills.support import unsigned_skill
 
 pytestmark = pytest.mark.django_db
 
@@ -37,9 +38,7 @@ def agent():
 
 
 def action(name: str, executor: str) -> None:
-    skill = Skill.objects.create(
-        name=name.split(".")[0], version="1.0.0", publisher="test", manifest={}, manifest_hash="0" * 64
-    )
+    skill = unsigned_skill(name=name.split(".")[0])
     ActionContract.objects.create(
         skill=skill,
         name=name,

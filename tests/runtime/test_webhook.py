@@ -24,9 +24,10 @@ from controlplane.policy import services as policy
 from controlplane.runtime import services
 from controlplane.runtime.models import Execution, Runner, StepRun
 from controlplane.runtime.runners import runner_disable, runner_register
-from skills.models import ActionContract, Skill
+from skills.models import ActionContract
 from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.runtime.support import closed_port, local_runner, runner_shared
+from tests.skills.support import unsigned_skill
 
 pytestmark = pytest.mark.django_db
 
@@ -194,9 +195,7 @@ def test_a_reply_that_is_not_a_json_object_fails_the_step(
 def test_an_outcome_that_breaks_the_output_schema_fails_the_step(
     operator, runner, django_capture_on_commit_callbacks
 ):
-    skill = Skill.objects.create(
-        name="strict", version="1.0.0", publisher="test", manifest={}, manifest_hash="0" * 64
-    )
+    skill = unsigned_skill(name="strict")
     ActionContract.objects.create(
         skill=skill,
         name="strict.webhook",

@@ -96,4 +96,65 @@ def write_every_skill_event() -> None:
     )
     services.publisher_rotate(publisher=acme, statement=statement, actor="test", reason="rotate")
     services.skill_disable(name="acme-ops", actor="test", reason="r")
+    services.skill_enable(name="acme-ops", actor="test", reason="r")
+    operator, approvers = platform_people("skills-drift")
+    request = services.skill_install_request(
+        envelope=second.sign(manifest(version="1.1.0")), actor=operator, reason="by a person"
+    )
+    approve(request.pk, approvers)
     services.publisher_key_revoke(key_id=other.key_ids[0], actor="test", reason="leaked")
+
+
+def platform_people(tenant_slug: str = "platform"):
+    """A person holding platform.skills.manage and two approvers of the same tenant; the dev profile active
+    (it gives an install its quorum)."""
+    from controlplane.policy import services as policy
+    from tests.identity.factories import PrincipalFactory, TenantFactory
+
+    policy.profile_bootstrap(environment="dev")
+    tenant = TenantFactory(slug=tenant_slug)
+    operator = PrincipalFactory(
+        tenant=tenant, name="pat", human=True, capabilities=["skills.read", "platform.skills.manage"]
+    )
+    approvers = [
+        PrincipalFactory(tenant=tenant, name=name, human=True, capabilities=["approvals.decide"])
+        for name in ("alice", "bob")
+    ]
+    return operator, approvers
+
+
+def approve(request_id: str, approvers, *, decision: str = "approve"):
+    """Decide the install's approval request, by as many approvers as its quorum."""
+    from approvals import services as approvals
+    from approvals.models import ApprovalRequest
+
+    approval = ApprovalRequest.objects.get(pk=request_id)
+    for person in approvers[: approval.quorum if decision == "approve" else 1]:
+        approval = approvals.approval_decide(
+            approval=ApprovalRequest.objects.get(pk=request_id),
+            actor=person,
+            decision=decision,
+            reason="reviewed the diff",
+            content_hash=approval.content_hash,
+        )
+    return ApprovalRequest.objects.get(pk=request_id)
+
+
+def unsigned_skill(*, name: str, version: str = "1.0.0"):
+    """A skill row for runtime tests that register their own executors, as if installed: its manifest hash
+    is the one a ledgered `skill.installed` recorded (dispatch re-checks it, skills.selectors)."""
+    from controlplane.ledger.services import ledger_append
+    from skills.models import Skill
+    from skills.verification import manifest_hash
+
+    body = {"name": name, "version": version, "publisher": "test"}
+    skill = Skill.objects.create(
+        name=name, version=version, publisher="test", manifest=body, manifest_hash=manifest_hash(body)
+    )
+    ledger_append(
+        type="controlplane.skill.installed",
+        subject=f"skill/{name}",
+        data={"skill": name, "version": version, "manifest_sha256": skill.manifest_hash},
+        actor="test",
+    )
+    return skill

@@ -11,9 +11,18 @@ from django.core.management import CommandError, call_command
 
 from controlplane.ledger.models import LedgerEvent
 from skills.models import Skill, SkillStatus
-from tests.skills.support import MANIFEST
+from tests.identity.factories import token_for
+from tests.skills.support import MANIFEST, approve, platform_people
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def people(monkeypatch):
+    """The person the acting commands authenticate (CONTROLPLANE_TOKEN) and the approvers."""
+    operator, approvers = platform_people()
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(operator))
+    return operator, approvers
 
 
 def run(*args: str) -> str:
@@ -22,7 +31,7 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_a_publishers_walkthrough(tmp_path: Path):
+def test_a_publishers_walkthrough(tmp_path: Path, people):
     key = tmp_path / "acme.key"
     key_id = run("keygen", "-o", str(key)).split("\t")[0]
     manifest = tmp_path / "manifest.json"
@@ -34,22 +43,37 @@ def test_a_publishers_walkthrough(tmp_path: Path):
         run("verify", str(envelope))
     assert "trusted acme (1 of 1)" in run("publishers", "add", "acme", "--key", f"{key}.pub", "--reason", "r")
     assert "1 verified" in run("verify", str(envelope))
-    installed = run("install", str(envelope), "--reason", "ops needs it")
-    assert "installed acme-ops@1.0.0" in installed and "review: acme-ops (new) -> 1.0.0" in installed
-    assert "added\tacme.restart" in installed
-    event = LedgerEvent.objects.filter(type="controlplane.skill.installed").get()
-    assert event.actor.startswith("cli:") and "@" in event.actor
+    asked = run("install", str(envelope), "--reason", "ops needs it")
+    assert "install of acme-ops@1.0.0 pending: approval " in asked
+    assert "review: acme-ops (new) -> 1.0.0" in asked and "added\tacme.restart" in asked
+    assert not Skill.objects.filter(name="acme-ops").exists()
+    approval = asked.split("approval ")[1].split()[0]
+    assert LedgerEvent.objects.get(type="controlplane.skill.install_requested").actor == people[0].ref
+    approve(approval, people[1])
+    assert LedgerEvent.objects.get(type="controlplane.skill.installed").actor == f"approval/{approval}"
     assert "acme-ops\t1.0.0\tacme\tinstalled\tsigned:1" in run("list")
     assert "2 verified" in run("verify", "--all")
     assert "disabled acme-ops@1.0.0" in run("disable", "acme-ops", "--reason", "incident")
     assert Skill.objects.get(name="acme-ops").status == SkillStatus.DISABLED
     with pytest.raises(CommandError, match="SKILL_ALREADY_DISABLED"):
         run("disable", "acme-ops", "--reason", "again")
-    assert "quarantined: none" in run("publishers", "revoke-key", key_id, "--reason", "leaked")
+    assert "enabled acme-ops@1.0.0" in run("enable", "acme-ops", "--reason", "over")
+    assert "quarantined: acme-ops@1.0.0" in run("publishers", "revoke-key", key_id, "--reason", "leaked")
     assert key_id in run("publishers", "list")
 
 
-def test_install_refusal_is_the_code(tmp_path: Path):
+def test_acting_commands_need_a_token(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("CONTROLPLANE_TOKEN", raising=False)
+    with pytest.raises(CommandError, match=r"^AUTH_REQUIRED"):
+        run("disable", "core", "--reason", "r")
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", "not-a-token")
+    with pytest.raises(CommandError, match=r"^AUTH_INVALID_TOKEN"):
+        run("enable", "core", "--reason", "r")
+    assert Skill.objects.get(name="core").status == SkillStatus.INSTALLED
+    assert not LedgerEvent.objects.filter(type__startswith="controlplane.skill.").exists()
+
+
+def test_install_refusal_is_the_code(tmp_path: Path, people):
     envelope = tmp_path / "e.json"
     envelope.write_text(json.dumps({"payload": "e30=", "payloadType": "text/plain", "signatures": []}))
     with pytest.raises(CommandError, match=r"^SKILL_PAYLOAD_TYPE"):
@@ -57,7 +81,7 @@ def test_install_refusal_is_the_code(tmp_path: Path):
     assert not Skill.objects.exclude(name="core").exists()
 
 
-def test_rotation_from_the_command_line(tmp_path: Path):
+def test_rotation_from_the_command_line(tmp_path: Path, people):
     old, new = tmp_path / "old.key", tmp_path / "new.key"
     run("keygen", "-o", str(old))
     new_id = run("keygen", "-o", str(new), "--scheme", "ecdsa").split("\t")[0]
@@ -79,3 +103,33 @@ def test_rotation_from_the_command_line(tmp_path: Path):
         .data["keys"][0]["key_id"]
         == new_id
     )
+
+
+def test_an_install_asked_on_the_command_line_is_approved_on_the_command_line(
+    tmp_path: Path, people, monkeypatch
+):
+    from tests.skills.support import SigningPublisher
+
+    publisher = SigningPublisher()
+    publisher.trust()
+    envelope = tmp_path / "e.json"
+    envelope.write_text(json.dumps(publisher.sign()))
+    asked = run("install", str(envelope), "--reason", "ops")
+    approval = asked.split("approval ")[1].split()[0]
+    from approvals.models import ApprovalRequest
+
+    content_hash = ApprovalRequest.objects.get(pk=approval).content_hash
+    monkeypatch.setenv("CONTROLPLANE_TOKEN", token_for(people[1][0]))
+    out = StringIO()
+    call_command(
+        "approvals",
+        "approve",
+        approval,
+        "--reason",
+        "diff reviewed",
+        "--content-hash",
+        content_hash,
+        stdout=out,
+    )
+    assert Skill.objects.get(name="acme-ops").status == SkillStatus.INSTALLED
+    assert LedgerEvent.objects.get(type="controlplane.skill.installed").actor == f"approval/{approval}"

@@ -429,6 +429,8 @@ def _apply_execution(ledger: Ledger, kind: str, event: LedgerEvent) -> None:
             _cancel_open_steps(execution, execution.first_failure_at)
         _cancel_open_steps(execution, at)
         execution.status, execution.finished_at = "cancelled", at
+    elif kind == "execution.step.rollback_requested":
+        pass  # a link to the rollback's own intent (services/rollback.py); the undone step keeps its state
     else:
         ledger.anomaly(event.subject, "event", event.type, "an event type replay does not know", seq)
 

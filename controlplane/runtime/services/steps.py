@@ -203,6 +203,7 @@ def _claim(step_run_id: int) -> tuple[StepRun, executors.StepCall, dict[str, Any
         traceparent=execution.traceparent,
         tenant=execution.tenant.slug,
         attempt=run.attempts,
+        capabilities=tuple(contract.capabilities),  # what the action's manifest declared (skills)
     )
     return run, call, contract.output_schema
 

@@ -1,27 +1,43 @@
-"""`manage.py skills keygen | sign | verify | install | list | disable | publishers ...`
+"""`manage.py skills keygen | sign | verify | install | list | disable | enable | publishers ...`
 
-Acting commands ledger with the actor `cli:<user>@<host>` and need `--reason`.
+Acting commands (install, disable, enable, publishers add | rotate | revoke-key) act for the person whose
+API token is in `CONTROLPLANE_TOKEN` (or `--token-file`), who must hold `platform.skills.manage`, and need
+`--reason`. `install` asks for the install (a `skills.install` approval request showing the install review);
+people decide it in the approval queue or with `manage.py approvals approve ID`. The publisher tooling
+(keygen, sign) and the reads (verify, list, publishers list) need no token.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from controlplane.identity.cli import add_token_argument, cli_principal
+from controlplane.identity.models import Principal
 from controlplane.kernel.errors import ControlPlaneError
 from skills import envelopes, selectors, services
+from skills.capabilities import MANAGE
 from skills.models import Publisher
-from skills.verification import Verification, envelope_check, installed_check
+from skills.verification import Verification, bundle_digests, envelope_check, installed_check
 
 
-def cli_actor() -> str:
-    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
+def _person(options: dict[str, Any]) -> Principal:
+    return cli_principal(options, capability=MANAGE)
+
+
+def _bundle(path: str | None) -> dict[str, str] | None:
+    """path (relative to the bundle directory, `/`-separated) -> SHA-256 of every file under it."""
+    if not path:
+        return None
+    root = Path(path)
+    if not root.is_dir():
+        raise ControlPlaneError("SKILL_DIGEST_MISMATCH", f"--bundle {path} is not a directory")
+    files = {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+    return bundle_digests(files)
 
 
 def _read_json(path: str) -> Any:
@@ -47,13 +63,18 @@ class Command(BaseCommand):
         verify = sub.add_parser("verify", help="verify an envelope file, an installed skill, or --all")
         verify.add_argument("target", nargs="?")
         verify.add_argument("--all", action="store_true")
-        install = sub.add_parser("install")
+        verify.add_argument("--bundle", help="the code bundle's directory (checked against artifacts[])")
+        install = sub.add_parser("install", help="ask to install: an approval request with the review")
         install.add_argument("envelope")
         install.add_argument("--reason", required=True)
+        install.add_argument("--bundle", help="the code bundle's directory (checked against artifacts[])")
+        add_token_argument(install)
         sub.add_parser("list")
-        disable = sub.add_parser("disable")
-        disable.add_argument("name")
-        disable.add_argument("--reason", required=True)
+        for verb in ("disable", "enable"):
+            toggle = sub.add_parser(verb)
+            toggle.add_argument("name")
+            toggle.add_argument("--reason", required=True)
+            add_token_argument(toggle)
         publishers = sub.add_parser("publishers").add_subparsers(dest="publisher_action", required=True)
         publishers.add_parser("list")
         add = publishers.add_parser("add")
@@ -61,15 +82,18 @@ class Command(BaseCommand):
         add.add_argument("--key", action="append", required=True, help="a public key PEM file (repeatable)")
         add.add_argument("--threshold", type=int, default=1)
         add.add_argument("--reason", required=True)
+        add_token_argument(add)
         revoke = publishers.add_parser("revoke-key")
         revoke.add_argument("key_id")
         revoke.add_argument("--reason", required=True)
+        add_token_argument(revoke)
         rotate = publishers.add_parser("rotate")
         rotate.add_argument("name")
         rotate.add_argument(
             "statement", help="a DSSE key statement signed by a threshold of the current keys"
         )
         rotate.add_argument("--reason", required=True)
+        add_token_argument(rotate)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -107,7 +131,9 @@ class Command(BaseCommand):
         if options["all"]:
             results = [(str(s), installed_check(skill=s, now=now)) for s in selectors.skill_list()]
         elif options["target"] and Path(options["target"]).is_file():
-            results = [(options["target"], envelope_check(envelope=_read_json(options["target"]), at=now))]
+            envelope = _read_json(options["target"])
+            result = envelope_check(envelope=envelope, at=now, bundle=_bundle(options.get("bundle")))
+            results = [(options["target"], result)]
         elif options["target"]:
             skill = selectors.skill_current(name=options["target"])
             if skill is None:
@@ -124,13 +150,18 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(results)} verified")
 
     def _install(self, options: dict[str, Any]) -> None:
-        skill, review = services.skill_install(
-            envelope=_read_json(options["envelope"]), actor=cli_actor(), reason=options["reason"]
+        actor = _person(options)
+        request = services.skill_install_request(
+            envelope=_read_json(options["envelope"]),
+            actor=actor,
+            reason=options["reason"],
+            bundle=_bundle(options.get("bundle")),
         )
+        manifest = request.manifest
         self.stdout.write(
-            f"installed {skill} from {skill.publisher} (signed by {len(skill.signed_by)} key(s))"
+            f"install of {manifest['name']}@{manifest['version']} {request.status}: approval {request.pk}"
         )
-        self._review(review)
+        self._review(request.review)
 
     def _review(self, review: dict[str, Any]) -> None:
         self.stdout.write(
@@ -150,8 +181,14 @@ class Command(BaseCommand):
             )
 
     def _disable(self, options: dict[str, Any]) -> None:
-        skill = services.skill_disable(name=options["name"], actor=cli_actor(), reason=options["reason"])
+        actor = _person(options)
+        skill = services.skill_disable(name=options["name"], actor=actor, reason=options["reason"])
         self.stdout.write(f"disabled {skill}")
+
+    def _enable(self, options: dict[str, Any]) -> None:
+        actor = _person(options)
+        skill = services.skill_enable(name=options["name"], actor=actor, reason=options["reason"])
+        self.stdout.write(f"enabled {skill}")
 
     def _publishers(self, options: dict[str, Any]) -> None:
         verb = options["publisher_action"]
@@ -162,27 +199,30 @@ class Command(BaseCommand):
                 for key in keys:
                     self.stdout.write(f"  {key.key_id}\t{key.scheme}\t{key.state_at(timezone.now())}")
         elif verb == "add":
+            actor = _person(options)
             publisher = services.publisher_add(
                 name=options["name"],
                 public_keys=[Path(p).read_text() for p in options["key"]],
                 threshold=options["threshold"],
-                actor=cli_actor(),
+                actor=actor,
                 reason=options["reason"],
             )
             self.stdout.write(f"trusted {publisher.name} ({publisher.threshold} of {publisher.keys.count()})")
         elif verb == "revoke-key":
+            actor = _person(options)
             quarantined = services.publisher_key_revoke(
-                key_id=options["key_id"], actor=cli_actor(), reason=options["reason"]
+                key_id=options["key_id"], actor=actor, reason=options["reason"]
             )
             self.stdout.write(f"revoked {options['key_id']}; quarantined: {', '.join(quarantined) or 'none'}")
         elif verb == "rotate":
+            actor = _person(options)
             publisher = Publisher.objects.filter(name=options["name"], builtin=False).first()
             if publisher is None:
                 raise ControlPlaneError("SKILL_PUBLISHER_UNKNOWN", f"no publisher {options['name']!r}")
             services.publisher_rotate(
                 publisher=publisher,
                 statement=_read_json(options["statement"]),
-                actor=cli_actor(),
+                actor=actor,
                 reason=options["reason"],
             )
             self.stdout.write(f"rotated {publisher.name}")

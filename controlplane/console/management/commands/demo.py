@@ -23,6 +23,7 @@ from controlplane.runtime.services import intent_submit
 from incidents.normalise import format_time, from_alertmanager
 from incidents.services.rules import RuleContent, rule_version_create
 from incidents.services.signals import signal_ingest
+from skills.demo import skills_demo
 
 TENANT = "acme"
 # A short, plausible morning of events from the demo producer, marked `fidelity=demo` on the ledger.
@@ -77,6 +78,7 @@ class Command(BaseCommand):
             )
         _demo_incident(tenant)
         _demo_actions(agent)
+        skills_demo(actor=cli_actor())  # one third-party skill installed, one refused (skills/demo.py)
         checkpoint = checkpoint_create(actor=cli_actor())
         result, _ = verification_record()
         self.stdout.write(
