@@ -21,6 +21,7 @@ api_v1 = [
     path("", include("approvals.urls")),
     path("", include("incidents.urls")),
     path("", include("skills.urls")),
+    path("", include("plugins.urls")),
 ]
 
 # JSON answers with a reason code under /api/ for paths the router does not match and for crashes.
