@@ -47,7 +47,9 @@ class PluginSerializer(serializers.ModelSerializer):
 
 class RegisterSerializer(serializers.Serializer):
     manifest = serializers.JSONField(help_text="A plugin-manifest/v1 document (docs/plugins.md).")
-    shared = serializers.BooleanField(default=False, help_text="Installation-wide (needs the platform grant).")
+    shared = serializers.BooleanField(
+        default=False, help_text="Installation-wide (needs the platform grant)."
+    )
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -115,7 +117,9 @@ class PluginViewSet(viewsets.ReadOnlyModelViewSet):
         payload = RegisterSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         tenant = None if payload.validated_data["shared"] else request.user.tenant
-        plugin = services.plugin_register(manifest=payload.validated_data["manifest"], actor=request.user, tenant=tenant)
+        plugin = services.plugin_register(
+            manifest=payload.validated_data["manifest"], actor=request.user, tenant=tenant
+        )
         return Response(PluginSerializer(plugin).data, status=201)
 
     @extend_schema(
@@ -126,7 +130,7 @@ class PluginViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["get"])
     def health(self, request: Request) -> Response:
-        """Every plugin's state, reason, last evidence, restarts and back-off; never green without evidence."""
+        """Every plugin's state, reason, last evidence, restarts and back-off; never green unproven."""
         return Response(selectors.health_summary(self.get_queryset()))
 
     @extend_schema(
@@ -135,7 +139,11 @@ class PluginViewSet(viewsets.ReadOnlyModelViewSet):
             OpenApiParameter("webhook-id", str, OpenApiParameter.HEADER, required=True),
             OpenApiParameter("webhook-timestamp", str, OpenApiParameter.HEADER, required=True),
             OpenApiParameter(
-                "webhook-signature", str, OpenApiParameter.HEADER, required=True, description="`v1a,<base64 Ed25519>`"
+                "webhook-signature",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="`v1a,<base64 Ed25519>`",
             ),
         ],
         responses={202: OpenApiResponse(description="accepted as evidence")},
@@ -161,10 +169,14 @@ class PluginViewSet(viewsets.ReadOnlyModelViewSet):
     def quarantine(self, request: Request, name: str | None = None) -> Response:
         payload = ReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        plugin = services.plugin_quarantine(name=name, actor=request.user, reason=payload.validated_data["reason"])
+        plugin = services.plugin_quarantine(
+            name=name, actor=request.user, reason=payload.validated_data["reason"]
+        )
         return Response(PluginSerializer(plugin).data)
 
-    @extend_schema(request=ReasonSerializer, responses={202: OpenApiResponse(description="the approval request")})
+    @extend_schema(
+        request=ReasonSerializer, responses={202: OpenApiResponse(description="the approval request")}
+    )
     @action(detail=True, methods=["post"])
     def release(self, request: Request, name: str | None = None) -> Response:
         """Ask for a release: an approval request (plugins.release) bound to the quarantine's evidence."""
@@ -174,7 +186,12 @@ class PluginViewSet(viewsets.ReadOnlyModelViewSet):
             name=name, actor=request.user, reason=payload.validated_data["reason"]
         )
         return Response(
-            {"approval": approval.pk, "quorum": approval.quorum, "content_hash": approval.content_hash, "status": approval.status},
+            {
+                "approval": approval.pk,
+                "quorum": approval.quorum,
+                "content_hash": approval.content_hash,
+                "status": approval.status,
+            },
             status=202,
         )
 
@@ -192,8 +209,10 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         plugins = selectors.plugins_visible(principal=self.request.user)
-        return ReviewItem.objects.filter(plugin__in=plugins.values("pk")).select_related("plugin").order_by(
-            "status", "opened_at", "id"
+        return (
+            ReviewItem.objects.filter(plugin__in=plugins.values("pk"))
+            .select_related("plugin")
+            .order_by("status", "opened_at", "id")
         )
 
     @extend_schema(request=ReviewDecisionSerializer, responses=ReviewItemSerializer)
@@ -206,7 +225,9 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
         item = services.review_decide(item_id=int(pk), actor=request.user, **payload.validated_data)
         return Response(ReviewItemSerializer(item).data)
 
-    @extend_schema(request=BulkReviewDecisionSerializer, responses={200: OpenApiResponse(description="outcomes")})
+    @extend_schema(
+        request=BulkReviewDecisionSerializer, responses={200: OpenApiResponse(description="outcomes")}
+    )
     @action(detail=False, methods=["post"], url_path="bulk-decide")
     def bulk_decide(self, request: Request) -> Response:
         """One decision and reason for several items; each item's outcome (decided or its refusal code)."""

@@ -55,7 +55,10 @@ CONTRACTS = [
                 {"instance": TEXT, "sequence": {"type": "integer", "minimum": 1}},
                 {
                     "version": {"type": "string"},
-                    "checks": {"type": "object", "additionalProperties": {"enum": ["ok", "degraded", "failing"]}},
+                    "checks": {
+                        "type": "object",
+                        "additionalProperties": {"enum": ["ok", "degraded", "failing"]},
+                    },
                     "restart_count": COUNT,
                     "backoff": {"type": "object"},
                 },
@@ -92,7 +95,8 @@ CONTRACTS = [
         COMMAND,
         OWNER,
         "Ask for a quarantined plugin's release: an approval of subject plugins.release bound to the "
-        "quarantine's evidence, its quorum from the policy profile by severity; approved, it is unknown again.",
+        "quarantine's evidence, its quorum from the policy profile by severity; approved, it is unknown "
+        "again.",
         schema(obj({"reason": TEXT})),
         api=("POST /api/v1/plugins/{name}/release/",),
         service="plugins.services.plugin_release_request",
@@ -213,7 +217,7 @@ CONTRACTS = [
     event_contract(
         "plugin.heartbeats.digested",
         OWNER,
-        "A digest of the heartbeats a plugin sent since the last one (heartbeats are not ledgered one by one).",
+        "A digest of the heartbeats a plugin sent since the last one (heartbeats are not ledgered singly).",
         obj(
             {
                 "plugin": NAME,

@@ -25,7 +25,9 @@ GATE = "plugins"
 
 def plugin_gate_check(run: StepRun) -> Hold | None:
     step = run.step
-    wanted = Q(kind=ProvisionKind.EXECUTOR, name=step.executor) | Q(kind=ProvisionKind.ACTION, name=step.action)
+    wanted = Q(kind=ProvisionKind.EXECUTOR, name=step.executor) | Q(
+        kind=ProvisionKind.ACTION, name=step.action
+    )
     runner = step.inputs.get("runner") if isinstance(step.inputs, dict) else None
     if isinstance(runner, str) and runner:
         wanted |= Q(kind=ProvisionKind.RUNNER, name=runner)

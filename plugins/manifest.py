@@ -53,7 +53,7 @@ SCHEMA: dict[str, Any] = {
         "principal": {
             "type": "string",
             "pattern": r"^[-a-zA-Z0-9_]{1,100}$",
-            "description": "The service principal (in the plugin's tenant) whose token it authenticates with.",
+            "description": "The service principal (in its tenant) whose token the plugin authenticates with.",
         },
         "public_key": {"type": "string", "description": "Base64 of its 32-byte Ed25519 public key."},
         "provides": {
@@ -89,7 +89,9 @@ SCHEMA: dict[str, Any] = {
         "supervision": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {key: {"type": "integer", "minimum": 1, "maximum": 86400} for key in TUNING_DEFAULTS},
+            "properties": {
+                key: {"type": "integer", "minimum": 1, "maximum": 86400} for key in TUNING_DEFAULTS
+            },
         },
     },
 }
@@ -120,7 +122,9 @@ def manifest_validate(manifest: Any) -> dict[str, Any]:
     except (ValueError, InvalidVersion, InvalidSpecifier) as exc:
         raise ControlPlaneError("PLUGIN_MANIFEST_INVALID", str(exc)) from exc
     if manifest["name"] in RESERVED:
-        raise ControlPlaneError("PLUGIN_MANIFEST_INVALID", f"name: {manifest['name']!r} is reserved (an API path)")
+        raise ControlPlaneError(
+            "PLUGIN_MANIFEST_INVALID", f"name: {manifest['name']!r} is reserved (an API path)"
+        )
     names = [d["name"] for d in manifest.get("depends_on", [])]
     if manifest["name"] in names:
         raise ControlPlaneError("PLUGIN_DEPENDENCY_CYCLE", f"{manifest['name']} depends on itself")
@@ -172,7 +176,7 @@ def find_cycle(graph: Mapping[str, list[str]], start: str | None = None) -> list
         path.append(node)
         for dep in graph.get(node, []):
             if colour.get(dep) == 1:
-                return path[path.index(dep) :] + [dep]
+                return [*path[path.index(dep) :], dep]
             if dep not in colour:
                 found = visit(dep)
                 if found:

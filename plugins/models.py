@@ -39,7 +39,13 @@ class PluginKind(models.TextChoices):
     ADVISORY = "advisory"
 
 
-LIVE = [PluginState.UNKNOWN, PluginState.HEALTHY, PluginState.DEGRADED, PluginState.CRASHED, PluginState.BLOCKED]
+LIVE = [
+    PluginState.UNKNOWN,
+    PluginState.HEALTHY,
+    PluginState.DEGRADED,
+    PluginState.CRASHED,
+    PluginState.BLOCKED,
+]
 
 
 class Plugin(models.Model):
@@ -78,7 +84,9 @@ class Plugin(models.Model):
     state_since = models.DateTimeField(default=timezone.now)
     severity = models.CharField(max_length=16, blank=True, help_text="Of the quarantine: low .. critical.")
     quarantine_event = models.CharField(
-        max_length=64, blank=True, help_text="Hash of the ledger event that quarantined it (release binds it)."
+        max_length=64,
+        blank=True,
+        help_text="Hash of the ledger event that quarantined it (release binds it).",
     )
 
     # --- evidence (what the supervisor decides on) ---
@@ -172,7 +180,7 @@ class ReviewStatus(models.TextChoices):
 
 
 class ReviewItem(models.Model):
-    """A low-severity degradation waiting for an operator: quarantine the plugin, or dismiss, with a reason."""
+    """A low-severity degradation waiting for an operator: quarantine the plugin or dismiss, with a reason."""
 
     plugin = models.ForeignKey(Plugin, on_delete=models.CASCADE, related_name="review_items")
     code = models.CharField(max_length=64)

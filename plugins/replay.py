@@ -31,7 +31,9 @@ def replay_verify(plugin: str | None = None) -> ReplayReport:
     if plugin is not None:
         events = events.filter(subject=f"plugin/{plugin}")
     folded: dict[str, str] = {}
-    for seq, type_, subject, data, codes in events.values_list("seq", "type", "subject", "data", "reason_codes"):
+    for seq, type_, subject, data, codes in events.values_list(
+        "seq", "type", "subject", "data", "reason_codes"
+    ):
         name = subject.removeprefix("plugin/")
         if type_ == "controlplane.plugin.registered":
             folded.setdefault(name, data.get("state", "unknown"))

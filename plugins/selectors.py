@@ -88,9 +88,7 @@ def dependency_graph(plugins: list[Plugin]) -> list[dict[str, Any]]:
 
 
 def plugin_timeline(plugin: Plugin, *, limit: int = 50) -> list[LedgerEvent]:
-    return list(
-        LedgerEvent.objects.filter(subject=f"plugin/{plugin.name}").order_by("-seq")[:limit]
-    )
+    return list(LedgerEvent.objects.filter(subject=f"plugin/{plugin.name}").order_by("-seq")[:limit])
 
 
 def reviews_open(*, principal: Principal) -> QuerySet[ReviewItem]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from controlplane.kernel.canonical import format_time
@@ -174,7 +175,9 @@ def decide(evidence: Evidence, tick: datetime) -> Decision:
     if e.incompatible:
         return quarantine("PLUGIN_INCOMPATIBLE", f"incompatible: {e.incompatible}")
     if e.violations >= tune["signature_violations"]:
-        return quarantine("PLUGIN_SIGNATURE_INVALID", f"{e.violations} heartbeat(s) refused for their signature")
+        return quarantine(
+            "PLUGIN_SIGNATURE_INVALID", f"{e.violations} heartbeat(s) refused for their signature"
+        )
     window_start = tick - timedelta(seconds=tune["restart_period_seconds"])
     restarts = [r for r in e.restarts if window_start < r <= tick and r >= e.since]
     if len(restarts) > tune["restart_intensity"]:
@@ -199,16 +202,24 @@ def decide(evidence: Evidence, tick: datetime) -> Decision:
             )
         states = ", ".join(f"{name} {e.dependencies[name]}" for name in down)
         return Decision(
-            "blocked", "PLUGIN_DEPENDENCY_UNHEALTHY", f"waiting for {states}", blocked_since=blocked_since, **base
+            "blocked",
+            "PLUGIN_DEPENDENCY_UNHEALTHY",
+            f"waiting for {states}",
+            blocked_since=blocked_since,
+            **base,
         )
     backoff = _backoff_after_healthy(e, tick)
     if e.probe_url:
         probes = [(at, ok) for at, ok in e.probes if at >= e.since and at <= tick]
         if not probes:
-            return Decision("unknown", "PLUGIN_NO_EVIDENCE", "heartbeating, health URL not probed yet", **base)
-        changes = sum(1 for a, b in zip(probes, probes[1:], strict=False) if a[1] != b[1])
+            return Decision(
+                "unknown", "PLUGIN_NO_EVIDENCE", "heartbeating, health URL not probed yet", **base
+            )
+        changes = sum(1 for a, b in pairwise(probes) if a[1] != b[1])
         if changes >= tune["flap_changes"]:
-            return _degraded("PLUGIN_PROBE_FLAPPING", f"{changes} probe changes in the last {len(probes)}", backoff)
+            return _degraded(
+                "PLUGIN_PROBE_FLAPPING", f"{changes} probe changes in the last {len(probes)}", backoff
+            )
         if not probes[-1][1]:
             return _degraded("PLUGIN_PROBE_FAILED", "the last health probe failed", backoff)
     failing = sorted(name for name, status in e.checks.items() if status != "ok")
@@ -216,7 +227,9 @@ def decide(evidence: Evidence, tick: datetime) -> Decision:
         listed = ", ".join(f"{name} {e.checks[name]}" for name in failing)
         return _degraded("PLUGIN_CHECK_DEGRADED", f"checks not ok: {listed}", backoff)
     if age * 2 > e.interval * 3:
-        return _degraded("PLUGIN_HEARTBEAT_LATE", f"last heartbeat {age}s ago (interval {e.interval}s)", backoff)
+        return _degraded(
+            "PLUGIN_HEARTBEAT_LATE", f"last heartbeat {age}s ago (interval {e.interval}s)", backoff
+        )
     return Decision(
         "healthy",
         "PLUGIN_EVIDENCE_OK",
@@ -264,4 +277,4 @@ def _crashed(e: Evidence, tick: datetime, age: int) -> Decision:
     )
 
 
-__all__ = ["Decision", "Evidence", "QUARANTINE", "REVIEWED", "decide", "format_time", "parse_time"]
+__all__ = ["QUARANTINE", "REVIEWED", "Decision", "Evidence", "decide", "format_time", "parse_time"]

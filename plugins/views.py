@@ -50,7 +50,9 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
     """One plugin: its state and why, its evidence, its manifest, its open reviews and its ledger timeline."""
     plugin = selectors.plugin_visible(principal=request.console_principal, name=name)
     if plugin is None:
-        return refusal_response(request, ControlPlaneError("PLUGIN_NOT_FOUND", f"no plugin {name!r} in reach"))
+        return refusal_response(
+            request, ControlPlaneError("PLUGIN_NOT_FOUND", f"no plugin {name!r} in reach")
+        )
     context = {
         "plugin": plugin,
         "health": selectors.plugin_health(plugin),
@@ -98,7 +100,10 @@ def reviews_decide(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     try:
         outcomes = services.review_decide_bulk(
-            item_ids=data["item"], actor=request.console_principal, decision=data["decision"], reason=data["reason"]
+            item_ids=data["item"],
+            actor=request.console_principal,
+            decision=data["decision"],
+            reason=data["reason"],
         )
     except ControlPlaneError as refusal:
         return refusal_response(request, refusal)
@@ -106,7 +111,8 @@ def reviews_decide(request: HttpRequest) -> HttpResponse:
         return redirect(reverse("plugins:reviews"))
     done = [o for o in outcomes if "status" in o]
     refused = [o for o in outcomes if "code" in o]
-    message = f"{len(done)} item{'s' if len(done) != 1 else ''} {data['decision'] == 'dismiss' and 'dismissed' or 'quarantined'}"
+    verb = "dismissed" if data["decision"] == "dismiss" else "quarantined"
+    message = f"{len(done)} item{'s' if len(done) != 1 else ''} {verb}"
     if refused:
         message += "; refused: " + ", ".join(f"{o['item']} {o['code']}" for o in refused)
     context = {**_reviews_context(request), "decided": message + "."}
@@ -125,7 +131,9 @@ def release(request: HttpRequest, name: str) -> HttpResponse:
     if not form.is_valid():
         return refusal_response(request, form_refusal(form))
     try:
-        services.plugin_release_request(name=name, actor=request.console_principal, reason=form.cleaned_data["reason"])
+        services.plugin_release_request(
+            name=name, actor=request.console_principal, reason=form.cleaned_data["reason"]
+        )
     except ControlPlaneError as refusal:
         return refusal_response(request, refusal)
     return redirect(reverse("approvals:queue") + "?kind=plugins.release")

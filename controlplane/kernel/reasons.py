@@ -364,8 +364,12 @@ _CATALOGUE = [
     Reason("PLUGIN_NO_EVIDENCE", 200, "No heartbeat since registration or release: the plugin is unknown."),
     Reason("PLUGIN_EVIDENCE_OK", 200, "A fresh heartbeat, passing checks and probes: the plugin is healthy."),
     Reason("PLUGIN_HEARTBEAT_MISSED", 503, "No heartbeat for the configured number of intervals: crashed."),
-    Reason("PLUGIN_HEARTBEAT_LATE", 200, "The last heartbeat is late (past 1.5 intervals): degraded, reviewed."),
-    Reason("PLUGIN_PROBE_FAILED", 503, "The health URL's probe failed or timed out (1 s): degraded, reviewed."),
+    Reason(
+        "PLUGIN_HEARTBEAT_LATE", 200, "The last heartbeat is late (past 1.5 intervals): degraded, reviewed."
+    ),
+    Reason(
+        "PLUGIN_PROBE_FAILED", 503, "The health URL's probe failed or timed out (1 s): degraded, reviewed."
+    ),
     Reason("PLUGIN_PROBE_FLAPPING", 200, "The health probe keeps changing its answer: degraded, reviewed."),
     Reason("PLUGIN_CHECK_DEGRADED", 200, "A self-reported check is not ok: degraded, reviewed."),
     Reason(
@@ -381,7 +385,9 @@ _CATALOGUE = [
     ),
     Reason("PLUGIN_QUARANTINED_BY_REVIEW", 200, "An operator quarantined the plugin from the review queue."),
     Reason("PLUGIN_RELEASED", 200, "Released from quarantine by an approval: unknown until fresh evidence."),
-    Reason("PLUGIN_UNHEALTHY", 503, "The plugin behind this step is not healthy: the step waits (fail closed)."),
+    Reason(
+        "PLUGIN_UNHEALTHY", 503, "The plugin behind this step is not healthy: the step waits (fail closed)."
+    ),
     Reason("PLUGIN_NOT_QUARANTINED", 409, "The plugin is not quarantined; there is nothing to release."),
     Reason("PLUGIN_ALREADY_QUARANTINED", 409, "The plugin is quarantined already."),
     Reason("PLUGIN_REVIEW_NOT_OPEN", 409, "The review item was decided already."),

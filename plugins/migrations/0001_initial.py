@@ -7,109 +7,250 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('identity', '0001_initial'),
+        ("identity", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Plugin',
+            name="Plugin",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Unique across the installation.', max_length=63, unique=True)),
-                ('version', models.CharField(max_length=32)),
-                ('kind', models.CharField(choices=[('runner', 'Runner'), ('signal_source', 'Signal Source'), ('chat_bridge', 'Chat Bridge'), ('advisory', 'Advisory')], max_length=16)),
-                ('manifest', models.JSONField()),
-                ('manifest_hash', models.CharField(max_length=64)),
-                ('public_key', models.CharField(help_text='Base64 Ed25519 key its heartbeats are signed by.', max_length=64)),
-                ('heartbeat_interval_seconds', models.PositiveIntegerField()),
-                ('health_url', models.URLField(blank=True)),
-                ('control_url', models.URLField(blank=True)),
-                ('tuning', models.JSONField(default=dict, help_text='The effective supervision parameters.')),
-                ('registered_by', models.CharField(max_length=200)),
-                ('registered_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('state', django_fsm.FSMField(choices=[('unknown', 'Unknown'), ('healthy', 'Healthy'), ('degraded', 'Degraded'), ('crashed', 'Crashed'), ('blocked', 'Blocked'), ('quarantined', 'Quarantined')], default='unknown', max_length=50)),
-                ('state_codes', models.JSONField(blank=True, default=list)),
-                ('state_detail', models.CharField(blank=True, max_length=300)),
-                ('state_since', models.DateTimeField(default=django.utils.timezone.now)),
-                ('severity', models.CharField(blank=True, help_text='Of the quarantine: low .. critical.', max_length=16)),
-                ('quarantine_event', models.CharField(blank=True, help_text='Hash of the ledger event that quarantined it (release binds it).', max_length=64)),
-                ('evidence_since', models.DateTimeField(default=django.utils.timezone.now, help_text='Evidence older than this (registration, release) does not count.')),
-                ('last_heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('last_instance', models.CharField(blank=True, max_length=100)),
-                ('last_sequence', models.BigIntegerField(default=0)),
-                ('last_version', models.CharField(blank=True, max_length=32)),
-                ('last_checks', models.JSONField(blank=True, default=dict)),
-                ('last_reported', models.JSONField(blank=True, default=dict, help_text='restart_count, backoff (its own)')),
-                ('restarts', models.JSONField(blank=True, default=list, help_text='Times an instance id changed (window).')),
-                ('violations', models.PositiveIntegerField(default=0, help_text='Refused heartbeats since evidence_since.')),
-                ('last_violation', models.JSONField(blank=True, default=dict)),
-                ('probes', models.JSONField(blank=True, default=list, help_text='The last probe results, newest last.')),
-                ('backoff_seconds', models.PositiveIntegerField(default=0)),
-                ('next_restart_at', models.DateTimeField(blank=True, null=True)),
-                ('restart_requests', models.PositiveIntegerField(default=0)),
-                ('healthy_since', models.DateTimeField(blank=True, null=True)),
-                ('blocked_since', models.DateTimeField(blank=True, null=True)),
-                ('supervised_at', models.DateTimeField(blank=True, null=True)),
-                ('digest_count', models.PositiveIntegerField(default=0)),
-                ('digest_first_at', models.DateTimeField(blank=True, null=True)),
-                ('digest_hash', models.CharField(blank=True, max_length=64)),
-                ('principal', models.ForeignKey(help_text="The service principal whose API token the plugin's heartbeats authenticate with.", on_delete=django.db.models.deletion.PROTECT, related_name='plugins', to='identity.principal')),
-                ('tenant', models.ForeignKey(blank=True, help_text='The owning tenant; empty for a platform-shared plugin.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='plugins', to='identity.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(help_text="Unique across the installation.", max_length=63, unique=True),
+                ),
+                ("version", models.CharField(max_length=32)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("runner", "Runner"),
+                            ("signal_source", "Signal Source"),
+                            ("chat_bridge", "Chat Bridge"),
+                            ("advisory", "Advisory"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("manifest", models.JSONField()),
+                ("manifest_hash", models.CharField(max_length=64)),
+                (
+                    "public_key",
+                    models.CharField(
+                        help_text="Base64 Ed25519 key its heartbeats are signed by.", max_length=64
+                    ),
+                ),
+                ("heartbeat_interval_seconds", models.PositiveIntegerField()),
+                ("health_url", models.URLField(blank=True)),
+                ("control_url", models.URLField(blank=True)),
+                ("tuning", models.JSONField(default=dict, help_text="The effective supervision parameters.")),
+                ("registered_by", models.CharField(max_length=200)),
+                ("registered_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "state",
+                    django_fsm.FSMField(
+                        choices=[
+                            ("unknown", "Unknown"),
+                            ("healthy", "Healthy"),
+                            ("degraded", "Degraded"),
+                            ("crashed", "Crashed"),
+                            ("blocked", "Blocked"),
+                            ("quarantined", "Quarantined"),
+                        ],
+                        default="unknown",
+                        max_length=50,
+                    ),
+                ),
+                ("state_codes", models.JSONField(blank=True, default=list)),
+                ("state_detail", models.CharField(blank=True, max_length=300)),
+                ("state_since", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "severity",
+                    models.CharField(
+                        blank=True, help_text="Of the quarantine: low .. critical.", max_length=16
+                    ),
+                ),
+                (
+                    "quarantine_event",
+                    models.CharField(
+                        blank=True,
+                        help_text="Hash of the ledger event that quarantined it (release binds it).",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "evidence_since",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now,
+                        help_text="Evidence older than this (registration, release) does not count.",
+                    ),
+                ),
+                ("last_heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("last_instance", models.CharField(blank=True, max_length=100)),
+                ("last_sequence", models.BigIntegerField(default=0)),
+                ("last_version", models.CharField(blank=True, max_length=32)),
+                ("last_checks", models.JSONField(blank=True, default=dict)),
+                (
+                    "last_reported",
+                    models.JSONField(blank=True, default=dict, help_text="restart_count, backoff (its own)"),
+                ),
+                (
+                    "restarts",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Times an instance id changed (window)."
+                    ),
+                ),
+                (
+                    "violations",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Refused heartbeats since evidence_since."
+                    ),
+                ),
+                ("last_violation", models.JSONField(blank=True, default=dict)),
+                (
+                    "probes",
+                    models.JSONField(
+                        blank=True, default=list, help_text="The last probe results, newest last."
+                    ),
+                ),
+                ("backoff_seconds", models.PositiveIntegerField(default=0)),
+                ("next_restart_at", models.DateTimeField(blank=True, null=True)),
+                ("restart_requests", models.PositiveIntegerField(default=0)),
+                ("healthy_since", models.DateTimeField(blank=True, null=True)),
+                ("blocked_since", models.DateTimeField(blank=True, null=True)),
+                ("supervised_at", models.DateTimeField(blank=True, null=True)),
+                ("digest_count", models.PositiveIntegerField(default=0)),
+                ("digest_first_at", models.DateTimeField(blank=True, null=True)),
+                ("digest_hash", models.CharField(blank=True, max_length=64)),
+                (
+                    "principal",
+                    models.ForeignKey(
+                        help_text="The service principal whose API token the plugin's heartbeats authenticate with.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="plugins",
+                        to="identity.principal",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The owning tenant; empty for a platform-shared plugin.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="plugins",
+                        to="identity.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='PluginProvision',
+            name="PluginProvision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('runner', 'Runner'), ('executor', 'Executor'), ('action', 'Action')], max_length=16)),
-                ('name', models.CharField(max_length=100)),
-                ('plugin', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='provisions', to='plugins.plugin')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("runner", "Runner"), ("executor", "Executor"), ("action", "Action")],
+                        max_length=16,
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "plugin",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="provisions",
+                        to="plugins.plugin",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['plugin', 'kind', 'name'],
+                "ordering": ["plugin", "kind", "name"],
             },
         ),
         migrations.CreateModel(
-            name='ReviewItem',
+            name="ReviewItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=64)),
-                ('detail', models.CharField(max_length=300)),
-                ('severity', models.CharField(default='low', max_length=16)),
-                ('evidence', models.JSONField(help_text='The evidence the supervisor decided on (what the reviewer sees).')),
-                ('evidence_hash', models.CharField(max_length=64)),
-                ('status', django_fsm.FSMField(choices=[('open', 'Open'), ('quarantined', 'Quarantined'), ('dismissed', 'Dismissed')], default='open', max_length=50)),
-                ('opened_at', models.DateTimeField()),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('decided_by', models.CharField(blank=True, max_length=200)),
-                ('reason', models.TextField(blank=True)),
-                ('plugin', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='review_items', to='plugins.plugin')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=64)),
+                ("detail", models.CharField(max_length=300)),
+                ("severity", models.CharField(default="low", max_length=16)),
+                (
+                    "evidence",
+                    models.JSONField(
+                        help_text="The evidence the supervisor decided on (what the reviewer sees)."
+                    ),
+                ),
+                ("evidence_hash", models.CharField(max_length=64)),
+                (
+                    "status",
+                    django_fsm.FSMField(
+                        choices=[
+                            ("open", "Open"),
+                            ("quarantined", "Quarantined"),
+                            ("dismissed", "Dismissed"),
+                        ],
+                        default="open",
+                        max_length=50,
+                    ),
+                ),
+                ("opened_at", models.DateTimeField()),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                ("decided_by", models.CharField(blank=True, max_length=200)),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "plugin",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="review_items",
+                        to="plugins.plugin",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['opened_at', 'id'],
+                "ordering": ["opened_at", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='plugin',
-            index=models.Index(fields=['tenant', 'state'], name='plugins_plu_tenant__bb7224_idx'),
+            model_name="plugin",
+            index=models.Index(fields=["tenant", "state"], name="plugins_plu_tenant__bb7224_idx"),
         ),
         migrations.AddConstraint(
-            model_name='pluginprovision',
-            constraint=models.UniqueConstraint(fields=('kind', 'name'), name='one_plugin_per_provision'),
+            model_name="pluginprovision",
+            constraint=models.UniqueConstraint(fields=("kind", "name"), name="one_plugin_per_provision"),
         ),
         migrations.AddIndex(
-            model_name='reviewitem',
-            index=models.Index(fields=['status', 'opened_at'], name='plugins_rev_status_a908ce_idx'),
+            model_name="reviewitem",
+            index=models.Index(fields=["status", "opened_at"], name="plugins_rev_status_a908ce_idx"),
         ),
         migrations.AddConstraint(
-            model_name='reviewitem',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'open')), fields=('plugin', 'code'), name='one_open_review_per_plugin_and_code'),
+            model_name="reviewitem",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "open")),
+                fields=("plugin", "code"),
+                name="one_open_review_per_plugin_and_code",
+            ),
         ),
     ]

@@ -37,16 +37,12 @@ def authorize(*, actor: Principal | str, tenant: Tenant | None, detail: str) -> 
 def plugin_lock(*, name: str, actor: Principal | str | None = None) -> Plugin:
     """The plugin, locked, if the actor may see it (PLUGIN_NOT_FOUND otherwise)."""
     plugin = Plugin.objects.select_for_update(of=("self",)).select_related("tenant").filter(name=name).first()
-    if plugin is None or (
-        isinstance(actor, Principal) and plugin.tenant_id not in (None, actor.tenant_id)
-    ):
+    if plugin is None or (isinstance(actor, Principal) and plugin.tenant_id not in (None, actor.tenant_id)):
         raise ControlPlaneError("PLUGIN_NOT_FOUND", f"no plugin {name!r} in reach")
     return plugin
 
 
-def append(
-    plugin: Plugin, type_: str, data: dict[str, Any], *, actor: str, at: datetime, codes=()
-) -> Any:
+def append(plugin: Plugin, type_: str, data: dict[str, Any], *, actor: str, at: datetime, codes=()) -> Any:
     return ledger_append(
         type=f"controlplane.plugin.{type_}",
         subject=f"plugin/{plugin.name}",

@@ -41,12 +41,18 @@ def _verify(plugin: Plugin, headers: dict[str, str], body: bytes, now: datetime)
     if not signature:
         raise ControlPlaneError("SIGNATURE_MISSING", "a heartbeat must carry webhook-signature (v1a)")
     if not _WEBHOOK_ID.match(webhook_id) or not _TIMESTAMP.match(timestamp):
-        raise ControlPlaneError("PLUGIN_SIGNATURE_INVALID", "webhook-id and an integer webhook-timestamp are required")
+        raise ControlPlaneError(
+            "PLUGIN_SIGNATURE_INVALID", "webhook-id and an integer webhook-timestamp are required"
+        )
     skew = int(timestamp) - int(now.timestamp())
     tolerance = settings.CONTROLPLANE_EVENT_TOLERANCE_SECONDS
     if abs(skew) > tolerance:
-        raise ControlPlaneError("STALE_TIMESTAMP", f"webhook-timestamp is {abs(skew)}s off; tolerance {tolerance}s")
-    candidates = [s.raw for s in signatures.parse_signatures(signature) if s.version == signatures.ED25519_VERSION]
+        raise ControlPlaneError(
+            "STALE_TIMESTAMP", f"webhook-timestamp is {abs(skew)}s off; tolerance {tolerance}s"
+        )
+    candidates = [
+        s.raw for s in signatures.parse_signatures(signature) if s.version == signatures.ED25519_VERSION
+    ]
     if not candidates:
         raise ControlPlaneError(
             "PLUGIN_KEY_UNKNOWN", "heartbeats are signed v1a (Ed25519) with the plugin's registered key"
@@ -79,11 +85,19 @@ def _parse(body: bytes) -> dict[str, Any]:
     if not isinstance(version, str) or len(version) > 32:
         raise ControlPlaneError("PLUGIN_HEARTBEAT_INVALID", "version: at most 32 characters")
     reported = {k: beat[k] for k in ("restart_count", "backoff") if k in beat}
-    if not isinstance(reported.get("restart_count", 0), int) or not isinstance(reported.get("backoff", {}), dict):
+    if not isinstance(reported.get("restart_count", 0), int) or not isinstance(
+        reported.get("backoff", {}), dict
+    ):
         raise ControlPlaneError("PLUGIN_HEARTBEAT_INVALID", "restart_count is an integer, backoff an object")
     if len(orjson.dumps(reported)) > 2000:
         raise ControlPlaneError("PLUGIN_HEARTBEAT_INVALID", "restart_count and backoff: at most 2000 bytes")
-    return {"instance": instance, "sequence": sequence, "checks": checks, "version": version, "reported": reported}
+    return {
+        "instance": instance,
+        "sequence": sequence,
+        "checks": checks,
+        "version": version,
+        "reported": reported,
+    }
 
 
 def heartbeat_ingest(
@@ -98,18 +112,23 @@ def heartbeat_ingest(
     at = at or timezone.now()
     violation: ControlPlaneError | None = None
     with transaction.atomic():
-        plugin = Plugin.objects.select_for_update(of=("self",)).select_related("tenant").filter(name=name).first()
+        plugin = (
+            Plugin.objects.select_for_update(of=("self",)).select_related("tenant").filter(name=name).first()
+        )
         if plugin is None or plugin.tenant_id not in (None, principal.tenant_id):
             raise ControlPlaneError("PLUGIN_NOT_FOUND", f"no plugin {name!r} in reach")
         if plugin.principal_id != principal.pk:
-            raise ControlPlaneError("PLUGIN_PRINCIPAL_MISMATCH", f"{principal.ref} is not plugin {name}'s principal")
+            raise ControlPlaneError(
+                "PLUGIN_PRINCIPAL_MISMATCH", f"{principal.ref} is not plugin {name}'s principal"
+            )
         try:
             _verify(plugin, headers, body, at)
             beat = _parse(body)
             if beat["instance"] == plugin.last_instance and beat["sequence"] <= plugin.last_sequence:
                 raise ControlPlaneError(
                     "PLUGIN_SEQUENCE_STALE",
-                    f"sequence {beat['sequence']} is not after {plugin.last_sequence} of instance {beat['instance']}",
+                    f"sequence {beat['sequence']} is not after {plugin.last_sequence} "
+                    f"of instance {beat['instance']}",
                 )
         except ControlPlaneError as error:
             if error.code not in VIOLATIONS:
@@ -121,7 +140,12 @@ def heartbeat_ingest(
             )
         else:
             _record(plugin, beat, body, at)
-            return {"plugin": plugin.name, "accepted": True, "sequence": beat["sequence"], "state": plugin.state}
+            return {
+                "plugin": plugin.name,
+                "accepted": True,
+                "sequence": beat["sequence"],
+                "state": plugin.state,
+            }
     # A violation is high severity: decide on this plugin now rather than at the next tick.
     from plugins.services.supervision import plugins_supervise
 

@@ -35,10 +35,14 @@ REVIEW_BULK_LIMIT = 200
 
 def _human(actor: Principal | str, what: str) -> None:
     if isinstance(actor, Principal) and actor.kind != PrincipalKind.HUMAN:
-        raise ControlPlaneError("APPROVAL_APPROVER_NOT_HUMAN", f"{actor.ref} is a {actor.kind}; only people {what}")
+        raise ControlPlaneError(
+            "APPROVAL_APPROVER_NOT_HUMAN", f"{actor.ref} is a {actor.kind}; only people {what}"
+        )
 
 
-def _quarantine(plugin: Plugin, *, code: str, detail: str, severity: str, actor: str, at: datetime, extra=None):
+def _quarantine(
+    plugin: Plugin, *, code: str, detail: str, severity: str, actor: str, at: datetime, extra=None
+):
     previous = plugin.state
     plugin.quarantine()
     plugin.state_codes, plugin.state_detail = [code], detail[:300]
@@ -52,7 +56,9 @@ def _quarantine(plugin: Plugin, *, code: str, detail: str, severity: str, actor:
         codes=[code],
     )
     plugin.quarantine_event = event.hash
-    plugin.save(update_fields=["state", "state_codes", "state_detail", "state_since", "severity", "quarantine_event"])
+    plugin.save(
+        update_fields=["state", "state_codes", "state_detail", "state_since", "severity", "quarantine_event"]
+    )
 
 
 @transaction.atomic
@@ -82,7 +88,9 @@ def plugin_quarantine(
 def _item_lock(item_id: int, actor: Principal | str) -> ReviewItem:
     item = ReviewItem.objects.select_for_update(of=("self",)).select_related("plugin", "plugin__tenant")
     item = item.filter(pk=item_id).first()
-    if item is None or (isinstance(actor, Principal) and item.plugin.tenant_id not in (None, actor.tenant_id)):
+    if item is None or (
+        isinstance(actor, Principal) and item.plugin.tenant_id not in (None, actor.tenant_id)
+    ):
         raise ControlPlaneError("NOT_FOUND", f"no review item {item_id} in your tenant")
     return item
 
@@ -132,7 +140,7 @@ def review_decide(
 def review_decide_bulk(
     *, item_ids: list[int], actor: Principal | str, decision: str, reason: str
 ) -> list[dict[str, Any]]:
-    """Decide several items alike; each in its own transaction, each outcome reported (as the approval queue)."""
+    """Decide several items alike, each in its own transaction; every outcome is reported."""
     if len(item_ids) > REVIEW_BULK_LIMIT:
         raise ControlPlaneError("VALIDATION_FAILED", f"at most {REVIEW_BULK_LIMIT} items at once")
     outcomes = []
@@ -200,7 +208,7 @@ def plugin_release_request(*, name: str, actor: Principal, reason: str) -> Appro
 
 
 def plugin_release_resolve(approval: ApprovalRequest) -> None:
-    """The approvals app's resolver: on approval, release the plugin if its quarantine is what was approved."""
+    """The approvals resolver: on approval, release the plugin if its quarantine is the one approved."""
     if approval.status != ApprovalStatus.APPROVED:
         return
     plugin = plugin_lock(name=approval.subject_id)
@@ -217,7 +225,12 @@ def plugin_release_resolve(approval: ApprovalRequest) -> None:
     plugin.severity = plugin.quarantine_event = ""
     # Fresh evidence only: what was counted before the release does not count after it.
     plugin.violations, plugin.last_violation, plugin.restarts, plugin.probes = 0, {}, [], []
-    plugin.backoff_seconds, plugin.next_restart_at, plugin.healthy_since, plugin.blocked_since = 0, None, None, None
+    plugin.backoff_seconds, plugin.next_restart_at, plugin.healthy_since, plugin.blocked_since = (
+        0,
+        None,
+        None,
+        None,
+    )
     plugin.save()
     append(
         plugin,

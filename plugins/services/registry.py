@@ -62,7 +62,9 @@ def plugin_register(
     name = manifest["name"]
     owner_tenant = tenant or (actor.tenant if isinstance(actor, Principal) else None)
     if owner_tenant is None:
-        raise ControlPlaneError("PLUGIN_MANIFEST_INVALID", "principal: a shared plugin's principal needs a tenant")
+        raise ControlPlaneError(
+            "PLUGIN_MANIFEST_INVALID", "principal: a shared plugin's principal needs a tenant"
+        )
     principal = _principal(name=manifest["principal"], tenant=owner_tenant)
     existing = Plugin.objects.select_for_update().filter(name=name).first()
     if existing is not None and existing.tenant_id != (tenant.pk if tenant else None):
@@ -85,7 +87,8 @@ def plugin_register(
     for provision in taken:
         if (provision.kind, provision.name) in provisions:
             raise ControlPlaneError(
-                "PLUGIN_EXISTS", f"{provision.kind} {provision.name} is provided by plugin {provision.plugin.name}"
+                "PLUGIN_EXISTS",
+                f"{provision.kind} {provision.name} is provided by plugin {provision.plugin.name}",
             )
     fields = {
         "version": manifest["version"],

@@ -39,7 +39,13 @@ from plugins.supervisor import Decision, Evidence, decide, parse_time
 
 logger = logging.getLogger(__name__)
 
-DOWN = {PluginState.CRASHED, PluginState.BLOCKED, PluginState.QUARANTINED, PluginState.DEGRADED, PluginState.UNKNOWN}
+DOWN = {
+    PluginState.CRASHED,
+    PluginState.BLOCKED,
+    PluginState.QUARANTINED,
+    PluginState.DEGRADED,
+    PluginState.UNKNOWN,
+}
 _MOVES = {
     PluginState.HEALTHY: "mark_healthy",
     PluginState.DEGRADED: "mark_degraded",
@@ -91,7 +97,12 @@ def probe(url: str, *, timeout: float) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:
         status = exc.code
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return {"ok": False, "status": 0, "error": type(exc).__name__, "ms": int((time.monotonic() - started) * 1000)}
+        return {
+            "ok": False,
+            "status": 0,
+            "error": type(exc).__name__,
+            "ms": int((time.monotonic() - started) * 1000),
+        }
     return {"ok": 200 <= status < 300, "status": status, "ms": int((time.monotonic() - started) * 1000)}
 
 
@@ -202,7 +213,9 @@ def _transition(plugin: Plugin, evidence: Evidence, decision: Decision, now: dat
     )
     if decision.state == PluginState.QUARANTINED:
         plugin.quarantine_event = event.hash
-    plugin.save(update_fields=["state", "state_codes", "state_detail", "state_since", "severity", "quarantine_event"])
+    plugin.save(
+        update_fields=["state", "state_codes", "state_detail", "state_since", "severity", "quarantine_event"]
+    )
     if decision.code == "PLUGIN_CRASH_LOOP":
         from plugins.signals import crash_loop_signal
 
@@ -247,7 +260,12 @@ def _review_open(plugin: Plugin, evidence: Evidence, decision: Decision, now: da
     append(
         plugin,
         "review.opened",
-        {"item": item.pk, "detail": item.detail, "severity": item.severity, "evidence_sha256": item.evidence_hash},
+        {
+            "item": item.pk,
+            "detail": item.detail,
+            "severity": item.severity,
+            "evidence_sha256": item.evidence_hash,
+        },
         actor="system",
         at=now,
         codes=[decision.code],
@@ -286,7 +304,7 @@ def _restart_schedule(name: str, request: dict[str, Any]) -> None:
 
 
 def restart_request_send(*, name: str, request: dict[str, Any]) -> dict[str, Any]:
-    """POST the restart request to the plugin's control URL, signed v1 with CONTROLPLANE_PLUGIN_CONTROL_SECRET.
+    """POST the restart request to the control URL, signed v1 with CONTROLPLANE_PLUGIN_CONTROL_SECRET.
 
     The answer is not evidence of health (only heartbeats are); it is logged. Returns what happened."""
     plugin = Plugin.objects.filter(name=name).first()

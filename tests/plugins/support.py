@@ -55,7 +55,9 @@ class TestPlugin:
             {"instance": self.instance, "sequence": self.sequence, "version": "1.0.0", "checks": {}, **extra}
         ).encode()
 
-    def headers(self, body: bytes, *, key: Ed25519PrivateKey | None = None, at: int | None = None) -> dict[str, str]:
+    def headers(
+        self, body: bytes, *, key: Ed25519PrivateKey | None = None, at: int | None = None
+    ) -> dict[str, str]:
         webhook_id = f"hb-{uuid.uuid4().hex}"
         stamp = at if at is not None else int(time.time())
         return {
@@ -97,3 +99,63 @@ def register(
 
 def later(moment: datetime, seconds: float) -> datetime:
     return moment + timedelta(seconds=seconds)
+
+
+class Endpoint:
+    """A small real HTTP server of the test's own: answers GET with `status`, records POSTs (restarts)."""
+
+    def __init__(self, status: int = 200):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        endpoint = self
+        self.status = status
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(endpoint.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                endpoint.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def plugin_events(name: str | None = None, type_: str | None = None):
+    from controlplane.ledger.models import LedgerEvent
+
+    events = LedgerEvent.objects.filter(type__startswith="controlplane.plugin.").order_by("seq")
+    if name:
+        events = events.filter(subject=f"plugin/{name}")
+    if type_:
+        events = events.filter(type=f"controlplane.plugin.{type_}")
+    return list(events)
+
+
+def assert_events_match_contracts() -> None:
+    from controlplane.kernel.contracts import REGISTRY
+
+    failures = {
+        e.seq: REGISTRY.for_ledger_type(e.type).errors(e.data)
+        for e in plugin_events()
+        if REGISTRY.for_ledger_type(e.type) is None or REGISTRY.for_ledger_type(e.type).errors(e.data)
+    }
+    assert failures == {}

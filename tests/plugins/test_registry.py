@@ -23,11 +23,19 @@ def plugin_events() -> list[LedgerEvent]:
 def test_a_registered_plugin_starts_unknown_and_is_ledgered():
     runner = register("runner-eu", provides={"runners": ["runner-eu"]})
     plugin = runner.refresh()
-    assert (plugin.state, plugin.state_codes, plugin.tenant.slug) == ("unknown", ["PLUGIN_NO_EVIDENCE"], "acme")
+    assert (plugin.state, plugin.state_codes, plugin.tenant.slug) == (
+        "unknown",
+        ["PLUGIN_NO_EVIDENCE"],
+        "acme",
+    )
     assert list(plugin.provisions.values_list("kind", "name")) == [("runner", "runner-eu")]
     assert plugin.tuning["restart_intensity"] == 3 and plugin.tuning["backoff_initial_seconds"] == 10
     [event] = plugin_events()
-    assert (event.type, event.subject, event.tenant) == ("controlplane.plugin.registered", "plugin/runner-eu", "acme")
+    assert (event.type, event.subject, event.tenant) == (
+        "controlplane.plugin.registered",
+        "plugin/runner-eu",
+        "acme",
+    )
     assert event.data["provides"] == ["runner:runner-eu"] and event.data["state"] == "unknown"
     assert REGISTRY.for_ledger_type(event.type).errors(event.data) == []
 
@@ -73,7 +81,10 @@ def test_an_invalid_manifest_is_refused_with_its_code(change, field):
     with pytest.raises(ControlPlaneError) as refused:
         services.plugin_register(manifest=body, actor="cli", tenant=tenant)
     assert refused.value.code == "PLUGIN_MANIFEST_INVALID"
-    assert Plugin.objects.count() == 0 and LedgerEvent.objects.filter(type__startswith="controlplane.plugin.").count() == 0
+    assert (
+        Plugin.objects.count() == 0
+        and LedgerEvent.objects.filter(type__startswith="controlplane.plugin.").count() == 0
+    )
 
 
 def test_a_name_or_a_runner_of_another_tenant_is_refused():
@@ -82,11 +93,15 @@ def test_a_name_or_a_runner_of_another_tenant_is_refused():
     principal = PrincipalFactory(tenant=other, name="svc")
     key = Ed25519PrivateKey.generate()
     with pytest.raises(ControlPlaneError) as refused:
-        services.plugin_register(manifest=manifest("ops", key=key, principal="svc"), actor="cli", tenant=other)
+        services.plugin_register(
+            manifest=manifest("ops", key=key, principal="svc"), actor="cli", tenant=other
+        )
     assert refused.value.code == "PLUGIN_EXISTS"
     with pytest.raises(ControlPlaneError) as refused:
         services.plugin_register(
-            manifest=manifest("ops2", key=key, principal=principal.name, provides={"runners": ["ops-runner"]}),
+            manifest=manifest(
+                "ops2", key=key, principal=principal.name, provides={"runners": ["ops-runner"]}
+            ),
             actor="cli",
             tenant=other,
         )
@@ -107,5 +122,7 @@ def test_a_tenant_principal_registers_only_in_its_tenant_and_a_shared_plugin_nee
     assert refused.value.code == "PLATFORM_SCOPE_REQUIRED"
     assert Plugin.objects.count() == 0
     root = PrincipalFactory(tenant=acme, name="root", human=True, capabilities=["platform.plugins.manage"])
-    shared = services.plugin_register(manifest=manifest("x", key=key, principal="svc"), actor=root, tenant=None)
+    shared = services.plugin_register(
+        manifest=manifest("x", key=key, principal="svc"), actor=root, tenant=None
+    )
     assert shared.tenant is None and shared.scope == ""
