@@ -17,7 +17,7 @@ from plugins.supervisor import Evidence
 
 def crash_signature(*, plugin: Plugin, evidence: Evidence) -> str:
     """What identifies this crash loop: plugin, version, the restart window's first restart, the code."""
-    first = min(evidence.restarts).isoformat() if evidence.restarts else ""
+    first = min(evidence.restarts).isoformat() if evidence.restarts else ""  # the loop's first restart
     text = f"{plugin.name}\n{plugin.version}\nPLUGIN_CRASH_LOOP\n{first}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -34,7 +34,7 @@ def crash_loop_signal(*, plugin: Plugin, evidence: Evidence, at: datetime) -> in
             severity="high",
             fingerprint=crash_signature(plugin=plugin, evidence=evidence),
             summary=f"plugin {plugin.name} crash-looped: {len(evidence.restarts)} restarts",
-            at=at,
+            at=min(evidence.restarts) if evidence.restarts else at,  # the loop's start: one signal per loop
             labels={"plugin": plugin.name, "kind": plugin.kind, "version": plugin.version},
             data={"restarts": len(evidence.restarts)},
         )

@@ -3,9 +3,11 @@
 The domain apps of one layer (`incidents | plugins | learning`) never import each other. A plugin that
 crash-loops must still become evidence in the incident pipeline, deduplicated by its crash signature. So
 the kernel holds this small registry: the incidents app registers a sink from its `AppConfig.ready()`, and
-the plugins app calls `signal_raise(...)`, knowing no app by name. The call runs inside the caller's
-transaction, so the signal commits with the transition that raised it, or not at all. With no sink
-registered (a build without incidents) nothing is raised and `signal_raise` returns 0.
+the plugins app calls `signal_raise(...)`, knowing no app by name. Callers raise after their own
+transaction commits (`transaction.on_commit`): the incident pipeline takes its detection locks before the
+ledger's chain lock, so raising from inside a transaction that already appended would invert that order.
+A sink deduplicates by fingerprint, so raising the same signal twice is harmless. With no sink registered
+(a build without incidents) nothing is raised and `signal_raise` returns 0.
 """
 
 from __future__ import annotations

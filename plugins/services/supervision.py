@@ -219,7 +219,8 @@ def _transition(plugin: Plugin, evidence: Evidence, decision: Decision, now: dat
     if decision.code == "PLUGIN_CRASH_LOOP":
         from plugins.signals import crash_loop_signal
 
-        crash_loop_signal(plugin=plugin, evidence=evidence, at=now)
+        # After commit: the incident pipeline locks before it appends (controlplane.kernel.sinks).
+        transaction.on_commit(lambda: crash_loop_signal(plugin=plugin, evidence=evidence, at=now))
 
 
 def _follow_up_save(plugin: Plugin, decision: Decision) -> None:

@@ -55,14 +55,17 @@ def test_never_healthy_without_a_heartbeat_then_healthy_then_crashed_when_they_s
     assert replay_verify().differences == []
 
 
-def test_a_crash_loop_is_quarantined_at_once_and_raises_a_deduplicated_signal(t0, monkeypatch):
+def test_a_crash_loop_is_quarantined_at_once_and_raises_a_signal(
+    t0, monkeypatch, django_capture_on_commit_callbacks
+):
     raised = []
     monkeypatch.setitem(sinks._SINKS, "test", raised.append)
     runner = register("runner-eu")
     for n in range(5):  # the first instance, then four restarts within 300 s: more than the intensity of 3
         runner.beat(at=later(t0, n * 20))
         runner.restart()
-    plugins_supervise(now=later(t0, 81))
+    with django_capture_on_commit_callbacks(execute=True):
+        plugins_supervise(now=later(t0, 81))
     plugin = runner.refresh()
     assert (plugin.state, plugin.state_codes, plugin.severity) == (
         "quarantined",
