@@ -15,8 +15,8 @@ class IncidentsConfig(AppConfig):
         from incidents import views
         from incidents.capabilities import CAPABILITIES
         from incidents.replay import INCIDENTS_REPLAYER
-        from incidents.sinks import raised_signal_ingest
         from incidents.services.silences import APPROVAL_SUBJECT, resolve_silence_approval
+        from incidents.sinks import raised_signal_ingest
         from incidents.webhooks import ALERTMANAGER, GRAFANA
 
         register_subject(APPROVAL_SUBJECT, resolve_silence_approval)

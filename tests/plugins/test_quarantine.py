@@ -214,8 +214,8 @@ def test_a_crash_loop_becomes_one_signal_in_the_incident_pipeline(t0, django_cap
         "PluginCrashLoop",
         "high",
     )
-    from plugins.signals import crash_loop_signal
     from plugins.services.supervision import evidence_of
+    from plugins.signals import crash_loop_signal
 
     # The same loop raised again (a retry) is the same signal: deduplicated, not noise.
     plugin = runner.refresh()
