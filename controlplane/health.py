@@ -58,7 +58,12 @@ class ReadyView(APIView):
 
     @extend_schema(
         responses=inline_serializer(
-            "Readiness", {"ready": serializers.BooleanField(), "checks": serializers.DictField()}
+            "Readiness",
+            {
+                "ready": serializers.BooleanField(),
+                "checks": serializers.DictField(),
+                "plugins": serializers.DictField(),
+            },
         )
     )
     def get(self, request: Request) -> Response:
@@ -68,4 +73,9 @@ class ReadyView(APIView):
             "signing_key": _check_signing_key(),
         }
         ready = all(check["ok"] for check in checks.values())
-        return Response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        # Plugins are shown, never green without evidence, but a plugin down does not make this process
+        # unready: the steps that need it wait (PLUGIN_UNHEALTHY) while everything else goes on.
+        from plugins.selectors import readiness as plugins_readiness
+
+        body = {"ready": ready, "checks": checks, "plugins": plugins_readiness()}
+        return Response(body, status=200 if ready else 503)

@@ -91,7 +91,7 @@ class PluginViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = PluginSerializer
     lookup_field = "name"
-    lookup_value_regex = "[a-z0-9][a-z0-9-]{0,62}"
+    lookup_value_regex = "[^/]+"
     required_capabilities = {
         "list": "plugins.read",
         "retrieve": "plugins.read",

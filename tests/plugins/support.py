@@ -89,6 +89,10 @@ def register(
     tenant = tenant or TenantFactory(slug="acme")
     key = Ed25519PrivateKey.generate()
     principal = PrincipalFactory(tenant=tenant, name=f"{name}-svc", capabilities=["plugins.heartbeat"])
+    if shared and not isinstance(actor, Principal):  # a shared plugin: registered by a platform principal
+        actor = PrincipalFactory(
+            tenant=tenant, name=f"{name}-root", human=True, capabilities=["platform.plugins.manage"]
+        )
     plugin = services.plugin_register(
         manifest=manifest(name, key=key, principal=principal.name, **extra),
         actor=actor,
@@ -159,3 +163,35 @@ def assert_events_match_contracts() -> None:
         if REGISTRY.for_ledger_type(e.type) is None or REGISTRY.for_ledger_type(e.type).errors(e.data)
     }
     assert failures == {}
+
+
+def write_every_plugin_event() -> None:
+    """Every plugins event through the services (for the contract drift test): registered, transitioned,
+    review opened and decided, quarantined, restart requested, heartbeats digested, released."""
+    from django.conf import settings
+    from django.test import override_settings
+    from django.utils import timezone
+
+    from approvals import services as approvals
+    from controlplane.policy import services as policy
+
+    policy.profile_bootstrap(environment="dev")
+    t0 = timezone.now() + timedelta(seconds=1)
+    tenant = TenantFactory(slug="acme")
+    alice = PrincipalFactory(tenant=tenant, name="plugins-alice", human=True)
+    bob = PrincipalFactory(tenant=tenant, name="plugins-bob", human=True, capabilities=["approvals.decide"])
+    flaky = register("contract-flaky", tenant=tenant, control_url="http://127.0.0.1:9/")
+    flaky.beat(at=t0, checks={"queue": "degraded"})
+    with override_settings(CONTROLPLANE_PLUGIN_DIGEST_SECONDS=0):
+        services.plugins_supervise(now=later(t0, 1))  # degraded, a review item, a digest
+    item = flaky.plugin.review_items.get()
+    services.review_decide(item_id=item.pk, actor=alice, decision="quarantine", reason="contract test")
+    assert settings.CONTROLPLANE_PLUGIN_DIGEST_SECONDS > 0
+    approval = services.plugin_release_request(name=flaky.name, actor=alice, reason="contract test")
+    approvals.approval_decide(
+        approval=approval, actor=bob, decision="approve", reason="seen", content_hash=approval.content_hash
+    )
+    flaky.beat(at=later(t0, 2))
+    services.plugins_supervise(now=later(t0, 3), probe=False)  # healthy again
+    services.plugins_supervise(now=later(t0, 40), probe=False)  # crashed: a restart is requested
+    services.plugin_quarantine(name=flaky.name, actor=alice, reason="contract test")

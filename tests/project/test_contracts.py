@@ -25,6 +25,7 @@ from controlplane.runtime.models import Execution, StepRun
 from controlplane.runtime.runners import runner_disable, runner_grant_revoke
 from controlplane.runtime.services import steps
 from tests.identity.factories import PrincipalFactory, TenantFactory
+from tests.plugins.support import write_every_plugin_event
 from tests.runtime.support import core_skill_installed, local_runner
 from tests.skills.support import write_every_skill_event
 
@@ -233,6 +234,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings, monkeypatc
         cancelled = Execution.objects.get(step_runs__approval=request)
         services.execution_cancel(execution=cancelled, actor=agent, reason="changed my mind")
         write_every_skill_event()
+        write_every_plugin_event()
     finally:
         celery_app.conf.task_always_eager = False
 
