@@ -23,6 +23,7 @@ from controlplane.runtime.services import intent_submit
 from incidents.normalise import format_time, from_alertmanager
 from incidents.services.rules import RuleContent, rule_version_create
 from incidents.services.signals import signal_ingest
+from plugins.demo import plugins_demo
 
 TENANT = "acme"
 # A short, plausible morning of events from the demo producer, marked `fidelity=demo` on the ledger.
@@ -77,6 +78,7 @@ class Command(BaseCommand):
             )
         _demo_incident(tenant)
         _demo_actions(agent)
+        plugins_demo(tenant=tenant, actor=cli_actor())
         checkpoint = checkpoint_create(actor=cli_actor())
         result, _ = verification_record()
         self.stdout.write(
