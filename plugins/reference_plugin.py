@@ -16,8 +16,9 @@ What it does:
    process (a real restart, so a new instance id).
 
 Modes (`--mode`): `healthy`; `degrade` (a check reports `degraded`, the probe answers 503); `hang` (after
-two heartbeats stops heartbeating and the probe never answers, the process stays up, until a restart request cures it); `forge` (signs with a key that is not
-its own); `restart-loop` (re-executes itself after every heartbeat). SIGKILL it to crash it.
+two heartbeats it stops heartbeating and its probe never answers, the process staying up, until a restart
+request cures it); `forge` (signs with a key that is not its own); `restart-loop` (re-executes itself
+after every heartbeat). SIGKILL it to crash it.
 
 Standard library only, apart from the signature helpers the control plane itself uses; the runner side of
 a runner plugin stays the reference runner (`manage.py runner`), side by side with this process.
@@ -133,7 +134,7 @@ class ReferencePlugin:
         """A real restart: the process re-executes itself (new instance id, sequence from 1)."""
         env = {**os.environ, "REFERENCE_PLUGIN_RESTARTS": str(self.restarts + 1)}
         sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "plugins.reference_plugin", *sys.argv[1:]], env)
+        os.execve(sys.executable, [sys.executable, "-m", "plugins.reference_plugin", *sys.argv[1:]], env)  # noqa: S606
 
     # --- what the supervisor asks ---
 

@@ -53,7 +53,7 @@ class Process:
             "--token-file", str(folder / "token"), "--key-file", str(folder / "key"),
             "--interval", str(interval), "--mode", mode, "--port", str(port),
         ]  # fmt: skip
-        self.popen = subprocess.Popen(  # noqa: S603
+        self.popen = subprocess.Popen(
             command,
             cwd=ROOT,
             stdout=self.log.open("w"),

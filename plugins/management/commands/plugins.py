@@ -96,5 +96,6 @@ class Command(BaseCommand):
             name=options["name"], actor=actor, reason=options["reason"]
         )
         self.stdout.write(
-            f"approval {approval.pk} {approval.status} quorum={approval.quorum} content_hash={approval.content_hash}"
+            f"approval {approval.pk} {approval.status} quorum={approval.quorum} "
+            f"content_hash={approval.content_hash}"
         )
