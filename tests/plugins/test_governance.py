@@ -1,4 +1,4 @@
-"""plugin_findings: manifest validity, runtime compatibility, dependency ranges, cycles -- each with a code."""
+"""plugin_findings: manifest validity, runtime compatibility, dependency ranges, cycles, each with a code."""
 
 from __future__ import annotations
 
