@@ -73,6 +73,11 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "runtime:killswitch": ("console.view", "killswitch.manage"),
         "runtime:killswitch-change": ("console.view", "killswitch.manage"),
         "skills:registry": ("console.view", "skills.read"),
+        "plugins:health": ("console.view", "plugins.read"),
+        "plugins:detail": ("console.view", "plugins.read"),
+        "plugins:reviews": ("console.view", "plugins.read"),
+        "plugins:reviews-decide": ("console.view", "plugins.review"),
+        "plugins:release": ("console.view", "plugins.manage"),
         "console:login": None,
         "console:logout": None,
     }
