@@ -33,6 +33,7 @@ _HEALTH = inline_serializer(
         "backoff": serializers.DictField(),
         "depends_on": serializers.ListField(child=serializers.CharField()),
     },
+    many=True,
 )
 
 
@@ -46,7 +47,7 @@ class PluginSerializer(serializers.ModelSerializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    manifest = serializers.JSONField(help_text="A plugin-manifest/v1 document (docs/plugins.md).")
+    manifest = serializers.DictField(help_text="A plugin-manifest/v1 document (docs/plugins.md).")
     shared = serializers.BooleanField(
         default=False, help_text="Installation-wide (needs the platform grant)."
     )

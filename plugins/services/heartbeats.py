@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -111,7 +111,14 @@ def heartbeat_ingest(
     """
     at = at or timezone.now()
     violation: ControlPlaneError | None = None
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            # A heartbeat is evidence, not an authoritative record: one lost in a server crash is replaced
+            # by the next. So its own transaction does not wait for the WAL flush (PostgreSQL's documented
+            # per-transaction trade-off); ledger transactions, and any caller's, keep synchronous commit.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
         plugin = (
             Plugin.objects.select_for_update(of=("self",)).select_related("tenant").filter(name=name).first()
         )
