@@ -33,8 +33,8 @@ def acme_alice():
 
 
 def healthy_and_degraded():
-    now = timezone.now() + timedelta(seconds=1)
     good, bad = register("good"), register("bad")
+    now = timezone.now() + timedelta(seconds=1)  # after the registrations: evidence before one is not counted
     good.beat(at=now)
     bad.beat(at=now, checks={"disk": "failing"})
     plugins_supervise(now=now + timedelta(seconds=1))

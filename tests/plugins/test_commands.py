@@ -50,8 +50,8 @@ def test_register_list_show_quarantine_release_and_dismiss(alice_token, monkeypa
         == "cli-plugin quarantined PLUGIN_QUARANTINED_BY_REVIEW"
     )
     assert "quorum=1" in run("release", "cli-plugin", "--reason", "drill over")
-    now = timezone.now() + timedelta(seconds=1)
     other = register("degraded-one")
+    now = timezone.now() + timedelta(seconds=1)
     other.beat(at=now, checks={"x": "degraded"})
     plugins_supervise(now=now + timedelta(seconds=1))
     item = ReviewItem.objects.get()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def t0():
-    return timezone.now().replace(microsecond=0) + timedelta(seconds=2)
+    return timezone.now().replace(microsecond=0) + timedelta(seconds=10)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def t0():
     """A moment just after the plugins registered now (evidence before a registration does not count)."""
-    return timezone.now().replace(microsecond=0) + timedelta(seconds=2)
+    return timezone.now().replace(microsecond=0) + timedelta(seconds=10)
 
 
 def transitions(name=None):

@@ -27,10 +27,10 @@ def operator():
 
 @pytest.fixture
 def world():
-    now = timezone.now() + timedelta(seconds=1)
     db = register("db")
     api = register("api", depends_on=[{"name": "db"}])
     bridge = register("bridge")
+    now = timezone.now() + timedelta(seconds=1)  # after the registrations: evidence before one is not counted
     db.beat(at=now)
     api.beat(at=now)
     bridge.beat(at=now, checks={"slack": "degraded"})
