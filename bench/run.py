@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="tiny sizes everywhere: checks the machinery, measures nothing")
     add(
         "--only",
-        default="sink,noop,ingest,profile,shedding,chain,verify,proofs,policy,flow,console,signals",
+        default="sink,noop,ingest,profile,shedding,chain,verify,proofs,policy,flow,console,signals,plugins",
         help="comma-separated parts to run",
     )
     add("--rates", default=DEFAULT_RATES, help="ingest offered rates, events/s")
@@ -101,6 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--signal-threads", type=int, default=4, help="threads per process, concurrent signals (0: skip)")
     add("--concurrent-processes", type=int, default=2, help="processes of the concurrent in-process paths")
     add("--signal-concurrent-seconds", type=float, default=10.0, help="seconds of each concurrent path")
+    add("--plugin-heartbeats", type=int, default=5_000, help="signed heartbeats (and no-op requests)")
+    add("--plugin-fleet", type=int, default=10_000, help="plugins in the supervision pass")
     add("--output-dir", type=Path, default=None, help="default: bench/results (--quick: var/bench-quick)")
     add("--scratch-db", default="", help="default: <DATABASE_URL's name>_bench")
     add("--keep-db", action="store_true", help="leave the scratch database for inspection")
@@ -121,6 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.queue_pending, args.queue_steps, args.queue_renders = 60, 20, 3
         args.signal_rates, args.signal_duration, args.signal_count = "10,20", 0.5, 20
         args.signal_threads, args.signal_concurrent_seconds = 1, 0.5
+        args.plugin_heartbeats, args.plugin_fleet = 50, 200
     return args
 
 
@@ -366,6 +369,13 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
             processes=args.concurrent_processes,
             concurrent_seconds=args.signal_concurrent_seconds,
             log=_log,
+        )
+    if "plugins" in only:
+        from bench import plugins
+
+        _log("plugins: signed heartbeats and supervision passes ...")
+        results["plugins"] = plugins.plugins_bench(
+            heartbeats=args.plugin_heartbeats, plugins=args.plugin_fleet, log=_log
         )
 
     results["ratios"] = _ratios(results)
@@ -704,4 +714,7 @@ def _goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": checks_ratio >= GOAL_VERIFY_RATIO,
                 }
             )
+    from bench import plugins
+
+    goals += plugins.goals(results)
     return goals

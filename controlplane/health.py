@@ -63,6 +63,7 @@ class ReadyView(APIView):
                 "ready": serializers.BooleanField(),
                 "checks": serializers.DictField(),
                 "governance": serializers.DictField(),
+                "plugins": serializers.DictField(),
             },
         )
     )
@@ -73,9 +74,12 @@ class ReadyView(APIView):
             "signing_key": _check_signing_key(),
         }
         ready = all(check["ok"] for check in checks.values())
-        return Response(
-            {"ready": ready, "checks": checks, "governance": _governance()}, status=200 if ready else 503
-        )
+        # Plugins are shown, never green without evidence, but a plugin down does not make this process
+        # unready: the steps that need it wait (PLUGIN_UNHEALTHY) while everything else goes on.
+        from plugins.selectors import readiness as plugins_readiness
+
+        body = {"ready": ready, "checks": checks, "governance": _governance(), "plugins": plugins_readiness()}
+        return Response(body, status=200 if ready else 503)
 
 
 def _governance() -> dict[str, Any]:

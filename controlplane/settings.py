@@ -308,6 +308,20 @@ CONTROLPLANE_SWEEP_INTERVAL_SECONDS = env.float("CONTROLPLANE_SWEEP_INTERVAL_SEC
 # Without a broker (the quickstart) the beat schedule runs in the web process, on requests (throttled).
 CONTROLPLANE_INPROCESS_PERIODIC = env.bool("CONTROLPLANE_INPROCESS_PERIODIC", default=not REDIS_URL)
 
+# Plugins (docs/plugins.md): the supervision beat's period; how long a plugin may stay blocked by a dependency
+# before it is quarantined (PLUGIN_DEPENDENCY_BROKEN); how often heartbeats are digested onto the ledger;
+# how long a step may wait for its plugin (PLUGIN_UNHEALTHY) before it is blocked (0: no limit); the
+# whsec_ secret restart requests to a plugin's control URL are signed with (environment only).
+CONTROLPLANE_PLUGIN_SUPERVISE_SECONDS = env.float("CONTROLPLANE_PLUGIN_SUPERVISE_SECONDS", default=5.0)
+CONTROLPLANE_PLUGIN_DEPENDENCY_BREAK_SECONDS = env.int(
+    "CONTROLPLANE_PLUGIN_DEPENDENCY_BREAK_SECONDS", default=600
+)
+CONTROLPLANE_PLUGIN_DIGEST_SECONDS = env.int("CONTROLPLANE_PLUGIN_DIGEST_SECONDS", default=300)
+CONTROLPLANE_PLUGIN_HOLD_FAIL_AFTER_SECONDS = env.int(
+    "CONTROLPLANE_PLUGIN_HOLD_FAIL_AFTER_SECONDS", default=3600
+)
+CONTROLPLANE_PLUGIN_CONTROL_SECRET = env.str("CONTROLPLANE_PLUGIN_CONTROL_SECRET", default="")
+
 # Incidents: the longest a silence may last, and Grafana's webhook HMAC (secret from the environment only;
 # when set, every Grafana delivery must carry a valid signature). See docs/incidents.md.
 CONTROLPLANE_SILENCE_MAX_SECONDS = env.int("CONTROLPLANE_SILENCE_MAX_SECONDS", default=7 * 24 * 3600)

@@ -23,6 +23,7 @@ api_v1 = [
     path("", include("skills.urls")),
     path("", include("learning.urls")),
     path("", include("governance.urls")),
+    path("", include("plugins.urls")),
 ]
 
 # JSON answers with a reason code under /api/ for paths the router does not match and for crashes.

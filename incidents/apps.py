@@ -12,12 +12,14 @@ class IncidentsConfig(AppConfig):
         from controlplane.kernel.contracts import register_contracts
         from controlplane.kernel.navigation import register_console_urls, register_nav, register_panel
         from controlplane.kernel.replay import register_replayer
+        from controlplane.kernel.sinks import register_signal_sink
         from controlplane.kernel.webhooks import register_webhook_adapter
         from controlplane.runtime.services import APPROVAL_SUBJECT as STEP_SUBJECT
         from incidents import contracts, selectors, views
         from incidents.capabilities import CAPABILITIES
         from incidents.replay import INCIDENTS_REPLAYER
         from incidents.services.silences import APPROVAL_SUBJECT, resolve_silence_approval
+        from incidents.sinks import raised_signal_ingest
         from incidents.webhooks import ALERTMANAGER, GRAFANA
 
         register_subject(APPROVAL_SUBJECT, resolve_silence_approval)
@@ -26,6 +28,7 @@ class IncidentsConfig(AppConfig):
         register_capabilities(CAPABILITIES)
         register_contracts(contracts.CONTRACTS, covers=contracts.COVERS)
         register_replayer(INCIDENTS_REPLAYER)
+        register_signal_sink("incidents", raised_signal_ingest)  # e.g. a crash-looping plugin (plugins app)
         register_nav(
             app="incidents",
             label="Incidents",

@@ -489,6 +489,75 @@ _CATALOGUE = [
         403,
         "Model-call telemetry is reported by an agent principal, for a trace of its own tenant.",
     ),
+    # Plugins: registry, heartbeats, supervision, quarantine and release (plugins app, docs/plugins.md)
+    Reason("PLUGIN_NOT_FOUND", 404, "No plugin with that name is visible to this principal."),
+    Reason("PLUGIN_EXISTS", 409, "A plugin with that name is registered in another scope."),
+    Reason("PLUGIN_MANIFEST_INVALID", 400, "The plugin manifest is invalid (names the field at fault)."),
+    Reason("PLUGIN_DEPENDENCY_CYCLE", 400, "The plugin's depends_on closes a cycle; it is not registered."),
+    Reason(
+        "PLUGIN_DEPENDENCY_MISSING",
+        400,
+        "A dependency is not registered in reach of the plugin, or its version is outside the range.",
+    ),
+    Reason(
+        "PLUGIN_INCOMPATIBLE",
+        409,
+        "The plugin is not compatible with this runtime's contract versions: quarantined at once.",
+    ),
+    Reason("PLUGIN_PRINCIPAL_MISMATCH", 403, "The token's principal is not the one this plugin registered."),
+    Reason("PLUGIN_HEARTBEAT_INVALID", 400, "The heartbeat body is not a heartbeat (names the field)."),
+    Reason(
+        "PLUGIN_SIGNATURE_INVALID",
+        401,
+        "No signature of the heartbeat verifies with the plugin's key: refused and counted as a signature "
+        "policy violation (quarantined at once).",
+    ),
+    Reason(
+        "PLUGIN_KEY_UNKNOWN",
+        401,
+        "The heartbeat is signed with a scheme or key the plugin did not register: a signature violation.",
+    ),
+    Reason(
+        "PLUGIN_SEQUENCE_STALE",
+        409,
+        "The heartbeat's sequence is not after the last one of its instance (a replay): a violation.",
+    ),
+    Reason("PLUGIN_NO_EVIDENCE", 200, "No heartbeat since registration or release: the plugin is unknown."),
+    Reason("PLUGIN_EVIDENCE_OK", 200, "A fresh heartbeat, passing checks and probes: the plugin is healthy."),
+    Reason("PLUGIN_HEARTBEAT_MISSED", 503, "No heartbeat for the configured number of intervals: crashed."),
+    Reason(
+        "PLUGIN_HEARTBEAT_LATE", 200, "The last heartbeat is late (past 1.5 intervals): degraded, reviewed."
+    ),
+    Reason(
+        "PLUGIN_PROBE_FAILED", 503, "The health URL's probe failed or timed out (1 s): degraded, reviewed."
+    ),
+    Reason("PLUGIN_PROBE_FLAPPING", 200, "The health probe keeps changing its answer: degraded, reviewed."),
+    Reason("PLUGIN_CHECK_DEGRADED", 200, "A self-reported check is not ok: degraded, reviewed."),
+    Reason(
+        "PLUGIN_CRASH_LOOP",
+        503,
+        "More restarts than the restart intensity within its period (OTP): quarantined at once.",
+    ),
+    Reason("PLUGIN_DEPENDENCY_UNHEALTHY", 503, "A plugin this one depends on is not healthy: blocked."),
+    Reason(
+        "PLUGIN_DEPENDENCY_BROKEN",
+        503,
+        "Blocked by a dependency for longer than CONTROLPLANE_PLUGIN_DEPENDENCY_BREAK_SECONDS: quarantined.",
+    ),
+    Reason("PLUGIN_QUARANTINED_BY_REVIEW", 200, "An operator quarantined the plugin from the review queue."),
+    Reason("PLUGIN_RELEASED", 200, "Released from quarantine by an approval: unknown until fresh evidence."),
+    Reason(
+        "PLUGIN_UNHEALTHY", 503, "The plugin behind this step is not healthy: the step waits (fail closed)."
+    ),
+    Reason("PLUGIN_NOT_QUARANTINED", 409, "The plugin is not quarantined; there is nothing to release."),
+    Reason("PLUGIN_ALREADY_QUARANTINED", 409, "The plugin is quarantined already."),
+    Reason("PLUGIN_REVIEW_NOT_OPEN", 409, "The review item was decided already."),
+    Reason("PLUGIN_REASON_REQUIRED", 400, "This plugin decision needs a reason."),
+    Reason(
+        "PLUGIN_RELEASE_EVIDENCE_CHANGED",
+        409,
+        "The plugin's quarantine evidence changed since the release was requested; ask again.",
+    ),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

@@ -87,6 +87,11 @@ def test_every_console_view_but_sign_in_and_out_requires_console_view():
         "skills:publishers": ("console.view", "skills.read"),
         "skills:install-review": ("console.view", "skills.read"),
         "skills:toggle": ("console.view", "skills.read"),  # the service checks platform.skills.manage
+        "plugins:health": ("console.view", "plugins.read"),
+        "plugins:detail": ("console.view", "plugins.read"),
+        "plugins:reviews": ("console.view", "plugins.read"),
+        "plugins:reviews-decide": ("console.view", "plugins.review"),
+        "plugins:release": ("console.view", "plugins.manage"),
         "console:login": None,
         "console:logout": None,
     }

@@ -32,7 +32,9 @@ def test_the_apps_register_the_runtime_and_incident_replays():
     assert registered == {
         "incidents": ("incident", "incidents", False, False),
         "learning": ("learning-report", "learning", False, False),
+        "plugins": ("plugin", "plugins", False, False),
         "runtime": ("execution", "all", True, True),
+        "skills": ("skill", "skills", False, False),
     }
 
 
@@ -65,13 +67,13 @@ def test_a_registered_replay_gets_its_flags_and_reports_as_the_runtime_does(monk
 def test_a_new_domain_is_offered_by_registering_it(monkeypatch):
     monkeypatch.setattr(replay, "_REPLAYERS", dict(replay._REPLAYERS))
     register_replayer(
-        Replayer("plugins", lambda subject_id: ReplayReport("plugins", checked=1), "plugin", "plugins")
+        Replayer("widgets", lambda subject_id: ReplayReport("widgets", checked=1), "widget", "widgets")
     )
-    assert run("--plugins") == "plugins replay: 1 checked, 0 difference(s)\n"
-    error, _ = refused("--plugin", "p", "--plugins")
-    assert str(error) == "VALIDATION_FAILED: --plugin and --plugins exclude each other"
-    error, _ = refused("--plugins", "--incidents")
-    assert str(error) == "VALIDATION_FAILED: one replay at a time: incidents, plugins"
+    assert run("--widgets") == "widgets replay: 1 checked, 0 difference(s)\n"
+    error, _ = refused("--widget", "p", "--widgets")
+    assert str(error) == "VALIDATION_FAILED: --widget and --widgets exclude each other"
+    error, _ = refused("--widgets", "--incidents")
+    assert str(error) == "VALIDATION_FAILED: one replay at a time: incidents, widgets"
 
 
 def test_registering_a_name_twice_differently_is_refused():

@@ -30,6 +30,7 @@ from tests.governance.support import write_every_governance_event
 from tests.identity.factories import PrincipalFactory, TenantFactory
 from tests.incidents.factories import write_every_assignment_event
 from tests.learning.support import write_every_learning_event
+from tests.plugins.support import write_every_plugin_event
 from tests.runtime.support import core_skill_installed, local_runner
 from tests.skills.support import write_every_skill_event
 
@@ -246,6 +247,7 @@ def full_flow(django_capture_on_commit_callbacks, tmp_path, settings, monkeypatc
         write_every_assignment_event(tenant)
         write_every_governance_event()
         write_every_channel_event()
+        write_every_plugin_event()
     finally:
         celery_app.conf.task_always_eager = False
 

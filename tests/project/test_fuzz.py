@@ -68,6 +68,10 @@ EXCLUDED = {
     # current keys (PUBLISHER_INVALID, PUBLISHER_ROTATION_INVALID): no schema states a valid key or signature.
     ("POST /api/v1/skills/publishers/", "positive_data_acceptance"),
     ("POST /api/v1/skills/publishers/{name}/rotate/", "positive_data_acceptance"),
+    # A plugin manifest is checked by its own schema and cross-field rules (its principal must exist in the
+    # tenant, its public key be an Ed25519 point, its dependencies close no cycle): PLUGIN_MANIFEST_INVALID
+    # naming the field, PLUGIN_DEPENDENCY_CYCLE -- state the request schema cannot state.
+    ("POST /api/v1/plugins/", "positive_data_acceptance"),
     # Any JSON body with U+0000 or a lone surrogate in a string is MALFORMED_JSON before the view (PostgreSQL
     # cannot store it); bulk-decide's free-form item objects do not carry the string pattern that says so.
     ("POST /api/v1/approvals/bulk-decide/", "positive_data_acceptance"),

@@ -31,6 +31,7 @@ from controlplane.identity.scope import is_platform_capability
 from controlplane.ledger.models import LedgerEvent
 from controlplane.runtime.models import Execution
 from incidents.models import EvidenceBundle, Incident, Signal
+from plugins.models import Plugin, ReviewItem
 from tests.identity.factories import PrincipalFactory, TenantFactory, UserFactory, token_for
 from tests.project.test_deny_by_default import _sample, _signed_by_provider, all_paths
 
@@ -137,6 +138,8 @@ def _world() -> dict[str, str]:
         "incident": incident.pk,
         "signal": Signal.objects.filter(tenant=acme).first().pk,
         "evidence": EvidenceBundle.objects.filter(tenant=acme).first().pk,
+        "plugin": Plugin.objects.filter(tenant=acme).first().name,
+        "review": str(ReviewItem.objects.filter(plugin__tenant=acme).first().pk),
         "silence": str(silence.pk),
         "rule": str(acme.detection_rules.first().pk),
         "trace": execution.trace_id,
@@ -173,7 +176,7 @@ A_OBJECT = {
     "decide": {"approval_id": "approval"},
     "trace-event": {"trace_id": "trace", "seq": "trace_seq"},
     "trace-rollback": {"trace_id": "trace"},
-    "detail": {"incident_id": "incident"},
+    "detail": {"incident_id": "incident", "name": "plugin"},
     "severity": {"incident_id": "incident"},
     "assign": {"incident_id": "incident"},
     "note": {"incident_id": "incident"},
@@ -194,6 +197,13 @@ A_OBJECT = {
     "learning-report-detail": {"content_hash": "learning_report"},
     "learning-proposal-detail": {"pk": "learning_proposal"},
     "finding-decide": {"fingerprint": "learning_finding"},
+    "plugin-detail": {"name": "plugin"},
+    "plugin-heartbeats": {"name": "plugin"},
+    "plugin-quarantine": {"name": "plugin"},
+    "plugin-release": {"name": "plugin"},
+    "plugin-review-detail": {"pk": "review"},
+    "plugin-review-decide": {"pk": "review"},
+    "release": {"name": "plugin"},
 }
 # URLs with parameters that name no tenant's object, and why.
 NOT_A_TENANT_OBJECT = {

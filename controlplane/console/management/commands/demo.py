@@ -23,6 +23,7 @@ from controlplane.runtime.services import intent_submit
 from incidents.normalise import format_time, from_alertmanager
 from incidents.services.rules import RuleContent, rule_version_create
 from incidents.services.signals import signal_ingest
+from plugins.demo import plugins_demo
 from skills.demo import skills_demo
 
 TENANT = "acme"
@@ -79,6 +80,7 @@ class Command(BaseCommand):
         _demo_incident(tenant)
         _demo_actions(agent)
         skills_demo(actor=cli_actor())  # one third-party skill installed, one refused (skills/demo.py)
+        plugins_demo(tenant=tenant, actor=cli_actor())
         checkpoint = checkpoint_create(actor=cli_actor())
         result, _ = verification_record()
         self.stdout.write(
