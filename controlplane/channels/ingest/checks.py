@@ -35,6 +35,7 @@ from controlplane.identity import services as identity
 from controlplane.identity.authentication import token_failure_record
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant, hash_token
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.outages import RETRY_AFTER_SECONDS
 
 _WWW_AUTHENTICATE = 'Bearer realm="api"'
 
@@ -51,6 +52,8 @@ def refusal(error: ControlPlaneError, request_id: str | None) -> HttpResponse:
     headers = {"WWW-Authenticate": _WWW_AUTHENTICATE} if error.status == 401 else {}
     if error.code == "INGEST_OVERLOADED":
         headers["Retry-After"] = "1"
+    elif error.code in RETRY_AFTER_SECONDS:  # a database or broker that is down or full
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS[error.code])
     return json_response({**error.as_dict(), "request_id": request_id}, error.status, headers)
 
 

@@ -34,6 +34,7 @@ from django.http import HttpRequest, HttpResponse
 
 from controlplane.channels import services
 from controlplane.channels.ingest.checks import Attempt, ingest_check, json_response, refusal
+from controlplane.kernel.admission import InflightLimit
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.outages import outage_code
 from controlplane.ledger.writer import ChainWriter
@@ -52,6 +53,8 @@ LEAN_SKIP = frozenset(
         "django_otp.middleware.OTPMiddleware",  # the admin's second factor, on the session user
         "django.contrib.messages.middleware.MessageMiddleware",
         "django_htmx.middleware.HtmxMiddleware",
+        # the ingest post has its own in-flight limit (below) and answers a lost database itself
+        "controlplane.middleware.AdmissionMiddleware",
     }
 )
 
@@ -64,25 +67,8 @@ def lean_middleware() -> list[str]:
 # --- the in-flight limit --------------------------------------------------------------------------------
 
 
-class _InflightLimit:
-    """A per-process bound on concurrent ingests, rebuilt if the setting changes (tests lower it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._limit: int | None = None
-        self._semaphore = threading.BoundedSemaphore(1)
-
-    def semaphore(self) -> threading.BoundedSemaphore:
-        limit = max(int(settings.CONTROLPLANE_INGEST_MAX_INFLIGHT), 0)
-        if limit != self._limit:
-            with self._lock:
-                if limit != self._limit:
-                    self._semaphore = threading.BoundedSemaphore(limit)
-                    self._limit = limit
-        return self._semaphore
-
-
-inflight = _InflightLimit()
+# A per-process bound on concurrent ingests (the kernel's admission limit; tests lower the setting).
+inflight = InflightLimit("CONTROLPLANE_INGEST_MAX_INFLIGHT")
 
 
 # --- group commit ---------------------------------------------------------------------------------------
