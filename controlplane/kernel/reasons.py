@@ -354,6 +354,12 @@ _CATALOGUE = [
         "incident until a rule names its service (docs/incidents.md, 'A new service needs a rule').",
     ),
     Reason("LABEL_MAPPING_INVALID", 400, "The label mapping is invalid (names the field at fault)."),
+    Reason(
+        "REPLAY_ATTRIBUTION_MISMATCH",
+        409,
+        "A signal's recorded service (or none) or 'no rule matched' is not what its recorded labels give "
+        "under the label mapping and rules in force when it was recorded.",
+    ),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

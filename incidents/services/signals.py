@@ -34,6 +34,7 @@ from controlplane.ledger.batch import DeferredEvent, ledger_deferred
 from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append, ledger_append_prepared
+from incidents import detection
 from incidents.models import Signal, Silence, SilenceStatus
 from incidents.normalise import NormalisedSignal, format_time, signal_id
 from incidents.services.common import seq_of, seqs_settle
@@ -56,13 +57,17 @@ class IngestResult:
         return {
             "accepted": len(self.signals) - len(self.duplicates),
             "duplicates": len(self.duplicates),
+            "unattributed": sum(1 for s in self.signals if "SIGNAL_UNATTRIBUTED" in s.reason_codes),
+            "no_rule_matched": sum(1 for s in self.signals if "SIGNAL_NO_RULE_MATCHED" in s.reason_codes),
             "signals": [
                 {
                     "id": s.id,
                     "duplicate": s.id in self.duplicates,
+                    "service": s.service,
                     "status": s.status,
                     "severity": s.severity,
                     "suppressed_by": s.suppressed_by_id,
+                    "reason_codes": list(s.reason_codes),
                 }
                 for s in self.signals
             ],
@@ -121,9 +126,11 @@ def silence_matching(*, tenant_id: int, signal: NormalisedSignal) -> Silence | N
     return None
 
 
-def signal_event_data(sid: str, signal: NormalisedSignal, suppressed_by: str | None) -> dict[str, Any]:
+def signal_event_data(
+    sid: str, signal: NormalisedSignal, suppressed_by: str | None, rule_matched: bool | None = None
+) -> dict[str, Any]:
     """Everything detection and replay need, as ledgered (no floats, times as strings)."""
-    return {
+    data = {
         "signal": sid,
         "source": signal.source,
         "source_kind": signal.source_kind,
@@ -141,25 +148,71 @@ def signal_event_data(sid: str, signal: NormalisedSignal, suppressed_by: str | N
         "generator_url": signal.generator_url,
         "suppressed_by": suppressed_by,
     }
+    if signal.attribution is not None:  # Alertmanager, Grafana: the label mapping version and label
+        data["attribution"] = signal.attribution
+    data["rule_matched"] = rule_matched
+    return data
+
+
+def signal_codes(signal: NormalisedSignal, *, suppressed: bool, rule_matched: bool | None) -> list[str]:
+    """The reason codes a new signal's event and row carry (what the webhook's answer shows)."""
+    codes = []
+    if signal.unattributed:
+        codes.append("SIGNAL_UNATTRIBUTED")
+    if suppressed:
+        codes.append("SUPPRESSED_BY_SILENCE")
+    if rule_matched is False:
+        codes.append("SIGNAL_NO_RULE_MATCHED")
+    return codes
+
+
+def rule_matched_by(
+    signal: NormalisedSignal, *, suppressed: bool, rules: list[dict[str, Any]]
+) -> bool | None:
+    """Whether any current rule (its recorded content) matches a firing, unsuppressed, attributed signal;
+    None when the question does not arise (resolved, suppressed or unattributed: no rule counts it)."""
+    if signal.status != "firing" or suppressed or signal.unattributed:
+        return None
+    facts = detection.SignalFacts(
+        id="",
+        seq=0,
+        source=signal.source,
+        service=signal.service,
+        name=signal.name,
+        severity=signal.severity,
+        labels=signal.labels,
+        status=signal.status,
+        observed_at=signal.observed_at,
+        suppressed=False,
+    )
+    return any(detection.matches(content, facts) for content in rules)
 
 
 def _store_one(
-    *, tenant: Tenant, signal: NormalisedSignal, actor: str, causation_id: str, received_at: datetime
+    *,
+    tenant: Tenant,
+    signal: NormalisedSignal,
+    actor: str,
+    causation_id: str,
+    received_at: datetime,
+    rules: list[dict[str, Any]],
 ) -> tuple[Signal, bool, LedgerEvent | DeferredEvent | None]:
     sid = signal_id(tenant=tenant.slug, signal=signal)
     existing = Signal.objects.filter(pk=sid).first()
     if existing is not None:
         return existing, True, None
     silence = silence_matching(tenant_id=tenant.pk, signal=signal)
+    matched = rule_matched_by(signal, suppressed=silence is not None, rules=rules)
+    codes = signal_codes(signal, suppressed=silence is not None, rule_matched=matched)
     event_id = uuid.uuid4().hex
     event = ledger_append(
         type=SIGNAL_EVENT,
         subject=f"signal/{sid}",
-        data=signal_event_data(sid, signal, silence.id if silence else None),
+        data=signal_event_data(sid, signal, silence.id if silence else None, matched),
         tenant=tenant.slug,
         actor=actor,
         time=signal.observed_at,
-        reason_codes=["SUPPRESSED_BY_SILENCE"] if silence else [],
+        reason_codes=codes,
         causation_id=causation_id,
         idempotency_key=f"signal:{sid}",
         event_id=event_id,
@@ -186,6 +239,7 @@ def _store_one(
         generator_url=signal.generator_url,
         received_at=received_at,
         suppressed_by=silence,
+        reason_codes=codes,
     )
     return row, False, event
 
@@ -211,6 +265,7 @@ def signal_ingest(
         causation_id = cause.fields["id"]
     result = IngestResult()
     rules = current_rule_versions(tenant=tenant)
+    contents = [rv.content() for rv in rules]
     detection_locks_take(scopes=[(tenant.pk, signal.service) for signal in signals])
     stored: list[tuple[Signal, LedgerEvent | DeferredEvent]] = []
     # check_keys=False: under the detection lock, a signal without a row is new, so its key is too
@@ -218,14 +273,19 @@ def signal_ingest(
         cause_event = ledger_append_prepared([cause])[0] if cause is not None else None
         for signal in signals:
             row, duplicate, event = _store_one(
-                tenant=tenant, signal=signal, actor=actor, causation_id=causation_id, received_at=received_at
+                tenant=tenant,
+                signal=signal,
+                actor=actor,
+                causation_id=causation_id,
+                received_at=received_at,
+                rules=contents,
             )
             result.signals.append(row)
             if duplicate:
                 result.duplicates.append(row.id)
                 continue
             stored.append((row, event))
-            if row.status == "firing" and row.suppressed_by_id is None:
+            if row.status == "firing" and row.suppressed_by_id is None and row.service:
                 result.outcomes.extend(signal_evaluate(signal=row, causation_id=event.id, rules=rules))
     # The delivery's events are on the chain now (and its lock held to the commit): the real seqs.
     seqs_settle([*stored, *((o.evidence, o.evidence_event) for o in result.outcomes)])
