@@ -251,9 +251,9 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {row['cumulative_ms_per_request']:.3f} |"
             )
         out.append("")
-    from bench import console, flow, policy, proofs, signals  # these parts write their own sections
+    from bench import console, flow, policy, proofs, signals, storm  # these parts write their own sections
 
-    for part in (proofs, policy, flow, console, signals):
+    for part in (proofs, policy, flow, console, signals, storm):
         out += part.report(results)
     machine = results["machine"]
     pg = machine.get("postgresql", {})

@@ -5,9 +5,11 @@ normalised never reaches it) and, in one transaction per delivery:
 1. takes the detection lock of each (tenant, service) the delivery touches (`detection_locks_take`):
    deliveries to the same service are serialised from here to their commit, deliveries to different
    services run side by side;
-2. appends `controlplane.signal.received` with the idempotency key `signal:<id>`: a redelivery of the same
+2. reads, in one query each for the whole delivery, which of its signals are stored already and the
+   silences that could cover any of them (set-based: no per-alert round trip for either);
+3. appends `controlplane.signal.received` with the idempotency key `signal:<id>`: a redelivery of the same
    alert (same tenant, source, fingerprint, status and start) writes nothing and is reported as duplicate;
-3. records the silence that suppresses it, if any (reason code SUPPRESSED_BY_SILENCE);
+   records the silence that suppresses it, if any (reason code SUPPRESSED_BY_SILENCE);
 4. for a firing, unsuppressed signal, evaluates every current rule version (`services.promotion`).
 
 Every ledger append of the delivery is deferred (`controlplane.ledger.batch.ledger_deferred`) and the
@@ -101,22 +103,48 @@ def detection_locks_take(*, scopes: Iterable[tuple[int, str]]) -> None:
     if connection.vendor != "postgresql":
         return
     keys = sorted({_detection_key(tenant_id, service) for tenant_id, service in scopes})
+    if not keys:
+        return
+    # One round trip for every service of the delivery: unnest yields the sorted keys in array order,
+    # and each row's lock is taken (waiting as needed) before the next row is produced.
     with connection.cursor() as cursor:
-        for key in keys:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DETECTION_LOCK_CLASS, key])
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, key)) FROM unnest(%s::integer[]) AS key",
+            [_DETECTION_LOCK_CLASS, keys],
+        )
 
 
-def silence_matching(*, tenant_id: int, signal: NormalisedSignal) -> Silence | None:
-    """The first active silence (oldest first) whose matchers and time range cover the signal.
+def silences_in_force(*, tenant_id: int, signals: list[NormalisedSignal]) -> list[Silence]:
+    """The active silences whose range meets any of the delivery's signals' own times, oldest first: one
+    query for a whole delivery (each signal is then matched against these in memory)."""
+    if not signals:
+        return []
+    times = [signal.observed_at for signal in signals]
+    return list(
+        Silence.objects.filter(
+            tenant_id=tenant_id,
+            status=SilenceStatus.ACTIVE,
+            starts_at__lte=max(times),
+            ends_at__gt=min(times),
+        ).order_by("created_at", "id")
+    )
+
+
+def silence_matching(
+    *, tenant_id: int, signal: NormalisedSignal, candidates: list[Silence] | None = None
+) -> Silence | None:
+    """The first active silence (oldest first) whose matchers and time range cover the signal; among
+    `candidates` (from `silences_in_force`) when given, else read.
 
     The range is compared with the signal's own time, so a silence that has ended stops matching and
     a late delivery of a signal observed during the silence is still suppressed.
     """
     observed = signal.observed_at
-    candidates = Silence.objects.filter(
-        tenant_id=tenant_id, status=SilenceStatus.ACTIVE, starts_at__lte=observed, ends_at__gt=observed
-    ).order_by("created_at", "id")
+    if candidates is None:
+        candidates = silences_in_force(tenant_id=tenant_id, signals=[signal])
     for silence in candidates:
+        if not silence.starts_at <= observed < silence.ends_at:
+            continue
         if silence.match_service and silence.match_service != signal.service:
             continue
         if silence.match_name and silence.match_name != signal.name:
@@ -196,12 +224,14 @@ def _store_one(
     causation_id: str,
     received_at: datetime,
     rules: list[dict[str, Any]],
+    known: dict[str, Signal],
+    silences: list[Silence],
 ) -> tuple[Signal, bool, LedgerEvent | DeferredEvent | None]:
     sid = signal_id(tenant=tenant.slug, signal=signal)
-    existing = Signal.objects.filter(pk=sid).first()
+    existing = known.get(sid)
     if existing is not None:
         return existing, True, None
-    silence = silence_matching(tenant_id=tenant.pk, signal=signal)
+    silence = silence_matching(tenant_id=tenant.pk, signal=signal, candidates=silences)
     matched = rule_matched_by(signal, suppressed=silence is not None, rules=rules)
     codes = signal_codes(signal, suppressed=silence is not None, rule_matched=matched)
     event_id = uuid.uuid4().hex
@@ -241,6 +271,7 @@ def _store_one(
         suppressed_by=silence,
         reason_codes=codes,
     )
+    known[sid] = row  # the same alert again later in this delivery is a duplicate
     return row, False, event
 
 
@@ -267,6 +298,11 @@ def signal_ingest(
     rules = current_rule_versions(tenant=tenant)
     contents = [rv.content() for rv in rules]
     detection_locks_take(scopes=[(tenant.pk, signal.service) for signal in signals])
+    # Set-based, under the detection locks: which of the delivery's signals are stored already (one
+    # query), and the silences that could cover any of them (one query).
+    ids = {signal_id(tenant=tenant.slug, signal=signal) for signal in signals}
+    known = {row.pk: row for row in Signal.objects.filter(pk__in=ids)}
+    silences = silences_in_force(tenant_id=tenant.pk, signals=signals)
     stored: list[tuple[Signal, LedgerEvent | DeferredEvent]] = []
     # check_keys=False: under the detection lock, a signal without a row is new, so its key is too
     with ledger_deferred(check_keys=False):
@@ -279,6 +315,8 @@ def signal_ingest(
                 causation_id=causation_id,
                 received_at=received_at,
                 rules=contents,
+                known=known,
+                silences=silences,
             )
             result.signals.append(row)
             if duplicate:

@@ -44,7 +44,7 @@ def _alert(n: int, *, resolved: bool = False) -> dict:
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_grouped_deliveries_open_one_incident_per_service_and_store_every_signal_once(tenant):
     make_rule(tenant, name="any-errors", match_service="", threshold=3, window_seconds=3600)
-    chooser = random.Random(17)  # noqa: S311 - a fixed storm, not security
+    chooser = random.Random(17)
     universe = 160
     deliveries = []
     for _ in range(DELIVERIES):
@@ -82,3 +82,31 @@ def test_concurrent_grouped_deliveries_open_one_incident_per_service_and_store_e
     assert verify_chain().ok
     report = replay_incidents()
     assert report.ok, [str(d) for d in report.differences[:5]]
+
+
+def _queries(tenant, alerts) -> int:
+    from django.db import connection as conn
+    from django.test.utils import CaptureQueriesContext
+
+    signals = normalise.from_alertmanager(am_payload(*alerts), source="alertmanager/storm")
+    with CaptureQueriesContext(conn) as captured:
+        services.signal_ingest(tenant=tenant, signals=signals, actor="storm")
+    return len(captured)
+
+
+@pytest.mark.django_db
+def test_dedupe_and_silence_matching_are_set_based_not_per_alert(tenant, oncall):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    services.silence_create(
+        actor=oncall,
+        reason="maintenance",
+        match_labels={"instance": "10.0.1.1:9100"},
+        ends_at=timezone.now() + timedelta(hours=1),
+    )
+    small, large = [_alert(n) for n in range(2)], [_alert(n) for n in range(100, 140)]
+    _queries(tenant, small), _queries(tenant, large)
+    # a redelivery of a whole group writes nothing and reads the same whatever its size
+    assert _queries(tenant, small) == _queries(tenant, large)

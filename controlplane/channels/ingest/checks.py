@@ -158,6 +158,33 @@ class Attempt:
     producer: Producer | None = None
 
 
+def ingest_batch_check(
+    request: HttpRequest, attempt: Attempt
+) -> list[services.CheckedDelivery | ControlPlaneError]:
+    """Authenticate and check a batched delivery (`application/cloudevents-batch+json`): the batch's
+    refusal is raised; otherwise each event's checked delivery or its own refusal. Writes nothing."""
+    found = _authenticate(request.META)
+    attempt.producer = found.producer
+    try:
+        body = request.body
+    except RequestDataTooBig as exc:
+        raise ControlPlaneError("MALFORMED_EVENT", "the body is larger than the upload limit") from exc
+    meta = request.META
+    arguments = {
+        "producer": found.producer,
+        "body": body,
+        "webhook_id": meta.get("HTTP_WEBHOOK_ID"),
+        "webhook_timestamp": meta.get("HTTP_WEBHOOK_TIMESTAMP"),
+        "webhook_signature": meta.get("HTTP_WEBHOOK_SIGNATURE"),
+    }
+    try:
+        return services.events_batch_check(keys=found.keys, **arguments)
+    except ControlPlaneError as exc:
+        if exc.code not in ("SIGNATURE_INVALID", "KEY_UNKNOWN"):
+            raise
+        return services.events_batch_check(keys=_fresh_keys(found), **arguments)
+
+
 def ingest_check(
     request: HttpRequest, attempt: Attempt, *, offline: bool = False
 ) -> services.CheckedDelivery:

@@ -32,8 +32,14 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
-from controlplane.channels import services
-from controlplane.channels.ingest.checks import Attempt, ingest_check, json_response, refusal
+from controlplane.channels import cloudevents, services
+from controlplane.channels.ingest.checks import (
+    Attempt,
+    ingest_batch_check,
+    ingest_check,
+    json_response,
+    refusal,
+)
 from controlplane.kernel.admission import InflightLimit
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.outages import outage_code
@@ -168,6 +174,8 @@ def ingest_post(request: HttpRequest) -> HttpResponse:
         return refusal(ControlPlaneError("INGEST_OVERLOADED"), request_id)
     attempt = Attempt()
     try:
+        if request.content_type == cloudevents.BATCH_MEDIA_TYPE:
+            return _batch_post(request, attempt)
         accepted = _append(ingest_check(request, attempt))
         return json_response(accepted.as_dict(), 201)
     except ControlPlaneError as exc:
@@ -180,3 +188,22 @@ def ingest_post(request: HttpRequest) -> HttpResponse:
         return refusal(ControlPlaneError(code), request_id)
     finally:
         semaphore.release()
+
+
+def _batch_post(request: HttpRequest, attempt: Attempt) -> HttpResponse:
+    """A batched delivery, verified as one and appended in one transaction (one chain append): `200` with
+    each event's outcome in order — `accepted` with its seq, or refused with its code (a duplicate, on the
+    chain or earlier in the batch, is refused alone, naming the original seq). Each refusal is counted."""
+    checked = ingest_batch_check(request, attempt)
+    valid = [item for item in checked if not isinstance(item, ControlPlaneError)]
+    appended = iter(services.deliveries_append(valid) if valid else [])
+    events, accepted = [], 0
+    for index, item in enumerate(checked):
+        outcome = item if isinstance(item, ControlPlaneError) else next(appended)
+        if isinstance(outcome, ControlPlaneError):
+            services.rejection_record(producer=attempt.producer, code=outcome.code)
+            events.append({"index": index, "outcome": "refused", **outcome.as_dict()})
+        else:
+            accepted += 1
+            events.append({"index": index, "outcome": "accepted", **outcome.as_dict()})
+    return json_response({"accepted": accepted, "refused": len(events) - accepted, "events": events}, 200)
