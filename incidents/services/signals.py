@@ -10,7 +10,9 @@ normalised never reaches it) and, in one transaction per delivery:
 3. appends `controlplane.signal.received` with the idempotency key `signal:<id>`: a redelivery of the same
    alert (same tenant, source, fingerprint, status and start) writes nothing and is reported as duplicate;
    records the silence that suppresses it, if any (reason code SUPPRESSED_BY_SILENCE);
-4. for a firing, unsuppressed signal, evaluates every current rule version (`services.promotion`).
+4. runs one detection pass per delivery (`detection_triggers`): of its new, firing, unsuppressed signals
+   that a rule matches, per service, only the last (and any earlier one outside every later one's
+   window) is evaluated (`services.promotion`), its bundle counting the others.
 
 Every ledger append of the delivery is deferred (`controlplane.ledger.batch.ledger_deferred`) and the
 whole delivery's events go on the chain together at the end, so the chain's global lock is held only
@@ -21,11 +23,13 @@ and under the lock those are exactly the signals recorded before it on the chain
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -37,7 +41,7 @@ from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append, ledger_append_prepared
 from incidents import detection
-from incidents.models import Signal, Silence, SilenceStatus
+from incidents.models import DetectionRuleVersion, Signal, Silence, SilenceStatus
 from incidents.normalise import NormalisedSignal, format_time, signal_id
 from incidents.services.common import seq_of, seqs_settle
 from incidents.services.promotion import Outcome, signal_evaluate
@@ -201,18 +205,7 @@ def rule_matched_by(
     None when the question does not arise (resolved, suppressed or unattributed: no rule counts it)."""
     if signal.status != "firing" or suppressed or signal.unattributed:
         return None
-    facts = detection.SignalFacts(
-        id="",
-        seq=0,
-        source=signal.source,
-        service=signal.service,
-        name=signal.name,
-        severity=signal.severity,
-        labels=signal.labels,
-        status=signal.status,
-        observed_at=signal.observed_at,
-        suppressed=False,
-    )
+    facts = _facts_of(signal)
     return any(detection.matches(content, facts) for content in rules)
 
 
@@ -275,6 +268,69 @@ def _store_one(
     return row, False, event
 
 
+def detection_triggers(
+    *,
+    signals: list[NormalisedSignal],
+    tenant: Tenant,
+    known: set[str],
+    silences: list[Silence],
+    rules: list[DetectionRuleVersion],
+    contents: list[dict[str, Any]],
+) -> list[list[DetectionRuleVersion]]:
+    """One detection pass per delivery: per signal, the rule versions it is evaluated under.
+
+    Of a delivery's new, firing, unsuppressed, attributed signals that a rule matches, grouped by service,
+    only those that no later one of the group counts are evaluated: the last, and any earlier one outside
+    every later one's window. Evaluated as the last, a signal's bundle holds every earlier match of the
+    delivery inside its window (they are stored before it), so each signal of the delivery is counted by
+    one evaluation instead of each making a bundle of its own (and its three or four events). Replay
+    judges each bundle by its recorded trigger, as before: the signals recorded up to it in its window.
+    """
+    seen = set(known)
+    groups: dict[tuple[int, str], list[tuple[int, datetime]]] = defaultdict(list)
+    for index, signal in enumerate(signals):
+        sid = signal_id(tenant=tenant.slug, signal=signal)
+        if sid in seen:
+            continue
+        seen.add(sid)
+        if signal.status != "firing" or signal.unattributed:
+            continue
+        if silence_matching(tenant_id=tenant.pk, signal=signal, candidates=silences) is not None:
+            continue
+        facts = _facts_of(signal)
+        for number, content in enumerate(contents):
+            if detection.matches(content, facts):
+                groups[(number, signal.service)].append((index, signal.observed_at))
+    chosen: list[list[DetectionRuleVersion]] = [[] for _ in signals]
+    for (number, _service), members in groups.items():
+        window = timedelta(seconds=contents[number]["window_seconds"])
+        later: list[datetime] = []  # observed times of the group's later members, sorted
+        for index, observed in reversed(members):
+            # counted by a later member t when t.observed - W <= observed <= t.observed
+            at = bisect.bisect_left(later, observed)
+            if not (at < len(later) and later[at] <= observed + window):
+                chosen[index].append(rules[number])
+            bisect.insort(later, observed)
+    for rule_versions in chosen:  # each signal's rules in the order ingest evaluates them
+        rule_versions.sort(key=rules.index)
+    return chosen
+
+
+def _facts_of(signal: NormalisedSignal) -> detection.SignalFacts:
+    return detection.SignalFacts(
+        id="",
+        seq=0,
+        source=signal.source,
+        service=signal.service,
+        name=signal.name,
+        severity=signal.severity,
+        labels=signal.labels,
+        status=signal.status,
+        observed_at=signal.observed_at,
+        suppressed=False,
+    )
+
+
 @transaction.atomic
 def signal_ingest(
     *,
@@ -303,11 +359,14 @@ def signal_ingest(
     ids = {signal_id(tenant=tenant.slug, signal=signal) for signal in signals}
     known = {row.pk: row for row in Signal.objects.filter(pk__in=ids)}
     silences = silences_in_force(tenant_id=tenant.pk, signals=signals)
+    triggers = detection_triggers(
+        signals=signals, tenant=tenant, known=set(known), silences=silences, rules=rules, contents=contents
+    )
     stored: list[tuple[Signal, LedgerEvent | DeferredEvent]] = []
     # check_keys=False: under the detection lock, a signal without a row is new, so its key is too
     with ledger_deferred(check_keys=False):
         cause_event = ledger_append_prepared([cause])[0] if cause is not None else None
-        for signal in signals:
+        for index, signal in enumerate(signals):
             row, duplicate, event = _store_one(
                 tenant=tenant,
                 signal=signal,
@@ -323,8 +382,10 @@ def signal_ingest(
                 result.duplicates.append(row.id)
                 continue
             stored.append((row, event))
-            if row.status == "firing" and row.suppressed_by_id is None and row.service:
-                result.outcomes.extend(signal_evaluate(signal=row, causation_id=event.id, rules=rules))
+            if row.status == "firing" and row.suppressed_by_id is None and row.service and triggers[index]:
+                result.outcomes.extend(
+                    signal_evaluate(signal=row, causation_id=event.id, rules=triggers[index])
+                )
     # The delivery's events are on the chain now (and its lock held to the commit): the real seqs.
     seqs_settle([*stored, *((o.evidence, o.evidence_event) for o in result.outcomes)])
     if cause_event is not None:

@@ -11,7 +11,7 @@ from controlplane.channels.models import Delivery
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 from incidents.models import Signal
-from tests.channels.support import URL, cloudevent, make_deliver, written
+from tests.channels.support import cloudevent, make_deliver, written
 from tests.incidents.factories import generic
 
 pytestmark = pytest.mark.django_db

@@ -110,3 +110,25 @@ def test_dedupe_and_silence_matching_are_set_based_not_per_alert(tenant, oncall)
     _queries(tenant, small), _queries(tenant, large)
     # a redelivery of a whole group writes nothing and reads the same whatever its size
     assert _queries(tenant, small) == _queries(tenant, large)
+
+
+@pytest.mark.django_db
+def test_one_detection_pass_per_delivery_and_every_alert_still_counted(tenant, rule):
+    """Six matching alerts in one delivery, two clusters further apart than the rule's window (300 s):
+    one evaluation per cluster (its last alert's bundle counts the cluster), not one per alert."""
+    from incidents.models import EvidenceBundle
+
+    times = [0, 30, 60, 1000, 1030, 1060]
+    alerts = [am_alert(starts=at(t), fingerprint=f"{t:016x}") for t in times]
+    signals = normalise.from_alertmanager(am_payload(*alerts), source="alertmanager/storm")
+    result = services.signal_ingest(tenant=tenant, signals=signals, actor="storm")
+    assert [(o.decision.decision, o.opened) for o in result.outcomes] == [
+        ("PROMOTE", True),
+        ("PROMOTE", False),
+    ]
+    bundles = [sorted(b.signal_ids) for b in EvidenceBundle.objects.order_by("seq")]
+    ids = [s.id for s in result.signals]
+    assert bundles == [sorted(ids[:3]), sorted(ids[3:])]
+    # 6 signals, one bundle of 3 events per cluster, the incident opened and attached once
+    assert LedgerEvent.objects.filter(seq__gte=result.signals[0].seq).count() == 6 + 2 * 3 + 2
+    assert replay_incidents().ok
