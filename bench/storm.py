@@ -35,7 +35,7 @@ def _iso(moment: datetime) -> str:
 def _alert(run: str, n: int, base: datetime) -> dict[str, Any]:
     service = f"svc-{n % SERVICES}"
     starts = base + timedelta(milliseconds=50 * n)
-    resolved = n % 10 == 9
+    resolved = (n // SERVICES) % 10 == 9  # one alert in ten of each service resolved
     return {
         "status": "resolved" if resolved else "firing",
         "labels": {
