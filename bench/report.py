@@ -266,9 +266,17 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {row['cumulative_ms_per_request']:.3f} |"
             )
         out.append("")
-    from bench import console, flow, plugins, policy, proofs, signals  # these parts write their own sections
+    from bench import (  # these parts write their own sections
+        console,
+        flow,
+        plugins,
+        policy,
+        proofs,
+        signals,
+        storm,
+    )
 
-    for part in (proofs, policy, flow, console, signals, plugins):
+    for part in (proofs, policy, flow, console, signals, plugins, storm):
         out += part.report(results)
     machine = results["machine"]
     pg = machine.get("postgresql", {})

@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="tiny sizes everywhere: checks the machinery, measures nothing")
     add(
         "--only",
-        default="sink,noop,ingest,profile,shedding,chain,verify,proofs,policy,flow,console,signals,plugins",
+        default="sink,noop,ingest,profile,shedding,chain,verify,proofs,policy,flow,console,signals,plugins,storm",
         help="comma-separated parts to run",
     )
     add("--rates", default=DEFAULT_RATES, help="ingest offered rates, events/s")
@@ -350,6 +350,11 @@ def run(args: argparse.Namespace, *, work: Path) -> dict[str, Any]:
         results["approval_queue"] = console.approval_queue_bench(
             pending=args.queue_pending, steps_per_plan=args.queue_steps, renders=args.queue_renders, log=_log
         )
+    if "storm" in only:
+        from bench import storm
+
+        _log("alert storm: grouped Alertmanager deliveries of 1, 10, 100 and 500 alerts ...")
+        results["storm"] = storm.storm_bench(quick=args.quick, log=_log)
     if "signals" in only:
         from bench import signals
 

@@ -4,9 +4,10 @@ Serve it with gunicorn's uvicorn worker (docs/operations.md):
 
     gunicorn -k uvicorn_worker.UvicornWorker controlplane.asgi:application
 
-Ingest deliveries take controlplane.channels.ingest.event_loop (same checks and answers as the WSGI
-path, appended by a group commit on the loop); every other request goes to Django's ASGI
-handler unchanged. Prints the start-up banner once per process.
+Ingest deliveries of one event take controlplane.channels.ingest.event_loop (same checks and answers as
+the WSGI path, appended by a group commit on the loop); every other request goes to Django's ASGI handler
+unchanged (a batched delivery too: Django's view appends the batch in one transaction). Prints the
+start-up banner once per process.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from controlplane.channels.ingest import event_loop as ingest_event_loop  # noqa
 from controlplane.serving import INGEST_PATH, freeze_startup_objects  # noqa: E402
 from controlplane.startup import log_banner  # noqa: E402
 
+_BATCH = b"application/cloudevents-batch+json"
+
+
+def _is_batch(scope: dict[str, Any]) -> bool:
+    """A batched delivery goes to Django's view (controlplane.channels.ingest.lean), which appends the
+    whole batch in one transaction; the loop's path takes one event per request."""
+    return any(name == b"content-type" and value.startswith(_BATCH) for name, value in scope["headers"])
+
 
 class IngestRouter:
     """ASGI: ingest POSTs to the loop's own handler, lifespan answered here, the rest to Django."""
@@ -40,6 +49,7 @@ class IngestRouter:
             and scope["type"] == "http"
             and scope["path"] == INGEST_PATH
             and scope["method"] == "POST"
+            and not _is_batch(scope)
         ):
             await ingest_event_loop.handle(scope, receive, send)
         else:

@@ -71,6 +71,9 @@ MIDDLEWARE = [
     "controlplane.middleware.RequestIdMiddleware",
     # Content-Security-Policy, Cache-Control: no-store, TRACE refused (controlplane/security_headers.py).
     "controlplane.security_headers.SecurityHeadersMiddleware",
+    # Past CONTROLPLANE_MAX_INFLIGHT_REQUESTS or with no database connection to be had: a coded 503 with
+    # Retry-After (SERVER_OVERLOADED, DATABASE_BUSY) before anything else runs.
+    "controlplane.middleware.AdmissionMiddleware",
     # PostgreSQL or Redis lost mid-request: a coded 503 (DATABASE_UNAVAILABLE, BROKER_UNAVAILABLE).
     "controlplane.middleware.OutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -111,9 +114,27 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
+# PostgreSQL connections come from a bounded pool per process (Django's psycopg pool): at most
+# DATABASE_POOL_MAX_SIZE, a request waiting at most DATABASE_POOL_TIMEOUT seconds for one before it is
+# answered 503 DATABASE_BUSY (controlplane.middleware.AdmissionMiddleware). Size it with the process's
+# threads (gunicorn gthread: threads <= max size; ASGI: CONTROLPLANE_MAX_INFLIGHT_REQUESTS bounds them)
+# and keep processes x max size under PostgreSQL's max_connections (docs/operations.md). 0: no pool,
+# a persistent connection per thread (DATABASE_CONN_MAX_AGE), as before.
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASE_POOL_MAX_SIZE > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # a pooled connection goes back to the pool instead
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(env.int("DATABASE_POOL_MIN_SIZE", default=2), DATABASE_POOL_MAX_SIZE),
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=2.0),
+            # how long an idle connection above min_size is kept, and the longest any one lives
+            "max_idle": env.float("DATABASE_POOL_MAX_IDLE", default=300.0),
+            "max_lifetime": env.float("DATABASE_POOL_MAX_LIFETIME", default=1800.0),
+        }
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 elif not IS_DEV:
     raise ImproperlyConfigured("stage and prod require a PostgreSQL DATABASE_URL")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -275,6 +296,9 @@ CONTROLPLANE_INGEST_MAX_INFLIGHT = env.int("CONTROLPLANE_INGEST_MAX_INFLIGHT", d
 # (controlplane.asgi) when the event loop runs this late or a batch has waited this long for the chain;
 # under gunicorn's controlplane.serving.QueueTimeWorker, when it waited this long for a thread. 0: off.
 CONTROLPLANE_INGEST_QUEUE_BUDGET_MS = env.int("CONTROLPLANE_INGEST_QUEUE_BUDGET_MS", default=50)
+# Every endpoint but the lean ingest path: requests served at once per process before one more is answered
+# 503 SERVER_OVERLOADED with Retry-After (controlplane.middleware.AdmissionMiddleware). 0 admits none.
+CONTROLPLANE_MAX_INFLIGHT_REQUESTS = env.int("CONTROLPLANE_MAX_INFLIGHT_REQUESTS", default=64)
 # Ingest caches successful token/producer/key lookups this long per process: the bound on how late a
 # revocation (token, grant, key, principal) made in another process takes effect on ingest. 0: no cache.
 CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS = env.float("CONTROLPLANE_INGEST_AUTH_CACHE_SECONDS", default=1.0)

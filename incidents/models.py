@@ -70,6 +70,12 @@ class Signal(models.Model):
     suppressed_by = models.ForeignKey(
         "Silence", on_delete=models.PROTECT, null=True, blank=True, related_name="suppressed_signals"
     )
+    reason_codes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What ingest found, as its event records it: SIGNAL_UNATTRIBUTED (no label named the "
+        "service; `service` is empty), SUPPRESSED_BY_SILENCE, SIGNAL_NO_RULE_MATCHED.",
+    )
 
     class Meta:
         ordering = ["seq"]
@@ -80,6 +86,33 @@ class Signal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.service}/{self.name} {self.status} {self.severity}"
+
+
+class LabelMapping(AppendOnlyModel):
+    """One immutable version of a tenant's label mapping: which alert labels, tried in order, name the
+    service of an Alertmanager or Grafana alert. Version 0 (no row) is the default, `service | app | job`;
+    every change is a new version, ledgered, and each signal records the version that attributed it.
+    `id` = SHA-256 of the canonical (tenant, version, service labels)."""
+
+    immutable_code = "LABEL_MAPPING_INVALID"
+    immutable_detail = "a label mapping version never changes; make a new one"
+
+    id = models.CharField(primary_key=True, max_length=64)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="label_mappings")
+    version = models.PositiveIntegerField()
+    service_labels = models.JSONField(help_text="Label names tried in order; the first non-empty one wins.")
+    created_by = models.CharField(max_length=255)
+    created_at = models.DateTimeField()
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["tenant", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "version"], name="one_label_mapping_version_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"label mapping v{self.version}: {' | '.join(self.service_labels)}"
 
 
 class DetectionRule(models.Model):

@@ -1,9 +1,12 @@
 """From what monitoring sends to one signal shape. Pure: no database, no clock.
 
 Every source's payload becomes a list of `NormalisedSignal`s, or a `SignalRefused` naming the field at
-fault (`alerts[2].labels.service`, `startsAt` ...). The whole delivery is refused when any of its alerts
-cannot be normalised: nothing of it is written. The severity table and the label fallbacks are the
-documented contract (docs/incidents.md); change them only together with that page.
+fault (`alerts[2].status`, `startsAt` ...). The whole delivery is refused when any of its alerts cannot be
+normalised: nothing of it is written. An Alertmanager or Grafana alert whose labels name no service (none
+of the tenant's label mapping, `service | app | job` by default) is not refused: it becomes a signal with
+an empty service, stored as unattributed (SIGNAL_UNATTRIBUTED), so one label never loses a delivery.
+The severity table and the default label mapping are the documented contract (docs/incidents.md);
+change them only together with that page.
 """
 
 from __future__ import annotations
@@ -68,6 +71,13 @@ class NormalisedSignal:
     ends_at: datetime | None
     generator_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Alertmanager and Grafana: the label mapping version that attributed it and the label that named the
+    # service ("" when none did: unattributed). None for sources that name the service themselves.
+    attribution: dict[str, Any] | None = None
+
+    @property
+    def unattributed(self) -> bool:
+        return not self.service
 
     @property
     def observed_at(self) -> datetime:
@@ -150,14 +160,33 @@ def labels_fingerprint(name: str, service: str, labels: dict[str, str]) -> str:
 
 
 def _from_labels(labels: dict[str, str], names: tuple[str, ...]) -> str:
+    return attribute(labels, names)[0]
+
+
+def attribute(labels: dict[str, str], names: tuple[str, ...] | list[str]) -> tuple[str, str]:
+    """(value, label): the first of `names` that is a non-empty label, or ("", "") when none is."""
     for name in names:
         if labels.get(name, "").strip():
-            return labels[name].strip()
-    return ""
+            return labels[name].strip(), name
+    return "", ""
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Which labels name the service, tried in order, and the version of the mapping that says so."""
+
+    version: int = 0
+    service_labels: tuple[str, ...] = SERVICE_LABELS
 
 
 def _alert(
-    alert: Any, at: str, *, source: str, source_kind: str, common_labels: dict[str, str]
+    alert: Any,
+    at: str,
+    *,
+    source: str,
+    source_kind: str,
+    common_labels: dict[str, str],
+    mapping: LabelMap = LabelMap(),
 ) -> NormalisedSignal:
     """One alert of an Alertmanager (v4) or Grafana (v1) webhook."""
     if not isinstance(alert, dict):
@@ -166,11 +195,9 @@ def _alert(
     annotations = _string_map(alert.get("annotations"), f"{at}.annotations")
     status = _status(alert.get("status"), f"{at}.status")
     name = _text(labels.get(NAME_LABEL), f"{at}.labels.{NAME_LABEL}")
-    service = _from_labels(labels, SERVICE_LABELS)
-    if not service:
-        raise SignalRefused(f"{at}.labels.service", f"no {', '.join(SERVICE_LABELS)} label names the service")
+    service, label = attribute(labels, mapping.service_labels)
     if len(service) > MAX_TEXT:
-        raise SignalRefused(f"{at}.labels.service", f"is longer than {MAX_TEXT} characters")
+        raise SignalRefused(f"{at}.labels.{label}", f"is longer than {MAX_TEXT} characters")
     raw_severity = _from_labels(labels, SEVERITY_LABELS)
     starts_at = parse_time(alert.get("startsAt"), f"{at}.startsAt")
     ends_at = parse_time(alert.get("endsAt", ZERO_TIME), f"{at}.endsAt", allow_zero=True)
@@ -191,10 +218,13 @@ def _alert(
         starts_at=starts_at,
         ends_at=ends_at,
         generator_url=_text(alert.get("generatorURL"), f"{at}.generatorURL", required=False, limit=2000),
+        attribution={"mapping_version": mapping.version, "label": label},
     )
 
 
-def _alerts(payload: Any, version: str, *, source: str, source_kind: str) -> list[NormalisedSignal]:
+def _alerts(
+    payload: Any, version: str, *, source: str, source_kind: str, mapping: LabelMap
+) -> list[NormalisedSignal]:
     if not isinstance(payload, dict):
         raise SignalRefused("(body)", "must be a JSON object")
     if str(payload.get("version", "")) != version:
@@ -206,22 +236,29 @@ def _alerts(payload: Any, version: str, *, source: str, source_kind: str) -> lis
         raise SignalRefused("alerts", f"holds more than {MAX_ALERTS} alerts")
     # commonLabels are, by definition, on every alert already; they are not merged in again.
     return [
-        _alert(alert, f"alerts[{index}]", source=source, source_kind=source_kind, common_labels={})
+        _alert(
+            alert,
+            f"alerts[{index}]",
+            source=source,
+            source_kind=source_kind,
+            common_labels={},
+            mapping=mapping,
+        )
         for index, alert in enumerate(alerts)
     ]
 
 
-def from_alertmanager(payload: Any, *, source: str) -> list[NormalisedSignal]:
+def from_alertmanager(payload: Any, *, source: str, mapping: LabelMap = LabelMap()) -> list[NormalisedSignal]:
     """Prometheus Alertmanager's webhook, payload version 4."""
-    signals = _alerts(payload, "4", source=source, source_kind="alertmanager")
+    signals = _alerts(payload, "4", source=source, source_kind="alertmanager", mapping=mapping)
     if not isinstance(payload.get("groupKey"), str):
         raise SignalRefused("groupKey", "is required (a string)")
     return signals
 
 
-def from_grafana(payload: Any, *, source: str) -> list[NormalisedSignal]:
+def from_grafana(payload: Any, *, source: str, mapping: LabelMap = LabelMap()) -> list[NormalisedSignal]:
     """Grafana Alerting's webhook contact point, payload version 1."""
-    return _alerts(payload, "1", source=source, source_kind="grafana")
+    return _alerts(payload, "1", source=source, source_kind="grafana", mapping=mapping)
 
 
 def from_generic(payload: Any, *, source_kind: str = "generic", at: str = "") -> NormalisedSignal:

@@ -44,11 +44,13 @@ from incidents.models import (
     SilenceStatus,
     severity_max,
 )
-from incidents.normalise import format_time
+from incidents.normalise import SERVICE_LABELS, attribute, format_time
+from incidents.services.labels import LABEL_MAPPING_EVENT
 from incidents.services.rules import rule_version_id
 
 _TYPES = (
     "controlplane.signal.received",
+    LABEL_MAPPING_EVENT,
     "controlplane.detection.rule.versioned",
     "controlplane.evidence.assembled",
     "controlplane.confidence.assessed",
@@ -260,12 +262,15 @@ class _IncidentState:
 
 @dataclass
 class _SignalRecord:
-    """A recorded signal: its event, and the silence replay finds in force for it (None: none)."""
+    """A recorded signal: its event, the silence replay finds in force for it (None: none), and what its
+    attribution and rule match are under the label mapping and rules in force at its seq."""
 
     seq: int
     tenant: str
     data: dict[str, Any]
     silence: str | None
+    attribution: tuple[str, str] | None = None  # (service, label) re-derived; None: the source named it
+    rule_matched: bool | None = None
 
     @property
     def facts(self) -> detection.SignalFacts:
@@ -285,6 +290,10 @@ class _Ledger:
         self.evidence: dict[str, _Evidence] = {}
         self.incidents: dict[str, _IncidentState] = {}
         self.open_by_key: dict[tuple[str, str, str], str] = {}  # (tenant, service, rule) -> open incident
+        self.mappings: dict[str, dict[int, list[str]]] = defaultdict(dict)  # tenant -> version -> labels
+        self.current_rules: dict[str, dict[str, dict[str, Any]]] = defaultdict(
+            dict
+        )  # tenant -> name -> content
         query = (
             Q(type__in=_TYPES) | Q(type__startswith=_INCIDENT_PREFIX) | Q(type__startswith=_SILENCE_PREFIX)
         )
@@ -322,10 +331,28 @@ class _Ledger:
         elif verb == "expired":
             silence.status, silence.ends_at = SilenceStatus.EXPIRED, _time(data["ends_at"])
 
+    def _rederive(self, record: _SignalRecord) -> None:
+        """The signal's service from its recorded labels under the recorded mapping version, and whether a
+        rule in force then matched it (as ingest decides them: services.signals.rule_matched_by)."""
+        data = record.data
+        if "attribution" in data:
+            version = data["attribution"].get("mapping_version", 0)
+            names = SERVICE_LABELS if version == 0 else self.mappings[record.tenant].get(version)
+            record.attribution = attribute(data["labels"], names) if names is not None else ("?", "?")
+        # judged on the recorded suppression: a wrong one is the suppression check's difference, not this
+        if data["status"] != "firing" or data.get("suppressed_by") is not None or not data["service"]:
+            return
+        facts = _facts(record.seq, data, False)
+        contents = self.current_rules[record.tenant].values()
+        record.rule_matched = any(detection.matches(content, facts) for content in contents)
+
     def _read(self, event: LedgerEvent) -> None:
         data = event.data
-        if event.type == "controlplane.signal.received":
+        if event.type == LABEL_MAPPING_EVENT:
+            self.mappings[event.tenant][data["version"]] = data["service_labels"]
+        elif event.type == "controlplane.signal.received":
             record = _SignalRecord(event.seq, event.tenant, data, self._silence_for(event.tenant, data))
+            self._rederive(record)
             self.signals[data["signal"]] = record
             self.by_service[(event.tenant, data["service"])].append(record.facts)
         elif event.type.startswith(_SILENCE_PREFIX):
@@ -333,6 +360,7 @@ class _Ledger:
         elif event.type == "controlplane.detection.rule.versioned":
             self.rules[data["rule_version"]] = data["content"]
             self.rule_events[data["rule_version"]] = event
+            self.current_rules[event.tenant][data["rule"]] = data["content"]
         elif event.type == "controlplane.evidence.assembled":
             self.evidence[data["evidence"]] = _Evidence(event.seq, event.tenant, data)
         elif event.type == "controlplane.confidence.assessed":
@@ -379,10 +407,29 @@ class _Ledger:
             del self.open_by_key[key]
 
 
+def _check_attribution(report: ReplayReport, record: _SignalRecord) -> None:
+    """The recorded service and attributing label, and 'no rule matched', against what replay re-derives
+    (only for events that record them: older events named neither)."""
+    data, subject = record.data, f"signal/{record.data['signal']}"
+    if record.attribution is not None:
+        recorded = (data["service"], data["attribution"].get("label", ""))
+        _mismatch(
+            report, subject, "attribution", list(recorded), list(record.attribution),
+            "REPLAY_ATTRIBUTION_MISMATCH", record.seq,
+        )  # fmt: skip
+    if "rule_matched" in data:
+        _mismatch(
+            report, subject, "rule_matched", data["rule_matched"], record.rule_matched,
+            "REPLAY_ATTRIBUTION_MISMATCH", record.seq,
+        )  # fmt: skip
+
+
 def _check_suppression(report: ReplayReport, ledger: _Ledger, signals: list[str]) -> None:
-    """Each signal's recorded suppression against the silences replay found in force at its time."""
+    """Each signal's recorded suppression against the silences replay found in force at its time (and its
+    attribution, `_check_attribution`)."""
     for sid in signals:
         record = ledger.signals[sid]
+        _check_attribution(report, record)
         recorded = record.data.get("suppressed_by")
         if recorded != record.silence:
             rebuilt = f"silence {record.silence} was in force" if record.silence else "no silence in force"

@@ -197,6 +197,16 @@ def evidence_get(*, tenant: Tenant, evidence_id: str) -> EvidenceBundle | None:
     )
 
 
+def signal_attribution_counts(*, tenant: Tenant) -> dict[str, int]:
+    """How many of the tenant's signals no label attributed, and how many no rule matched (one query)."""
+    counts = Signal.objects.filter(tenant=tenant).aggregate(
+        unattributed=Count("pk", filter=Q(service="")),
+        # icontains on the JSON text: SQLite (the quickstart) has no JSON containment
+        no_rule_matched=Count("pk", filter=Q(reason_codes__icontains="SIGNAL_NO_RULE_MATCHED")),
+    )
+    return {name: value or 0 for name, value in counts.items()}
+
+
 def evidence_signals(evidence: EvidenceBundle) -> list[Signal]:
     return list(Signal.objects.filter(pk__in=evidence.signal_ids).order_by("seq"))
 

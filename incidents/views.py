@@ -257,6 +257,8 @@ def signals(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": rows,
         "sources": selectors.signal_sources(tenant=tenant),
+        # read only when the full page renders it (the template calls it), not for the results fragment
+        "attribution": lambda: selectors.signal_attribution_counts(tenant=tenant),
         "prev_href": f"{base}?{form.filter_query(page=page.previous_page_number())}"
         if page.has_previous()
         else "",

@@ -37,7 +37,8 @@ def _signals_ingest(principal: Principal, signals: list[normalise.NormalisedSign
 
 
 class AlertmanagerWebhook(WebhookAdapter):
-    """Prometheus Alertmanager's webhook (payload version 4). Every alert of the group becomes a signal;
+    """Prometheus Alertmanager's webhook (payload version 4). Every alert of the group becomes a signal,
+    attributed to a service by the tenant's label mapping (or stored unattributed, SIGNAL_UNATTRIBUTED);
     redeliveries (Alertmanager retries, HA peers) are stored once. Answers 200 so Alertmanager stops."""
 
     name = "alertmanager"
@@ -50,7 +51,10 @@ class AlertmanagerWebhook(WebhookAdapter):
         """Alertmanager signs nothing: its bearer token is its authentication."""
 
     def accept(self, request: HttpRequest, principal: Principal) -> dict[str, Any]:
-        signals = normalise.from_alertmanager(json_body(request), source=f"alertmanager/{principal.name}")
+        mapping = services.label_mapping_current(tenant=principal.tenant_id)
+        signals = normalise.from_alertmanager(
+            json_body(request), source=f"alertmanager/{principal.name}", mapping=mapping
+        )
         return _signals_ingest(principal, signals)
 
 
@@ -174,7 +178,10 @@ class GrafanaWebhook(WebhookAdapter):
         grafana_signature_check(headers=request.headers, body=request.body)
 
     def accept(self, request: HttpRequest, principal: Principal) -> dict[str, Any]:
-        signals = normalise.from_grafana(json_body(request), source=f"grafana/{principal.name}")
+        mapping = services.label_mapping_current(tenant=principal.tenant_id)
+        signals = normalise.from_grafana(
+            json_body(request), source=f"grafana/{principal.name}", mapping=mapping
+        )
         return _signals_ingest(principal, signals)
 
 

@@ -29,6 +29,19 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Forget any connection pool built before the test database exists (Django builds it on the first
+    `request_started`, e.g. when a test module imports the ASGI application, with the settings' database
+    name, and keeps it after `create_test_db` renames the database): the next connection builds the pool
+    again, for test_<name>."""
+    from django.db import connections
+
+    for alias in connections:
+        if hasattr(connections[alias], "close_pool"):
+            connections[alias].close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_keys(tmp_path, settings):
     """Each test gets its own ledger key directory and witness directory; the first append generates a

@@ -85,6 +85,11 @@ def _check_extension(name: str, value: Any) -> None:
     raise _malformed(f"extension attribute {name!r} must be a string, an integer or a boolean")
 
 
+# Batched content mode (CloudEvents JSON format, section 4): a JSON array of structured events.
+BATCH_MEDIA_TYPE = "application/cloudevents-batch+json"
+MAX_BATCH = 1000
+
+
 def parse(body: bytes) -> CloudEvent:
     """Parse one structured-mode CloudEvent from raw JSON bytes, or raise MALFORMED_EVENT /
     EVENT_TYPE_RESERVED."""
@@ -93,7 +98,26 @@ def parse(body: bytes) -> CloudEvent:
     except orjson.JSONDecodeError as exc:
         raise _malformed(f"the body is not JSON: {exc}") from exc
     if not isinstance(raw, dict):
-        raise _malformed("the body must be one JSON object (batches are not accepted)")
+        raise _malformed(f"the body must be one JSON object (a batch is sent as {BATCH_MEDIA_TYPE})")
+    return parse_object(raw)
+
+
+def parse_batch(body: bytes) -> list[Any]:
+    """The events of a batched delivery: a JSON array of 1 to MAX_BATCH items (each parsed on its own by
+    `parse_object`), or MALFORMED_EVENT for the whole batch."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _malformed(f"the body is not JSON: {exc}") from exc
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BATCH:
+        raise _malformed(f"a batch is a JSON array of 1 to {MAX_BATCH} CloudEvents")
+    return raw
+
+
+def parse_object(raw: Any) -> CloudEvent:
+    """One structured-mode CloudEvent from its parsed JSON object (MALFORMED_EVENT, EVENT_TYPE_RESERVED)."""
+    if not isinstance(raw, dict):
+        raise _malformed("an event must be a JSON object")
     values = {name: _required_string(raw, name) for name in REQUIRED}
     if values["specversion"] != "1.0":
         raise _malformed(f"specversion must be '1.0', not {values['specversion']!r}")

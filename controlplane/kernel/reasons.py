@@ -558,6 +558,38 @@ _CATALOGUE = [
         409,
         "The plugin's quarantine evidence changed since the release was requested; ask again.",
     ),
+    # Load shedding and alert attribution (the 3 AM path: docs/operations.md, docs/incidents.md)
+    Reason(
+        "SERVER_OVERLOADED",
+        503,
+        "This process is serving as many requests as it admits (CONTROLPLANE_MAX_INFLIGHT_REQUESTS); "
+        "nothing was done. Retry after Retry-After.",
+    ),
+    Reason(
+        "DATABASE_BUSY",
+        503,
+        "Every database connection is in use (the pool's DATABASE_POOL_TIMEOUT passed, or PostgreSQL has "
+        "no slot left); nothing was changed. Retry after Retry-After.",
+    ),
+    Reason(
+        "SIGNAL_UNATTRIBUTED",
+        202,
+        "No label the tenant's label mapping names (service <- service | app | job ...) was on the alert: "
+        "it is stored as an unattributed signal, counted and replayable, and no rule counts it.",
+    ),
+    Reason(
+        "SIGNAL_NO_RULE_MATCHED",
+        200,
+        "No current detection rule of the tenant matches the signal: it is stored, and counts toward no "
+        "incident until a rule names its service (docs/incidents.md, 'A new service needs a rule').",
+    ),
+    Reason("LABEL_MAPPING_INVALID", 400, "The label mapping is invalid (names the field at fault)."),
+    Reason(
+        "REPLAY_ATTRIBUTION_MISMATCH",
+        409,
+        "A signal's recorded service (or none) or 'no rule matched' is not what its recorded labels give "
+        "under the label mapping and rules in force when it was recorded.",
+    ),
 ]
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in _CATALOGUE}

@@ -26,6 +26,8 @@ INGESTED = inline_serializer(
     {
         "accepted": serializers.IntegerField(),
         "duplicates": serializers.IntegerField(),
+        "unattributed": serializers.IntegerField(help_text="signals no label named the service of"),
+        "no_rule_matched": serializers.IntegerField(help_text="signals no current detection rule matches"),
         "signals": serializers.ListField(child=serializers.DictField()),
         "evidence": serializers.ListField(child=serializers.CharField()),
         "decisions": serializers.ListField(child=serializers.DictField()),
@@ -67,6 +69,7 @@ class SignalSerializer(serializers.ModelSerializer):
             "generator_url",
             "received_at",
             "suppressed_by",
+            "reason_codes",
         ]
 
 

@@ -2,6 +2,7 @@
 
 - signals:   `signal_ingest`, `signal_ingest_cloudevent`, `silence_matching`, `detection_locks_take`
 - rules:     `rule_version_create`, `current_rule_versions`
+- labels:    `label_mapping_current`, `label_mapping_set` (which labels name an alert's service)
 - promotion: `signal_evaluate` (called by ingest; evidence, confidence, decision, incident)
 - lifecycle: `incident_acknowledge | _mitigate | _resolve | _close | _reopen | _raise_severity`,
              `allowed_transitions`
@@ -18,6 +19,7 @@ from incidents.services.cloudevents import (
     signal_cloudevent_normalise,
     signal_ingest_cloudevent,
 )
+from incidents.services.labels import label_mapping_current, label_mapping_set
 from incidents.services.lifecycle import (
     allowed_transitions,
     incident_acknowledge,
@@ -56,6 +58,8 @@ __all__ = [
     "incident_raise_severity",
     "incident_reopen",
     "incident_resolve",
+    "label_mapping_current",
+    "label_mapping_set",
     "resolve_silence_approval",
     "rule_version_create",
     "signal_cloudevent_normalise",

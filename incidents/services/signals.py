@@ -5,10 +5,14 @@ normalised never reaches it) and, in one transaction per delivery:
 1. takes the detection lock of each (tenant, service) the delivery touches (`detection_locks_take`):
    deliveries to the same service are serialised from here to their commit, deliveries to different
    services run side by side;
-2. appends `controlplane.signal.received` with the idempotency key `signal:<id>`: a redelivery of the same
+2. reads, in one query each for the whole delivery, which of its signals are stored already and the
+   silences that could cover any of them (set-based: no per-alert round trip for either);
+3. appends `controlplane.signal.received` with the idempotency key `signal:<id>`: a redelivery of the same
    alert (same tenant, source, fingerprint, status and start) writes nothing and is reported as duplicate;
-3. records the silence that suppresses it, if any (reason code SUPPRESSED_BY_SILENCE);
-4. for a firing, unsuppressed signal, evaluates every current rule version (`services.promotion`).
+   records the silence that suppresses it, if any (reason code SUPPRESSED_BY_SILENCE);
+4. runs one detection pass per delivery (`detection_triggers`): of its new, firing, unsuppressed signals
+   that a rule matches, per service, only the last (and any earlier one outside every later one's
+   window) is evaluated (`services.promotion`), its bundle counting the others.
 
 Every ledger append of the delivery is deferred (`controlplane.ledger.batch.ledger_deferred`) and the
 whole delivery's events go on the chain together at the end, so the chain's global lock is held only
@@ -19,11 +23,13 @@ and under the lock those are exactly the signals recorded before it on the chain
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -34,7 +40,8 @@ from controlplane.ledger.batch import DeferredEvent, ledger_deferred
 from controlplane.ledger.chain import PreparedEvent
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.services import ledger_append, ledger_append_prepared
-from incidents.models import Signal, Silence, SilenceStatus
+from incidents import detection
+from incidents.models import DetectionRuleVersion, Signal, Silence, SilenceStatus
 from incidents.normalise import NormalisedSignal, format_time, signal_id
 from incidents.services.common import seq_of, seqs_settle
 from incidents.services.promotion import Outcome, signal_evaluate
@@ -56,13 +63,17 @@ class IngestResult:
         return {
             "accepted": len(self.signals) - len(self.duplicates),
             "duplicates": len(self.duplicates),
+            "unattributed": sum(1 for s in self.signals if "SIGNAL_UNATTRIBUTED" in s.reason_codes),
+            "no_rule_matched": sum(1 for s in self.signals if "SIGNAL_NO_RULE_MATCHED" in s.reason_codes),
             "signals": [
                 {
                     "id": s.id,
                     "duplicate": s.id in self.duplicates,
+                    "service": s.service,
                     "status": s.status,
                     "severity": s.severity,
                     "suppressed_by": s.suppressed_by_id,
+                    "reason_codes": list(s.reason_codes),
                 }
                 for s in self.signals
             ],
@@ -96,22 +107,48 @@ def detection_locks_take(*, scopes: Iterable[tuple[int, str]]) -> None:
     if connection.vendor != "postgresql":
         return
     keys = sorted({_detection_key(tenant_id, service) for tenant_id, service in scopes})
+    if not keys:
+        return
+    # One round trip for every service of the delivery: unnest yields the sorted keys in array order,
+    # and each row's lock is taken (waiting as needed) before the next row is produced.
     with connection.cursor() as cursor:
-        for key in keys:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DETECTION_LOCK_CLASS, key])
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, key)) FROM unnest(%s::integer[]) AS key",
+            [_DETECTION_LOCK_CLASS, keys],
+        )
 
 
-def silence_matching(*, tenant_id: int, signal: NormalisedSignal) -> Silence | None:
-    """The first active silence (oldest first) whose matchers and time range cover the signal.
+def silences_in_force(*, tenant_id: int, signals: list[NormalisedSignal]) -> list[Silence]:
+    """The active silences whose range meets any of the delivery's signals' own times, oldest first: one
+    query for a whole delivery (each signal is then matched against these in memory)."""
+    if not signals:
+        return []
+    times = [signal.observed_at for signal in signals]
+    return list(
+        Silence.objects.filter(
+            tenant_id=tenant_id,
+            status=SilenceStatus.ACTIVE,
+            starts_at__lte=max(times),
+            ends_at__gt=min(times),
+        ).order_by("created_at", "id")
+    )
+
+
+def silence_matching(
+    *, tenant_id: int, signal: NormalisedSignal, candidates: list[Silence] | None = None
+) -> Silence | None:
+    """The first active silence (oldest first) whose matchers and time range cover the signal; among
+    `candidates` (from `silences_in_force`) when given, else read.
 
     The range is compared with the signal's own time, so a silence that has ended stops matching and
     a late delivery of a signal observed during the silence is still suppressed.
     """
     observed = signal.observed_at
-    candidates = Silence.objects.filter(
-        tenant_id=tenant_id, status=SilenceStatus.ACTIVE, starts_at__lte=observed, ends_at__gt=observed
-    ).order_by("created_at", "id")
+    if candidates is None:
+        candidates = silences_in_force(tenant_id=tenant_id, signals=[signal])
     for silence in candidates:
+        if not silence.starts_at <= observed < silence.ends_at:
+            continue
         if silence.match_service and silence.match_service != signal.service:
             continue
         if silence.match_name and silence.match_name != signal.name:
@@ -121,9 +158,11 @@ def silence_matching(*, tenant_id: int, signal: NormalisedSignal) -> Silence | N
     return None
 
 
-def signal_event_data(sid: str, signal: NormalisedSignal, suppressed_by: str | None) -> dict[str, Any]:
+def signal_event_data(
+    sid: str, signal: NormalisedSignal, suppressed_by: str | None, rule_matched: bool | None = None
+) -> dict[str, Any]:
     """Everything detection and replay need, as ledgered (no floats, times as strings)."""
-    return {
+    data = {
         "signal": sid,
         "source": signal.source,
         "source_kind": signal.source_kind,
@@ -141,25 +180,62 @@ def signal_event_data(sid: str, signal: NormalisedSignal, suppressed_by: str | N
         "generator_url": signal.generator_url,
         "suppressed_by": suppressed_by,
     }
+    if signal.attribution is not None:  # Alertmanager, Grafana: the label mapping version and label
+        data["attribution"] = signal.attribution
+    data["rule_matched"] = rule_matched
+    return data
+
+
+def signal_codes(signal: NormalisedSignal, *, suppressed: bool, rule_matched: bool | None) -> list[str]:
+    """The reason codes a new signal's event and row carry (what the webhook's answer shows)."""
+    codes = []
+    if signal.unattributed:
+        codes.append("SIGNAL_UNATTRIBUTED")
+    if suppressed:
+        codes.append("SUPPRESSED_BY_SILENCE")
+    if rule_matched is False:
+        codes.append("SIGNAL_NO_RULE_MATCHED")
+    return codes
+
+
+def rule_matched_by(
+    signal: NormalisedSignal, *, suppressed: bool, rules: list[dict[str, Any]]
+) -> bool | None:
+    """Whether any current rule (its recorded content) matches a firing, unsuppressed, attributed signal;
+    None when the question does not arise (resolved, suppressed or unattributed: no rule counts it)."""
+    if signal.status != "firing" or suppressed or signal.unattributed:
+        return None
+    facts = _facts_of(signal)
+    return any(detection.matches(content, facts) for content in rules)
 
 
 def _store_one(
-    *, tenant: Tenant, signal: NormalisedSignal, actor: str, causation_id: str, received_at: datetime
+    *,
+    tenant: Tenant,
+    signal: NormalisedSignal,
+    actor: str,
+    causation_id: str,
+    received_at: datetime,
+    rules: list[dict[str, Any]],
+    known: dict[str, Signal],
+    silences: list[Silence],
 ) -> tuple[Signal, bool, LedgerEvent | DeferredEvent | None]:
     sid = signal_id(tenant=tenant.slug, signal=signal)
-    existing = Signal.objects.filter(pk=sid).first()
+    existing = known.get(sid)
     if existing is not None:
         return existing, True, None
-    silence = silence_matching(tenant_id=tenant.pk, signal=signal)
+    silence = silence_matching(tenant_id=tenant.pk, signal=signal, candidates=silences)
+    matched = rule_matched_by(signal, suppressed=silence is not None, rules=rules)
+    codes = signal_codes(signal, suppressed=silence is not None, rule_matched=matched)
     event_id = uuid.uuid4().hex
     event = ledger_append(
         type=SIGNAL_EVENT,
         subject=f"signal/{sid}",
-        data=signal_event_data(sid, signal, silence.id if silence else None),
+        data=signal_event_data(sid, signal, silence.id if silence else None, matched),
         tenant=tenant.slug,
         actor=actor,
         time=signal.observed_at,
-        reason_codes=["SUPPRESSED_BY_SILENCE"] if silence else [],
+        reason_codes=codes,
         causation_id=causation_id,
         idempotency_key=f"signal:{sid}",
         event_id=event_id,
@@ -186,8 +262,73 @@ def _store_one(
         generator_url=signal.generator_url,
         received_at=received_at,
         suppressed_by=silence,
+        reason_codes=codes,
     )
+    known[sid] = row  # the same alert again later in this delivery is a duplicate
     return row, False, event
+
+
+def detection_triggers(
+    *,
+    signals: list[NormalisedSignal],
+    tenant: Tenant,
+    known: set[str],
+    silences: list[Silence],
+    rules: list[DetectionRuleVersion],
+    contents: list[dict[str, Any]],
+) -> list[list[DetectionRuleVersion]]:
+    """One detection pass per delivery: per signal, the rule versions it is evaluated under.
+
+    Of a delivery's new, firing, unsuppressed, attributed signals that a rule matches, grouped by service,
+    only those that no later one of the group counts are evaluated: the last, and any earlier one outside
+    every later one's window. Evaluated as the last, a signal's bundle holds every earlier match of the
+    delivery inside its window (they are stored before it), so each signal of the delivery is counted by
+    one evaluation instead of each making a bundle of its own (and its three or four events). Replay
+    judges each bundle by its recorded trigger, as before: the signals recorded up to it in its window.
+    """
+    seen = set(known)
+    groups: dict[tuple[int, str], list[tuple[int, datetime]]] = defaultdict(list)
+    for index, signal in enumerate(signals):
+        sid = signal_id(tenant=tenant.slug, signal=signal)
+        if sid in seen:
+            continue
+        seen.add(sid)
+        if signal.status != "firing" or signal.unattributed:
+            continue
+        if silence_matching(tenant_id=tenant.pk, signal=signal, candidates=silences) is not None:
+            continue
+        facts = _facts_of(signal)
+        for number, content in enumerate(contents):
+            if detection.matches(content, facts):
+                groups[(number, signal.service)].append((index, signal.observed_at))
+    chosen: list[list[DetectionRuleVersion]] = [[] for _ in signals]
+    for (number, _service), members in groups.items():
+        window = timedelta(seconds=contents[number]["window_seconds"])
+        later: list[datetime] = []  # observed times of the group's later members, sorted
+        for index, observed in reversed(members):
+            # counted by a later member t when t.observed - W <= observed <= t.observed
+            at = bisect.bisect_left(later, observed)
+            if not (at < len(later) and later[at] <= observed + window):
+                chosen[index].append(rules[number])
+            bisect.insort(later, observed)
+    for rule_versions in chosen:  # each signal's rules in the order ingest evaluates them
+        rule_versions.sort(key=rules.index)
+    return chosen
+
+
+def _facts_of(signal: NormalisedSignal) -> detection.SignalFacts:
+    return detection.SignalFacts(
+        id="",
+        seq=0,
+        source=signal.source,
+        service=signal.service,
+        name=signal.name,
+        severity=signal.severity,
+        labels=signal.labels,
+        status=signal.status,
+        observed_at=signal.observed_at,
+        suppressed=False,
+    )
 
 
 @transaction.atomic
@@ -211,22 +352,40 @@ def signal_ingest(
         causation_id = cause.fields["id"]
     result = IngestResult()
     rules = current_rule_versions(tenant=tenant)
+    contents = [rv.content() for rv in rules]
     detection_locks_take(scopes=[(tenant.pk, signal.service) for signal in signals])
+    # Set-based, under the detection locks: which of the delivery's signals are stored already (one
+    # query), and the silences that could cover any of them (one query).
+    ids = {signal_id(tenant=tenant.slug, signal=signal) for signal in signals}
+    known = {row.pk: row for row in Signal.objects.filter(pk__in=ids)}
+    silences = silences_in_force(tenant_id=tenant.pk, signals=signals)
+    triggers = detection_triggers(
+        signals=signals, tenant=tenant, known=set(known), silences=silences, rules=rules, contents=contents
+    )
     stored: list[tuple[Signal, LedgerEvent | DeferredEvent]] = []
     # check_keys=False: under the detection lock, a signal without a row is new, so its key is too
     with ledger_deferred(check_keys=False):
         cause_event = ledger_append_prepared([cause])[0] if cause is not None else None
-        for signal in signals:
+        for index, signal in enumerate(signals):
             row, duplicate, event = _store_one(
-                tenant=tenant, signal=signal, actor=actor, causation_id=causation_id, received_at=received_at
+                tenant=tenant,
+                signal=signal,
+                actor=actor,
+                causation_id=causation_id,
+                received_at=received_at,
+                rules=contents,
+                known=known,
+                silences=silences,
             )
             result.signals.append(row)
             if duplicate:
                 result.duplicates.append(row.id)
                 continue
             stored.append((row, event))
-            if row.status == "firing" and row.suppressed_by_id is None:
-                result.outcomes.extend(signal_evaluate(signal=row, causation_id=event.id, rules=rules))
+            if row.status == "firing" and row.suppressed_by_id is None and row.service and triggers[index]:
+                result.outcomes.extend(
+                    signal_evaluate(signal=row, causation_id=event.id, rules=triggers[index])
+                )
     # The delivery's events are on the chain now (and its lock held to the commit): the real seqs.
     seqs_settle([*stored, *((o.evidence, o.evidence_event) for o in result.outcomes)])
     if cause_event is not None:

@@ -77,7 +77,6 @@ def test_resolution_of_a_stored_alert_is_a_new_signal(client, sender_token):
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
-        (lambda p: p["alerts"][1]["labels"].pop("service"), "alerts[1].labels.service"),
         (lambda p: p["alerts"][0]["labels"].pop("alertname"), "alerts[0].labels.alertname"),
         (lambda p: p["alerts"][1].update(startsAt="yesterday"), "alerts[1].startsAt"),
         (lambda p: p["alerts"][0].update(status="pending"), "alerts[0].status"),

@@ -75,6 +75,8 @@ EXCLUDED = {
     # Any JSON body with U+0000 or a lone surrogate in a string is MALFORMED_JSON before the view (PostgreSQL
     # cannot store it); bulk-decide's free-form item objects do not carry the string pattern that says so.
     ("POST /api/v1/approvals/bulk-decide/", "positive_data_acceptance"),
+    # A label mapping names each label once (LABEL_MAPPING_INVALID): DRF's ListField states no uniqueItems.
+    ("POST /api/v1/label-mapping/", "positive_data_acceptance"),
     # DRF's CharField reads a number as its text (`"target": 0.2` is "0.2"): a schema-violating type that
     # the serializer coerces. Refusing it would take strict string fields project-wide (not done yet).
     ("POST /api/v1/killswitch/", "negative_data_rejection"),

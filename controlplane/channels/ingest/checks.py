@@ -35,6 +35,7 @@ from controlplane.identity import services as identity
 from controlplane.identity.authentication import token_failure_record
 from controlplane.identity.models import ApiToken, Grant, Principal, Tenant, hash_token
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.outages import RETRY_AFTER_SECONDS
 from controlplane.kernel.telemetry import response_meta, with_meta
 
 _WWW_AUTHENTICATE = 'Bearer realm="api"'
@@ -56,6 +57,8 @@ def refusal(error: ControlPlaneError, request_id: str | None) -> HttpResponse:
     headers = {"WWW-Authenticate": _WWW_AUTHENTICATE} if error.status == 401 else {}
     if error.code == "INGEST_OVERLOADED":
         headers["Retry-After"] = "1"
+    elif error.code in RETRY_AFTER_SECONDS:  # a database or broker that is down or full
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS[error.code])
     return json_response({**error.as_dict(), "request_id": request_id}, error.status, headers)
 
 
@@ -158,6 +161,33 @@ class Attempt:
     """What a check learnt before it ended: the producer, once known (a refusal is counted against it)."""
 
     producer: Producer | None = None
+
+
+def ingest_batch_check(
+    request: HttpRequest, attempt: Attempt
+) -> list[services.CheckedDelivery | ControlPlaneError]:
+    """Authenticate and check a batched delivery (`application/cloudevents-batch+json`): the batch's
+    refusal is raised; otherwise each event's checked delivery or its own refusal. Writes nothing."""
+    found = _authenticate(request.META)
+    attempt.producer = found.producer
+    try:
+        body = request.body
+    except RequestDataTooBig as exc:
+        raise ControlPlaneError("MALFORMED_EVENT", "the body is larger than the upload limit") from exc
+    meta = request.META
+    arguments = {
+        "producer": found.producer,
+        "body": body,
+        "webhook_id": meta.get("HTTP_WEBHOOK_ID"),
+        "webhook_timestamp": meta.get("HTTP_WEBHOOK_TIMESTAMP"),
+        "webhook_signature": meta.get("HTTP_WEBHOOK_SIGNATURE"),
+    }
+    try:
+        return services.events_batch_check(keys=found.keys, **arguments)
+    except ControlPlaneError as exc:
+        if exc.code not in ("SIGNATURE_INVALID", "KEY_UNKNOWN"):
+            raise
+        return services.events_batch_check(keys=_fresh_keys(found), **arguments)
 
 
 def ingest_check(

@@ -32,8 +32,15 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
-from controlplane.channels import services
-from controlplane.channels.ingest.checks import Attempt, ingest_check, json_response, refusal
+from controlplane.channels import cloudevents, services
+from controlplane.channels.ingest.checks import (
+    Attempt,
+    ingest_batch_check,
+    ingest_check,
+    json_response,
+    refusal,
+)
+from controlplane.kernel.admission import InflightLimit
 from controlplane.kernel.errors import ControlPlaneError
 from controlplane.kernel.outages import outage_code
 from controlplane.ledger.writer import ChainWriter
@@ -55,6 +62,8 @@ LEAN_SKIP = frozenset(
         # browser hardening (CSP, no-store, Clear-Site-Data) and the console session's lifetime
         "controlplane.security_headers.SecurityHeadersMiddleware",
         "controlplane.security_headers.SessionLifetimeMiddleware",
+        # the ingest post has its own in-flight limit (below) and answers a lost database itself
+        "controlplane.middleware.AdmissionMiddleware",
     }
 )
 
@@ -67,25 +76,8 @@ def lean_middleware() -> list[str]:
 # --- the in-flight limit --------------------------------------------------------------------------------
 
 
-class _InflightLimit:
-    """A per-process bound on concurrent ingests, rebuilt if the setting changes (tests lower it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._limit: int | None = None
-        self._semaphore = threading.BoundedSemaphore(1)
-
-    def semaphore(self) -> threading.BoundedSemaphore:
-        limit = max(int(settings.CONTROLPLANE_INGEST_MAX_INFLIGHT), 0)
-        if limit != self._limit:
-            with self._lock:
-                if limit != self._limit:
-                    self._semaphore = threading.BoundedSemaphore(limit)
-                    self._limit = limit
-        return self._semaphore
-
-
-inflight = _InflightLimit()
+# A per-process bound on concurrent ingests (the kernel's admission limit; tests lower the setting).
+inflight = InflightLimit("CONTROLPLANE_INGEST_MAX_INFLIGHT")
 
 
 # --- group commit ---------------------------------------------------------------------------------------
@@ -185,6 +177,8 @@ def ingest_post(request: HttpRequest) -> HttpResponse:
         return refusal(ControlPlaneError("INGEST_OVERLOADED"), request_id)
     attempt = Attempt()
     try:
+        if request.content_type == cloudevents.BATCH_MEDIA_TYPE:
+            return _batch_post(request, attempt)
         accepted = _append(ingest_check(request, attempt))
         return json_response(accepted.as_dict(), 201)
     except ControlPlaneError as exc:
@@ -197,3 +191,22 @@ def ingest_post(request: HttpRequest) -> HttpResponse:
         return refusal(ControlPlaneError(code), request_id)
     finally:
         semaphore.release()
+
+
+def _batch_post(request: HttpRequest, attempt: Attempt) -> HttpResponse:
+    """A batched delivery, verified as one and appended in one transaction (one chain append): `200` with
+    each event's outcome in order — `accepted` with its seq, or refused with its code (a duplicate, on the
+    chain or earlier in the batch, is refused alone, naming the original seq). Each refusal is counted."""
+    checked = ingest_batch_check(request, attempt)
+    valid = [item for item in checked if not isinstance(item, ControlPlaneError)]
+    appended = iter(services.deliveries_append(valid) if valid else [])
+    events, accepted = [], 0
+    for index, item in enumerate(checked):
+        outcome = item if isinstance(item, ControlPlaneError) else next(appended)
+        if isinstance(outcome, ControlPlaneError):
+            services.rejection_record(producer=attempt.producer, code=outcome.code)
+            events.append({"index": index, "outcome": "refused", **outcome.as_dict()})
+        else:
+            accepted += 1
+            events.append({"index": index, "outcome": "accepted", **outcome.as_dict()})
+    return json_response({"accepted": accepted, "refused": len(events) - accepted, "events": events}, 200)

@@ -21,6 +21,7 @@ from controlplane.channels.services.ingest import (
     deliveries_append_pipelined_async,
     event_check,
     event_ingest,
+    events_batch_check,
     signature_verdict,
 )
 from controlplane.channels.services.producers import (
@@ -62,6 +63,7 @@ __all__ = [
     "deliveries_append_pipelined_async",
     "event_check",
     "event_ingest",
+    "events_batch_check",
     "principal_name_for",
     "producer_create",
     "producer_get",

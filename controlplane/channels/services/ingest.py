@@ -240,6 +240,74 @@ def event_check(
     )
 
 
+def events_batch_check(
+    *,
+    producer: Producer,
+    keys: list[ProducerKey],
+    body: bytes,
+    webhook_id: str | None,
+    webhook_timestamp: str | None,
+    webhook_signature: str | None,
+    received_at: datetime | None = None,
+) -> list[CheckedDelivery | ControlPlaneError]:
+    """Verify a batched delivery (`application/cloudevents-batch+json`) as one: its webhook-id and its
+    signature over the whole body, in the same order and with the same codes as one event; then check
+    each event on its own. Raises the batch's refusal; returns, per event, its checked delivery or its own
+    refusal. Each event's delivery is recorded under `<webhook-id>#<index>`, so a retried batch repeats
+    each of its events and each is refused alone (DUPLICATE_EVENT). Writes nothing."""
+    now = received_at or timezone.now()
+    mode = settings.CONTROLPLANE_EVENT_SIGNING_MODE
+    webhook_id = _webhook_id_or_refuse(webhook_id)
+    if webhook_id and len(webhook_id) > 190:
+        raise ControlPlaneError("MALFORMED_EVENT", "a batch's webhook-id is at most 190 characters")
+    verdict = signature_verdict(
+        mode=mode,
+        keys=keys,
+        webhook_id=webhook_id,
+        webhook_timestamp=webhook_timestamp,
+        webhook_signature=webhook_signature,
+        body=body,
+        now=now,
+    )
+    outcomes: list[CheckedDelivery | ControlPlaneError] = []
+    for index, raw in enumerate(cloudevents.parse_batch(body)):
+        item_id = f"{webhook_id}#{index}" if webhook_id else ""
+        try:
+            event = cloudevents.parse_object(raw)
+            signal = None
+            if event.type == SIGNAL_CLOUDEVENT_TYPE:
+                signal = signal_cloudevent_normalise(
+                    principal=producer.principal,
+                    ce_source=event.source,
+                    data=event.data if event.has_data else None,
+                )
+            prepared = _ledger_event(
+                producer=producer,
+                event=event,
+                verdict=verdict,
+                webhook_id=item_id,
+                mode=mode,
+                body=body,
+                now=now,
+                batch_index=index,
+            )
+        except ControlPlaneError as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(
+            CheckedDelivery(
+                producer=producer,
+                webhook_id=item_id,
+                ce_id=event.id,
+                verdict=verdict,
+                event=prepared,
+                received_at=now,
+                signal=signal,
+            )
+        )
+    return outcomes
+
+
 def _ledger_event(
     *,
     producer: Producer,
@@ -249,6 +317,7 @@ def _ledger_event(
     mode: str,
     body: bytes,
     now: datetime,
+    batch_index: int | None = None,
 ) -> PreparedEvent:
     """The ledger event of a checked CloudEvent: its data where it fits (an object), the rest and how it
     was verified in its provenance (docs/ingest.md, "What lands on the ledger"); MALFORMED_EVENT when it
@@ -273,6 +342,8 @@ def _ledger_event(
         "data_location": data_location,
         "cloudevent": original,
     }
+    if batch_index is not None:  # body_sha256 is then the signed batch's; this event is its item
+        provenance["batch_index"] = batch_index
     # The distributed-tracing extension names the event's own trace; otherwise the request's is used.
     traceparent = original.get("traceparent")
     if not (isinstance(traceparent, str) and parse_traceparent(traceparent)):
