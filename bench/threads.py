@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.loadgen import percentile
+from controlplane.kernel.forking import database_close_for_fork
 
 
 def _ms(ordered: list[float], fraction: float) -> float | None:
@@ -36,19 +37,17 @@ def run_threads(
 def _run_processes(processes: int, threads: int, seconds: float, call: Callable[[int, int], None]) -> dict:
     import multiprocessing
 
-    from django.db import connections
-
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(processes + 1)  # each child's main thread, and this one
     results = context.Queue()
-    connections.close_all()  # each child opens its own
+    database_close_for_fork()  # each child opens its own
 
     def child(index: int) -> None:
         try:
             samples, errors, _ = _loops(threads, seconds, call, first=index * threads, barrier=barrier)
             results.put((samples, errors))
         finally:
-            connections.close_all()
+            database_close_for_fork()
 
     children = [context.Process(target=child, args=(i,), daemon=True) for i in range(processes)]
     for process in children:

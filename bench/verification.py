@@ -28,11 +28,12 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test import override_settings
 
 from bench.chain import ingest_like_fields
 from controlplane.kernel.canonical import canonical_bytes, format_time
+from controlplane.kernel.forking import database_close_for_fork
 
 # The ledger's own lock and shapes: the populated rows must be the ones `ledger_append` would write.
 from controlplane.ledger import crypto
@@ -153,7 +154,7 @@ def ed25519_baseline(*, events: int, workers: int) -> dict[str, Any]:
     )
     size = -(-len(rows) // workers)
     jobs = [(keys, rows[i : i + size]) for i in range(0, len(rows), size)]
-    connections.close_all()
+    database_close_for_fork()
     began = time.monotonic()
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
         valid = sum(pool.map(_bare_verify, jobs))
@@ -205,7 +206,7 @@ def _timed_runs(
     runs = []
     for worker_count in workers:
         for attempt in range(repeats):
-            connections.close_all()  # verify_chain forks its workers; each opens its own connection
+            database_close_for_fork()  # verify_chain forks its workers; each opens its own connection
             began = time.monotonic()
             result = verify_chain(workers=worker_count, first=1, last=events)
             seconds = time.monotonic() - began

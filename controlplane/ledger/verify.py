@@ -35,11 +35,12 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from controlplane.kernel.canonical import canonical_bytes, format_time
 from controlplane.kernel.errors import ControlPlaneError
+from controlplane.kernel.forking import database_close_for_fork
 from controlplane.ledger import crypto
 from controlplane.ledger.merkle import MerkleTree
 from controlplane.ledger.models import (
@@ -442,7 +443,7 @@ def _chunk_in_child(bounds: tuple[int, int, bool], with_leaves: bool = False) ->
     try:
         return _verify_chunk(bounds, with_leaves)
     finally:
-        connections.close_all()
+        database_close_for_fork()
 
 
 def head() -> tuple[int, str] | None:
@@ -472,7 +473,7 @@ def verify_chain(*, workers: int = 1, first: int = 1, last: int | None = None) -
         chunks = [_verify_chunk((first, last, True), with_leaves)]
         result = combine(chunks)
     else:
-        connections.close_all()
+        database_close_for_fork()
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
             chunks = list(
                 pool.map(

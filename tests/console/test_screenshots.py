@@ -126,7 +126,14 @@ def test_screenshots(page, operator):
     page.screenshot(path=OUT / "killswitch.png", full_page=True)
 
     incident_pages = shoot_incidents(page, operator, OUT)  # board, detail, signals, silences
+    _shoot_this_waves_pages(page, operator)
     assert {p.name for p in OUT.glob("*.png")} >= set(incident_pages) | {
+        "governance.png",
+        "learning.png",
+        "plugins.png",
+        "plugin-reviews.png",
+        "skills.png",
+        "channels-links.png",
         "approvals.png",
         "dashboard.png",
         "event.png",
@@ -203,3 +210,36 @@ def _demo_actions(operator) -> str:
     finally:
         celery_app.conf.task_always_eager = False
     return done.trace_id
+
+
+def _shoot_this_waves_pages(page, operator) -> None:
+    """The governance, plugins, skills, learning and channel pages, each with data of its own."""
+    from controlplane.kernel.shell import cli_actor
+    from learning.services import learning_calibrate
+    from plugins.demo import plugins_demo
+    from skills.demo import skills_demo
+
+    for capability in (
+        "governance.read",
+        "plugins.read",
+        "plugins.review",
+        "skills.read",
+        "learning.read",
+        "learning.review",
+        "channels.link",
+    ):
+        grant_add(principal=operator, capability=capability, actor="test")
+    plugins_demo(tenant=operator.tenant, actor=cli_actor())
+    skills_demo(actor=cli_actor())
+    learning_calibrate(tenant=operator.tenant, actor="system")
+    for path, name, selector in (
+        ("/governance/", "governance.png", "main"),
+        ("/plugins/", "plugins.png", "#health"),
+        ("/plugins/reviews/", "plugin-reviews.png", "main"),
+        ("/skills/", "skills.png", "#registry"),
+        ("/learning/", "learning.png", "#report"),
+        ("/channels/links/", "channels-links.png", "main"),
+    ):
+        page.goto(path)
+        page.wait_for_selector(selector)
+        page.screenshot(path=OUT / name, full_page=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
-from django.db import connections
 
+from controlplane.kernel.forking import database_close_for_fork
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 
@@ -27,7 +27,7 @@ def _writer(index: int, key_dir: str) -> int:
             ledger_append(type="controlplane.test.written", subject=f"writer/{index}", data={"n": n})
         return EVENTS_PER_WRITER
     finally:
-        connections.close_all()
+        database_close_for_fork()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -35,7 +35,7 @@ def test_parallel_writers_make_one_gap_free_chain(settings):
     from controlplane.ledger.services import ledger_append
 
     ledger_append(type="controlplane.test.written", subject="writer/setup", data={})  # creates the key
-    connections.close_all()
+    database_close_for_fork()
     context = multiprocessing.get_context("fork")
     with context.Pool(WRITERS) as pool:
         written = pool.starmap(_writer, [(i, str(settings.CONTROLPLANE_KEY_DIR)) for i in range(WRITERS)])
