@@ -93,6 +93,8 @@ class _TenantScoped:
     model: type
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "swagger_fake_view", False):  # the schema generator: no principal, no tenant
+            return self.model.objects.none()
         return self.model.objects.filter(tenant=self.request.user.tenant)
 
 
@@ -134,6 +136,7 @@ class ClaimViewSet(mixins.CreateModelMixin, viewsets.GenericViewSet):
 class FindingViewSet(_TenantScoped, viewsets.ReadOnlyModelViewSet):
     model = Finding
     serializer_class = FindingSerializer
+    lookup_field = "fingerprint"
     filterset_fields = ["status", "severity", "code"]
     required_capabilities = {
         "list": "learning.read",
@@ -143,7 +146,7 @@ class FindingViewSet(_TenantScoped, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=FindingDecisionSerializer, responses=FindingSerializer)
     @action(detail=True, methods=["post"])
-    def decide(self, request: Request, pk: str | None = None) -> Response:
+    def decide(self, request: Request, fingerprint: str | None = None) -> Response:
         """Confirm (the outcomes leave the rewards) or dismiss (the penalty lifts) a finding."""
         body = FindingDecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)

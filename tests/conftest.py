@@ -102,6 +102,8 @@ def _migration_data_reinstalled() -> None:
 
     for module, function in (
         ("skills.migrations.0002_core_skill", "_install"),
+        ("skills.migrations.0003_trust_store", "_core_to_v1"),
+        ("skills.migrations.0004_install_requests_action_limits", "_limits_from_manifests"),
         ("controlplane.policy.migrations.0002_shipped_profiles", "_forwards"),
     ):
         getattr(importlib.import_module(module), function)(apps, None)

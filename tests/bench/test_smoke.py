@@ -94,8 +94,10 @@ def test_signed_ingest_and_noop_through_gunicorn(tmp_path):
     assert [s.scheduled for s in sweep.steps] == [5, 10]
     assert [s.status_counts for s in sweep.steps] == [{"201": 5}, {"201": 10}]
     assert sweep.as_dict()["steps"][0]["cpu"]["cores_by_process"].keys() >= {"gunicorn", "generator", "other"}
-    # Every accepted delivery is one ledger event and one Delivery row; the no-op wrote nothing.
-    assert LedgerEvent.objects.count() - before == 35
+    # Every accepted delivery is one ledger event and one Delivery row; the no-op wrote nothing. (The server
+    # process attests its governance mode once at start-up: controlplane.governance.mode.attested.)
+    attested = LedgerEvent.objects.filter(type="controlplane.governance.mode.attested").count()
+    assert LedgerEvent.objects.count() - before - attested == 35
     assert LedgerEvent.objects.filter(type=ingest.EVENT_TYPE).count() == 35
     assert Delivery.objects.count() == 35
     assert verify_chain().ok

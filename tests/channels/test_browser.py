@@ -29,6 +29,7 @@ from controlplane.runtime import services as runtime
 from controlplane.runtime.models import Execution
 from tests.browser import sign_in
 from tests.console.flow import acme, agent, dev_policy, eager_tasks, prod_step_draft  # noqa: F401
+from tests.envelope import without_meta
 from tests.identity.factories import PrincipalFactory
 
 pytestmark = [
@@ -58,9 +59,9 @@ def slack_post(base: str, path: str, body: bytes, content_type: str) -> tuple[in
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
+            return response.status, without_meta(json.loads(response.read()))
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, without_meta(json.loads(error.read()))
 
 
 def click(base: str, connection, value: str, *, user: str, trigger: str) -> tuple[int, dict]:

@@ -22,6 +22,7 @@ from controlplane.ledger.models import LedgerEvent
 from tests.channels.chat import agent, connect, open_request
 from tests.channels.test_outbox import card_click
 from tests.channels.test_providers_slack import SECRET, click, command, event_body, post_event
+from tests.envelope import without_meta
 from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +66,7 @@ def test_started_in_the_api_the_code_goes_to_the_identity_and_typing_it_back_lin
     alice = person(slack.tenant)
     response = start_by_api(client, slack, alice)
     assert response.status_code == 201
-    assert set(response.json()) == {
+    assert set(without_meta(response)) == {
         "id",
         "connection",
         "provider",
@@ -79,7 +80,7 @@ def test_started_in_the_api_the_code_goes_to_the_identity_and_typing_it_back_lin
     to, code = sent_code(stand_in)
     assert to == "U100" and stand_in.seen[-1]["path"] == "/api/chat.postMessage"
     answer = post_event(client, slack, event_body(f"link {code}", event_id="Ev-link"))
-    assert answer.json() == {"ok": True, "action": "link", "linked": "acme/alice"}
+    assert without_meta(answer) == {"ok": True, "action": "link", "linked": "acme/alice"}
     identity = ChannelIdentity.objects.get()
     assert (identity.external_id, identity.principal) == ("U100", alice)
     assert ChannelLink.objects.get().status == LinkStatus.LINKED

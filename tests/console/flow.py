@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
-from django.apps import apps as django_apps
 
 from approvals.models import ApprovalRequest
 from controlplane.celery import app as celery_app
@@ -45,9 +42,7 @@ def eager_tasks():
     celery_app.conf.task_always_eager = False
 
 
-def core_skill_installed() -> None:
-    """Transactional tests end with a flush that empties migration data too; put the core skill back."""
-    importlib.import_module("skills.migrations.0002_core_skill")._install(django_apps, None)
+from tests.runtime.support import core_skill_installed  # noqa: E402  (one way to put the core skill back)
 
 
 @pytest.fixture

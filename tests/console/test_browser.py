@@ -100,6 +100,9 @@ def test_wrong_password_shows_the_reason_code(page, operator):
 
 def test_sign_out(page, operator):
     sign_in(page)
+    # The navigation badges load by htmx after the page: an answer arriving after the sign-out would send
+    # the browser to /login/?next=/ (the page it was loaded on), so let it arrive first.
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/login/$"))
     page.goto("/")

@@ -189,7 +189,7 @@ def test_api_assign_to_me_and_notes(client, incident, oncall, oncall_token):
     response = api_post(client, oncall_token, incident, "notes", text="checking the deploy")
     assert response.status_code == 201, response.content
     assert (response.json()["author"], response.json()["text"]) == (oncall.ref, "checking the deploy")
-    listed = client.get(f"/api/v1/incidents/{incident.pk}/notes/", **auth(oncall_token)).json()
+    listed = client.get(f"/api/v1/incidents/{incident.pk}/notes/", **auth(oncall_token)).json()["results"]
     assert [n["text"] for n in listed] == ["checking the deploy"]
     assert (
         client.get(f"/api/v1/incidents/{incident.pk}/", **auth(oncall_token)).json()["assignee"] == oncall.ref

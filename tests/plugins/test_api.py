@@ -13,6 +13,7 @@ from controlplane.ledger.models import LedgerEvent
 from controlplane.policy import services as policy
 from plugins.models import Plugin, ReviewItem
 from plugins.services import plugins_supervise
+from tests.envelope import without_meta
 from tests.identity.factories import PrincipalFactory, TenantFactory, token_for
 from tests.plugins.support import manifest, register
 
@@ -99,7 +100,7 @@ def test_quarantine_release_and_review_decisions_through_the_api(acme_alice):
         {"items": [item.pk], "decision": "quarantine", "reason": "disk failing"},
         format="json",
     ).json()
-    assert decided == {"outcomes": [{"item": item.pk, "status": "quarantined"}]}
+    assert without_meta(decided) == {"outcomes": [{"item": item.pk, "status": "quarantined"}]}
     assert bad.refresh().state == "quarantined"
     again = client.post("/api/v1/plugins/bad/quarantine/", {"reason": "again"}, format="json")
     assert (again.status_code, again.json()["code"]) == (409, "PLUGIN_ALREADY_QUARANTINED")

@@ -88,8 +88,12 @@ def local_runner(tmp_path: Path, *, secret: str | None = None, name: str = "ops"
 
 def core_skill_installed() -> None:
     """Transactional tests end with a flush that empties migration data too; put the core skill back."""
-    install = importlib.import_module("skills.migrations.0002_core_skill")._install
-    install(django_apps, None)
+    for module, function in (
+        ("skills.migrations.0002_core_skill", "_install"),
+        ("skills.migrations.0003_trust_store", "_core_to_v1"),
+        ("skills.migrations.0004_install_requests_action_limits", "_limits_from_manifests"),
+    ):
+        getattr(importlib.import_module(module), function)(django_apps, None)
 
 
 def closed_port() -> int:

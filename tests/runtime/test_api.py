@@ -257,11 +257,11 @@ def test_held_executions_are_listed_and_decided_one_by_one(
             {"execution": first, "decision": "resume", "reason": "go"},
             olga,
         )
-    assert resumed.status_code == 200 and [h["execution"] for h in resumed.json()] == [second]
+    assert resumed.status_code == 200 and [h["execution"] for h in resumed.json()["results"]] == [second]
     cancelled = post(
         client, "/api/v1/killswitch/held/", {"execution": second, "decision": "cancel", "reason": "no"}, olga
     )
-    assert cancelled.status_code == 200 and cancelled.json() == []
+    assert cancelled.status_code == 200 and cancelled.json()["results"] == []
     statuses = [
         get(client, f"/api/v1/executions/{e}/", agent_token).json()["status"] for e in (first, second)
     ]

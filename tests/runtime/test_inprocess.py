@@ -64,9 +64,22 @@ def test_a_request_runs_the_overdue_approval_expiry(operator, client):
 
 def test_each_entry_runs_at_most_once_per_its_period():
     first = run_due_periodic_work(now=1000.0)
-    assert first == ["approvals-sweep", "ledger-checkpoint", "runtime-sweep"]
+    assert first == [
+        "approvals-sweep",  # 30 s
+        "channels-outbox-sweep",  # 10 s
+        "channels-refusals-digest",  # 1 h
+        "learning-calibrate",  # a day
+        "ledger-checkpoint",  # 5 min
+        "plugins-supervise",  # 5 s
+        "runtime-sweep",  # 15 s
+    ]
     assert run_due_periodic_work(now=1001.0) == []
-    assert run_due_periodic_work(now=1000.0 + 31) == ["approvals-sweep", "runtime-sweep"]
+    assert run_due_periodic_work(now=1000.0 + 31) == [
+        "approvals-sweep",
+        "channels-outbox-sweep",
+        "plugins-supervise",
+        "runtime-sweep",
+    ]
 
 
 def test_a_retry_runs_on_a_later_request_once_its_backoff_passed(
