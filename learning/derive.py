@@ -114,6 +114,27 @@ class Folded:
     last_time: str = ""
 
 
+# The keys the fold reads of each event type (its contract requires them); an event without them is skipped.
+_REQUIRED = {
+    "controlplane.plan.compiled": ("plan",),
+    "controlplane.plan.verified": ("execution",),
+    "controlplane.execution.": ("execution",),
+    "controlplane.approval.request.opened": ("request",),
+    "controlplane.approval.request.decided": ("request",),
+    "controlplane.incident.": ("incident",),
+    "controlplane.learning.label.recorded": ("outcome", "reviewer", "label"),
+    "controlplane.learning.claim.recorded": ("outcome", "result"),
+    "controlplane.learning.finding.": ("fingerprint",),
+}
+
+
+def _has_keys(kind: str, data: dict[str, Any]) -> bool:
+    for prefix, keys in _REQUIRED.items():
+        if kind == prefix or (prefix.endswith(".") and kind.startswith(prefix)):
+            return all(key in data for key in keys)
+    return True
+
+
 def _when(event: Any) -> str:
     return event.time.isoformat() if hasattr(event.time, "isoformat") else str(event.time)
 
@@ -133,6 +154,8 @@ def outcomes_fold(events: Iterable[Any]) -> Folded:
     for event in events:
         folded.last_seq, folded.last_time = max(folded.last_seq, event.seq), _when(event)
         kind, data = event.type, event.data
+        if not isinstance(data, dict) or not _has_keys(kind, data):
+            continue  # an event off its contract (hand-written demo data): nothing to learn from it
         if kind == "controlplane.plan.compiled":
             plans[data["plan"]] = data.get("steps", [])
         elif kind == "controlplane.plan.verified":

@@ -84,7 +84,8 @@ def reliability_svg(bins: list[Bin], *, size: int = 240, title: str = "reliabili
         return round(size - pad - value * inner, 1)
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size}" height="{size}" '
+        'role="img" '
         f'aria-label="{escape(title)}" class="chart">',
         f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" stroke="currentColor" '
         'stroke-opacity="0.3"/>',

@@ -233,12 +233,12 @@ def _shoot_this_waves_pages(page, operator) -> None:
     skills_demo(actor=cli_actor())
     learning_calibrate(tenant=operator.tenant, actor="system")
     for path, name, selector in (
-        ("/governance/", "governance.png", "main"),
+        ("/governance/", "governance.png", "h1"),
         ("/plugins/", "plugins.png", "#health"),
-        ("/plugins/reviews/", "plugin-reviews.png", "main"),
+        ("/plugins/reviews/", "plugin-reviews.png", "h1"),
         ("/skills/", "skills.png", "#registry"),
         ("/learning/", "learning.png", "#report"),
-        ("/channels/links/", "channels-links.png", "main"),
+        ("/channels/links/", "channels-links.png", "h1"),
     ):
         page.goto(path)
         page.wait_for_selector(selector)
