@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from controlplane.kernel.canonical import canonical_bytes, format_time
 from controlplane.kernel.errors import ControlPlaneError
-from controlplane.kernel.forking import database_close_for_fork
+from controlplane.kernel.forking import database_close_for_fork, database_unpooled
 from controlplane.ledger import crypto
 from controlplane.ledger.merkle import MerkleTree
 from controlplane.ledger.models import (
@@ -440,6 +440,7 @@ def chunk_bounds(first: int, last: int, workers: int) -> list[tuple[int, int, bo
 
 
 def _chunk_in_child(bounds: tuple[int, int, bool], with_leaves: bool = False) -> ChunkResult:
+    database_unpooled()
     try:
         return _verify_chunk(bounds, with_leaves)
     finally:

@@ -6,7 +6,7 @@ import multiprocessing
 
 import pytest
 
-from controlplane.kernel.forking import database_close_for_fork
+from controlplane.kernel.forking import database_close_for_fork, database_unpooled
 from controlplane.ledger.models import LedgerEvent
 from controlplane.ledger.verify import verify_chain
 
@@ -22,6 +22,7 @@ def _writer(index: int, key_dir: str) -> int:
 
     settings.CONTROLPLANE_KEY_DIR = key_dir
     crypto.forget_loaded_keys()
+    database_unpooled()
     try:
         for n in range(EVENTS_PER_WRITER):
             ledger_append(type="controlplane.test.written", subject=f"writer/{index}", data={"n": n})
