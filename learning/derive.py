@@ -280,8 +280,8 @@ def _execution_outcome(
     approvers = sorted(set(approvals_of_trace.get(execution.trace_id, [])))
     tiers = [t for t in execution.tiers if t in TIER_ORDER]
     complete = execution.verified and execution.started and bool(steps)
-    if execution.needs_approval:
-        complete = (complete and bool(approvers)) or (result != "completed" and complete)
+    if execution.needs_approval and result == "completed":  # it ran: a person must have approved it
+        complete = complete and bool(approvers)
     return OutcomeFacts(
         id=outcome_id("execution", execution.id),
         kind="execution",

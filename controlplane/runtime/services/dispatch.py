@@ -41,7 +41,7 @@ def step_block(*, run: StepRun, codes: list[str], at: datetime) -> None:
         type="controlplane.execution.step.blocked",
         subject=f"execution/{execution.id}",
         reason_codes=list(codes),
-        data={"execution": execution.id, "step": run.step.key, "execution_key": run.step.execution_key},
+        data=_step_ref(run),
         tenant=execution.tenant.slug,
         actor="system",
         time=at,
